@@ -1,0 +1,35 @@
+{#- Helpers for delay columns, which are whole minutes (negative = early). -#}
+
+{% macro is_delayed(column, threshold_minutes=15) -%}
+    {#- True when `column` is more than the threshold late, false when not, null when unknown
+        (a cancelled or diverted flight has no arrival delay). The FAA counts a flight as
+        on time when it arrives less than 15 minutes late. -#}
+    ({{ column }} > {{ threshold_minutes }})
+{%- endmacro %}
+
+{% macro minutes_to_hours(column, digits=2) -%}
+    round({{ column }} / 60.0, {{ digits }})
+{%- endmacro %}
+
+{% macro hhmm_to_time(column) -%}
+    {#- A clock time stored as an integer HHMM (517 = 05:17; 2400 = midnight) as a TIME. -#}
+    case
+        when {{ column }} is not null
+            then make_time(({{ column }} // 100) % 24, {{ column }} % 100, 0)
+    end
+{%- endmacro %}
+
+{% macro partition_window_filter(date_column) -%}
+    {#- Which rows an incremental run rebuilds, by day. With `--vars '{start_date: 2013-03-01,
+        end_date: 2013-04-01}'` the window [start_date, end_date) is rebuilt (a backfill, on a
+        new table too); otherwise an incremental run rebuilds from the last day already loaded,
+        and a full build takes every row. -#}
+    {%- if var('start_date', none) is not none -%}
+        {{ date_column }} >= date '{{ var("start_date") }}'
+        and {{ date_column }} < date '{{ var("end_date", "9999-12-31") }}'
+    {%- elif is_incremental() -%}
+        {{ date_column }} >= (select max({{ date_column }}) from {{ this }})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,122 @@
+"""The Python-asset API: `@asset` turns a plain function into an asset definition."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlorch.warehouse.base import Warehouse
+
+
+@dataclass(frozen=True, slots=True)
+class AssetDefinition:
+    """A Python asset as declared by `@asset`; the loader turns it into an `AssetNode`."""
+
+    fn: Callable[..., Any]
+    name: str
+    schema: str | None = None
+    key: str | None = None
+    deps: tuple[str, ...] = ()
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    code_version: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    pool: str | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def takes_context(self) -> bool:
+        """True when the function declares a `context` parameter."""
+        return "context" in inspect.signature(self.fn).parameters
+
+
+def asset(
+    fn: Callable[..., Any] | None = None,
+    *,
+    key: str | None = None,
+    name: str | None = None,
+    schema: str | None = None,
+    deps: Iterable[str] = (),
+    description: str | None = None,
+    tags: Iterable[str] = (),
+    code_version: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    pool: str | None = None,
+) -> Any:
+    """Declare a Python asset.
+
+    Use bare (`@asset`) or with arguments (`@asset(schema="raw", deps=["stg_flights"])`).
+    The function returns the table's rows (a pyarrow Table or RecordBatchReader, anything with
+    the Arrow PyCapsule interface such as a pandas or polars DataFrame, or a DuckDB relation),
+    or takes a `context` argument and writes through `context.warehouse` itself.
+
+    Args:
+        key: the full `schema.name` key; default `<schema>.<function name>`.
+        name: the table name; default the function's name.
+        schema: the schema; default the `asset_schema` setting ("raw").
+        deps: upstream asset keys or dbt node names this asset reads.
+        description: shown by `sqlorch ls`; default the docstring's first paragraph.
+        tags: selectable with `tag:NAME`.
+        code_version: an explicit version; default a hash of the function's source.
+        metadata: free-form values recorded with the asset.
+        pool: a named concurrency pool (see the `pools` setting).
+    """
+
+    def wrap(f: Callable[..., Any]) -> AssetDefinition:
+        doc = inspect.getdoc(f) or ""
+        return AssetDefinition(
+            fn=f,
+            name=name or f.__name__,
+            schema=schema,
+            key=key,
+            deps=tuple(deps),
+            description=description if description is not None else doc.split("\n\n")[0],
+            tags=tuple(tags),
+            code_version=code_version,
+            metadata=dict(metadata or {}),
+            pool=pool,
+        )
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap
+
+
+@dataclass(slots=True)
+class MaterializeResult:
+    """A Python asset's return value when it also reports metadata."""
+
+    data: Any = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AssetContext:
+    """What a Python asset receives as its `context` argument."""
+
+    key: str
+    run_id: str
+    warehouse: Warehouse
+    log: logging.Logger
+    partition: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> str:
+        """The schema of the asset's table."""
+        return self.key.rsplit(".", 1)[0]
+
+    @property
+    def table(self) -> str:
+        """The asset's table name (without schema)."""
+        return self.key.rsplit(".", 1)[1]
+
+    def add_metadata(self, **values: Any) -> None:
+        """Record metadata with this materialization."""
+        self.metadata.update(values)

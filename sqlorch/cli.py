@@ -1,0 +1,440 @@
+"""The `sqlorch` command line: thin commands over the core, heavy imports deferred."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from sqlorch.errors import SqlorchError
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options every project command takes."""
+    fn = click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")(fn)
+    fn = click.option("--target", "-t", help="dbt profile target (default: the profile's).")(fn)
+    fn = click.option(
+        "--profiles-dir", type=click.Path(file_okay=False), help="Folder of profiles.yml."
+    )(fn)
+    fn = click.option(
+        "--project-dir", type=click.Path(file_okay=False), help="Folder of dbt_project.yml."
+    )(fn)
+    return fn
+
+
+def _selection(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--exclude", multiple=True, help="Assets to leave out (same syntax as --select)."
+    )(fn)
+    fn = click.option(
+        "--select",
+        "-s",
+        multiple=True,
+        help="dbt selection syntax over all assets: name, +name, name+, tag:x, path:, "
+        "source:, kind:python, '*'. Space = union, comma = intersection.",
+    )(fn)
+    return fn
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.get("debug", False)
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        try:
+            return fn(*args, **kwargs)
+        except SqlorchError as exc:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            _err().print(f"[red]Error:[/] {exc.message}", highlight=False)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _err().print("[yellow]Interrupted.[/]")
+            sys.exit(130)
+
+    return wrapper
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _settings(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    threads: int | None = None,
+) -> Any:
+    from sqlorch.settings import load_settings
+
+    return load_settings(
+        project_dir=project_dir, profiles_dir=profiles_dir, target=target, threads=threads
+    )
+
+
+def _emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sqlorch")
+def cli() -> None:
+    """sqlorch: build the tables of a dbt + Python analytics repo as one asset graph."""
+
+
+@cli.command()
+@_common
+@_selection
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@_handle_errors
+def build(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Materialize the selected assets (default: all) in dependency order."""
+    from sqlorch.project import load_project
+    from sqlorch.render import TerminalRenderer
+    from sqlorch.run import execute, plan_build
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    project = load_project(settings)
+    store = StateStore(settings.state_path)
+    plan = plan_build(project, store, select, exclude)
+    if dry_run:
+        if as_json:
+            _emit_json(
+                {
+                    "steps": [
+                        {
+                            "key": s.key,
+                            "kind": s.kind.value,
+                            "partitions": None,
+                            "reasons": list(s.reasons),
+                        }
+                        for s in plan.steps
+                    ]
+                }
+            )
+        else:
+            console = _console()
+            console.print(f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks")
+            for s in plan.steps:
+                console.print(f"  {s.kind.value:<8} {s.key:<44} [dim]{'; '.join(s.reasons)}[/]")
+        return
+    if not plan.steps and not plan.checks:
+        _console().print("Nothing to build: the selection holds only observed sources.")
+        return
+    console = _console()
+    renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
+    try:
+        outcome = execute(
+            project,
+            plan,
+            store,
+            [renderer],
+            selection=" ".join([*select, *(f"--exclude {e}" for e in exclude)]),
+            threads=threads,
+        )
+    finally:
+        renderer.close()
+    console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
+    if outcome.status != "success":
+        sys.exit(1)
+
+
+@cli.command(name="ls")
+@_common
+@_selection
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (DESIGN.md §10).")
+@_handle_errors
+def ls_cmd(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """List assets: kind, key, upstream keys, partitions."""
+    from sqlorch.project import load_project
+    from sqlorch.run import select_assets
+
+    project = load_project(_settings(project_dir, profiles_dir, target))
+    keys = select_assets(project, select, exclude) if (select or exclude) else None
+    nodes = [n for n in project.graph if keys is None or n.key in keys]
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "key": n.key,
+                    "kind": n.kind.value,
+                    "deps": list(n.deps),
+                    "partitions": dict(n.partitions) if n.partitions else None,
+                    "file": n.file,
+                    "tags": list(n.tags),
+                    "columns": [{"name": c.name, "type": c.type} for c in n.columns],
+                    "description": n.description,
+                    "materialized": n.materialized,
+                }
+                for n in nodes
+            ]
+        )
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("kind", "key", "upstream", "partitions"):
+        table.add_column(col, overflow="fold")
+    for n in nodes:
+        table.add_row(
+            n.kind.value,
+            n.key,
+            ", ".join(n.deps) or "-",
+            json.dumps(dict(n.partitions)) if n.partitions else "-",
+        )
+    _console().print(table)
+
+
+@cli.command()
+@_common
+@_selection
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (DESIGN.md §10).")
+@_handle_errors
+def status(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show each asset's last materialization, rows, duration, last run and outcome."""
+    from sqlorch.project import load_project
+    from sqlorch.run import select_assets
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target)
+    project = load_project(settings)
+    keys = select_assets(project, select, exclude) if (select or exclude) else None
+    states = StateStore(settings.state_path, readonly=True).asset_states()
+    rows = []
+    for n in project.graph:
+        if keys is not None and n.key not in keys:
+            continue
+        st = states.get(n.key)
+        reasons = []
+        if n.is_materializable:
+            if st is None or st.last_materialized_at is None:
+                reasons.append("never materialized")
+            if st is not None and st.last_status in ("failed", "skipped"):
+                reasons.append(f"last attempt {st.last_status} (run {st.last_run_id})")
+        rows.append(
+            {
+                "key": n.key,
+                "kind": n.kind.value,
+                "stale": bool(reasons),
+                "reasons": reasons,
+                "last_materialized_at": st.last_materialized_at if st else None,
+                "rows": st.rows if st else None,
+                "duration_s": st.duration_s if st else None,
+                "last_run_id": st.last_run_id if st else None,
+                "last_outcome": st.last_status if st else None,
+                "partitions": None,
+            }
+        )
+    if as_json:
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    from sqlorch.render import fmt_seconds
+
+    table = Table(box=None, pad_edge=False)
+    for col in (
+        "kind",
+        "key",
+        "last materialized",
+        "rows",
+        "duration",
+        "last run",
+        "outcome",
+        "stale",
+    ):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        outcome = r["last_outcome"] or "-"
+        color = {"success": "green", "failed": "red", "skipped": "yellow"}.get(outcome, "dim")
+        table.add_row(
+            r["kind"],
+            r["key"],
+            (r["last_materialized_at"] or "-")[:19].replace("T", " "),
+            f"{r['rows']:,}" if isinstance(r["rows"], int) else "-",
+            fmt_seconds(r["duration_s"]) or "-",
+            r["last_run_id"] or "-",
+            f"[{color}]{outcome}[/]",
+            "; ".join(r["reasons"]) or "no",
+        )
+    _console().print(table)
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (DESIGN.md §10).")
+@click.option("--limit", "-n", type=int, default=50, show_default=True, help="Newest N runs.")
+@_handle_errors
+def runs(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+    limit: int,
+) -> None:
+    """List runs: id, started, finished, status, counts."""
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target)
+    records = StateStore(settings.state_path, readonly=True).runs(limit)
+    docs = [
+        {
+            "run_id": r.run_id,
+            "command": r.command,
+            "selection": r.selection,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "status": r.status,
+            "assets": {"succeeded": r.succeeded, "failed": r.failed, "skipped": r.skipped},
+        }
+        for r in records
+    ]
+    if as_json:
+        _emit_json(docs)
+        return
+    if not docs:
+        _console().print("No runs yet. `sqlorch build` starts one.")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("run", "started", "finished", "status", "ok", "failed", "skipped", "selection"):
+        table.add_column(col)
+    for d in docs:
+        color = {"success": "green", "failed": "red", "running": "cyan"}.get(d["status"], "yellow")
+        table.add_row(
+            d["run_id"],
+            d["started_at"][:19].replace("T", " "),
+            (d["finished_at"] or "-")[:19].replace("T", " "),
+            f"[{color}]{d['status']}[/]",
+            str(d["assets"]["succeeded"]),
+            str(d["assets"]["failed"]),
+            str(d["assets"]["skipped"]),
+            d["selection"] or "*",
+        )
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@_common
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per line (jq-ready).")
+@_handle_errors
+def logs(
+    run_id: str | None,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Print a run's structured event log (default: the last run)."""
+    from sqlorch.errors import ConfigError
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target)
+    store = StateStore(settings.state_path, readonly=True)
+    if run_id is None:
+        last = store.runs(1)
+        if not last:
+            raise ConfigError("No runs yet: `sqlorch build` starts one.")
+        record = last[0]
+    else:
+        found = store.run(run_id)
+        if found is None:
+            raise ConfigError(
+                f"No run {run_id!r} in {settings.state_path}. `sqlorch runs` lists the runs."
+            )
+        record = found
+    console = None if as_json else _console()
+    for ev in store.events(record.run_id):
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "ts": ev.ts,
+                        "run_id": ev.run_id,
+                        "kind": ev.kind,
+                        "asset": ev.asset,
+                        "level": ev.level,
+                        "message": ev.message,
+                        "data": ev.data,
+                    },
+                    default=str,
+                )
+            )
+            continue
+        assert console is not None
+        color = {"error": "red", "warning": "yellow", "debug": "dim"}.get(ev.level, "")
+        detail = ev.message
+        if ev.kind == "asset_materialized":
+            from sqlorch.render import fmt_rows, fmt_seconds
+
+            detail = f"{fmt_rows(ev.data.get('rows'))} {fmt_seconds(ev.data.get('duration_s'))}"
+        elif ev.kind in ("run_finished", "dbt_invocation_started", "dbt_invocation_finished"):
+            detail = " ".join(
+                f"{k}={v}" for k, v in ev.data.items() if k not in ("args",) and v is not None
+            )
+        line = f"{ev.ts[11:23]} {ev.kind:<24} {ev.asset or '':<40} {detail}"
+        console.print(f"[{color}]{line}[/]" if color else line, highlight=False, markup=bool(color))
+        if debug and ev.data.get("traceback"):
+            console.print(ev.data["traceback"], markup=False)
+
+
+def main() -> None:
+    """Entry point of the `sqlorch` console script."""
+    cli(prog_name="sqlorch")
+
+
+if __name__ == "__main__":
+    main()

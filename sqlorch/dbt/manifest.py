@@ -1,0 +1,234 @@
+"""Translate a dbt `manifest.json` into asset and check nodes (dict access stays here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlorch.errors import ProjectError
+from sqlorch.graph import AssetKind, AssetNode, CheckNode, Column
+
+_KINDS = {"model": AssetKind.MODEL, "seed": AssetKind.SEED, "snapshot": AssetKind.SNAPSHOT}
+RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test"})
+
+
+@dataclass(frozen=True, slots=True)
+class DbtSource:
+    """A dbt source: `key` is the relation it reads; it becomes an asset or merges into one."""
+
+    unique_id: str
+    key: str
+    source_name: str
+    name: str
+    file: str | None
+    fqn: tuple[str, ...]
+    description: str
+    tags: tuple[str, ...]
+    package: str
+    columns: tuple[Column, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DbtProject:
+    """What sqlorch keeps of a parsed dbt project."""
+
+    name: str
+    assets: tuple[AssetNode, ...]
+    sources: tuple[DbtSource, ...]
+    checks: tuple[CheckNode, ...]
+    # unique_id -> fqn of every node `dbt build` can run (used to compress selections)
+    runnable_fqns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # unique_ids of ephemeral models (always "covered" when compressing selections)
+    ephemeral: frozenset[str] = frozenset()
+    hook_count: int = 0
+    adapter_type: str | None = None
+
+
+def _key(schema: str | None, name: str) -> str:
+    return f"{schema or 'main'}.{name}".lower()
+
+
+def _columns(raw: Mapping[str, Any] | None) -> tuple[Column, ...]:
+    if not raw:
+        return ()
+    return tuple(Column(c.get("name", n), c.get("data_type") or "") for n, c in raw.items())
+
+
+def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
+    """Turn a manifest.json document into a `DbtProject`.
+
+    Ephemeral models are not assets (they produce no relation): their dependencies are
+    passed through to the models that use them.
+
+    Raises:
+        ProjectError: the manifest is not a dbt manifest.
+    """
+    try:
+        nodes: Mapping[str, Any] = manifest["nodes"]
+        sources_raw: Mapping[str, Any] = manifest.get("sources", {})
+        unit_tests: Mapping[str, Any] = manifest.get("unit_tests", {})
+        meta = manifest.get("metadata", {})
+    except (KeyError, TypeError) as exc:
+        raise ProjectError(f"Not a dbt manifest (missing {exc}).") from exc
+    project_name = str(meta.get("project_name") or "")
+
+    key_of: dict[str, str] = {}
+    ephemeral: dict[str, tuple[str, ...]] = {}
+    for uid, n in nodes.items():
+        rtype = n.get("resource_type")
+        if rtype not in _KINDS:
+            continue
+        if n.get("config", {}).get("materialized") == "ephemeral":
+            ephemeral[uid] = tuple(n.get("depends_on", {}).get("nodes", ()))
+            continue
+        key_of[uid] = _key(n.get("schema"), n.get("alias") or n["name"])
+
+    sources: list[DbtSource] = []
+    for uid, s in sources_raw.items():
+        key = _key(s.get("schema"), s.get("identifier") or s["name"])
+        key_of[uid] = key
+        sources.append(
+            DbtSource(
+                unique_id=uid,
+                key=key,
+                source_name=s.get("source_name", ""),
+                name=s["name"],
+                file=s.get("original_file_path"),
+                fqn=tuple(s.get("fqn", ())),
+                description=s.get("description") or "",
+                tags=tuple(s.get("tags", ())),
+                package=s.get("package_name", ""),
+                columns=_columns(s.get("columns")),
+            )
+        )
+
+    def resolve(dep_ids: Any, seen: frozenset[str] = frozenset()) -> list[str]:
+        out: list[str] = []
+        for dep in dep_ids:
+            if dep in key_of:
+                out.append(key_of[dep])
+            elif dep in ephemeral and dep not in seen:
+                out.extend(resolve(ephemeral[dep], seen | {dep}))
+        return out
+
+    assets: list[AssetNode] = []
+    checks: list[CheckNode] = []
+    runnable: dict[str, tuple[str, ...]] = {}
+    hooks = 0
+    for uid, n in nodes.items():
+        rtype = n.get("resource_type")
+        config = n.get("config", {}) or {}
+        if rtype == "operation":
+            hooks += 1
+            continue
+        if rtype in RUNNABLE_TYPES:
+            runnable[uid] = tuple(n.get("fqn", ()))
+        if rtype in _KINDS and uid in key_of:
+            deps = tuple(dict.fromkeys(resolve(n.get("depends_on", {}).get("nodes", ()))))
+            assets.append(
+                AssetNode(
+                    key=key_of[uid],
+                    kind=_KINDS[rtype],
+                    name=n["name"],
+                    deps=deps,
+                    fqn=tuple(n.get("fqn", ())),
+                    file=n.get("original_file_path"),
+                    description=n.get("description") or "",
+                    tags=tuple(n.get("tags", ())),
+                    package=n.get("package_name"),
+                    unique_id=uid,
+                    materialized=config.get("materialized"),
+                    columns=_columns(n.get("columns")),
+                    code_version=(n.get("checksum") or {}).get("checksum"),
+                    metadata=dict(n.get("meta") or {}),
+                )
+            )
+        elif rtype == "test":
+            tested = tuple(dict.fromkeys(resolve(n.get("depends_on", {}).get("nodes", ()))))
+            checks.append(
+                CheckNode(
+                    unique_id=uid,
+                    name=n["name"],
+                    asset_keys=tested,
+                    fqn=tuple(n.get("fqn", ())),
+                    file=n.get("original_file_path"),
+                    severity=str(config.get("severity") or "error"),
+                    tags=tuple(n.get("tags", ())),
+                )
+            )
+    for uid, u in unit_tests.items():
+        runnable[uid] = tuple(u.get("fqn", ()))
+        tested = tuple(dict.fromkeys(resolve(u.get("depends_on", {}).get("nodes", ()))))
+        checks.append(
+            CheckNode(
+                unique_id=uid,
+                name=u["name"],
+                asset_keys=tested,
+                fqn=tuple(u.get("fqn", ())),
+                file=u.get("original_file_path"),
+                is_unit_test=True,
+            )
+        )
+    for uid in ephemeral:
+        runnable[uid] = tuple(nodes[uid].get("fqn", ()))
+    return DbtProject(
+        name=project_name,
+        assets=tuple(assets),
+        sources=tuple(sources),
+        checks=tuple(checks),
+        runnable_fqns=runnable,
+        ephemeral=frozenset(ephemeral),
+        hook_count=hooks,
+        adapter_type=meta.get("adapter_type"),
+    )
+
+
+def compress_selection(
+    chosen: set[str], runnable_fqns: Mapping[str, tuple[str, ...]], always: frozenset[str]
+) -> list[str]:
+    """Return `fqn:` selectors that select exactly `chosen` among the runnable nodes.
+
+    A subtree of the fqn hierarchy whose every node is chosen (or in `always`) becomes one
+    selector, so a whole-project build is `fqn:project` rather than a thousand selectors.
+    """
+    tree: dict[str, Any] = {}
+    for uid, fqn in runnable_fqns.items():
+        node = tree
+        for part in fqn:
+            node = node.setdefault(part, {})
+        node.setdefault("\0ids", []).append(uid)
+
+    def covered(node: dict[str, Any]) -> tuple[bool, bool]:
+        """(every node under is chosen-or-always, any node under is chosen)"""
+        full, anyc = True, False
+        for k, v in node.items():
+            if k == "\0ids":
+                for uid in v:
+                    c = uid in chosen
+                    anyc |= c
+                    full &= c or uid in always
+            else:
+                f, a = covered(v)
+                full &= f
+                anyc |= a
+        return full, anyc
+
+    out: list[str] = []
+
+    def emit(node: dict[str, Any], path: tuple[str, ...]) -> None:
+        full, anyc = covered(node)
+        if not anyc:
+            return
+        if full and path:
+            out.append("fqn:" + ".".join(path))
+            return
+        for k, v in sorted(node.items()):
+            if k == "\0ids":
+                # nodes whose fqn ends here but the subtree is not fully chosen
+                out.extend("fqn:" + ".".join(path) for uid in v if uid in chosen)
+            else:
+                emit(v, (*path, k))
+
+    emit(tree, ())
+    return list(dict.fromkeys(out))

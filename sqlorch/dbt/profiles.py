@@ -1,0 +1,124 @@
+"""Find and read dbt profiles the way dbt does, to open the same warehouse as dbt."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlorch.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The resolved dbt target: which adapter and where its data lives."""
+
+    profile: str
+    name: str
+    type: str
+    profiles_file: Path
+    path: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+
+
+def read_project_file(project_dir: Path) -> dict[str, Any]:
+    """Read dbt_project.yml.
+
+    Raises:
+        ConfigError: the file is missing or not valid YAML.
+    """
+    import yaml
+
+    path = project_dir / "dbt_project.yml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"No dbt_project.yml in {project_dir}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a YAML mapping (name:, profile:, ...).")
+    return data
+
+
+def find_profiles_dir(explicit: Path | None, cwd: Path | None = None) -> Path:
+    """Return the folder of profiles.yml: explicit, else ./profiles.yml, else ~/.dbt."""
+    if explicit is not None:
+        return explicit
+    here = cwd or Path.cwd()
+    if (here / "profiles.yml").is_file():
+        return here
+    return Path.home() / ".dbt"
+
+
+def read_target(
+    project_dir: Path, profiles_dir: Path, target: str | None, env: Mapping[str, str] | None = None
+) -> Target:
+    """Resolve the dbt target this project runs against.
+
+    Raises:
+        ConfigError: profiles.yml is missing, malformed, or lacks the profile or target.
+    """
+    import jinja2
+    import yaml
+
+    env = os.environ if env is None else env
+    project = read_project_file(project_dir)
+    profile_name = str(project.get("profile") or project.get("name") or "")
+    path = profiles_dir / "profiles.yml"
+    if not path.is_file():
+        raise ConfigError(
+            f"No profiles.yml found for dbt profile {profile_name!r}: looked in {profiles_dir}. "
+            "Pass --profiles-dir, set DBT_PROFILES_DIR, put profiles.yml in the current folder "
+            "or in ~/.dbt/, or set `profiles_dir` under [tool.sqlorch]."
+        )
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{path} reads the environment variable {name!r} (env_var), which is not set "
+            "and has no default. Set it and run again."
+        )
+
+    try:
+        rendered = (
+            jinja2.Environment(undefined=jinja2.StrictUndefined)
+            .from_string(path.read_text())
+            .render(env_var=env_var)
+        )
+        profiles = yaml.safe_load(rendered) or {}
+    except (jinja2.TemplateError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} could not be read: {exc}. Fix the file and run again.") from exc
+    profile = profiles.get(profile_name)
+    if not isinstance(profile, dict):
+        raise ConfigError(
+            f"{path} has no profile {profile_name!r} (named by `profile:` in "
+            f"{project_dir / 'dbt_project.yml'}). Profiles there: "
+            f"{', '.join(k for k in profiles if k != 'config') or 'none'}."
+        )
+    outputs = profile.get("outputs") or {}
+    name = target or profile.get("target") or "default"
+    out = outputs.get(name)
+    if not isinstance(out, dict):
+        raise ConfigError(
+            f"Profile {profile_name!r} in {path} has no target {name!r}. "
+            f"Its targets: {', '.join(outputs) or 'none'}. Pick one with --target."
+        )
+    if "type" not in out:
+        raise ConfigError(f"Target {name!r} of profile {profile_name!r} in {path} has no `type`.")
+    threads = out.get("threads")
+    return Target(
+        profile=profile_name,
+        name=str(name),
+        type=str(out["type"]),
+        profiles_file=path,
+        path=str(out["path"]) if out.get("path") is not None else None,
+        config=dict(out.get("config_options") or {}),
+        threads=int(threads) if isinstance(threads, int) else None,
+    )

@@ -1,0 +1,264 @@
+"""Run dbt in process through its programmatic entry point, one invocation at a time.
+
+dbt's `dbtRunner` is not safe to call from two threads at once: every invocation here holds
+a process-wide lock. Each invocation writes its artifacts and logs under the run's folder so
+runs never overwrite each other's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlorch.errors import ProjectError
+
+log = logging.getLogger(__name__)
+
+_INVOKE_LOCK = threading.Lock()
+_FILE_RE = re.compile(r"\(([^()\s]+\.(?:sql|yml|yaml|py|csv))\)")
+_LINE_RE = re.compile(r"line (\d+)")
+
+
+class DbtPhase(StrEnum):
+    """What a dbt node event reports."""
+
+    STARTED = "started"
+    FINISHED = "finished"
+    LOG = "log"
+
+
+@dataclass(frozen=True, slots=True)
+class DbtNodeEvent:
+    """One event of one dbt node, as sqlorch records it."""
+
+    unique_id: str
+    phase: DbtPhase
+    status: str = ""
+    message: str = ""
+    level: str = "info"
+    rows_affected: int | None = None
+    execution_time: float | None = None
+
+
+@dataclass(slots=True)
+class InvocationResult:
+    """The outcome of one dbt invocation."""
+
+    success: bool
+    statuses: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class DbtInvoker:
+    """Runs dbt commands in this process for one project, profile and target."""
+
+    project_dir: Path
+    profiles_dir: Path | None
+    target: str | None
+    artifacts_dir: Path
+    manifest: Any = None
+
+    def common_args(self, target_path: Path, log_path: Path) -> list[str]:
+        """Return the flags every invocation shares."""
+        args = [
+            "--project-dir",
+            str(self.project_dir),
+            "--target-path",
+            str(target_path),
+            "--log-path",
+            str(log_path),
+            "--log-level",
+            "none",
+            "--log-level-file",
+            "debug",
+            "--no-use-colors",
+            "--no-send-anonymous-usage-stats",
+            "--no-version-check",
+        ]
+        if self.profiles_dir is not None:
+            args += ["--profiles-dir", str(self.profiles_dir)]
+        if self.target:
+            args += ["--target", self.target]
+        return args
+
+    def parse(self) -> dict[str, Any]:
+        """Parse the project (dbt's partial parsing applies) and return manifest.json.
+
+        Raises:
+            ProjectError: dbt could not parse the project.
+        """
+        from dbt.cli.main import dbtRunner
+
+        target_path = self.artifacts_dir / "target"
+        log_path = self.artifacts_dir / "logs"
+        args = ["parse", *self.common_args(target_path, log_path)]
+        started = time.perf_counter()
+        with _INVOKE_LOCK:
+            res = dbtRunner().invoke(args)
+        log.debug("dbt parse took %.2fs", time.perf_counter() - started)
+        if not res.success or res.result is None:
+            raise _project_error(res.exception, self.project_dir, log_path)
+        self.manifest = res.result
+        with (target_path / "manifest.json").open() as fh:
+            return json.load(fh)  # type: ignore[no-any-return]
+
+    def build(
+        self,
+        selectors: Sequence[str],
+        *,
+        run_dir: Path,
+        threads: int,
+        on_event: Callable[[DbtNodeEvent], None],
+        start_hooks: bool = True,
+        end_hooks: bool = True,
+    ) -> InvocationResult:
+        """Run `dbt build` on exactly `selectors` and stream node events to `on_event`.
+
+        Args:
+            selectors: dbt selectors (this module's caller passes exact `fqn:` selectors).
+            run_dir: folder for this invocation's target/ and logs/.
+            threads: dbt's --threads.
+            on_event: called from dbt's threads for every node start, finish and log line.
+            start_hooks: run the project's on-run-start hooks in this invocation.
+            end_hooks: run the project's on-run-end hooks in this invocation.
+        """
+        from dbt.cli.main import dbtRunner
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "logs"
+        args = [
+            "build",
+            *self.common_args(run_dir / "target", log_path),
+            "--threads",
+            str(threads),
+            "--indirect-selection",
+            "empty",
+            "--select",
+            *selectors,
+        ]
+        result = InvocationResult(success=False, args=args, log_path=log_path / "dbt.log")
+
+        def callback(msg: Any) -> None:
+            try:
+                event = _translate(msg)
+            except Exception:  # noqa: BLE001 - a malformed event must never stop dbt
+                log.debug("could not read dbt event", exc_info=True)
+                return
+            if event is not None:
+                if event.phase is DbtPhase.FINISHED:
+                    result.statuses[event.unique_id] = event.status
+                    result.messages[event.unique_id] = event.message
+                on_event(event)
+
+        started = time.perf_counter()
+        with _INVOKE_LOCK, self._hooks_only(start_hooks, end_hooks):
+            res = dbtRunner(manifest=self.manifest, callbacks=[callback]).invoke(args)
+        result.seconds = time.perf_counter() - started
+        result.success = bool(res.success)
+        if res.exception is not None:
+            result.error = _one_paragraph(str(res.exception))
+        return result
+
+    @contextlib.contextmanager
+    def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:
+        """Hide the project hooks this invocation must not run (restored afterwards).
+
+        A sqlorch run may need several dbt invocations; `on-run-start` belongs to the first
+        and `on-run-end` to the last, as under one `dbt build`. Invocations are serialized,
+        so editing the parsed manifest's node table for the length of one is safe.
+        """
+        drop = set()
+        if not start_hooks:
+            drop.add("on-run-start")
+        if not end_hooks:
+            drop.add("on-run-end")
+        if self.manifest is None or not drop:
+            yield
+            return
+        nodes = self.manifest.nodes
+        hidden = {
+            uid: node
+            for uid, node in nodes.items()
+            if getattr(node, "resource_type", None) == "operation"
+            and drop.intersection(getattr(node, "tags", ()) or ())
+        }
+        for uid in hidden:
+            del nodes[uid]
+        try:
+            yield
+        finally:
+            nodes.update(hidden)
+
+
+_WANTED = {"NodeStart", "NodeFinished", "JinjaLogInfo", "JinjaLogWarning", "RunResultError"}
+
+
+def _translate(msg: Any) -> DbtNodeEvent | None:
+    """Turn a dbt EventMsg into a `DbtNodeEvent` (None for events sqlorch does not keep)."""
+    info = msg.info
+    name = info.name
+    level = info.level
+    if name not in _WANTED and level not in ("warn", "error"):
+        return None
+    data = msg.data
+    node_info = getattr(data, "node_info", None)
+    uid = node_info.unique_id if node_info is not None else ""
+    if name == "NodeStart":
+        return DbtNodeEvent(uid, DbtPhase.STARTED)
+    if name == "NodeFinished":
+        rr = data.run_result
+        rows = None
+        resp = rr.adapter_response
+        if "rows_affected" in resp:
+            try:
+                rows = int(resp["rows_affected"])
+            except (TypeError, ValueError):
+                rows = None
+        return DbtNodeEvent(
+            uid,
+            DbtPhase.FINISHED,
+            status=rr.status,
+            message=rr.message,
+            rows_affected=rows,
+            execution_time=rr.execution_time,
+        )
+    if not uid:
+        return None
+    return DbtNodeEvent(uid, DbtPhase.LOG, message=info.msg, level=level or "info")
+
+
+def _one_paragraph(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def _project_error(exc: BaseException | None, project_dir: Path, log_path: Path) -> ProjectError:
+    text = str(exc) if exc is not None else "dbt reported a failure without an error"
+    file = None
+    m = _FILE_RE.search(text)
+    if m:
+        file = m.group(1)
+    line = None
+    lm = _LINE_RE.search(text)
+    if lm:
+        line = int(lm.group(1))
+    where = f" in {file}" + (f":{line}" if line else "") if file else ""
+    return ProjectError(
+        f"dbt could not parse the project at {project_dir}{where}: {_one_paragraph(text)} "
+        f"Fix the file and run again; dbt's full log is {log_path / 'dbt.log'}.",
+        file=file,
+        line=line,
+    )

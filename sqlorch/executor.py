@@ -1,0 +1,679 @@
+"""The executor: walk a plan with a bounded worker pool and serialized dbt segments.
+
+Python assets run in worker threads. dbt nodes run through dbt in this process, one
+invocation per *segment*: every pending dbt node (and check) that no unfinished Python asset
+precedes, selected exactly, with dbt's own threads parallelizing inside. Node completions
+stream back while the invocation runs, so a Python asset downstream of a finished model
+starts at once. Everything that reaches the state store and the renderers is emitted from the
+scheduling thread, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlorch.assets import AssetContext, MaterializeResult
+from sqlorch.errors import AssetError, SqlorchError
+from sqlorch.events import Event, EventKind, Listener, utcnow
+from sqlorch.graph import AssetGraph, AssetKind, CheckNode
+from sqlorch.planner import Plan
+
+log = logging.getLogger(__name__)
+
+_TABLE_LIKE_EXCLUDED = {"view", "ephemeral", "materialized_view"}
+
+
+class Status(StrEnum):
+    """Where a step or check is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    statuses: dict[str, Status]
+    check_statuses: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def count(self, status: Status) -> int:
+        """Return how many steps ended with `status`."""
+        return sum(1 for s in self.statuses.values() if s is status)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """The checks that failed or errored."""
+        return [c for c, s in self.check_statuses.items() if s in ("fail", "error")]
+
+
+def new_run_id() -> str:
+    """Return a new, sortable run id."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass(slots=True)
+class _Msg:
+    kind: str
+    key: str = ""
+    payload: Any = None
+
+
+class Executor:
+    """Run one plan. Create one per run."""
+
+    def __init__(
+        self,
+        *,
+        graph: AssetGraph,
+        plan: Plan,
+        python_fns: dict[str, Any],
+        warehouse: Any,
+        invoker: Any,
+        dbt_project: Any,
+        run_id: str,
+        run_dir: Path,
+        threads: int,
+        listeners: Iterable[Listener],
+        pools: dict[str, int] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.plan = plan
+        self.python_fns = python_fns
+        self.warehouse = warehouse
+        self.invoker = invoker
+        self.dbt_project = dbt_project
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.threads = max(1, threads)
+        self.listeners = list(listeners)
+        self.pools = dict(pools or {})
+
+        self.status: dict[str, Status] = {s.key: Status.PENDING for s in plan.steps}
+        self.kind: dict[str, AssetKind] = {s.key: s.kind for s in plan.steps}
+        self.check_status: dict[str, str] = {c: "pending" for c in plan.checks}
+        self.errors: dict[str, str] = {}
+        self.started_at: dict[str, float] = {}
+        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._to_count: list[tuple[str, float | None, int | None]] = []
+        self._running_pools: dict[str, int] = {}
+        self._dbt_busy = False
+        self._running_python = 0
+        self._dbt_invocations = 0
+        self._uid_to_key = {
+            n.unique_id: n.key for n in graph.assets.values() if n.unique_id and n.kind.is_dbt
+        }
+        self._checks: dict[str, CheckNode] = {c: graph.checks[c] for c in plan.checks}
+        in_plan = set(self.status)
+        self._python_ancestors: dict[str, set[str]] = {}
+        for key in self.status:
+            self._python_ancestors[key] = {
+                a
+                for a in graph.ancestors(key)
+                if a in in_plan and graph.assets[a].kind is AssetKind.PYTHON
+            }
+        # blocking checks of each asset that this run executes
+        self._blocking: dict[str, list[str]] = {}
+        for uid, check in self._checks.items():
+            if check.is_blocking and not check.is_unit_test:
+                for k in check.asset_keys:
+                    self._blocking.setdefault(k, []).append(uid)
+        self._check_blocked: set[str] = set()
+        self._awaited: dict[str, list[str]] = {}
+        self._start_hooks_done = False
+        self._end_hooks_done = False
+
+    # ---------------------------------------------------------------- public
+
+    def run(self) -> RunOutcome:
+        """Execute the plan and return the outcome (never raises for asset failures)."""
+        self._emit(EventKind.RUN_STARTED, data={"steps": len(self.plan.steps)})
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sqlorch-asset")
+        try:
+            while True:
+                self._launch_python(pool)
+                self._launch_dbt()
+                if self._running_python == 0 and not self._dbt_busy:
+                    self._finish_blocked()
+                    break
+                self._handle(self._next_message())
+        finally:
+            pool.shutdown(wait=True)
+        failed = any(s is Status.FAILED for s in self.status.values()) or any(
+            s in ("fail", "error") for s in self.check_status.values()
+        )
+        outcome = RunOutcome(
+            run_id=self.run_id,
+            status="failed" if failed else "success",
+            statuses=dict(self.status),
+            check_statuses=dict(self.check_status),
+            errors=dict(self.errors),
+        )
+        self._emit(
+            EventKind.RUN_FINISHED,
+            data={
+                "status": outcome.status,
+                "succeeded": outcome.count(Status.SUCCEEDED),
+                "failed": outcome.count(Status.FAILED),
+                "skipped": outcome.count(Status.SKIPPED),
+                "checks_failed": len(outcome.failed_checks),
+            },
+        )
+        return outcome
+
+    # ---------------------------------------------------------------- scheduling
+
+    def _next_message(self) -> _Msg:
+        # count rows of finished dbt tables in batches, while nothing else is waiting
+        while self._to_count and self._queue.empty():
+            self._flush_counts()
+        return self._queue.get()
+
+    def _deps_ready(self, key: str) -> bool:
+        """True when every upstream step succeeded and its blocking checks passed."""
+        for dep in self.graph.parents(key):
+            st = self.status.get(dep)
+            if st is not None and st is not Status.SUCCEEDED:
+                return False
+        return not any(
+            self.check_status[c] in ("pending", "running") for c in self._awaited_checks(key)
+        )
+
+    def _awaited_checks(self, key: str) -> list[str]:
+        """The blocking checks of `key`'s parents that `key` must wait for.
+
+        A check that also tests `key` itself or something downstream of it can only run
+        after `key`: waiting for it would deadlock, so it does not hold `key` back.
+        """
+        if key not in self._awaited:
+            later = self.graph.descendants(key) | {key}
+            self._awaited[key] = [
+                c
+                for dep in self.graph.parents(key)
+                for c in self._blocking.get(dep, ())
+                if not later.intersection(self._checks[c].asset_keys)
+            ]
+        return self._awaited[key]
+
+    def _launch_python(self, pool: ThreadPoolExecutor) -> None:
+        for key in self.plan.keys:
+            if self._running_python >= self.threads:
+                break
+            if self.kind[key] is not AssetKind.PYTHON or self.status[key] is not Status.PENDING:
+                continue
+            if not self._deps_ready(key):
+                continue
+            node = self.graph.assets[key]
+            if node.pool:
+                limit = self.pools.get(node.pool)
+                if limit is not None and self._running_pools.get(node.pool, 0) >= limit:
+                    continue
+                self._running_pools[node.pool] = self._running_pools.get(node.pool, 0) + 1
+            self.status[key] = Status.RUNNING
+            self.started_at[key] = time.perf_counter()
+            self._emit(EventKind.ASSET_STARTED, key, data={"kind": "python"})
+            self._running_python += 1
+            pool.submit(self._run_python, key)
+
+    def _segment(self) -> tuple[list[str], list[str]]:
+        """Return the dbt steps and checks that can run now, in one invocation."""
+        eligible = [
+            key
+            for key in self.plan.keys
+            if self.kind[key].is_dbt
+            and self.status[key] is Status.PENDING
+            and all(self.status[a] is Status.SUCCEEDED for a in self._python_ancestors[key])
+        ]
+        chosen = set(eligible)
+        checks = [
+            uid
+            for uid, check in self._checks.items()
+            if self.check_status[uid] == "pending"
+            and uid not in self._check_blocked
+            and all(
+                self.status.get(k, Status.SUCCEEDED) is Status.SUCCEEDED or k in chosen
+                for k in check.asset_keys
+            )
+        ]
+        return eligible, checks
+
+    def _launch_dbt(self) -> None:
+        if self._dbt_busy or self.invoker is None:
+            return
+        steps, checks = self._segment()
+        if not steps and not checks:
+            return
+        chosen_uids = {self.graph.assets[k].unique_id for k in steps} | set(checks)
+        from sqlorch.dbt.manifest import compress_selection
+
+        selectors = compress_selection(
+            {u for u in chosen_uids if u},
+            self.dbt_project.runnable_fqns,
+            self.dbt_project.ephemeral,
+        )
+        in_segment = set(steps)
+        remaining_dbt = [
+            k
+            for k in self.plan.keys
+            if self.kind[k].is_dbt and self.status[k] is Status.PENDING and k not in in_segment
+        ]
+        start_hooks = not self._start_hooks_done
+        end_hooks = not remaining_dbt
+        self._start_hooks_done = True
+        self._end_hooks_done = self._end_hooks_done or end_hooks
+        for k in steps:
+            self.status[k] = Status.RUNNING
+        for c in checks:
+            self.check_status[c] = "running"
+        self._dbt_busy = True
+        self._dbt_invocations += 1
+        n = self._dbt_invocations
+        self._emit(
+            EventKind.DBT_INVOCATION_STARTED,
+            data={
+                "invocation": n,
+                "nodes": len(steps),
+                "checks": len(checks),
+                "selectors": len(selectors),
+            },
+        )
+        thread = threading.Thread(
+            target=self._run_dbt,
+            args=(n, selectors, steps, checks, start_hooks, end_hooks),
+            name=f"sqlorch-dbt-{n}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _finish_blocked(self) -> None:
+        """Skip what can never run once nothing is running."""
+        for key in self.plan.keys:
+            if self.status[key] is Status.PENDING:
+                self._skip(key, "an upstream asset did not succeed")
+        for uid, st in self.check_status.items():
+            if st == "pending":
+                self.check_status[uid] = "skipped"
+
+    # ---------------------------------------------------------------- workers
+
+    def _run_python(self, key: str) -> None:
+        fn = self.python_fns[key]
+        node = self.graph.assets[key]
+        logger = logging.Logger(f"sqlorch.asset.{key}")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(_QueueHandler(self._queue, key))
+        session = None
+        try:
+            session = self.warehouse.session()
+            ctx = AssetContext(key=key, run_id=self.run_id, warehouse=session, log=logger)
+            started = time.perf_counter()
+            try:
+                result = fn(ctx) if fn.takes_context else fn()
+            except Exception as exc:
+                raise _user_error(key, node.file, exc) from exc
+            metadata: dict[str, Any] = {}
+            if isinstance(result, MaterializeResult):
+                metadata.update(result.metadata)
+                result = result.data
+            metadata.update(ctx.metadata)
+            if result is None:
+                if not fn.takes_context:
+                    raise AssetError(
+                        f"Python asset {key!r} ({node.file}:{node.line}) returned None. Return "
+                        "the table's rows (Arrow, pandas, polars or a DuckDB relation), or take "
+                        "a `context` argument and write the table through `context.warehouse`.",
+                        asset=key,
+                        file=node.file,
+                        line=node.line,
+                    )
+                if not session.table_exists(key):
+                    raise AssetError(
+                        f"Python asset {key!r} ({node.file}:{node.line}) returned None but did "
+                        f"not create the table {key}. Write it through `context.warehouse` "
+                        "or return the rows.",
+                        asset=key,
+                        file=node.file,
+                        line=node.line,
+                    )
+                rows = session.row_counts([key]).get(key)
+            else:
+                rows = session.write(key, result)
+            duration = time.perf_counter() - started
+            self._queue.put(_Msg("python_done", key, (rows, duration, metadata)))
+        except SqlorchError as exc:
+            self._queue.put(_Msg("python_failed", key, (exc.message, traceback.format_exc())))
+        except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
+            msg = f"Python asset {key!r} failed: {type(exc).__name__}: {exc}"
+            self._queue.put(_Msg("python_failed", key, (msg, traceback.format_exc())))
+        finally:
+            if session is not None:
+                session.close()
+
+    def _run_dbt(
+        self,
+        n: int,
+        selectors: list[str],
+        steps: list[str],
+        checks: list[str],
+        start_hooks: bool,
+        end_hooks: bool,
+    ) -> None:
+        def on_event(ev: Any) -> None:
+            self._queue.put(_Msg("dbt_event", "", ev))
+
+        try:
+            result = self.invoker.build(
+                selectors,
+                run_dir=self.run_dir / f"dbt-{n}",
+                threads=self.threads,
+                on_event=on_event,
+                start_hooks=start_hooks,
+                end_hooks=end_hooks,
+            )
+            self._queue.put(_Msg("dbt_done", "", (steps, checks, result)))
+        except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
+            log.debug("dbt invocation crashed", exc_info=True)
+            self._queue.put(_Msg("dbt_done", "", (steps, checks, _crashed(exc))))
+
+    # ---------------------------------------------------------------- messages
+
+    def _handle(self, msg: _Msg) -> None:
+        if msg.kind in ("python_done", "python_failed"):
+            self._running_python -= 1
+        if msg.kind == "python_done":
+            rows, duration, metadata = msg.payload
+            self._release_pool(msg.key)
+            self._succeed(msg.key, rows, duration, metadata)
+        elif msg.kind == "python_failed":
+            error, tb = msg.payload
+            self._release_pool(msg.key)
+            self._fail(msg.key, error, tb)
+        elif msg.kind == "log":
+            level, text = msg.payload
+            self._emit(EventKind.ASSET_LOG, msg.key, text, level=level)
+        elif msg.kind == "dbt_event":
+            self._on_dbt_event(msg.payload)
+        elif msg.kind == "dbt_done":
+            steps, checks, result = msg.payload
+            self._on_dbt_done(steps, checks, result)
+
+    def _on_dbt_event(self, ev: Any) -> None:
+        from sqlorch.dbt.runner import DbtPhase
+
+        uid = ev.unique_id
+        key = self._uid_to_key.get(uid)
+        if ev.phase is DbtPhase.STARTED:
+            if key in self.status:
+                self.started_at[key] = time.perf_counter()
+                self._emit(EventKind.ASSET_STARTED, key, data={"kind": self.kind[key].value})
+            return
+        if ev.phase is DbtPhase.LOG:
+            target = key if key else None
+            check = self._checks.get(uid)
+            if check and check.asset_keys:
+                target = check.asset_keys[0]
+            self._emit(
+                EventKind.ASSET_LOG, target, ev.message, level=ev.level, data={"dbt_node": uid}
+            )
+            return
+        # finished
+        if uid in self._checks:
+            self._on_check_result(uid, ev.status, ev.message)
+            return
+        if key not in self.status or self.status[key] is not Status.RUNNING:
+            return
+        if ev.status in ("success", "pass"):
+            node = self.graph.assets[key]
+            if node.materialized in _TABLE_LIKE_EXCLUDED or self.warehouse is None:
+                self._succeed(key, ev.rows_affected, ev.execution_time, {})
+            else:
+                self.status[key] = Status.SUCCEEDED  # unblock children now; rows follow
+                self._to_count.append((key, ev.execution_time, ev.rows_affected))
+        elif ev.status == "skipped":
+            self._skip(key, ev.message or "skipped by dbt (an upstream node failed)")
+        else:
+            self._fail(key, _dbt_error(self.graph, key, ev.message), None)
+
+    def _on_check_result(self, uid: str, status: str, message: str) -> None:
+        check = self._checks[uid]
+        self.check_status[uid] = status
+        target = check.asset_keys[0] if check.asset_keys else None
+        data = {
+            "check": check.name,
+            "unique_id": uid,
+            "status": status,
+            "severity": check.severity,
+            "file": check.file,
+        }
+        if status in ("pass", "success"):
+            self._emit(EventKind.CHECK_PASSED, target, check.name, data=data)
+            return
+        if status == "warn":
+            self._emit(
+                EventKind.CHECK_WARNED,
+                target,
+                f"{check.name}: {message}",
+                level="warning",
+                data=data,
+            )
+            return
+        if status == "skipped":
+            return
+        self._emit(
+            EventKind.CHECK_FAILED, target, f"{check.name}: {message}", level="error", data=data
+        )
+        if check.is_blocking or check.is_unit_test:
+            for k in check.asset_keys:
+                for d in self.graph.descendants(k):
+                    if self.status.get(d) is Status.PENDING:
+                        self._skip(d, f"check {check.name} on {k} failed")
+
+    def _on_dbt_done(self, steps: list[str], checks: list[str], result: Any) -> None:
+        self._flush_counts_all()
+        for key in steps:
+            if self.status[key] is Status.RUNNING:
+                uid = self.graph.assets[key].unique_id or ""
+                st = result.statuses.get(uid)
+                if st == "skipped":
+                    self._skip(key, "skipped by dbt (an upstream node or check failed)")
+                elif result.error and st is None:
+                    self._fail(
+                        key,
+                        f"dbt failed before running {key}: {result.error} "
+                        f"(dbt's log: {result.log_path})",
+                        None,
+                    )
+                elif st is None:
+                    self._skip(key, "dbt did not run this node")
+                else:
+                    self._fail(key, _dbt_error(self.graph, key, result.messages.get(uid, "")), None)
+        for uid in checks:
+            if self.check_status[uid] == "running":
+                st = result.statuses.get(uid)
+                self.check_status[uid] = st or ("error" if result.error else "skipped")
+        self._dbt_busy = False
+        self._emit(
+            EventKind.DBT_INVOCATION_FINISHED,
+            level="info" if result.success else "warning",
+            data={
+                "success": result.success,
+                "seconds": round(result.seconds, 3),
+                "log": str(result.log_path),
+                "error": result.error,
+                "args": result.args,
+            },
+        )
+
+    # ---------------------------------------------------------------- transitions
+
+    def _flush_counts(self) -> None:
+        batch, self._to_count = self._to_count[:200], self._to_count[200:]
+        try:
+            counts = self.warehouse.row_counts([k for k, _, _ in batch])
+        except Exception:  # noqa: BLE001 - a row count must never fail a run
+            log.debug("row count failed", exc_info=True)
+            counts = {}
+        for key, seconds, rows_affected in batch:
+            self._materialized(key, counts.get(key, rows_affected), seconds, {})
+
+    def _flush_counts_all(self) -> None:
+        while self._to_count:
+            self._flush_counts()
+
+    def _release_pool(self, key: str) -> None:
+        pool = self.graph.assets[key].pool
+        if pool and pool in self._running_pools:
+            self._running_pools[pool] -= 1
+
+    def _succeed(
+        self, key: str, rows: int | None, seconds: float | None, metadata: dict[str, Any]
+    ) -> None:
+        self.status[key] = Status.SUCCEEDED
+        self._materialized(key, rows, seconds, metadata)
+
+    def _materialized(
+        self, key: str, rows: int | None, seconds: float | None, metadata: dict[str, Any]
+    ) -> None:
+        if seconds is None and key in self.started_at:
+            seconds = time.perf_counter() - self.started_at[key]
+        node = self.graph.assets[key]
+        self._emit(
+            EventKind.ASSET_MATERIALIZED,
+            key,
+            data={
+                "kind": node.kind.value,
+                "rows": rows,
+                "duration_s": round(seconds, 4) if seconds is not None else None,
+                "code_version": node.code_version,
+                "metadata": metadata,
+            },
+        )
+
+    def _fail(self, key: str, error: str, tb: str | None) -> None:
+        self.status[key] = Status.FAILED
+        self.errors[key] = error
+        node = self.graph.assets[key]
+        seconds = None
+        if key in self.started_at:
+            seconds = round(time.perf_counter() - self.started_at[key], 4)
+        self._emit(
+            EventKind.ASSET_FAILED,
+            key,
+            error,
+            level="error",
+            data={
+                "kind": node.kind.value,
+                "file": node.file,
+                "traceback": tb,
+                "duration_s": seconds,
+            },
+        )
+        for d in self.graph.topological(self.graph.descendants(key)):
+            if self.status.get(d) is Status.PENDING:
+                self._skip(d, f"upstream {key} failed")
+
+    def _skip(self, key: str, reason: str) -> None:
+        self.status[key] = Status.SKIPPED
+        self._emit(
+            EventKind.ASSET_SKIPPED,
+            key,
+            reason,
+            level="warning",
+            data={"kind": self.kind[key].value},
+        )
+        for uid in self._blocking.get(key, ()):
+            if self.check_status.get(uid) == "pending":
+                self._check_blocked.add(uid)
+
+    def _emit(
+        self,
+        kind: EventKind,
+        asset: str | None = None,
+        message: str = "",
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        event = Event(
+            kind=kind,
+            run_id=self.run_id,
+            ts=utcnow(),
+            asset=asset,
+            message=message,
+            level=level,
+            data=data or {},
+        )
+        for listener in self.listeners:
+            listener(event)
+
+
+class _QueueHandler(logging.Handler):
+    """Send a Python asset's `context.log` records to the scheduling thread."""
+
+    def __init__(self, q: queue.Queue[_Msg], key: str) -> None:
+        super().__init__(logging.DEBUG)
+        self._q = q
+        self._key = key
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "error", "DEBUG": "debug"}.get(
+            record.levelname, "info"
+        )
+        self._q.put(_Msg("log", self._key, (level, self.format(record))))
+
+
+def _user_error(key: str, file: str | None, exc: BaseException) -> AssetError:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    line = None
+    if file:
+        mine = [f for f in frames if f.filename.endswith(file)]
+        if mine:
+            line = mine[-1].lineno
+            where = f" at {file}:{line}"
+    if not where and frames:
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}"
+    return AssetError(
+        f"Python asset {key!r} raised {type(exc).__name__}{where}: {exc}. "
+        "Fix the asset and run `sqlorch build` again; the traceback is in `sqlorch logs`.",
+        asset=key,
+        file=file,
+        line=line,
+    )
+
+
+def _dbt_error(graph: AssetGraph, key: str, message: str) -> str:
+    node = graph.assets[key]
+    text = " ".join(message.split()) if message else "dbt reported an error"
+    return f"dbt {node.kind.value} {node.name!r} ({node.file}) failed: {text}"
+
+
+@dataclass(slots=True)
+class _Crash:
+    success: bool
+    error: str
+    statuses: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    seconds: float = 0.0
+    args: list[str] = field(default_factory=list)
+
+
+def _crashed(exc: BaseException) -> _Crash:
+    return _Crash(success=False, error=f"{type(exc).__name__}: {exc}")

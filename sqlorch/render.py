@@ -1,0 +1,132 @@
+"""Terminal rendering of run events (rich): one line per finished asset and a summary."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlorch.events import Event, EventKind
+
+_KIND_LABEL = {"python": "python", "model": "model", "seed": "seed", "snapshot": "snapshot"}
+
+
+def fmt_rows(rows: Any) -> str:
+    """Format a row count for people."""
+    return f"{rows:,} rows" if isinstance(rows, int) else ""
+
+
+def fmt_seconds(seconds: Any) -> str:
+    """Format a duration for people."""
+    if not isinstance(seconds, int | float):
+        return ""
+    return f"{seconds:.2f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+class TerminalRenderer:
+    """Print a live progress view: finished assets scroll, a status bar shows what runs."""
+
+    def __init__(self, console: Any, total: int, *, verbose: bool = False) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.total = total
+        self.verbose = verbose
+        self.done = 0
+        self.running: dict[str, float] = {}
+        self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+        self.checks = {"passed": 0, "warned": 0, "failed": 0}
+        self.failures: list[tuple[str, str]] = []
+        self.started = time.perf_counter()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[running]}"),
+            console=console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("building", total=total, running="")
+        if console.is_terminal:
+            self._progress.start()
+
+    def __call__(self, event: Event) -> None:
+        kind = event.kind
+        data = event.data
+        if kind is EventKind.ASSET_STARTED and event.asset:
+            self.running[event.asset] = time.perf_counter()
+        elif kind is EventKind.ASSET_MATERIALIZED and event.asset:
+            self._finished(event.asset)
+            self.counts["succeeded"] += 1
+            self._line(
+                "[green]OK  [/]",
+                data.get("kind", ""),
+                event.asset,
+                f"{fmt_rows(data.get('rows')):>16}  {fmt_seconds(data.get('duration_s')):>8}",
+            )
+        elif kind is EventKind.ASSET_FAILED and event.asset:
+            self._finished(event.asset)
+            self.counts["failed"] += 1
+            self.failures.append((event.asset, event.message))
+            self._line(
+                "[red]FAIL[/]",
+                data.get("kind", ""),
+                event.asset,
+                f"{fmt_seconds(data.get('duration_s')):>26}",
+            )
+        elif kind is EventKind.ASSET_SKIPPED and event.asset:
+            self._finished(event.asset)
+            self.counts["skipped"] += 1
+            self._line(
+                "[yellow]SKIP[/]", data.get("kind", ""), event.asset, f"[dim]{event.message}[/]"
+            )
+        elif kind is EventKind.CHECK_PASSED:
+            self.checks["passed"] += 1
+        elif kind is EventKind.CHECK_WARNED:
+            self.checks["warned"] += 1
+            self.console.print(f"[yellow]WARN[/] check  {event.message}", highlight=False)
+        elif kind is EventKind.CHECK_FAILED:
+            self.checks["failed"] += 1
+            self.failures.append((f"check {data.get('check')}", event.message))
+            self.console.print(f"[red]FAIL[/] check  {event.message}", highlight=False)
+        elif kind is EventKind.ASSET_LOG and self.verbose:
+            self.console.print(f"[dim]     {event.asset}: {event.message}[/]", highlight=False)
+        self._refresh()
+
+    def _finished(self, key: str) -> None:
+        self.running.pop(key, None)
+        self.done += 1
+
+    def _line(self, mark: str, kind: str, key: str, tail: str) -> None:
+        self.console.print(f"{mark} {kind:<8} {key:<44} {tail}", highlight=False)
+
+    def _refresh(self) -> None:
+        names = ", ".join(list(self.running)[:3])
+        if len(self.running) > 3:
+            names += f" +{len(self.running) - 3}"
+        self._progress.update(self._task, completed=self.done, running=names)
+
+    def close(self) -> None:
+        """Stop the live view and print the summary."""
+        self._progress.stop()
+        elapsed = time.perf_counter() - self.started
+        c = self.counts
+        parts = [f"[green]{c['succeeded']} succeeded[/]"]
+        if c["failed"]:
+            parts.append(f"[red]{c['failed']} failed[/]")
+        if c["skipped"]:
+            parts.append(f"[yellow]{c['skipped']} skipped[/]")
+        checks = self.checks
+        total_checks = sum(checks.values())
+        tail = ""
+        if total_checks:
+            tail = f"; checks: {checks['passed']} passed"
+            if checks["warned"]:
+                tail += f", [yellow]{checks['warned']} warned[/]"
+            if checks["failed"]:
+                tail += f", [red]{checks['failed']} failed[/]"
+        self.console.print(
+            f"\nDone in {fmt_seconds(elapsed)}: {', '.join(parts)}{tail}.", highlight=False
+        )
+        for what, message in self.failures:
+            self.console.print(f"\n[red]{what}[/]: {message}", highlight=False)

@@ -1,0 +1,165 @@
+"""Run a command end to end: load, select, plan, execute, record."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlorch.errors import ConfigError
+from sqlorch.events import Event, EventKind, Listener, utcnow
+from sqlorch.executor import Executor, RunOutcome, new_run_id
+from sqlorch.planner import Plan, build_plan
+from sqlorch.project import Project, load_project
+from sqlorch.settings import Settings
+from sqlorch.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StateRecorder:
+    """Write every event of a run to the state store, and materializations after commit."""
+
+    store: StateStore
+    run_id: str
+
+    def __call__(self, event: Event) -> None:
+        self.store.add_event(
+            event.run_id,
+            event.ts,
+            event.kind.value,
+            event.asset,
+            event.message,
+            event.level,
+            event.data,
+        )
+        if event.asset is None:
+            return
+        data = event.data
+        if event.kind is EventKind.ASSET_MATERIALIZED:
+            self.store.record_materialization(
+                event.asset,
+                event.run_id,
+                event.ts,
+                data.get("rows"),
+                data.get("duration_s"),
+                data.get("code_version"),
+                data.get("metadata") or None,
+            )
+            self.store.record_attempt(event.run_id, event.asset, "success", None, event.ts)
+        elif event.kind is EventKind.ASSET_FAILED:
+            self.store.record_attempt(
+                event.run_id, event.asset, "failed", None, event.ts, event.message
+            )
+        elif event.kind is EventKind.ASSET_SKIPPED:
+            self.store.record_attempt(
+                event.run_id, event.asset, "skipped", None, event.ts, event.message
+            )
+
+
+def select_assets(
+    project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None
+) -> set[str]:
+    """Return the selected asset keys of the project."""
+    from sqlorch.selection import select as run_selection
+
+    return run_selection(project.graph, list(select or ()), list(exclude or ()))
+
+
+def open_warehouse(project: Project) -> Any:
+    """Open the warehouse the dbt target points at (None when Python assets need none).
+
+    Raises:
+        ConfigError: the target cannot hold Python assets.
+    """
+    from sqlorch.dbt.profiles import Target
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+    target = project.target
+    assert isinstance(target, Target)
+    if target.type == "duckdb" and target.path and target.path != ":memory:":
+        return DuckDBWarehouse(target.path, target.config)
+    if project.python_assets:
+        what = (
+            "an in-memory DuckDB database, which sqlorch cannot share with dbt"
+            if target.type == "duckdb"
+            else f"a {target.type!r} warehouse, which this sqlorch version cannot write to yet"
+        )
+        raise ConfigError(
+            f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) is "
+            f"{what}. Python assets need a DuckDB file: set `path:` to a .duckdb file."
+        )
+    return None
+
+
+def plan_build(
+    project: Project,
+    store: StateStore,
+    select: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+) -> Plan:
+    """Select and plan a build."""
+    selected = select_assets(project, select, exclude)
+    states = store.asset_states()
+    return build_plan(
+        project.graph, selected, {k: s.last_materialized_at for k, s in states.items()}
+    )
+
+
+def execute(
+    project: Project,
+    plan: Plan,
+    store: StateStore,
+    listeners: Iterable[Listener],
+    *,
+    command: str = "build",
+    selection: str = "",
+    threads: int | None = None,
+) -> RunOutcome:
+    """Execute `plan`, recording the run in `store`."""
+    settings = project.settings
+    run_id = new_run_id()
+    store.mark_abandoned_runs(utcnow())
+    store.start_run(run_id, command, selection, utcnow())
+    warehouse = None
+    outcome: RunOutcome | None = None
+    try:
+        warehouse = open_warehouse(project) if plan.steps else None
+        executor = Executor(
+            graph=project.graph,
+            plan=plan,
+            python_fns={k: fa.definition for k, fa in project.python_assets.items()},
+            warehouse=warehouse,
+            invoker=project.invoker,
+            dbt_project=project.dbt,
+            run_id=run_id,
+            run_dir=settings.state_dir / "runs" / run_id,
+            threads=threads or settings.threads,
+            listeners=[StateRecorder(store, run_id), *listeners],
+            pools=dict(settings.pools),
+        )
+        outcome = executor.run()
+        return outcome
+    finally:
+        from sqlorch.executor import Status
+
+        if outcome is None:
+            store.finish_run(run_id, "failed", utcnow(), 0, 0, 0)
+        else:
+            store.finish_run(
+                run_id,
+                outcome.status,
+                utcnow(),
+                outcome.count(Status.SUCCEEDED),
+                outcome.count(Status.FAILED),
+                outcome.count(Status.SKIPPED),
+            )
+        if warehouse is not None:
+            warehouse.close()
+
+
+def load(settings: Settings) -> Project:
+    """Load the project of `settings`."""
+    return load_project(settings)

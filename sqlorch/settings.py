@@ -1,0 +1,216 @@
+"""Settings: `[tool.sqlorch]` in pyproject.toml (or sqlorch.toml), the environment, the CLI.
+
+Precedence: command-line flags, then environment variables, then the settings file, then
+defaults. A folder with only a dbt_project.yml needs no settings at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlorch.errors import ConfigError
+
+DEFAULT_ASSET_SCHEMA = "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a command needs to know about the user's repo, resolved once."""
+
+    root: Path
+    project_dir: Path
+    profiles_dir: Path | None
+    target: str | None
+    ingest: tuple[str, ...]
+    asset_schema: str
+    state_path: Path
+    threads: int
+    pools: Mapping[str, int] = field(default_factory=dict)
+    settings_file: Path | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder sqlorch keeps its state and dbt artifacts in."""
+        return self.project_dir / ".sqlorch"
+
+
+_KNOWN = {
+    "project_dir",
+    "profiles_dir",
+    "target",
+    "ingest",
+    "asset_schema",
+    "state_url",
+    "threads",
+    "max_concurrency",
+    "pools",
+}
+
+
+def load_settings(
+    *,
+    project_dir: str | Path | None = None,
+    profiles_dir: str | Path | None = None,
+    target: str | None = None,
+    threads: int | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings for a command.
+
+    Args:
+        project_dir: `--project-dir`; default: the settings' `project_dir`, else the folder
+            holding the settings file, else the current directory.
+        profiles_dir: `--profiles-dir`.
+        target: `--target`.
+        threads: `--threads`.
+        cwd: the directory to start from (default: the process's).
+        env: the environment (default: `os.environ`).
+
+    Raises:
+        ConfigError: the settings file is malformed or the dbt project is missing.
+    """
+    env = os.environ if env is None else env
+    cwd = (cwd or Path.cwd()).resolve()
+    start = Path(project_dir).resolve() if project_dir else cwd
+    settings_file, raw = _find_settings(start)
+    base = settings_file.parent if settings_file else start
+
+    if project_dir:
+        proj = Path(project_dir).resolve()
+    elif "project_dir" in raw:
+        proj = (base / str(raw["project_dir"])).resolve()
+    else:
+        proj = base
+    if not (proj / "dbt_project.yml").is_file():
+        raise ConfigError(
+            f"No dbt_project.yml in {proj}. Run sqlorch in a dbt project folder, pass "
+            "--project-dir, or set `project_dir` under [tool.sqlorch] in pyproject.toml."
+        )
+
+    state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
+    if state_url:
+        state_path = _state_path(str(state_url), base)
+    else:
+        state_path = proj / ".sqlorch" / "state.db"
+
+    ingest_raw = raw.get("ingest", ["ingest"])
+    if isinstance(ingest_raw, str):
+        ingest_raw = [ingest_raw]
+    if not isinstance(ingest_raw, list) or not all(isinstance(i, str) for i in ingest_raw):
+        raise ConfigError(_bad(settings_file, "ingest", "a list of module folders or names"))
+
+    n_threads = threads or _int(env.get("SQLORCH_THREADS"), "SQLORCH_THREADS", None)
+    if n_threads is None:
+        value = raw.get("threads", raw.get("max_concurrency", 4))
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(_bad(settings_file, "threads", "a positive integer"))
+        n_threads = value
+    if n_threads < 1:
+        raise ConfigError("--threads must be a positive integer.")
+
+    pools = raw.get("pools", {})
+    if not isinstance(pools, dict) or not all(isinstance(v, int) and v > 0 for v in pools.values()):
+        raise ConfigError(_bad(settings_file, "pools", "a table of pool name = positive int"))
+
+    return Settings(
+        root=base,
+        project_dir=proj,
+        profiles_dir=_profiles_dir(profiles_dir, raw, base, env),
+        target=target or env.get("SQLORCH_TARGET") or _opt_str(raw, "target", settings_file),
+        ingest=tuple(ingest_raw),
+        asset_schema=str(raw.get("asset_schema", DEFAULT_ASSET_SCHEMA)),
+        state_path=state_path,
+        threads=n_threads,
+        pools=dict(pools),
+        settings_file=settings_file,
+    )
+
+
+def _find_settings(start: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Find the nearest sqlorch.toml or pyproject.toml with [tool.sqlorch], walking up."""
+    for folder in (start, *start.parents):
+        own = folder / "sqlorch.toml"
+        if own.is_file():
+            return own, _read_toml(own)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            data = _read_toml(pyproject)
+            section = data.get("tool", {}).get("sqlorch")
+            if section is not None:
+                if not isinstance(section, dict):
+                    raise ConfigError(f"[tool.sqlorch] in {pyproject} must be a table.")
+                _check_keys(section, pyproject)
+                return pyproject, section
+        if (folder / ".git").exists():
+            break
+    return None, {}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and run again.") from exc
+
+
+def _check_keys(section: Mapping[str, Any], path: Path) -> None:
+    unknown = sorted(set(section) - _KNOWN)
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting(s) {', '.join(unknown)} under [tool.sqlorch] in {path}. "
+            f"Known settings: {', '.join(sorted(_KNOWN))}."
+        )
+
+
+def _profiles_dir(
+    flag: str | Path | None, raw: Mapping[str, Any], base: Path, env: Mapping[str, str]
+) -> Path | None:
+    """Find profiles.yml the way dbt does, with the settings file between env and defaults."""
+    if flag:
+        return Path(flag).resolve()
+    if env.get("DBT_PROFILES_DIR"):
+        return Path(env["DBT_PROFILES_DIR"]).resolve()
+    if raw.get("profiles_dir"):
+        return (base / str(raw["profiles_dir"])).resolve()
+    return None
+
+
+def _state_path(url: str, base: Path) -> Path:
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///") :]
+    elif "://" in url:
+        raise ConfigError(
+            f"State URL {url!r} is not supported yet: use a SQLite file path "
+            "(or sqlite:///path). PostgreSQL state comes with the warehouse work."
+        )
+    path = Path(url)
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _int(value: str | None, name: str, default: int | None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not an integer.") from None
+
+
+def _opt_str(raw: Mapping[str, Any], key: str, path: Path | None) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(_bad(path, key, "a string"))
+    return value
+
+
+def _bad(path: Path | None, key: str, what: str) -> str:
+    return f"Setting `{key}` under [tool.sqlorch] in {path} must be {what}."

@@ -1,0 +1,56 @@
+"""Numbered, forward-only schema migrations of the state store."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, events, attempts, materializations
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        command TEXT NOT NULL,
+        selection TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER
+    );
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        asset TEXT,
+        partition TEXT,
+        level TEXT NOT NULL DEFAULT 'info',
+        message TEXT NOT NULL DEFAULT '',
+        data TEXT
+    );
+    CREATE INDEX events_run ON events (run_id, id);
+    CREATE TABLE attempts (
+        run_id TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        partition TEXT,
+        status TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX attempts_asset ON attempts (asset, finished_at);
+    CREATE TABLE materializations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset TEXT NOT NULL,
+        partition TEXT,
+        run_id TEXT NOT NULL,
+        materialized_at TEXT NOT NULL,
+        rows INTEGER,
+        duration_s REAL,
+        code_version TEXT,
+        metadata TEXT
+    );
+    CREATE INDEX materializations_asset ON materializations (asset, materialized_at);
+    """,
+)

@@ -1,0 +1,312 @@
+"""SQLite state store (WAL: readable by other processes while a build writes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlorch.errors import StateError
+from sqlorch.state.migrations import MIGRATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of `runs`."""
+
+    run_id: str
+    command: str
+    selection: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One row of `events`."""
+
+    id: int
+    run_id: str
+    ts: str
+    kind: str
+    asset: str | None
+    partition: str | None
+    level: str
+    message: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetState:
+    """The last materialization and the last attempt of one asset."""
+
+    key: str
+    last_materialized_at: str | None
+    rows: int | None
+    duration_s: float | None
+    code_version: str | None
+    last_run_id: str | None
+    last_status: str | None
+    last_error: str | None
+
+
+class StateStore:
+    """Read-write access to `.sqlorch/state.db`; thread-safe through one lock."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        if readonly and not path.exists():
+            self._con: sqlite3.Connection | None = None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"The state store {path} cannot be opened: {exc}. If it is damaged, move it "
+                "away; sqlorch starts a new one (the run history is lost)."
+            ) from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _migrate(self) -> None:
+        assert self._con is not None
+        with self._lock:
+            self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > len(MIGRATIONS):
+                raise StateError(
+                    f"The state store {self.path} has schema version {current}, newer than this "
+                    f"sqlorch knows ({len(MIGRATIONS)}). Upgrade sqlorch."
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    # re-check under the write lock: another process may have migrated
+                    row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+                    if (row[0] or 0) >= version:
+                        self._con.execute("COMMIT")
+                        continue
+                    for statement in MIGRATIONS[version - 1].split(";"):
+                        if statement.strip():
+                            self._con.execute(statement)
+                    self._con.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._con is None:
+            return []
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute(sql, params)
+
+    # writes ---------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, command: str, selection: str, started_at: str) -> None:
+        """Record a new run as running."""
+        self._write(
+            "INSERT INTO runs (run_id, command, selection, started_at, status, pid) "
+            "VALUES (?, ?, ?, ?, 'running', ?)",
+            (run_id, command, selection, started_at, os.getpid()),
+        )
+
+    def finish_run(
+        self, run_id: str, status: str, finished_at: str, succeeded: int, failed: int, skipped: int
+    ) -> None:
+        """Record a run's outcome."""
+        self._write(
+            "UPDATE runs SET status = ?, finished_at = ?, succeeded = ?, failed = ?, skipped = ? "
+            "WHERE run_id = ?",
+            (status, finished_at, succeeded, failed, skipped, run_id),
+        )
+
+    def add_event(
+        self,
+        run_id: str,
+        ts: str,
+        kind: str,
+        asset: str | None = None,
+        message: str = "",
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+        partition: str | None = None,
+    ) -> None:
+        """Append one event to a run's log."""
+        self._write(
+            "INSERT INTO events (run_id, ts, kind, asset, partition, level, message, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                ts,
+                kind,
+                asset,
+                partition,
+                level,
+                message,
+                json.dumps(data, default=str) if data else None,
+            ),
+        )
+
+    def record_attempt(
+        self,
+        run_id: str,
+        asset: str,
+        status: str,
+        started_at: str | None,
+        finished_at: str,
+        error: str | None = None,
+        partition: str | None = None,
+    ) -> None:
+        """Record how one asset's attempt in a run ended (success, failed, skipped)."""
+        self._write(
+            "INSERT INTO attempts (run_id, asset, partition, status, started_at, finished_at, "
+            "error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, asset, partition, status, started_at, finished_at, error),
+        )
+
+    def record_materialization(
+        self,
+        asset: str,
+        run_id: str,
+        materialized_at: str,
+        rows: int | None,
+        duration_s: float | None,
+        code_version: str | None,
+        metadata: dict[str, Any] | None = None,
+        partition: str | None = None,
+    ) -> None:
+        """Record a committed materialization (call only after the write committed)."""
+        self._write(
+            "INSERT INTO materializations (asset, partition, run_id, materialized_at, rows, "
+            "duration_s, code_version, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                asset,
+                partition,
+                run_id,
+                materialized_at,
+                rows,
+                duration_s,
+                code_version,
+                json.dumps(metadata, default=str) if metadata else None,
+            ),
+        )
+
+    def mark_abandoned_runs(self, now: str) -> int:
+        """Mark runs left 'running' by a process that no longer exists as failed."""
+        rows = self._rows("SELECT run_id, pid FROM runs WHERE status = 'running'")
+        n = 0
+        for run_id, pid in rows:
+            if pid and _alive(int(pid)):
+                continue
+            self._write(
+                "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ?",
+                (now, run_id),
+            )
+            n += 1
+        return n
+
+    # reads ----------------------------------------------------------------------------------
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Return runs, newest first."""
+        sql = (
+            "SELECT run_id, command, selection, started_at, finished_at, status, succeeded, "
+            "failed, skipped FROM runs ORDER BY started_at DESC, rowid DESC"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [RunRecord(*r) for r in self._rows(sql)]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """Return one run by id, or by a unique prefix of its id."""
+        rows = self._rows(
+            "SELECT run_id, command, selection, started_at, finished_at, status, succeeded, "
+            "failed, skipped FROM runs WHERE run_id LIKE ? ORDER BY started_at DESC",
+            (run_id.replace("%", "") + "%",),
+        )
+        exact = [r for r in rows if r[0] == run_id]
+        if exact:
+            return RunRecord(*exact[0])
+        return RunRecord(*rows[0]) if len(rows) == 1 else None
+
+    def events(self, run_id: str) -> Iterator[EventRecord]:
+        """Yield a run's events in order."""
+        for r in self._rows(
+            "SELECT id, run_id, ts, kind, asset, partition, level, message, data FROM events "
+            "WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        ):
+            yield EventRecord(*r[:8], data=json.loads(r[8]) if r[8] else {})
+
+    def asset_states(self) -> dict[str, AssetState]:
+        """Return the last materialization and last attempt of every asset with history."""
+        mats = {
+            r[0]: r
+            for r in self._rows(
+                "SELECT asset, materialized_at, rows, duration_s, code_version FROM "
+                "materializations m WHERE id = (SELECT max(id) FROM materializations "
+                "WHERE asset = m.asset)"
+            )
+        }
+        attempts = {
+            r[0]: r
+            for r in self._rows(
+                "SELECT asset, run_id, status, error FROM attempts a WHERE rowid = "
+                "(SELECT max(rowid) FROM attempts WHERE asset = a.asset)"
+            )
+        }
+        out: dict[str, AssetState] = {}
+        for key in set(mats) | set(attempts):
+            m = mats.get(key)
+            a = attempts.get(key)
+            out[key] = AssetState(
+                key=key,
+                last_materialized_at=m[1] if m else None,
+                rows=m[2] if m else None,
+                duration_s=m[3] if m else None,
+                code_version=m[4] if m else None,
+                last_run_id=a[1] if a else None,
+                last_status=a[2] if a else None,
+                last_error=a[3] if a else None,
+            )
+        return out
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,58 @@
+"""The `Warehouse` interface: what the executor needs from a database."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlorch.graph import Column
+
+
+class WriteMode(StrEnum):
+    """How a Python asset's output replaces what is in its table."""
+
+    REPLACE = "replace"
+    APPEND = "append"
+
+
+class Warehouse(Protocol):
+    """A database that Python assets are written to and read from.
+
+    Implementations hand each worker its own session (`session()`), write Arrow data in one
+    transaction, and answer catalog questions. Keys are `schema.name`.
+    """
+
+    dialect: str
+
+    @property
+    def connection(self) -> Any:
+        """The native connection of this session, for assets that write SQL themselves."""
+        ...
+
+    def session(self) -> Warehouse:
+        """Return a handle with its own connection, safe to use from another thread."""
+        ...
+
+    def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
+        """Write Arrow-compatible `data` to table `key` in one transaction; return its rows."""
+        ...
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create `schema` if it does not exist."""
+        ...
+
+    def table_exists(self, key: str) -> bool:
+        """Return True when a table or view `key` exists."""
+        ...
+
+    def row_counts(self, keys: list[str]) -> dict[str, int]:
+        """Return the row count of each existing TABLE among `keys` (views are left out)."""
+        ...
+
+    def columns(self, key: str) -> list[Column]:
+        """Return the columns of `key` (empty when it does not exist)."""
+        ...
+
+    def close(self) -> None:
+        """Release this session's connection."""
+        ...

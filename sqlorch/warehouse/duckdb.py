@@ -1,0 +1,219 @@
+"""The DuckDB warehouse: zero-copy Arrow writes into the file dbt-duckdb also uses.
+
+In one process, every `duckdb.connect(path)` of the same file shares one database instance,
+so sqlorch's connection and dbt-duckdb's see each other's writes and never hit a file lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlorch.errors import AssetError, WarehouseError
+from sqlorch.graph import Column
+from sqlorch.warehouse.base import WriteMode
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = ("write-write conflict", "Conflicting lock", "could not set lock")
+
+
+def quote_key(key: str) -> str:
+    """Return `schema.name` as a quoted DuckDB identifier."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in key.split(".", 1))
+
+
+def to_arrow_stream(data: Any, key: str) -> Any:
+    """Convert an asset's return value into something DuckDB can scan (Arrow table/reader).
+
+    Raises:
+        AssetError: the value is not Arrow-compatible data.
+    """
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table | pa.RecordBatchReader):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    mod = type(data).__module__
+    if mod.startswith("duckdb") and hasattr(data, "fetch_record_batch"):
+        return data.fetch_record_batch(1_000_000)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(data)
+    if hasattr(data, "__arrow_c_array__"):
+        return pa.table(data)
+    raise AssetError(
+        f"Asset {key!r} returned a {type(data).__module__}.{type(data).__qualname__}, which "
+        "sqlorch cannot write. Return a pyarrow Table or RecordBatchReader, a pandas or polars "
+        "DataFrame (anything with the Arrow PyCapsule interface), or a DuckDB relation; or take "
+        "a `context` argument, write through `context.warehouse` yourself and return None.",
+        asset=key,
+    )
+
+
+class DuckDBWarehouse:
+    """A DuckDB database file (or an attached connection) as a `Warehouse`."""
+
+    dialect = "duckdb"
+
+    def __init__(
+        self,
+        path: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        _parent: Any = None,
+    ) -> None:
+        import duckdb
+
+        self.path = path
+        self._config = dict(config or {})
+        try:
+            if _parent is not None:
+                self._con = _parent.cursor()
+            else:
+                self._con = duckdb.connect(path, config=self._config)
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"Could not open the DuckDB database {path!r}: {exc}. If another process "
+                "(a second sqlorch, dbt, or a DuckDB shell) has the file open, close it and "
+                "run again."
+            ) from exc
+        self._lock = threading.Lock()
+
+    @property
+    def connection(self) -> Any:
+        """The DuckDB connection of this session."""
+        return self._con
+
+    def session(self) -> DuckDBWarehouse:
+        """Return a handle with its own cursor on the same database instance."""
+        return DuckDBWarehouse(self.path, self._config, _parent=self._con)
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run `sql` and return all rows."""
+        return self._con.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create `schema` if it does not exist."""
+        self._retry(lambda: self._con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+    def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
+        """Write `data` to `key` in one transaction and return the table's row count."""
+        import duckdb
+
+        stream = to_arrow_stream(data, key)
+        rows_hint = getattr(stream, "num_rows", None)
+        target = quote_key(key)
+        schema = key.split(".", 1)[0]
+
+        def attempt() -> int:
+            # a cursor of its own: a DuckDB relation the asset returned may hold an open
+            # result on the session's connection while it streams into this write
+            con = self._con.cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.register("__sqlorch_input", stream)
+                try:
+                    if mode is WriteMode.REPLACE:
+                        con.execute(
+                            f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __sqlorch_input"
+                        )
+                    else:
+                        con.execute(
+                            f"CREATE TABLE IF NOT EXISTS {target} AS "
+                            "SELECT * FROM __sqlorch_input LIMIT 0"
+                        )
+                        con.execute(f"INSERT INTO {target} SELECT * FROM __sqlorch_input")
+                finally:
+                    con.unregister("__sqlorch_input")
+                if rows_hint is not None and mode is WriteMode.REPLACE:
+                    rows = int(rows_hint)
+                else:
+                    rows = int(con.execute(f"SELECT count(*) FROM {target}").fetchone()[0])
+                con.execute("COMMIT")
+                return rows
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                con.close()
+
+        try:
+            # a reader is consumed by the first attempt: only tables can be retried
+            return self._retry(attempt, retries=3 if rows_hint is not None else 0)
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"Writing asset {key!r} to DuckDB failed: {exc}", asset=key
+            ) from exc
+
+    def table_exists(self, key: str) -> bool:
+        """Return True when a table or view `key` exists."""
+        schema, name = key.split(".", 1)
+        row = self._con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
+            [schema, name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def row_counts(self, keys: list[str]) -> dict[str, int]:
+        """Return exact row counts of the existing base tables among `keys`."""
+        if not keys:
+            return {}
+        tables = {
+            f"{s}.{n}".lower()
+            for s, n in self._con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database()"
+            ).fetchall()
+        }
+        present = [k for k in keys if k.lower() in tables]
+        counts: dict[str, int] = {}
+        for start in range(0, len(present), 200):
+            chunk = present[start : start + 200]
+            sql = " UNION ALL ".join(
+                f"SELECT {i}, count(*) FROM {quote_key(k)}" for i, k in enumerate(chunk)
+            )
+            for i, n in self._con.execute(sql).fetchall():
+                counts[chunk[i]] = int(n)
+        return counts
+
+    def columns(self, key: str) -> list[Column]:
+        """Return the columns of `key` in order (empty when it does not exist)."""
+        schema, name = key.split(".", 1)
+        rows = self._con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?) "
+            "ORDER BY ordinal_position",
+            [schema, name],
+        ).fetchall()
+        return [Column(n, t) for n, t in rows]
+
+    def close(self) -> None:
+        """Close this session's connection."""
+        try:
+            self._con.close()
+        except Exception:  # noqa: BLE001 - closing twice or after the parent is harmless
+            log.debug("closing DuckDB connection failed", exc_info=True)
+
+    def _retry(self, fn: Any, retries: int = 3) -> Any:
+        import duckdb
+
+        delay = 0.05
+        for attempt in range(retries + 1):
+            try:
+                return fn()
+            except duckdb.Error as exc:
+                if attempt == retries or not any(t in str(exc) for t in _TRANSIENT):
+                    raise
+                log.debug("transient DuckDB error, retrying in %.2fs: %s", delay, exc)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
