@@ -77,6 +77,10 @@ def _err() -> Any:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _warn(message: str) -> None:
+    _err().print(f"[yellow]Warning:[/] {message}", highlight=False)
+
+
 def _settings(
     project_dir: str | None,
     profiles_dir: str | None,
@@ -129,7 +133,7 @@ def build(
     settings = _settings(project_dir, profiles_dir, target, threads)
     project = load_project(settings)
     store = StateStore(settings.state_path)
-    plan = plan_build(project, store, select, exclude)
+    plan = plan_build(project, store, select, exclude, _warn)
     if dry_run:
         if as_json:
             _emit_json(
@@ -191,7 +195,7 @@ def ls_cmd(
     from sqlorch.run import select_assets
 
     project = load_project(_settings(project_dir, profiles_dir, target))
-    keys = select_assets(project, select, exclude) if (select or exclude) else None
+    keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
         _emit_json(
@@ -247,9 +251,9 @@ def status(
 
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
-    keys = select_assets(project, select, exclude) if (select or exclude) else None
+    keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
     states = StateStore(settings.state_path, readonly=True).asset_states()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:
             continue
@@ -327,7 +331,7 @@ def runs(
 
     settings = _settings(project_dir, profiles_dir, target)
     records = StateStore(settings.state_path, readonly=True).runs(limit)
-    docs = [
+    docs: list[dict[str, Any]] = [
         {
             "run_id": r.run_id,
             "command": r.command,

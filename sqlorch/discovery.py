@@ -97,23 +97,26 @@ def _import(name: str, root: Path) -> object:
     except Exception as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if _inside(f.filename, root)]
         where = ""
-        file = line = None
+        where_file: str | None = None
+        where_line: int | None = None
         if frames:
-            file, line = _rel(Path(frames[-1].filename), root), frames[-1].lineno
-            where = f" at {file}:{line}"
+            where_file = _rel(Path(frames[-1].filename), root)
+            where_line = frames[-1].lineno
+            where = f" at {where_file}:{where_line}"
         raise ProjectError(
             f"Importing ingest module {name} failed{where}: {type(exc).__name__}: {exc}. "
             "Fix the module (or the `ingest` setting under [tool.sqlorch]) and run again.",
-            file=file,
-            line=line,
+            file=where_file,
+            line=where_line,
         ) from exc
 
 
 def _found(defn: AssetDefinition, module: str, root: Path) -> FoundAsset:
     fn = inspect.unwrap(defn.fn)
+    line: int | None
     try:
         source = inspect.getsource(fn)
-        line: int | None = inspect.getsourcelines(fn)[1]
+        line = inspect.getsourcelines(fn)[1]
     except (OSError, TypeError):
         source, line = repr(fn), None
     file = inspect.getsourcefile(fn) or module

@@ -95,9 +95,9 @@ def merge(
             metadata=d.metadata,
         )
         if key in python:
-            other = python[key]
+            first = python[key]
             raise GraphError(
-                f"Two Python assets have the key {key!r}: {other.file}:{other.line} and "
+                f"Two Python assets have the key {key!r}: {first.file}:{first.line} and "
                 f"{fa.file}:{fa.line}. Rename one or give it another `schema`/`key`.",
                 asset=key,
                 file=fa.file,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +60,21 @@ class StateRecorder:
 
 
 def select_assets(
-    project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None
+    project: Project,
+    select: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    warn: Callable[[str], None] | None = None,
 ) -> set[str]:
-    """Return the selected asset keys of the project."""
-    from sqlorch.selection import select as run_selection
+    """Return the selected asset keys; selectors that matched nothing go to `warn`."""
+    from sqlorch.selection import resolve_selection
 
-    return run_selection(project.graph, list(select or ()), list(exclude or ()))
+    result = resolve_selection(project.graph, list(select or ()), list(exclude or ()))
+    if warn is not None:
+        for token in result.unmatched:
+            warn(f"The selector {token!r} matched no asset.")
+        for token in result.unmatched_exclude:
+            warn(f"The exclude selector {token!r} matched no asset.")
+    return set(result.keys)
 
 
 def open_warehouse(project: Project) -> Any:
@@ -99,9 +108,10 @@ def plan_build(
     store: StateStore,
     select: Sequence[str] | None,
     exclude: Sequence[str] | None,
+    warn: Callable[[str], None] | None = None,
 ) -> Plan:
     """Select and plan a build."""
-    selected = select_assets(project, select, exclude)
+    selected = select_assets(project, select, exclude, warn)
     states = store.asset_states()
     return build_plan(
         project.graph, selected, {k: s.last_materialized_at for k, s in states.items()}

@@ -28,37 +28,26 @@ from sqlorch.graph import AssetGraph, AssetKind
 
 __all__ = ["METHODS", "Selection", "resolve_selection", "select"]
 
-METHODS: tuple[str, ...] = (
-    "config",
-    "file",
-    "fqn",
-    "kind",
-    "package",
-    "path",
-    "resource_type",
-    "source",
-    "tag",
+METHODS: tuple[str, ...] = tuple(
+    "config file fqn kind package path resource_type source tag".split()
 )
 """The selection methods sqlorch understands (`config` takes a key: `config.materialized`)."""
 
 _CONFIG_KEYS = ("materialized", "schema", "tags")
 
 # dbt methods that have no meaning in sqlorch's asset graph, with what to do instead.
+_NO_SUCH_NODES = "sqlorch's asset graph has no such nodes"
+_TESTS_RUN = "tests run with the assets they test"
 _DBT_ONLY_METHODS = {
     "state": "sqlorch tracks changes itself: `sqlorch build` builds exactly what is stale "
     "(`sqlorch status` shows why)",
     "result": "use `sqlorch retry RUN` to re-run what failed or was skipped",
     "source_status": "use `sqlorch status` to see which sources changed",
-    "group": "",
-    "access": "",
-    "version": "",
-    "exposure": "",
-    "metric": "",
-    "semantic_model": "",
-    "saved_query": "",
-    "test_name": "tests run with the assets they test",
-    "test_type": "tests run with the assets they test",
-    "unit_test": "tests run with the assets they test",
+    **dict.fromkeys(("test_name", "test_type", "unit_test"), _TESTS_RUN),
+    **dict.fromkeys(
+        ("group", "access", "version", "exposure", "metric", "semantic_model", "saved_query"),
+        _NO_SUCH_NODES,
+    ),
 }
 
 _KIND_VALUES: dict[str, frozenset[AssetKind]] = {
@@ -266,7 +255,7 @@ def _parse_method(
     known = ", ".join(f"`{m}.<key>`" if m == "config" else f"`{m}:`" for m in METHODS)
     if name not in METHODS:
         if name in _DBT_ONLY_METHODS:
-            hint = _DBT_ONLY_METHODS[name] or "sqlorch's asset graph has no such nodes"
+            hint = _DBT_ONLY_METHODS[name]
             raise SelectionError(
                 f"The dbt selection method {name!r} in {raw!r} is not supported by sqlorch: "
                 f"{hint}. Known methods: {known}; a selector without a method matches an "

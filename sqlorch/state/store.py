@@ -264,7 +264,17 @@ class StateStore:
             "WHERE run_id = ? ORDER BY id",
             (run_id,),
         ):
-            yield EventRecord(*r[:8], data=json.loads(r[8]) if r[8] else {})
+            yield EventRecord(
+                id=r[0],
+                run_id=r[1],
+                ts=r[2],
+                kind=r[3],
+                asset=r[4],
+                partition=r[5],
+                level=r[6],
+                message=r[7],
+                data=json.loads(r[8]) if r[8] else {},
+            )
 
     def asset_states(self) -> dict[str, AssetState]:
         """Return the last materialization and last attempt of every asset with history."""

@@ -147,7 +147,7 @@ class DuckDBWarehouse:
 
         try:
             # a reader is consumed by the first attempt: only tables can be retried
-            return self._retry(attempt, retries=3 if rows_hint is not None else 0)
+            return int(self._retry(attempt, retries=3 if rows_hint is not None else 0))
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"Writing asset {key!r} to DuckDB failed: {exc}", asset=key

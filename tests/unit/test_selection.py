@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,7 +259,8 @@ def test_operators_agree_with_graph_walks(key: str, depth: int | None) -> None:
     assert select(GRAPH, [f"@{key}"]) == expected
 
 
-def test_selection_on_a_large_graph_is_fast() -> None:
+def test_selection_on_a_large_graph() -> None:
+    """Selections over a 1000-node graph give the graph walk's answer (speed: benchmarks/)."""
     nodes = [
         AssetNode(
             key=f"s{i % 7}.m{i}",
@@ -274,11 +274,9 @@ def test_selection_on_a_large_graph_is_fast() -> None:
         for i in range(1000)
     ]
     graph = AssetGraph(nodes)
-    expressions = [["m500"], ["+m500"], ["tag:t3"], ["dir4.sub1"], ["path:models/dir2"], ["m5*"]]
-    for expression in expressions:
-        select(graph, expression)  # warm up
-        start = time.perf_counter()
-        for _ in range(10):
-            select(graph, expression)
-        elapsed = (time.perf_counter() - start) / 10
-        assert elapsed < 0.05, f"{expression}: {elapsed * 1000:.1f} ms"
+    assert select(graph, ["m500"]) == {"s3.m500"}
+    assert select(graph, ["+m500"]) == {"s3.m500"} | graph.ancestors("s3.m500")
+    assert select(graph, ["tag:t3"]) == {n.key for n in nodes if n.tags == ("t3",)}
+    assert select(graph, ["dir4.sub1"]) == {n.key for n in nodes if n.fqn[1:3] == ("dir4", "sub1")}
+    assert select(graph, ["path:models/dir2"]) == {n.key for n in nodes if n.fqn[1] == "dir2"}
+    assert select(graph, ["m5*"]) == {n.key for n in nodes if n.name.startswith("m5")}
