@@ -39,8 +39,11 @@ def to_arrow_stream(data: Any, key: str) -> Any:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     mod = type(data).__module__
-    if mod.startswith("duckdb") and hasattr(data, "fetch_record_batch"):
-        return data.fetch_record_batch(1_000_000)
+    if mod.startswith("duckdb"):
+        if hasattr(data, "to_arrow_reader"):
+            return data.to_arrow_reader(1_000_000)
+        if hasattr(data, "fetch_record_batch"):
+            return data.fetch_record_batch(1_000_000)
     if hasattr(data, "__arrow_c_stream__"):
         return pa.RecordBatchReader.from_stream(data)
     if hasattr(data, "__arrow_c_array__"):

@@ -1,0 +1,172 @@
+"""The executor on Python assets with a real DuckDB file (dbt runs are in other tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from sqlorch import MaterializeResult, asset
+from sqlorch.events import Event, EventKind
+from sqlorch.executor import Executor, Status
+from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.planner import build_plan
+from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+
+def _run(tmp_path: Path, defs: dict[str, Any], deps: dict[str, tuple[str, ...]], **kw: Any):
+    nodes = [
+        AssetNode(
+            key,
+            AssetKind.PYTHON,
+            key.split(".")[1],
+            deps=deps.get(key, ()),
+            file="ingest/x.py",
+            pool=getattr(defs[key], "pool", None),
+        )
+        for key in defs
+    ]
+    graph = AssetGraph(nodes)
+    events: list[Event] = []
+    warehouse = DuckDBWarehouse(str(tmp_path / "wh.duckdb"))
+    try:
+        outcome = Executor(
+            graph=graph,
+            plan=build_plan(graph, set(graph.assets)),
+            python_fns=defs,
+            warehouse=warehouse,
+            invoker=None,
+            dbt_project=None,
+            run_id="r1",
+            run_dir=tmp_path / "run",
+            threads=kw.get("threads", 4),
+            listeners=[events.append],
+            pools=kw.get("pools"),
+        ).run()
+    finally:
+        warehouse.close()
+    return outcome, events
+
+
+def test_python_assets_write_every_supported_return_type(tmp_path: Path) -> None:
+    @asset
+    def arrow_table():
+        return pa.table({"x": [1, 2, 3]})
+
+    @asset
+    def reader():
+        return pa.table({"x": [1, 2]}).to_reader()
+
+    @asset
+    def pandas_frame():
+        return pd.DataFrame({"x": [1, 2, 3, 4]})
+
+    @asset
+    def relation(context):
+        return context.warehouse.connection.sql("SELECT * FROM range(5) t(x)")
+
+    @asset
+    def writes_itself(context):
+        context.warehouse.connection.execute(
+            "CREATE OR REPLACE TABLE raw.writes_itself AS SELECT 42 AS answer"
+        )
+        context.log.info("wrote it myself")
+
+    @asset
+    def with_metadata(context):
+        context.add_metadata(source="unit-test")
+        return MaterializeResult(pa.table({"x": [1]}), metadata={"extra": 1})
+
+    defs = {
+        f"raw.{d.name}": d
+        for d in (arrow_table, reader, pandas_frame, relation, writes_itself, with_metadata)
+    }
+    outcome, events = _run(tmp_path, defs, {})
+    assert outcome.status == "success", outcome.errors
+    rows = {e.asset: e.data["rows"] for e in events if e.kind is EventKind.ASSET_MATERIALIZED}
+    assert rows == {
+        "raw.arrow_table": 3,
+        "raw.reader": 2,
+        "raw.pandas_frame": 4,
+        "raw.relation": 5,
+        "raw.writes_itself": 1,
+        "raw.with_metadata": 1,
+    }
+    meta = next(
+        e.data["metadata"]
+        for e in events
+        if e.asset == "raw.with_metadata" and e.kind is EventKind.ASSET_MATERIALIZED
+    )
+    assert meta == {"extra": 1, "source": "unit-test"}
+    logs = [e.message for e in events if e.kind is EventKind.ASSET_LOG]
+    assert logs == ["wrote it myself"]
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    assert con.execute("SELECT sum(x) FROM raw.pandas_frame").fetchone() == (10,)
+    assert con.execute("SELECT answer FROM raw.writes_itself").fetchone() == (42,)
+
+
+def test_a_failure_skips_downstream_and_independent_branches_go_on(tmp_path: Path) -> None:
+    @asset
+    def broken():
+        raise ValueError("the API said no")
+
+    @asset
+    def after_broken():
+        return pa.table({"x": [1]})
+
+    @asset
+    def independent():
+        return pa.table({"x": [1]})
+
+    @asset
+    def bad_type():
+        return 42
+
+    defs = {
+        "raw.broken": broken,
+        "raw.after_broken": after_broken,
+        "raw.independent": independent,
+        "raw.bad_type": bad_type,
+    }
+    outcome, events = _run(tmp_path, defs, {"raw.after_broken": ("raw.broken",)})
+    assert outcome.status == "failed"
+    assert outcome.statuses == {
+        "raw.broken": Status.FAILED,
+        "raw.after_broken": Status.SKIPPED,
+        "raw.independent": Status.SUCCEEDED,
+        "raw.bad_type": Status.FAILED,
+    }
+    assert "ValueError" in outcome.errors["raw.broken"]
+    assert "the API said no" in outcome.errors["raw.broken"]
+    assert "test_executor.py:" in outcome.errors["raw.broken"]  # file:line of the raise
+    assert "builtins.int" in outcome.errors["raw.bad_type"]
+    skipped = next(e for e in events if e.kind is EventKind.ASSET_SKIPPED)
+    assert "raw.broken" in skipped.message
+
+
+def test_a_pool_of_one_never_runs_two_of_its_assets_at_once(tmp_path: Path) -> None:
+    spans: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+
+    def make(name: str) -> Any:
+        def fn():
+            start = time.monotonic()
+            time.sleep(0.05)
+            with lock:
+                spans.append((name, start, time.monotonic()))
+            return pa.table({"x": [1]})
+
+        fn.__name__ = name
+        return asset(fn, pool="api")
+
+    defs = {f"raw.a{i}": make(f"a{i}") for i in range(4)}
+    outcome, _ = _run(tmp_path, defs, {}, pools={"api": 1}, threads=4)
+    assert outcome.status == "success"
+    spans.sort(key=lambda s: s[1])
+    for (_, _, end), (_, start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end

@@ -1,0 +1,49 @@
+"""The planner is pure: graph + selection + state in, ordered steps out."""
+
+from __future__ import annotations
+
+from sqlorch.graph import AssetGraph, AssetKind, AssetNode, CheckNode
+from sqlorch.planner import build_plan
+
+
+def _graph() -> AssetGraph:
+    return AssetGraph(
+        [
+            AssetNode("raw.events", AssetKind.PYTHON, "events"),
+            AssetNode("raw.ext", AssetKind.SOURCE, "ext"),
+            AssetNode("stg.events", AssetKind.MODEL, "events", deps=("raw.events", "raw.ext")),
+            AssetNode("marts.daily", AssetKind.MODEL, "daily", deps=("stg.events",)),
+            AssetNode("ml.score", AssetKind.PYTHON, "score", deps=("marts.daily",)),
+        ],
+        [
+            CheckNode("test.a", "not_null_stg", ("stg.events",)),
+            CheckNode("test.b", "rel", ("stg.events", "marts.daily")),
+            CheckNode("test.c", "src", ("raw.ext",)),
+        ],
+    )
+
+
+def test_plan_orders_steps_and_leaves_out_observed_sources() -> None:
+    graph = _graph()
+    plan = build_plan(graph, set(graph.assets))
+    assert plan.keys == ["raw.events", "stg.events", "marts.daily", "ml.score"]
+    assert [s.kind for s in plan.steps] == [
+        AssetKind.PYTHON,
+        AssetKind.MODEL,
+        AssetKind.MODEL,
+        AssetKind.PYTHON,
+    ]
+    assert plan.checks == ("test.a", "test.b", "test.c")
+
+
+def test_checks_follow_their_assets_like_dbt_eager_selection() -> None:
+    plan = build_plan(_graph(), {"marts.daily"})
+    assert plan.keys == ["marts.daily"]
+    assert plan.checks == ("test.b",)
+
+
+def test_reasons_say_whether_an_asset_was_ever_built() -> None:
+    plan = build_plan(_graph(), {"raw.events", "ml.score"}, {"ml.score": "2026-01-01T00:00:00Z"})
+    reasons = {s.key: s.reasons for s in plan.steps}
+    assert reasons["raw.events"] == ("never materialized",)
+    assert "2026-01-01" in reasons["ml.score"][0]

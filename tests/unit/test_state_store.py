@@ -1,0 +1,69 @@
+"""The SQLite state store: migrations, runs, events, materializations, concurrent readers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sqlorch.errors import StateError
+from sqlorch.state.migrations import MIGRATIONS
+from sqlorch.state.store import StateStore
+
+
+def test_records_runs_events_and_latest_asset_state(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.start_run("r1", "build", "", "2026-01-01T00:00:00Z")
+    store.add_event("r1", "2026-01-01T00:00:01Z", "asset_started", "raw.a")
+    store.record_materialization("raw.a", "r1", "2026-01-01T00:00:02Z", 10, 0.5, "v1")
+    store.record_attempt("r1", "raw.a", "success", None, "2026-01-01T00:00:02Z")
+    store.finish_run("r1", "success", "2026-01-01T00:00:03Z", 1, 0, 0)
+    store.start_run("r2", "build", "-s raw.a", "2026-01-02T00:00:00Z")
+    store.record_attempt("r2", "raw.a", "failed", None, "2026-01-02T00:00:01Z", "boom")
+    store.finish_run("r2", "failed", "2026-01-02T00:00:02Z", 0, 1, 0)
+
+    assert [r.run_id for r in store.runs()] == ["r2", "r1"]
+    assert store.run("r1") is not None and store.run("r") is None  # ambiguous prefix
+    state = store.asset_states()["raw.a"]
+    assert (state.rows, state.code_version, state.last_materialized_at) == (
+        10,
+        "v1",
+        "2026-01-01T00:00:02Z",
+    )
+    assert (state.last_run_id, state.last_status, state.last_error) == ("r2", "failed", "boom")
+    assert [e.kind for e in store.events("r1")] == ["asset_started"]
+
+
+def test_a_second_process_reads_while_a_build_writes(tmp_path: Path) -> None:
+    writer = StateStore(tmp_path / "state.db")
+    writer.start_run("r1", "build", "", "2026-01-01T00:00:00Z")
+    reader = StateStore(tmp_path / "state.db", readonly=True)
+    assert reader.runs()[0].status == "running"
+    raw = sqlite3.connect(tmp_path / "state.db")
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_abandoned_runs_are_marked_failed(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.start_run("r1", "build", "", "2026-01-01T00:00:00Z")
+    con = sqlite3.connect(tmp_path / "state.db")
+    con.execute("UPDATE runs SET pid = 999999999")
+    con.commit()
+    assert store.mark_abandoned_runs("2026-01-01T01:00:00Z") == 1
+    assert store.runs()[0].status == "failed"
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    StateStore(tmp_path / "state.db").close()
+    con = sqlite3.connect(tmp_path / "state.db")
+    con.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS) + 1,))
+    con.commit()
+    with pytest.raises(StateError, match="Upgrade sqlorch"):
+        StateStore(tmp_path / "state.db")
+
+
+def test_readonly_store_without_a_file_is_empty(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "nothing.db", readonly=True)
+    assert store.runs() == [] and store.asset_states() == {}
+    assert not (tmp_path / "nothing.db").exists()
