@@ -137,6 +137,7 @@ class Executor:
                     self._blocking.setdefault(k, []).append(uid)
         self._check_blocked: set[str] = set()
         self._awaited: dict[str, list[str]] = {}
+        self.cancelled = False
         self._start_hooks_done = False
         self._end_hooks_done = False
 
@@ -148,20 +149,33 @@ class Executor:
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sqlorch-asset")
         try:
             while True:
-                self._launch_python(pool)
-                self._launch_dbt()
+                if not self.cancelled:
+                    self._launch_python(pool)
+                    self._launch_dbt()
                 if self._running_python == 0 and not self._dbt_busy:
                     self._finish_blocked()
                     break
-                self._handle(self._next_message())
+                try:
+                    self._handle(self._next_message())
+                except KeyboardInterrupt:
+                    if self.cancelled:
+                        raise  # second Ctrl-C: abandon what still runs
+                    # first Ctrl-C: launch nothing more, record what is running as it ends
+                    self.cancelled = True
+                    self._emit(
+                        EventKind.ASSET_LOG,
+                        None,
+                        "cancelling: waiting for running assets (Ctrl-C again to abort)",
+                        level="warning",
+                    )
         finally:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=not self.cancelled, cancel_futures=True)
         failed = any(s is Status.FAILED for s in self.status.values()) or any(
             s in ("fail", "error") for s in self.check_status.values()
         )
         outcome = RunOutcome(
             run_id=self.run_id,
-            status="failed" if failed else "success",
+            status="cancelled" if self.cancelled else "failed" if failed else "success",
             statuses=dict(self.status),
             check_statuses=dict(self.check_status),
             errors=dict(self.errors),
@@ -304,9 +318,10 @@ class Executor:
 
     def _finish_blocked(self) -> None:
         """Skip what can never run once nothing is running."""
+        reason = "run cancelled" if self.cancelled else "an upstream asset did not succeed"
         for key in self.plan.keys:
             if self.status[key] is Status.PENDING:
-                self._skip(key, "an upstream asset did not succeed")
+                self._skip(key, reason)
         for uid, st in self.check_status.items():
             if st == "pending":
                 self.check_status[uid] = "skipped"

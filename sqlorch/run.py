@@ -135,6 +135,8 @@ def execute(
     store.start_run(run_id, command, selection, utcnow())
     warehouse = None
     outcome: RunOutcome | None = None
+    executor: Executor | None = None
+    interrupted = False
     try:
         warehouse = open_warehouse(project) if plan.steps else None
         executor = Executor(
@@ -150,13 +152,25 @@ def execute(
             listeners=[StateRecorder(store, run_id), *listeners],
             pools=dict(settings.pools),
         )
-        outcome = executor.run()
+        try:
+            outcome = executor.run()
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         return outcome
     finally:
         from sqlorch.executor import Status
 
         if outcome is None:
-            store.finish_run(run_id, "failed", utcnow(), 0, 0, 0)
+            states = executor.status.values() if executor is not None else []
+            store.finish_run(
+                run_id,
+                "cancelled" if interrupted else "failed",
+                utcnow(),
+                sum(1 for s in states if s is Status.SUCCEEDED),
+                sum(1 for s in states if s is Status.FAILED),
+                sum(1 for s in states if s is not Status.SUCCEEDED and s is not Status.FAILED),
+            )
         else:
             store.finish_run(
                 run_id,
