@@ -146,6 +146,12 @@ class Executor:
     def run(self) -> RunOutcome:
         """Execute the plan and return the outcome (never raises for asset failures)."""
         self._emit(EventKind.RUN_STARTED, data={"steps": len(self.plan.steps)})
+        if self.warehouse is not None:
+            # one thread creates the schemas: concurrent DDL conflicts in DuckDB
+            for schema in sorted(
+                {k.rsplit(".", 1)[0] for k, kind in self.kind.items() if kind is AssetKind.PYTHON}
+            ):
+                self.warehouse.ensure_schema(schema)
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sqlorch-asset")
         try:
             while True:
