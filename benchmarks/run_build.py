@@ -91,8 +91,14 @@ def clear_sqlorch_state(project: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def run_command(cmd: list[str], logfile: Path, timeout: float) -> tuple[float, float, int]:
-    """Run `cmd`, output to `logfile`; return (wall seconds, CPU seconds, exit code)."""
+def run_command(
+    cmd: list[str], cwd: Path, logfile: Path, timeout: float
+) -> tuple[float, float, int]:
+    """Run `cmd` in `cwd`, output to `logfile`; return (wall seconds, CPU seconds, exit code).
+
+    The working directory is the generated project, so neither tool picks up settings (such as
+    a `[tool.sqlorch]` table) from the directory the benchmark was started in.
+    """
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("w") as out:
@@ -100,7 +106,13 @@ def run_command(cmd: list[str], logfile: Path, timeout: float) -> tuple[float, f
         start = time.perf_counter()
         try:
             proc = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
+                cmd,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+                check=False,
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:
@@ -191,7 +203,7 @@ def prepare(project: Path, tools: list[str], timeout: float) -> list[tuple[str, 
     fresh_database(project)
     for step in ("parse", "compile"):
         seconds, _, code = run_command(
-            [str(BIN / "dbt"), step, *dirs], logs / f"dbt-{step}.log", timeout
+            [str(BIN / "dbt"), step, *dirs], project, logs / f"dbt-{step}.log", timeout
         )
         if code != 0:
             raise SystemExit(f"dbt {step} failed: {error_summary(logs / f'dbt-{step}.log')}")
@@ -199,7 +211,7 @@ def prepare(project: Path, tools: list[str], timeout: float) -> list[tuple[str, 
     if "sqlorch" in tools:
         # untimed: lets sqlorch fill its own caches, as `dbt parse` does for dbt
         seconds, _, code = run_command(
-            [str(BIN / "sqlorch"), "ls", *dirs], logs / "sqlorch-warmup.log", timeout
+            [str(BIN / "sqlorch"), "ls", *dirs], project, logs / "sqlorch-warmup.log", timeout
         )
         log(f"  sqlorch ls (untimed warm-up): {seconds:.2f} s, exit {code}")
     return floor_plan(project) if "floor" in tools else []
@@ -228,7 +240,7 @@ def bench_size(
                 if tool == "sqlorch":
                     clear_sqlorch_state(project)
                 cmd = [str(BIN / tool), "build", *dirs]
-                seconds, cpu, code = run_command(cmd, logfile, timeout)
+                seconds, cpu, code = run_command(cmd, project, logfile, timeout)
             if code != 0:
                 summary = error_summary(logfile)
                 if tool != "sqlorch":

@@ -72,3 +72,16 @@ def test_missing_dbt_project_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(cwd=tmp_path, env={})
     assert "No dbt_project.yml" in str(err.value) and "--project-dir" in str(err.value)
+
+
+def test_settings_of_an_enclosing_repo_do_not_leak_into_a_nested_dbt_project(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.sqlorch]\ningest = ["pipelines"]\n')
+    _dbt_project(tmp_path)
+    nested = _dbt_project(tmp_path / "bench" / "p1")
+    s = load_settings(project_dir=nested, cwd=tmp_path, env={})
+    assert s.settings_file is None and s.ingest == ("ingest",)
+    assert s.project_dir == nested.resolve()
+    # while the repo's own project still reads them
+    assert load_settings(cwd=tmp_path, env={}).ingest == ("pipelines",)
