@@ -32,6 +32,8 @@ from sqlorch.planner import Plan
 log = logging.getLogger(__name__)
 
 _TABLE_LIKE_EXCLUDED = {"view", "ephemeral", "materialized_view"}
+_COUNT_BATCH = 200
+_COUNT_DELAY_S = 0.5
 
 
 class Status(StrEnum):
@@ -108,11 +110,14 @@ class Executor:
 
         self.status: dict[str, Status] = {s.key: Status.PENDING for s in plan.steps}
         self.kind: dict[str, AssetKind] = {s.key: s.kind for s in plan.steps}
+        self._python_keys = [s.key for s in plan.steps if s.kind is AssetKind.PYTHON]
+        self._dbt_keys = [s.key for s in plan.steps if s.kind.is_dbt]
         self.check_status: dict[str, str] = {c: "pending" for c in plan.checks}
         self.errors: dict[str, str] = {}
         self.started_at: dict[str, float] = {}
         self._queue: queue.Queue[_Msg] = queue.Queue()
         self._to_count: list[tuple[str, float | None, int | None]] = []
+        self._count_since = 0.0
         self._running_pools: dict[str, int] = {}
         self._dbt_busy = False
         self._running_python = 0
@@ -201,10 +206,18 @@ class Executor:
     # ---------------------------------------------------------------- scheduling
 
     def _next_message(self) -> _Msg:
-        # count rows of finished dbt tables in batches, while nothing else is waiting
-        while self._to_count and self._queue.empty():
-            self._flush_counts()
-        return self._queue.get()
+        # Row counts of finished dbt tables are taken in batches: every query from this
+        # thread competes with dbt's threads for the GIL, so fewer, larger queries.
+        while True:
+            if self._to_count and (
+                len(self._to_count) >= _COUNT_BATCH
+                or time.perf_counter() - self._count_since >= _COUNT_DELAY_S
+            ):
+                self._flush_counts()
+            try:
+                return self._queue.get(timeout=_COUNT_DELAY_S if self._to_count else None)
+            except queue.Empty:
+                continue
 
     def _deps_ready(self, key: str) -> bool:
         """True when every upstream step succeeded and its blocking checks passed."""
@@ -233,10 +246,10 @@ class Executor:
         return self._awaited[key]
 
     def _launch_python(self, pool: ThreadPoolExecutor) -> None:
-        for key in self.plan.keys:
+        for key in self._python_keys:
             if self._running_python >= self.threads:
                 break
-            if self.kind[key] is not AssetKind.PYTHON or self.status[key] is not Status.PENDING:
+            if self.status[key] is not Status.PENDING:
                 continue
             if not self._deps_ready(key):
                 continue
@@ -256,9 +269,8 @@ class Executor:
         """Return the dbt steps and checks that can run now, in one invocation."""
         eligible = [
             key
-            for key in self.plan.keys
-            if self.kind[key].is_dbt
-            and self.status[key] is Status.PENDING
+            for key in self._dbt_keys
+            if self.status[key] is Status.PENDING
             and all(self.status[a] is Status.SUCCEEDED for a in self._python_ancestors[key])
         ]
         chosen = set(eligible)
@@ -290,9 +302,7 @@ class Executor:
         )
         in_segment = set(steps)
         remaining_dbt = [
-            k
-            for k in self.plan.keys
-            if self.kind[k].is_dbt and self.status[k] is Status.PENDING and k not in in_segment
+            k for k in self._dbt_keys if self.status[k] is Status.PENDING and k not in in_segment
         ]
         start_hooks = not self._start_hooks_done
         end_hooks = not remaining_dbt
@@ -466,6 +476,8 @@ class Executor:
                 self._succeed(key, ev.rows_affected, ev.execution_time, {})
             else:
                 self.status[key] = Status.SUCCEEDED  # unblock children now; rows follow
+                if not self._to_count:
+                    self._count_since = time.perf_counter()
                 self._to_count.append((key, ev.execution_time, ev.rows_affected))
         elif ev.status == "skipped":
             self._skip(key, ev.message or "skipped by dbt (an upstream node failed)")
@@ -545,7 +557,7 @@ class Executor:
     # ---------------------------------------------------------------- transitions
 
     def _flush_counts(self) -> None:
-        batch, self._to_count = self._to_count[:200], self._to_count[200:]
+        batch, self._to_count = self._to_count, []
         try:
             counts = self.warehouse.row_counts([k for k, _, _ in batch])
         except Exception:  # noqa: BLE001 - a row count must never fail a run
@@ -555,7 +567,7 @@ class Executor:
             self._materialized(key, counts.get(key, rows_affected), seconds, {})
 
     def _flush_counts_all(self) -> None:
-        while self._to_count:
+        if self._to_count:
             self._flush_counts()
 
     def _release_pool(self, key: str) -> None:

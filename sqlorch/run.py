@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlorch.errors import ConfigError
@@ -13,50 +13,64 @@ from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.planner import Plan, build_plan
 from sqlorch.project import Project, load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
 class StateRecorder:
-    """Write every event of a run to the state store, and materializations after commit."""
+    """Write every event of a run to the state store, and materializations after commit.
 
-    store: StateStore
-    run_id: str
+    Rows are written in small transactions (at most every `interval` seconds, and at the end
+    of the run): one SQLite write per event would make the scheduling thread fight dbt's
+    threads for the GIL. A process killed outright loses at most that interval of history;
+    the tables themselves are never ahead of a lost record by more than a rebuild.
+    """
+
+    def __init__(self, store: StateStore, run_id: str, interval: float = 0.2) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.interval = interval
+        self._events: list[tuple[Any, ...]] = []
+        self._attempts: list[tuple[Any, ...]] = []
+        self._mats: list[tuple[Any, ...]] = []
+        self._last = time.monotonic()
 
     def __call__(self, event: Event) -> None:
-        self.store.add_event(
-            event.run_id,
-            event.ts,
-            event.kind.value,
-            event.asset,
-            event.message,
-            event.level,
-            event.data,
-        )
-        if event.asset is None:
-            return
         data = event.data
-        if event.kind is EventKind.ASSET_MATERIALIZED:
-            self.store.record_materialization(
-                event.asset,
-                event.run_id,
-                event.ts,
-                data.get("rows"),
-                data.get("duration_s"),
-                data.get("code_version"),
-                data.get("metadata") or None,
+        key = event.asset
+        self._events.append(
+            event_row(
+                event.run_id, event.ts, event.kind.value, key, event.message, event.level, data
             )
-            self.store.record_attempt(event.run_id, event.asset, "success", None, event.ts)
-        elif event.kind is EventKind.ASSET_FAILED:
-            self.store.record_attempt(
-                event.run_id, event.asset, "failed", None, event.ts, event.message
+        )
+        if key is not None and event.kind is EventKind.ASSET_MATERIALIZED:
+            self._mats.append(
+                materialization_row(
+                    key,
+                    event.run_id,
+                    event.ts,
+                    data.get("rows"),
+                    data.get("duration_s"),
+                    data.get("code_version"),
+                    data.get("metadata") or None,
+                )
             )
-        elif event.kind is EventKind.ASSET_SKIPPED:
-            self.store.record_attempt(
-                event.run_id, event.asset, "skipped", None, event.ts, event.message
+            self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
+        elif key is not None and event.kind in (EventKind.ASSET_FAILED, EventKind.ASSET_SKIPPED):
+            status = "failed" if event.kind is EventKind.ASSET_FAILED else "skipped"
+            self._attempts.append(
+                attempt_row(event.run_id, key, status, None, event.ts, event.message)
             )
+        if event.kind is EventKind.RUN_FINISHED or time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered."""
+        if self._events or self._attempts or self._mats:
+            self.store.write_batch(self._events, self._attempts, self._mats)
+            self._events, self._attempts, self._mats = [], [], []
+        self._last = time.monotonic()
 
 
 def select_assets(
@@ -137,8 +151,10 @@ def execute(
     outcome: RunOutcome | None = None
     executor: Executor | None = None
     interrupted = False
+    recorder: StateRecorder | None = None
     try:
         warehouse = open_warehouse(project) if plan.steps else None
+        recorder = StateRecorder(store, run_id)
         executor = Executor(
             graph=project.graph,
             plan=plan,
@@ -149,7 +165,7 @@ def execute(
             run_id=run_id,
             run_dir=settings.state_dir / "runs" / run_id,
             threads=threads or settings.threads,
-            listeners=[StateRecorder(store, run_id), *listeners],
+            listeners=[recorder, *listeners],
             pools=dict(settings.pools),
         )
         try:
@@ -161,6 +177,8 @@ def execute(
     finally:
         from sqlorch.executor import Status
 
+        if recorder is not None:
+            recorder.flush()
         if outcome is None:
             states = executor.status.values() if executor is not None else []
             store.finish_run(

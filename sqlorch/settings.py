@@ -79,9 +79,11 @@ def load_settings(
     cwd = (cwd or Path.cwd()).resolve()
     start = Path(project_dir).resolve() if project_dir else cwd
     settings_file, raw = _find_settings(start)
-    if settings_file is not None and settings_file.parent != start and (
-        start / "dbt_project.yml"
-    ).is_file():
+    if (
+        settings_file is not None
+        and settings_file.parent != start
+        and (start / "dbt_project.yml").is_file()
+    ):
         # settings of an enclosing repo apply only if they point at this dbt project
         pointed = (settings_file.parent / str(raw.get("project_dir", "."))).resolve()
         if pointed != start:

@@ -160,19 +160,8 @@ class StateStore:
         partition: str | None = None,
     ) -> None:
         """Append one event to a run's log."""
-        self._write(
-            "INSERT INTO events (run_id, ts, kind, asset, partition, level, message, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                ts,
-                kind,
-                asset,
-                partition,
-                level,
-                message,
-                json.dumps(data, default=str) if data else None,
-            ),
+        self.write_batch(
+            [event_row(run_id, ts, kind, asset, message, level, data, partition)], [], []
         )
 
     def record_attempt(
@@ -186,10 +175,10 @@ class StateStore:
         partition: str | None = None,
     ) -> None:
         """Record how one asset's attempt in a run ended (success, failed, skipped)."""
-        self._write(
-            "INSERT INTO attempts (run_id, asset, partition, status, started_at, finished_at, "
-            "error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, asset, partition, status, started_at, finished_at, error),
+        self.write_batch(
+            [],
+            [attempt_row(run_id, asset, status, started_at, finished_at, error, partition)],
+            [],
         )
 
     def record_materialization(
@@ -204,20 +193,53 @@ class StateStore:
         partition: str | None = None,
     ) -> None:
         """Record a committed materialization (call only after the write committed)."""
-        self._write(
-            "INSERT INTO materializations (asset, partition, run_id, materialized_at, rows, "
-            "duration_s, code_version, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                asset,
-                partition,
-                run_id,
-                materialized_at,
-                rows,
-                duration_s,
-                code_version,
-                json.dumps(metadata, default=str) if metadata else None,
-            ),
+        self.write_batch(
+            [],
+            [],
+            [
+                materialization_row(
+                    asset,
+                    run_id,
+                    materialized_at,
+                    rows,
+                    duration_s,
+                    code_version,
+                    metadata,
+                    partition,
+                )
+            ],
         )
+
+    def write_batch(
+        self,
+        events: Sequence[tuple[Any, ...]],
+        attempts: Sequence[tuple[Any, ...]],
+        materializations: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """Append many rows in one transaction (row shapes as in the single-row writers)."""
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany(
+                    "INSERT INTO events (run_id, ts, kind, asset, partition, level, message, "
+                    "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    events,
+                )
+                self._con.executemany(
+                    "INSERT INTO attempts (run_id, asset, partition, status, started_at, "
+                    "finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    attempts,
+                )
+                self._con.executemany(
+                    "INSERT INTO materializations (asset, partition, run_id, materialized_at, "
+                    "rows, duration_s, code_version, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    materializations,
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
 
     def mark_abandoned_runs(self, now: str) -> int:
         """Mark runs left 'running' by a process that no longer exists as failed."""
@@ -308,6 +330,60 @@ class StateStore:
                 last_error=a[3] if a else None,
             )
         return out
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return json.dumps(value, default=str) if value else None
+
+
+def event_row(
+    run_id: str,
+    ts: str,
+    kind: str,
+    asset: str | None = None,
+    message: str = "",
+    level: str = "info",
+    data: dict[str, Any] | None = None,
+    partition: str | None = None,
+) -> tuple[Any, ...]:
+    """Return an `events` row for `StateStore.write_batch`."""
+    return (run_id, ts, kind, asset, partition, level, message, _json(data))
+
+
+def attempt_row(
+    run_id: str,
+    asset: str,
+    status: str,
+    started_at: str | None,
+    finished_at: str,
+    error: str | None = None,
+    partition: str | None = None,
+) -> tuple[Any, ...]:
+    """Return an `attempts` row for `StateStore.write_batch`."""
+    return (run_id, asset, partition, status, started_at, finished_at, error)
+
+
+def materialization_row(
+    asset: str,
+    run_id: str,
+    materialized_at: str,
+    rows: int | None,
+    duration_s: float | None,
+    code_version: str | None,
+    metadata: dict[str, Any] | None = None,
+    partition: str | None = None,
+) -> tuple[Any, ...]:
+    """Return a `materializations` row for `StateStore.write_batch`."""
+    return (
+        asset,
+        partition,
+        run_id,
+        materialized_at,
+        rows,
+        duration_s,
+        code_version,
+        _json(metadata),
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -167,9 +167,15 @@ class DuckDBWarehouse:
         return bool(row and row[0])
 
     def row_counts(self, keys: list[str]) -> dict[str, int]:
-        """Return exact row counts of the existing base tables among `keys`."""
+        """Return exact row counts of the existing tables among `keys` (one query if it can)."""
+        import duckdb
+
         if not keys:
             return {}
+        try:
+            return self._count(keys)
+        except duckdb.Error:
+            pass  # some key is missing or a view: count those that are tables, one by one
         tables = {
             f"{s}.{n}".lower()
             for s, n in self._con.execute(
@@ -178,9 +184,12 @@ class DuckDBWarehouse:
             ).fetchall()
         }
         present = [k for k in keys if k.lower() in tables]
+        return self._count(present) if present else {}
+
+    def _count(self, keys: list[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for start in range(0, len(present), 200):
-            chunk = present[start : start + 200]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
             sql = " UNION ALL ".join(
                 f"SELECT {i}, count(*) FROM {quote_key(k)}" for i, k in enumerate(chunk)
             )
