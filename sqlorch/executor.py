@@ -21,13 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlorch.assets import AssetContext, MaterializeResult
+from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.graph import AssetGraph, AssetKind, CheckNode
 from sqlorch.planner import Plan
+
+if TYPE_CHECKING:
+    from sqlorch.dbt.manifest import DbtProject
+    from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
+    from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +91,10 @@ class Executor:
         *,
         graph: AssetGraph,
         plan: Plan,
-        python_fns: dict[str, Any],
-        warehouse: Any,
-        invoker: Any,
-        dbt_project: Any,
+        python_fns: dict[str, AssetDefinition],
+        warehouse: Warehouse | None,
+        invoker: DbtInvoker | None,
+        dbt_project: DbtProject | None,
         run_id: str,
         run_dir: Path,
         threads: int,
@@ -287,7 +292,7 @@ class Executor:
         return eligible, checks
 
     def _launch_dbt(self) -> None:
-        if self._dbt_busy or self.invoker is None:
+        if self._dbt_busy or self.invoker is None or self.dbt_project is None:
             return
         steps, checks = self._segment()
         if not steps and not checks:
@@ -352,6 +357,7 @@ class Executor:
         logger.addHandler(_QueueHandler(self._queue, key))
         session = None
         try:
+            assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
             session = self.warehouse.session()
             ctx = AssetContext(key=key, run_id=self.run_id, warehouse=session, log=logger)
             started = time.perf_counter()
@@ -406,9 +412,10 @@ class Executor:
         start_hooks: bool,
         end_hooks: bool,
     ) -> None:
-        def on_event(ev: Any) -> None:
+        def on_event(ev: DbtNodeEvent) -> None:
             self._queue.put(_Msg("dbt_event", "", ev))
 
+        assert self.invoker is not None
         try:
             result = self.invoker.build(
                 selectors,
@@ -445,7 +452,7 @@ class Executor:
             steps, checks, result = msg.payload
             self._on_dbt_done(steps, checks, result)
 
-    def _on_dbt_event(self, ev: Any) -> None:
+    def _on_dbt_event(self, ev: DbtNodeEvent) -> None:
         from sqlorch.dbt.runner import DbtPhase
 
         uid = ev.unique_id
@@ -518,7 +525,9 @@ class Executor:
                     if self.status.get(d) is Status.PENDING:
                         self._skip(d, f"check {check.name} on {k} failed")
 
-    def _on_dbt_done(self, steps: list[str], checks: list[str], result: Any) -> None:
+    def _on_dbt_done(
+        self, steps: list[str], checks: list[str], result: InvocationResult | _Crash
+    ) -> None:
         self._flush_counts_all()
         for key in steps:
             if self.status[key] is Status.RUNNING:
@@ -558,8 +567,10 @@ class Executor:
 
     def _flush_counts(self) -> None:
         batch, self._to_count = self._to_count, []
+        counts: dict[str, int] = {}
         try:
-            counts = self.warehouse.row_counts([k for k, _, _ in batch])
+            if self.warehouse is not None:
+                counts = self.warehouse.row_counts([k for k, _, _ in batch])
         except Exception:  # noqa: BLE001 - a row count must never fail a run
             log.debug("row count failed", exc_info=True)
             counts = {}

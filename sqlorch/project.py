@@ -5,11 +5,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlorch.discovery import FoundAsset, discover
 from sqlorch.errors import ConfigError, GraphError
 from sqlorch.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlorch.dbt.manifest import DbtProject
+    from sqlorch.dbt.profiles import Target
+    from sqlorch.dbt.runner import DbtInvoker
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +27,9 @@ class Project:
     settings: Settings
     graph: AssetGraph
     python_assets: dict[str, FoundAsset]
-    dbt: object  # sqlorch.dbt.manifest.DbtProject
-    invoker: object  # sqlorch.dbt.runner.DbtInvoker
-    target: object  # sqlorch.dbt.profiles.Target
+    dbt: DbtProject
+    invoker: DbtInvoker
+    target: Target
 
 
 def load_project(settings: Settings) -> Project:
@@ -53,16 +59,13 @@ def load_project(settings: Settings) -> Project:
 
 
 def merge(
-    dbt: object, found: list[FoundAsset], asset_schema: str
+    dbt: DbtProject, found: list[FoundAsset], asset_schema: str
 ) -> tuple[AssetGraph, dict[str, FoundAsset]]:
     """Merge dbt nodes and Python assets into one graph.
 
     A dbt source whose relation another asset produces IS that asset; a source nothing
     produces stays an observed-only node.
     """
-    from sqlorch.dbt.manifest import DbtProject
-
-    assert isinstance(dbt, DbtProject)
     nodes: dict[str, AssetNode] = {}
     for node in dbt.assets:
         nodes.setdefault(node.key, node)  # duplicates: AssetGraph reports both files

@@ -97,11 +97,9 @@ def open_warehouse(project: Project) -> Any:
     Raises:
         ConfigError: the target cannot hold Python assets.
     """
-    from sqlorch.dbt.profiles import Target
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
     target = project.target
-    assert isinstance(target, Target)
     if target.type == "duckdb" and target.path and target.path != ":memory:":
         return DuckDBWarehouse(target.path, target.config)
     if project.python_assets:
