@@ -5,9 +5,14 @@ Every project a test builds lives in its own temp folder with its own DuckDB fil
 end-to-end fixture; `make_dbt_project` writes purpose-built tiny dbt projects for edge cases.
 
 The CLI runs in process through click's `CliRunner` (fast: dbt is imported once per test
-session) or, for exit-code and traceback checks, as a real subprocess. Relative DuckDB paths
-in profiles.yml resolve against the process's working directory, so both runners execute in
-the project's folder.
+session) or, for exit-code and traceback checks, as a real subprocess; both pass
+`--project-dir` and run in the project's folder (relative DuckDB paths in profiles.yml resolve
+against the working directory). Every DuckDB path in a test profile is absolute: dbt-duckdb
+keeps one database environment per process and would reuse the first project's file for a
+second project whose profile says the same relative path (see test_tiny_projects.py).
+
+Test modules import the plain helpers below with `from conftest import ...` (pytest puts
+this folder on sys.path; the module is the one pytest loaded).
 """
 
 from __future__ import annotations
@@ -98,7 +103,8 @@ class CliResult:
         )
 
 
-def _clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a CLI or dbt run: no leaking sqlorch/dbt settings, no colours."""
     env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
     env.update(
         {
@@ -151,14 +157,12 @@ def run_cli(
     argv = _with_project_dir(args, project)
     workdir = cwd or project or Path.cwd()
     runner = CliRunner()
-    with _environment(_clean_environ(env)), contextlib.chdir(workdir):
+    with _environment(clean_environ(env)), contextlib.chdir(workdir):
         result = runner.invoke(cli, argv, catch_exceptions=True, prog_name="sqlorch")
     exception = result.exception
     if isinstance(exception, SystemExit):
         exception = None
-    return CliResult(
-        tuple(argv), result.exit_code, result.stdout, result.stderr, exception
-    )
+    return CliResult(tuple(argv), result.exit_code, result.stdout, result.stderr, exception)
 
 
 def run_cli_subprocess(
@@ -173,7 +177,7 @@ def run_cli_subprocess(
     proc = subprocess.run(
         [sys.executable, "-m", "sqlorch.cli", *argv],
         cwd=cwd or project,
-        env=_clean_environ(env),
+        env=clean_environ(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -217,7 +221,7 @@ def run_dbt(project: Path, *args: str, timeout: float = 300) -> subprocess.Compl
             str(project),
         ],
         cwd=project,
-        env=_clean_environ(),
+        env=clean_environ(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -257,7 +261,28 @@ def copy_example(dest: Path) -> Path:
         elif src.is_file():
             shutil.copy2(src, dest / part)
     (dest / "pyproject.toml").write_text(example_settings_section())
+    _absolute_duckdb_paths(dest / "profiles" / "profiles.yml", dest)
     return dest
+
+
+def _absolute_duckdb_paths(profiles: Path, base: Path) -> None:
+    """Make relative DuckDB `path:`s in a copied profiles.yml absolute (inside `base`).
+
+    dbt-duckdb keeps one database environment per process and reuses it while the profile's
+    credentials compare equal: two copies that both say `path: nycflights13.duckdb` would
+    share the first copy's file when built in one process (see test_in_process.py).
+    """
+
+    def absolute(match: re.Match[str]) -> str:
+        value = match.group(2)
+        if value == ":memory:" or Path(value).is_absolute() or "{{" in value:
+            return match.group(0)
+        return f'{match.group(1)}"{(base / value).as_posix()}"'
+
+    text = profiles.read_text()
+    profiles.write_text(
+        re.sub(r"""^(\s*path:\s*)["']?([^"'\s#]+)["']?""", absolute, text, flags=re.M)
+    )
 
 
 @pytest.fixture
@@ -374,14 +399,40 @@ DEFAULT_PROFILES = """
 """
 
 
+def write_dbt_project(
+    root: Path,
+    files: Mapping[str, str],
+    python: Mapping[str, str] | None = None,
+    *,
+    name: str = "tiny",
+) -> TinyProject:
+    """Write a tiny dbt project into the new folder `root` (see `make_dbt_project`)."""
+    root.mkdir(parents=True, exist_ok=False)
+    db = root / f"{name}.duckdb"
+    defaults = {
+        "dbt_project.yml": DEFAULT_DBT_PROJECT.format(name=name),
+        "profiles.yml": DEFAULT_PROFILES.format(name=name, db=db.as_posix()),
+    }
+    py = dict(python or {})
+    for folder in {Path(p).parts[0] for p in py if len(Path(p).parts) > 1}:
+        # a regular package: a namespace package `ingest` would lose to any regular
+        # `ingest` package elsewhere on sys.path (see test_tiny_projects.py)
+        py.setdefault(f"{folder}/__init__.py", "")
+    _write_files(root, {k: v for k, v in defaults.items() if k not in files})
+    _write_files(root, files)
+    _write_files(root, py)
+    return TinyProject(root, db, name)
+
+
 @pytest.fixture
 def make_dbt_project(tmp_path: Path) -> Callable[..., TinyProject]:
-    """Factory: `make_dbt_project(files, python=None, *, name="tiny", folder="tiny")`.
+    """Factory: `make_dbt_project(files, python=None, *, name="tiny", folder=None)`.
 
-    Writes a dbt project: `dbt_project.yml` (unless `files` holds one), a `profiles.yml`
-    beside it with a DuckDB file at an absolute path in the temp folder (unless `files`
-    holds one), `files` (path -> text, dedented) and `python` (path -> text, e.g.
-    `{"ingest/assets.py": ...}`). No sqlorch settings: zero configuration, as a dbt user
+    Writes a dbt project in a new folder of `tmp_path`: `dbt_project.yml` (unless `files`
+    holds one; profile = `name`), a `profiles.yml` beside it whose DuckDB file is an absolute
+    path in that folder (unless `files` holds one), then `files` (path -> text, dedented) and
+    `python` (path -> text, e.g. `{"ingest/assets.py": ...}`; an empty `__init__.py` is added
+    to each top folder unless given). No sqlorch settings: zero configuration, as a dbt user
     adopting sqlorch would have.
     """
 
@@ -392,17 +443,7 @@ def make_dbt_project(tmp_path: Path) -> Callable[..., TinyProject]:
         name: str = "tiny",
         folder: str | None = None,
     ) -> TinyProject:
-        root = tmp_path / (folder or name)
-        root.mkdir(parents=True, exist_ok=False)
-        db = root / f"{name}.duckdb"
-        defaults = {
-            "dbt_project.yml": DEFAULT_DBT_PROJECT.format(name=name),
-            "profiles.yml": DEFAULT_PROFILES.format(name=name, db=db.as_posix()),
-        }
-        _write_files(root, {k: v for k, v in defaults.items() if k not in files})
-        _write_files(root, files)
-        _write_files(root, python or {})
-        return TinyProject(root, db, name)
+        return write_dbt_project(tmp_path / (folder or name), files, python, name=name)
 
     return make
 
