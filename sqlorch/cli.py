@@ -56,7 +56,9 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 import traceback
 
                 traceback.print_exc()
-            _err().print(f"[red]Error:[/] {exc.message}", highlight=False)
+            from sqlorch.render import escape
+
+            _err().print(f"[red]Error:[/] {escape(exc.message)}", highlight=False)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             _err().print("[yellow]Interrupted.[/]")
@@ -78,7 +80,9 @@ def _err() -> Any:
 
 
 def _warn(message: str) -> None:
-    _err().print(f"[yellow]Warning:[/] {message}", highlight=False)
+    from sqlorch.render import escape
+
+    _err().print(f"[yellow]Warning:[/] {escape(message)}", highlight=False)
 
 
 def _settings(
@@ -126,7 +130,7 @@ def build(
 ) -> None:
     """Materialize the selected assets (default: all) in dependency order."""
     from sqlorch.project import load_project
-    from sqlorch.render import TerminalRenderer
+    from sqlorch.render import TerminalRenderer, escape
     from sqlorch.run import execute, plan_build
     from sqlorch.state.store import StateStore
 
@@ -153,13 +157,15 @@ def build(
             console = _console()
             console.print(f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks")
             for s in plan.steps:
-                console.print(f"  {s.kind.value:<8} {s.key:<44} [dim]{'; '.join(s.reasons)}[/]")
+                reasons = escape("; ".join(s.reasons))
+                console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
         return
     if not plan.steps and not plan.checks:
         _console().print("Nothing to build: the selection holds only observed sources.")
         return
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
+    outcome = None
     try:
         outcome = execute(
             project,
@@ -170,7 +176,7 @@ def build(
             threads=threads,
         )
     finally:
-        renderer.close()
+        renderer.close(summary=outcome is not None)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":
         sys.exit(1)
@@ -384,6 +390,7 @@ def logs(
 ) -> None:
     """Print a run's structured event log (default: the last run)."""
     from sqlorch.errors import ConfigError
+    from sqlorch.render import escape
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
@@ -430,7 +437,9 @@ def logs(
                 f"{k}={v}" for k, v in ev.data.items() if k not in ("args",) and v is not None
             )
         line = f"{ev.ts[11:23]} {ev.kind:<24} {ev.asset or '':<40} {detail}"
-        console.print(f"[{color}]{line}[/]" if color else line, highlight=False, markup=bool(color))
+        console.print(
+            f"[{color}]{escape(line)}[/]" if color else line, highlight=False, markup=bool(color)
+        )
         if debug and ev.data.get("traceback"):
             console.print(ev.data["traceback"], markup=False)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import sys
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,19 +38,27 @@ def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
         ProjectError: a module fails to import.
     """
     modules: list[str] = []
+    packages: dict[str, Path] = {}
+    files: dict[str, Path] = {}
     for entry in ingest:
         folder = root / entry
         if folder.is_dir():
+            rel_parts = folder.resolve().relative_to(root.resolve()).parts
+            for i in range(1, len(rel_parts) + 1):
+                packages[".".join(rel_parts[:i])] = root.joinpath(*rel_parts[:i])
             for path in sorted(folder.rglob("*.py")):
-                rel = path.relative_to(root).with_suffix("")
-                parts = rel.parts
+                parts = path.relative_to(root).with_suffix("").parts
                 if any(p.startswith(".") or p == "__pycache__" for p in parts):
                     continue
                 if parts[-1] == "__init__":
                     parts = parts[:-1]
+                    for i in range(1, len(parts) + 1):
+                        packages[".".join(parts[:i])] = root.joinpath(*parts[:i])
                 modules.append(".".join(parts))
         elif (root / f"{entry}.py").is_file():
-            modules.append(entry.replace("/", "."))
+            name = entry.replace("/", ".")
+            files[name] = root / f"{entry}.py"
+            modules.append(name)
         elif "/" not in entry and not folder.exists() and entry != "ingest":
             modules.append(entry)
     if not modules:
@@ -56,10 +66,17 @@ def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
     root_str = str(root)
     if root_str not in sys.path:
         sys.path.insert(0, root_str)
+    # Bind this project's package names to its folders before importing anything, so a
+    # same-named package elsewhere on sys.path (or another project's, loaded earlier in this
+    # process) can never shadow them: regular packages win over namespace folders otherwise.
+    for name in sorted(packages, key=lambda n: n.count(".")):
+        _forget(name)
+    for name in sorted(packages, key=lambda n: n.count(".")):
+        _bind_package(name, packages[name], root)
     found: list[FoundAsset] = []
     seen: set[int] = set()
     for name in dict.fromkeys(modules):
-        mod = _import(name, root)
+        mod = _import(name, root, files.get(name))
         for value in vars(mod).values():
             if isinstance(value, AssetDefinition) and id(value) not in seen:
                 if getattr(value.fn, "__module__", name) != name:
@@ -69,46 +86,85 @@ def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
     return found
 
 
-def _import(name: str, root: Path) -> object:
-    # a module of the same name from another project (or an older copy) must not be reused
-    parts = name.split(".")
-    for i in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:i])
-        cached = sys.modules.get(prefix)
-        if cached is None:
-            continue
-        where = getattr(cached, "__file__", None) or next(
-            iter(getattr(cached, "__path__", []) or []), None
+def _forget(name: str) -> None:
+    for mod_name in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[mod_name]
+
+
+def _bind_package(name: str, folder: Path, root: Path) -> None:
+    """Register `name` as the package of `folder` (its __init__.py runs, if it has one)."""
+    init = folder / "__init__.py"
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location(
+            name, init, submodule_search_locations=[str(folder)]
         )
-        if where is None or not _inside(str(where), root):
-            for mod_name in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
-                del sys.modules[mod_name]
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as exc:
+            del sys.modules[name]
+            raise _import_error(name, root, exc) from exc
+    else:
+        module = types.ModuleType(name)
+        module.__path__ = [str(folder)]
+        sys.modules[name] = module
+    if "." in name:
+        parent, _, child = name.rpartition(".")
+        setattr(sys.modules[parent], child, module)
+
+
+def _import(name: str, root: Path, file: Path | None = None) -> object:
+    if name in sys.modules and file is None and _inside(_module_file(name), root):
+        return sys.modules[name]  # a package bound above (its __init__ already ran)
+    _forget(name)
     importlib.invalidate_caches()
     try:
+        if file is not None:
+            spec = importlib.util.spec_from_file_location(name, file)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            return module
         return importlib.import_module(name)
-    except SyntaxError as exc:
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise _import_error(name, root, exc) from exc
+
+
+def _module_file(name: str) -> str:
+    module = sys.modules[name]
+    where = getattr(module, "__file__", None) or next(
+        iter(getattr(module, "__path__", []) or []), ""
+    )
+    return str(where)
+
+
+def _import_error(name: str, root: Path, exc: BaseException) -> ProjectError:
+    if isinstance(exc, SyntaxError):
         file = _rel(Path(exc.filename or name), root)
-        raise ProjectError(
+        return ProjectError(
             f"Ingest module {name} has a syntax error at {file}:{exc.lineno}: {exc.msg}. "
             "Fix it and run again.",
             file=file,
             line=exc.lineno,
-        ) from exc
-    except Exception as exc:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if _inside(f.filename, root)]
-        where = ""
-        where_file: str | None = None
-        where_line: int | None = None
-        if frames:
-            where_file = _rel(Path(frames[-1].filename), root)
-            where_line = frames[-1].lineno
-            where = f" at {where_file}:{where_line}"
-        raise ProjectError(
-            f"Importing ingest module {name} failed{where}: {type(exc).__name__}: {exc}. "
-            "Fix the module (or the `ingest` setting under [tool.sqlorch]) and run again.",
-            file=where_file,
-            line=where_line,
-        ) from exc
+        )
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _inside(f.filename, root)]
+    where = ""
+    where_file: str | None = None
+    where_line: int | None = None
+    if frames:
+        where_file = _rel(Path(frames[-1].filename), root)
+        where_line = frames[-1].lineno
+        where = f" at {where_file}:{where_line}"
+    return ProjectError(
+        f"Importing ingest module {name} failed{where}: {type(exc).__name__}: {exc}. "
+        "Fix the module (or the `ingest` setting under [tool.sqlorch]) and run again.",
+        file=where_file,
+        line=where_line,
+    )
 
 
 def _found(defn: AssetDefinition, module: str, root: Path) -> FoundAsset:

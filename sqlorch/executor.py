@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _TABLE_LIKE_EXCLUDED = {"view", "ephemeral", "materialized_view"}
 _COUNT_BATCH = 200
 _COUNT_DELAY_S = 0.5
+_IDLE_S = 0.2
 
 
 class Status(StrEnum):
@@ -212,7 +213,8 @@ class Executor:
 
     def _next_message(self) -> _Msg:
         # Row counts of finished dbt tables are taken in batches: every query from this
-        # thread competes with dbt's threads for the GIL, so fewer, larger queries.
+        # thread competes with dbt's threads for the GIL, so fewer, larger queries. While
+        # nothing arrives, listeners that buffer (the state recorder) are flushed.
         while True:
             if self._to_count and (
                 len(self._to_count) >= _COUNT_BATCH
@@ -220,9 +222,12 @@ class Executor:
             ):
                 self._flush_counts()
             try:
-                return self._queue.get(timeout=_COUNT_DELAY_S if self._to_count else None)
+                return self._queue.get(timeout=_IDLE_S)
             except queue.Empty:
-                continue
+                for listener in self.listeners:
+                    flush = getattr(listener, "flush", None)
+                    if flush is not None:
+                        flush()
 
     def _deps_ready(self, key: str) -> bool:
         """True when every upstream step succeeded and its blocking checks passed."""
@@ -258,6 +263,8 @@ class Executor:
                 continue
             if not self._deps_ready(key):
                 continue
+            if self._to_count and any(k in self.graph.parents(key) for k, _, _ in self._to_count):
+                self._flush_counts()  # a parent's materialization is recorded before its child
             node = self.graph.assets[key]
             if node.pool:
                 limit = self.pools.get(node.pool)
@@ -337,6 +344,22 @@ class Executor:
         )
         thread.start()
 
+    def _skip_reason(self, key: str) -> str:
+        """Say which upstream failure made dbt skip `key`."""
+        ancestors = self.graph.ancestors(key)
+        failed = [
+            a for a in self.graph.topological(ancestors) if self.status.get(a) is Status.FAILED
+        ]
+        checks = [
+            f"check {c.name} on {', '.join(c.asset_keys)}"
+            for uid, c in self._checks.items()
+            if self.check_status.get(uid) in ("fail", "error")
+            and (c.is_blocking or c.is_unit_test)
+            and ancestors.union({key}).intersection(c.asset_keys)
+        ]
+        causes = [f"upstream {a} failed" for a in failed] + [f"{c} failed" for c in checks]
+        return "; ".join(causes) if causes else "skipped by dbt (an upstream node failed)"
+
     def _finish_blocked(self) -> None:
         """Skip what can never run once nothing is running."""
         reason = "run cancelled" if self.cancelled else "an upstream asset did not succeed"
@@ -391,7 +414,16 @@ class Executor:
                     )
                 rows = session.row_counts([key]).get(key)
             else:
-                rows = session.write(key, result)
+                try:
+                    rows = session.write(key, result)
+                except AssetError as exc:
+                    where = f"{node.file}:{node.line}" if node.line else str(node.file)
+                    raise AssetError(
+                        f"{exc.message} (asset defined at {where})",
+                        asset=key,
+                        file=node.file,
+                        line=node.line,
+                    ) from exc
             duration = time.perf_counter() - started
             self._queue.put(_Msg("python_done", key, (rows, duration, metadata)))
         except SqlorchError as exc:
@@ -487,7 +519,7 @@ class Executor:
                     self._count_since = time.perf_counter()
                 self._to_count.append((key, ev.execution_time, ev.rows_affected))
         elif ev.status == "skipped":
-            self._skip(key, ev.message or "skipped by dbt (an upstream node failed)")
+            self._skip(key, self._skip_reason(key))
         else:
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
 
@@ -534,7 +566,7 @@ class Executor:
                 uid = self.graph.assets[key].unique_id or ""
                 st = result.statuses.get(uid)
                 if st == "skipped":
-                    self._skip(key, "skipped by dbt (an upstream node or check failed)")
+                    self._skip(key, self._skip_reason(key))
                 elif result.error and st is None:
                     self._fail(
                         key,

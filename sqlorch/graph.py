@@ -205,8 +205,13 @@ class AssetGraph:
             cycle = find_cycle({k: self.assets[k].deps for k in self.assets if k not in order})
             path = " -> ".join(cycle)
             first = self.assets[cycle[0]]
+            where = "; ".join(
+                f"{k}: {_where(self.assets[k])}" for k in cycle[:-1] if self.assets[k].file
+            )
             raise GraphError(
-                f"The asset graph has a cycle: {path}. An asset cannot depend on itself, "
+                f"The asset graph has a cycle: {path}"
+                + (f" ({where})" if where else "")
+                + ". An asset cannot depend on itself, "
                 "directly or through others; remove one of these dependencies (a ref, a "
                 "source, or a Python asset's `deps`).",
                 asset=first.key,
@@ -245,6 +250,10 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str]:
     return []
 
 
+def _where(node: AssetNode) -> str:
+    return f"{node.file}{':' + str(node.line) if node.line else ''}" if node.file else ""
+
+
 def _describe(node: AssetNode) -> str:
-    where = f" ({node.file}{':' + str(node.line) if node.line else ''})" if node.file else ""
+    where = f" ({_where(node)})" if node.file else ""
     return f"{node.kind.value} {node.name!r}{where}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlorch.discovery import FoundAsset, discover
@@ -51,6 +52,11 @@ def load_project(settings: Settings) -> Project:
         profiles_dir=profiles_dir,
         target=settings.target,
         artifacts_dir=settings.state_dir / "dbt",
+        duckdb_path=(
+            Path(target.path).resolve()
+            if target.type == "duckdb" and target.path and target.path != ":memory:"
+            else None
+        ),
     )
     dbt = read_manifest(invoker.parse())
     found = discover(settings.root, settings.ingest)

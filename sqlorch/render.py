@@ -7,6 +7,14 @@ from typing import Any
 
 from sqlorch.events import Event, EventKind
 
+
+def escape(text: str) -> str:
+    """Escape rich markup in text that comes from users, dbt or the database."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 _KIND_LABEL = {"python": "python", "model": "model", "seed": "seed", "snapshot": "snapshot"}
 
 
@@ -84,13 +92,16 @@ class TerminalRenderer:
             self.checks["passed"] += 1
         elif kind is EventKind.CHECK_WARNED:
             self.checks["warned"] += 1
-            self.console.print(f"[yellow]WARN[/] check  {event.message}", highlight=False)
+            self.console.print(f"[yellow]WARN[/] check  {escape(event.message)}", highlight=False)
         elif kind is EventKind.CHECK_FAILED:
             self.checks["failed"] += 1
             self.failures.append((f"check {data.get('check')}", event.message))
-            self.console.print(f"[red]FAIL[/] check  {event.message}", highlight=False)
+            self.console.print(f"[red]FAIL[/] check  {escape(event.message)}", highlight=False)
         elif kind is EventKind.ASSET_LOG and self.verbose:
-            self.console.print(f"[dim]     {event.asset}: {event.message}[/]", highlight=False)
+            self.console.print(
+                f"[dim]     {escape(event.asset or '')}: {escape(event.message)}[/]",
+                highlight=False,
+            )
         self._refresh()
 
     def _finished(self, key: str) -> None:
@@ -98,7 +109,7 @@ class TerminalRenderer:
         self.done += 1
 
     def _line(self, mark: str, kind: str, key: str, tail: str) -> None:
-        self.console.print(f"{mark} {kind:<8} {key:<44} {tail}", highlight=False)
+        self.console.print(f"{mark} {kind:<8} {escape(key):<44} {tail}", highlight=False)
 
     def _refresh(self) -> None:
         names = ", ".join(list(self.running)[:3])
@@ -106,9 +117,11 @@ class TerminalRenderer:
             names += f" +{len(self.running) - 3}"
         self._progress.update(self._task, completed=self.done, running=names)
 
-    def close(self) -> None:
-        """Stop the live view and print the summary."""
+    def close(self, *, summary: bool = True) -> None:
+        """Stop the live view and print the summary (unless the run never started)."""
         self._progress.stop()
+        if not summary:
+            return
         elapsed = time.perf_counter() - self.started
         c = self.counts
         parts = [f"[green]{c['succeeded']} succeeded[/]"]
@@ -129,4 +142,4 @@ class TerminalRenderer:
             f"\nDone in {fmt_seconds(elapsed)}: {', '.join(parts)}{tail}.", highlight=False
         )
         for what, message in self.failures:
-            self.console.print(f"\n[red]{what}[/]: {message}", highlight=False)
+            self.console.print(f"\n[red]{escape(what)}[/]: {escape(message)}", highlight=False)

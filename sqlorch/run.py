@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from sqlorch.errors import ConfigError
+from sqlorch.errors import ConfigError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.planner import Plan, build_plan
@@ -101,7 +102,21 @@ def open_warehouse(project: Project) -> Any:
 
     target = project.target
     if target.type == "duckdb" and target.path and target.path != ":memory:":
-        return DuckDBWarehouse(target.path, target.config)
+        try:
+            return DuckDBWarehouse(target.path, target.config)
+        except WarehouseError as exc:
+            cause = str(exc.__cause__ or exc)
+            hint = (
+                " The file is held by another process (a second sqlorch, dbt, or a DuckDB "
+                "shell): close it and run again."
+                if "lock" in cause.lower()
+                else " Check `path:` (its folder must exist) and the other settings of the target."
+            )
+            raise ConfigError(
+                f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) "
+                f"could not be opened: DuckDB file {str(Path(target.path).resolve())!r}: "
+                f"{cause}.{hint}"
+            ) from exc
     if project.python_assets:
         what = (
             "an in-memory DuckDB database, which sqlorch cannot share with dbt"
@@ -143,15 +158,14 @@ def execute(
     """Execute `plan`, recording the run in `store`."""
     settings = project.settings
     run_id = new_run_id()
+    warehouse = open_warehouse(project) if plan.steps else None
     store.mark_abandoned_runs(utcnow())
     store.start_run(run_id, command, selection, utcnow())
-    warehouse = None
     outcome: RunOutcome | None = None
     executor: Executor | None = None
     interrupted = False
     recorder: StateRecorder | None = None
     try:
-        warehouse = open_warehouse(project) if plan.steps else None
         recorder = StateRecorder(store, run_id)
         executor = Executor(
             graph=project.graph,

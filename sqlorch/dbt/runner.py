@@ -24,6 +24,7 @@ from sqlorch.errors import ProjectError
 log = logging.getLogger(__name__)
 
 _INVOKE_LOCK = threading.Lock()
+_LAST_DUCKDB_FILE: Path | None = None
 _FILE_RE = re.compile(r"\(([^()\s]+\.(?:sql|yml|yaml|py|csv))\)")
 _LINE_RE = re.compile(r"line (\d+)")
 
@@ -71,6 +72,7 @@ class DbtInvoker:
     target: str | None
     artifacts_dir: Path
     manifest: Any = None
+    duckdb_path: Path | None = None
 
     def common_args(self, target_path: Path, log_path: Path) -> list[str]:
         """Return the flags every invocation shares."""
@@ -166,12 +168,37 @@ class DbtInvoker:
 
         started = time.perf_counter()
         with _INVOKE_LOCK, self._hooks_only(start_hooks, end_hooks):
+            self._use_duckdb_file()
             res = dbtRunner(manifest=self.manifest, callbacks=[callback]).invoke(args)
         result.seconds = time.perf_counter() - started
         result.success = bool(res.success)
         if res.exception is not None:
             result.error = _one_paragraph(str(res.exception))
         return result
+
+    def _use_duckdb_file(self) -> None:
+        """Make dbt-duckdb open this project's database file (call under the invoke lock).
+
+        dbt-duckdb keeps one connection per process and reuses it while the profile compares
+        equal; a relative `path:` compares equal across projects, so a process that builds
+        two projects (tests, a long-lived UI) would have dbt write into the first one's file.
+        When the resolved file changes, its cached environment is dropped.
+        """
+        global _LAST_DUCKDB_FILE
+        if self.duckdb_path is None or self.duckdb_path == _LAST_DUCKDB_FILE:
+            return
+        if _LAST_DUCKDB_FILE is not None:
+            try:
+                from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+                with DuckDBConnectionManager._LOCK:
+                    env = DuckDBConnectionManager._ENV
+                    DuckDBConnectionManager._ENV = None
+                if env is not None:
+                    env.close()
+            except Exception:  # noqa: BLE001 - an adapter without this cache needs nothing
+                log.debug("could not reset dbt-duckdb's environment", exc_info=True)
+        _LAST_DUCKDB_FILE = self.duckdb_path
 
     @contextlib.contextmanager
     def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:

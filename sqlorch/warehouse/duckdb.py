@@ -79,11 +79,7 @@ class DuckDBWarehouse:
             else:
                 self._con = duckdb.connect(path, config=self._config)
         except duckdb.Error as exc:
-            raise WarehouseError(
-                f"Could not open the DuckDB database {path!r}: {exc}. If another process "
-                "(a second sqlorch, dbt, or a DuckDB shell) has the file open, close it and "
-                "run again."
-            ) from exc
+            raise WarehouseError(f"Could not open the DuckDB database {path!r}: {exc}") from exc
         self._lock = threading.Lock()
 
     @property

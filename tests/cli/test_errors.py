@@ -119,11 +119,6 @@ def test_python_dbt_python_cycle_shows_the_path(make_dbt_project: Make) -> None:
     ), result.describe()
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/graph.py AssetGraph._toposort: the cycle message names the keys but none "
-    "of the files (models/a.sql, ingest/assets.py) although they are known",
-    strict=True,
-)
 def test_cycle_message_names_the_files(make_dbt_project: Make) -> None:
     project = make_dbt_project(
         {
@@ -247,11 +242,6 @@ def test_missing_profiles_yml(make_dbt_project: Make, tmp_path: Path) -> None:
     assert_clean_error(result, 2, "profiles.yml", "'tiny'", "--profiles-dir", "DBT_PROFILES_DIR")
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/cli.py _handle_errors prints exc.message as rich markup: bracketed text "
-    "such as `[tool.sqlorch]` (and `[...]` in dbt's messages) is swallowed",
-    strict=True,
-)
 def test_error_messages_keep_square_brackets(make_dbt_project: Make, tmp_path: Path) -> None:
     project = make_dbt_project(ONE_MODEL)
     (project.path / "profiles.yml").unlink()
@@ -261,11 +251,6 @@ def test_error_messages_keep_square_brackets(make_dbt_project: Make, tmp_path: P
     assert_clean_error(result, 2, "[tool.sqlorch]")
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/render.py TerminalRenderer: asset failure messages are printed as rich "
-    "markup, so `[name]` in an exception's text disappears from the summary",
-    strict=True,
-)
 def test_failure_summary_keeps_square_brackets(make_dbt_project: Make) -> None:
     project = make_dbt_project(
         ONE_MODEL,
@@ -335,12 +320,6 @@ def test_profile_that_does_not_connect(make_dbt_project: Make) -> None:
     assert "/nonexistent_sqlorch_test_dir/sub/tiny.duckdb" in result.flat
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/warehouse/duckdb.py DuckDBWarehouse.__init__ raises WarehouseError (exit 1) "
-    "for a target that cannot be opened, without naming the profile/target/profiles.yml, and "
-    "always blames 'another process' (here the folder does not exist); a run is recorded",
-    strict=True,
-)
 def test_profile_that_does_not_connect_is_a_configuration_error(make_dbt_project: Make) -> None:
     project = make_dbt_project({**ONE_MODEL, "profiles.yml": UNREACHABLE_DB})
     result = run_cli(project.path, "build")
@@ -416,12 +395,6 @@ def test_python_asset_returning_an_unsupported_type(make_dbt_project: Make) -> N
     assert statuses(project.path)["main.a"]["last_outcome"] == "success"
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/executor.py Executor._run_python: the AssetError of "
-    "warehouse.to_arrow_stream (unsupported return type) is reported without the asset's "
-    "file:line",
-    strict=True,
-)
 def test_unsupported_type_message_names_the_file(make_dbt_project: Make) -> None:
     project = make_dbt_project(
         ONE_MODEL,
@@ -504,11 +477,6 @@ def test_model_with_a_sql_error_at_run_time(make_dbt_project: Make) -> None:
     assert run["assets"]["succeeded"] == 3
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/executor.py Executor._on_dbt_event / _on_dbt_done: a model dbt skips "
-    "gets the generic 'skipped by dbt (an upstream node failed)' without naming the upstream",
-    strict=True,
-)
 def test_skip_message_names_the_failed_upstream(make_dbt_project: Make) -> None:
     project = make_dbt_project(SQL_ERROR_PROJECT, PY_AFTER_BAD)
     result = run_cli(project.path, "build")

@@ -412,9 +412,7 @@ def test_python_asset_runs_between_the_marts_it_joins(
         if e["asset"]:
             index.setdefault((e["kind"], e["asset"]), i)
     score = "analytics.route_delay_score"
-    # (that the Python child starts only after its dbt parent's asset_materialized event is
-    # asserted on a tiny project: test_tiny_projects.py, an xfail for now)
-    assert index[("asset_started", "marts.route_stats")] < index[("asset_started", score)]
+    assert index[("asset_materialized", "marts.route_stats")] < index[("asset_started", score)]
     assert index[("asset_started", score)] < index[("asset_materialized", score)]
     assert (
         index[("asset_materialized", score)]

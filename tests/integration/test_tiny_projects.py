@@ -323,13 +323,6 @@ def test_dbt_python_dbt_chain_runs_in_order(make_dbt_project: Make) -> None:
     assert order == ["main.m1", "py.p1", "main.m2", "py.p2", "main.m3"]
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/executor.py Executor: a dbt table's asset_materialized event waits for its "
-    "row count (_to_count, flushed in _next_message) but the table is marked SUCCEEDED at "
-    "once, so _launch_python starts (and logs) a Python child before the parent's "
-    "asset_materialized event",
-    strict=True,
-)
 def test_events_never_show_a_child_starting_before_its_parent_finished(
     make_dbt_project: Make,
 ) -> None:
@@ -355,12 +348,6 @@ def test_events_never_show_a_child_starting_before_its_parent_finished(
 # --------------------------------------------------------------------------- one process
 
 
-@pytest.mark.xfail(
-    reason="sqlorch/discovery.py discover/_import: a namespace `ingest` folder (no __init__.py) "
-    "loses to any regular `ingest` package on sys.path (the repo's own example is one under the "
-    "editable install); the error then points at <frozen importlib._bootstrap>",
-    strict=True,
-)
 def test_ingest_folder_without_init_is_not_shadowed(
     make_dbt_project: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -392,14 +379,6 @@ def test_ingest_folder_without_init_is_not_shadowed(
     assert scalar(project.db, "select count(*) from raw.p") == 1
 
 
-@pytest.mark.xfail(
-    reason="dbt-duckdb keeps one process-wide environment (DuckDBConnectionManager._ENV) and "
-    "reuses it while the credentials compare equal; a relative `path:` is compared unresolved, "
-    "so a second project built in the same process (daemon, UI, tests) makes dbt write into "
-    "the FIRST project's DuckDB file while sqlorch's warehouse opens the second "
-    "(sqlorch/dbt/runner.py DbtInvoker / sqlorch/run.py open_warehouse)",
-    strict=True,
-)
 def test_two_projects_with_the_same_relative_db_path_in_one_process(tmp_path: Path) -> None:
     profiles = """
         tiny:
