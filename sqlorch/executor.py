@@ -132,14 +132,15 @@ class Executor:
             n.unique_id: n.key for n in graph.assets.values() if n.unique_id and n.kind.is_dbt
         }
         self._checks: dict[str, CheckNode] = {c: graph.checks[c] for c in plan.checks}
-        in_plan = set(self.status)
-        self._python_ancestors: dict[str, set[str]] = {}
-        for key in self.status:
-            self._python_ancestors[key] = {
-                a
-                for a in graph.ancestors(key)
-                if a in in_plan and graph.assets[a].kind is AssetKind.PYTHON
-            }
+        # the planned Python assets upstream of each asset, in one pass in dependency order
+        self._python_ancestors: dict[str, frozenset[str]] = {}
+        for key in graph.topological():
+            above: set[str] = set()
+            for parent in graph.parents(key):
+                above |= self._python_ancestors[parent]
+                if self.kind.get(parent) is AssetKind.PYTHON:
+                    above.add(parent)
+            self._python_ancestors[key] = frozenset(above)
         # blocking checks of each asset that this run executes
         self._blocking: dict[str, list[str]] = {}
         for uid, check in self._checks.items():
@@ -150,7 +151,6 @@ class Executor:
         self._awaited: dict[str, list[str]] = {}
         self.cancelled = False
         self._start_hooks_done = False
-        self._end_hooks_done = False
 
     # ---------------------------------------------------------------- public
 
@@ -319,7 +319,6 @@ class Executor:
         start_hooks = not self._start_hooks_done
         end_hooks = not remaining_dbt
         self._start_hooks_done = True
-        self._end_hooks_done = self._end_hooks_done or end_hooks
         for k in steps:
             self.status[k] = Status.RUNNING
         for c in checks:
