@@ -432,6 +432,8 @@ def logs(
             from sqlorch.render import fmt_rows, fmt_seconds
 
             detail = f"{fmt_rows(ev.data.get('rows'))} {fmt_seconds(ev.data.get('duration_s'))}"
+            if ev.data.get("metadata"):
+                detail += " " + json.dumps(ev.data["metadata"], default=str)
         elif ev.kind in ("run_finished", "dbt_invocation_started", "dbt_invocation_finished"):
             detail = " ".join(
                 f"{k}={v}" for k, v in ev.data.items() if k not in ("args",) and v is not None

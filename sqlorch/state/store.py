@@ -148,68 +148,6 @@ class StateStore:
             (status, finished_at, succeeded, failed, skipped, run_id),
         )
 
-    def add_event(
-        self,
-        run_id: str,
-        ts: str,
-        kind: str,
-        asset: str | None = None,
-        message: str = "",
-        level: str = "info",
-        data: dict[str, Any] | None = None,
-        partition: str | None = None,
-    ) -> None:
-        """Append one event to a run's log."""
-        self.write_batch(
-            [event_row(run_id, ts, kind, asset, message, level, data, partition)], [], []
-        )
-
-    def record_attempt(
-        self,
-        run_id: str,
-        asset: str,
-        status: str,
-        started_at: str | None,
-        finished_at: str,
-        error: str | None = None,
-        partition: str | None = None,
-    ) -> None:
-        """Record how one asset's attempt in a run ended (success, failed, skipped)."""
-        self.write_batch(
-            [],
-            [attempt_row(run_id, asset, status, started_at, finished_at, error, partition)],
-            [],
-        )
-
-    def record_materialization(
-        self,
-        asset: str,
-        run_id: str,
-        materialized_at: str,
-        rows: int | None,
-        duration_s: float | None,
-        code_version: str | None,
-        metadata: dict[str, Any] | None = None,
-        partition: str | None = None,
-    ) -> None:
-        """Record a committed materialization (call only after the write committed)."""
-        self.write_batch(
-            [],
-            [],
-            [
-                materialization_row(
-                    asset,
-                    run_id,
-                    materialized_at,
-                    rows,
-                    duration_s,
-                    code_version,
-                    metadata,
-                    partition,
-                )
-            ],
-        )
-
     def write_batch(
         self,
         events: Sequence[tuple[Any, ...]],

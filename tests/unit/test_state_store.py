@@ -9,18 +9,22 @@ import pytest
 
 from sqlorch.errors import StateError
 from sqlorch.state.migrations import MIGRATIONS
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
 
 
 def test_records_runs_events_and_latest_asset_state(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
     store.start_run("r1", "build", "", "2026-01-01T00:00:00Z")
-    store.add_event("r1", "2026-01-01T00:00:01Z", "asset_started", "raw.a")
-    store.record_materialization("raw.a", "r1", "2026-01-01T00:00:02Z", 10, 0.5, "v1")
-    store.record_attempt("r1", "raw.a", "success", None, "2026-01-01T00:00:02Z")
+    store.write_batch(
+        [event_row("r1", "2026-01-01T00:00:01Z", "asset_started", "raw.a")],
+        [attempt_row("r1", "raw.a", "success", None, "2026-01-01T00:00:02Z")],
+        [materialization_row("raw.a", "r1", "2026-01-01T00:00:02Z", 10, 0.5, "v1")],
+    )
     store.finish_run("r1", "success", "2026-01-01T00:00:03Z", 1, 0, 0)
     store.start_run("r2", "build", "-s raw.a", "2026-01-02T00:00:00Z")
-    store.record_attempt("r2", "raw.a", "failed", None, "2026-01-02T00:00:01Z", "boom")
+    store.write_batch(
+        [], [attempt_row("r2", "raw.a", "failed", None, "2026-01-02T00:00:01Z", "boom")], []
+    )
     store.finish_run("r2", "failed", "2026-01-02T00:00:02Z", 0, 1, 0)
 
     assert [r.run_id for r in store.runs()] == ["r2", "r1"]
