@@ -197,25 +197,21 @@ class StateStore:
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """Return runs, newest first."""
-        sql = (
-            "SELECT run_id, command, selection, started_at, finished_at, status, succeeded, "
-            "failed, skipped FROM runs ORDER BY started_at DESC, rowid DESC"
-        )
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [RunRecord(*r) for r in self._rows(sql)]
+        return [_run_record(r) for r in self._rows(sql)]
 
     def run(self, run_id: str) -> RunRecord | None:
         """Return one run by id, or by a unique prefix of its id."""
         rows = self._rows(
-            "SELECT run_id, command, selection, started_at, finished_at, status, succeeded, "
-            "failed, skipped FROM runs WHERE run_id LIKE ? ORDER BY started_at DESC",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id LIKE ? ORDER BY started_at DESC",
             (run_id.replace("%", "") + "%",),
         )
         exact = [r for r in rows if r[0] == run_id]
         if exact:
-            return RunRecord(*exact[0])
-        return RunRecord(*rows[0]) if len(rows) == 1 else None
+            return _run_record(exact[0])
+        return _run_record(rows[0]) if len(rows) == 1 else None
 
     def events(self, run_id: str) -> Iterator[EventRecord]:
         """Yield a run's events in order."""
@@ -268,6 +264,29 @@ class StateStore:
                 last_error=a[3] if a else None,
             )
         return out
+
+
+_RUN_COLUMNS = (
+    "run_id, command, selection, started_at, finished_at, status, succeeded, failed, skipped, pid"
+)
+
+
+def _run_record(row: Sequence[Any]) -> RunRecord:
+    """Build a RunRecord; a 'running' run whose process is gone (killed) reads as failed."""
+    status = row[5]
+    if status == "running" and row[9] and not _alive(int(row[9])):
+        status = "failed"
+    return RunRecord(
+        run_id=row[0],
+        command=row[1],
+        selection=row[2],
+        started_at=row[3],
+        finished_at=row[4],
+        status=status,
+        succeeded=row[6],
+        failed=row[7],
+        skipped=row[8],
+    )
 
 
 def _json(value: dict[str, Any] | None) -> str | None:

@@ -71,3 +71,16 @@ def test_readonly_store_without_a_file_is_empty(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "nothing.db", readonly=True)
     assert store.runs() == [] and store.asset_states() == {}
     assert not (tmp_path / "nothing.db").exists()
+
+
+def test_a_run_whose_process_died_reads_as_failed(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.start_run("r1", "build", "", "2026-01-01T00:00:00Z")
+    assert store.runs()[0].status == "running"  # this process is alive
+    con = sqlite3.connect(tmp_path / "state.db")
+    con.execute("UPDATE runs SET pid = 999999999")
+    con.commit()
+    reader = StateStore(tmp_path / "state.db", readonly=True)
+    assert reader.runs()[0].status == "failed"
+    run = reader.run("r1")
+    assert run is not None and run.status == "failed"
