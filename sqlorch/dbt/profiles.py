@@ -86,15 +86,17 @@ def read_target(
             "and has no default. Set it and run again."
         )
 
+    jinja = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    # dbt's native-type filters: the YAML parser below does the typing, so they pass through
+    for name in ("as_bool", "as_native", "as_number", "as_text"):
+        jinja.filters[name] = _identity
     try:
-        rendered = (
-            jinja2.Environment(undefined=jinja2.StrictUndefined)
-            .from_string(path.read_text())
-            .render(env_var=env_var)
-        )
+        rendered = jinja.from_string(path.read_text()).render(env_var=env_var)
         profiles = yaml.safe_load(rendered) or {}
     except (jinja2.TemplateError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path} could not be read: {exc}. Fix the file and run again.") from exc
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path} must be a YAML mapping of profile names to profiles.")
     profile = profiles.get(profile_name)
     if not isinstance(profile, dict):
         raise ConfigError(
@@ -120,5 +122,9 @@ def read_target(
         profiles_file=path,
         path=str(out["path"]) if out.get("path") is not None else None,
         config=dict(out.get("config_options") or {}),
-        threads=int(threads) if isinstance(threads, int) else None,
+        threads=int(threads) if str(threads).strip().isdigit() else None,
     )
+
+
+def _identity(value: Any) -> Any:
+    return value
