@@ -122,7 +122,7 @@ def read_target(
         profiles_file=path,
         path=str(out["path"]) if out.get("path") is not None else None,
         config=dict(out.get("config_options") or {}),
-        threads=int(threads) if str(threads).strip().isdigit() else None,
+        threads=int(str(threads)) if str(threads).strip().isdigit() else None,
     )
 
 
