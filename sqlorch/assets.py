@@ -6,7 +6,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
     from sqlorch.warehouse.base import Warehouse
@@ -36,6 +36,25 @@ class AssetDefinition:
         return "context" in inspect.signature(self.fn).parameters
 
 
+@overload
+def asset(fn: Callable[..., Any], /) -> AssetDefinition: ...
+
+
+@overload
+def asset(
+    *,
+    key: str | None = None,
+    name: str | None = None,
+    schema: str | None = None,
+    deps: Iterable[str] = (),
+    description: str | None = None,
+    tags: Iterable[str] = (),
+    code_version: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    pool: str | None = None,
+) -> Callable[[Callable[..., Any]], AssetDefinition]: ...
+
+
 def asset(
     fn: Callable[..., Any] | None = None,
     *,
@@ -48,7 +67,7 @@ def asset(
     code_version: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     pool: str | None = None,
-) -> Any:
+) -> AssetDefinition | Callable[[Callable[..., Any]], AssetDefinition]:
     """Declare a Python asset.
 
     Use bare (`@asset`) or with arguments (`@asset(schema="raw", deps=["stg_flights"])`).

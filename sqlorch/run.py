@@ -12,8 +12,7 @@ from sqlorch.errors import ConfigError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.planner import Plan, build_plan
-from sqlorch.project import Project, load_project
-from sqlorch.settings import Settings
+from sqlorch.project import Project
 from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
 
 log = logging.getLogger(__name__)
@@ -212,8 +211,3 @@ def execute(
             )
         if warehouse is not None:
             warehouse.close()
-
-
-def load(settings: Settings) -> Project:
-    """Load the project of `settings`."""
-    return load_project(settings)

@@ -46,7 +46,7 @@ class Warehouse(Protocol):
         ...
 
     def row_counts(self, keys: list[str]) -> dict[str, int]:
-        """Return the row count of each existing TABLE among `keys` (views are left out)."""
+        """Return the row count of each of `keys` that exists (missing ones are left out)."""
         ...
 
     def columns(self, key: str) -> list[Column]:

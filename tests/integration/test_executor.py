@@ -162,7 +162,7 @@ def test_a_pool_of_one_never_runs_two_of_its_assets_at_once(tmp_path: Path) -> N
             return pa.table({"x": [1]})
 
         fn.__name__ = name
-        return asset(fn, pool="api")
+        return asset(pool="api")(fn)
 
     defs = {f"raw.a{i}": make(f"a{i}") for i in range(4)}
     outcome, _ = _run(tmp_path, defs, {}, pools={"api": 1}, threads=4)
