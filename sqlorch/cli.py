@@ -225,7 +225,7 @@ def ls_cmd(
 
     table = Table(box=None, pad_edge=False)
     for col in ("kind", "key", "upstream", "partitions"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("kind", "key"))
     for n in nodes:
         table.add_row(
             n.kind.value,
