@@ -459,7 +459,10 @@ class Executor:
             self._queue.put(_Msg("dbt_done", "", (steps, checks, result)))
         except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
             log.debug("dbt invocation crashed", exc_info=True)
-            self._queue.put(_Msg("dbt_done", "", (steps, checks, _crashed(exc))))
+            from sqlorch.dbt.runner import InvocationResult
+
+            crashed = InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
+            self._queue.put(_Msg("dbt_done", "", (steps, checks, crashed)))
 
     # ---------------------------------------------------------------- messages
 
@@ -556,9 +559,7 @@ class Executor:
                     if self.status.get(d) is Status.PENDING:
                         self._skip(d, f"check {check.name} on {k} failed")
 
-    def _on_dbt_done(
-        self, steps: list[str], checks: list[str], result: InvocationResult | _Crash
-    ) -> None:
+    def _on_dbt_done(self, steps: list[str], checks: list[str], result: InvocationResult) -> None:
         self._flush_counts_all()
         for key in steps:
             if self.status[key] is Status.RUNNING:
@@ -737,18 +738,3 @@ def _dbt_error(graph: AssetGraph, key: str, message: str) -> str:
     node = graph.assets[key]
     text = " ".join(message.split()) if message else "dbt reported an error"
     return f"dbt {node.kind.value} {node.name!r} ({node.file}) failed: {text}"
-
-
-@dataclass(slots=True)
-class _Crash:
-    success: bool
-    error: str
-    statuses: dict[str, str] = field(default_factory=dict)
-    messages: dict[str, str] = field(default_factory=dict)
-    log_path: Path | None = None
-    seconds: float = 0.0
-    args: list[str] = field(default_factory=list)
-
-
-def _crashed(exc: BaseException) -> _Crash:
-    return _Crash(success=False, error=f"{type(exc).__name__}: {exc}")

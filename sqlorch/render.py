@@ -15,9 +15,6 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
-_KIND_LABEL = {"python": "python", "model": "model", "seed": "seed", "snapshot": "snapshot"}
-
-
 def fmt_rows(rows: Any) -> str:
     """Format a row count for people."""
     return f"{rows:,} rows" if isinstance(rows, int) else ""

@@ -370,26 +370,8 @@ def test_python_asset_returning_an_unsupported_type(make_dbt_project: Make) -> N
         },
     )
     result = run_cli(project.path, "build")
-    assert_clean_error(result, 1, "raw.p", "int", "pyarrow")
+    assert_clean_error(result, 1, "raw.p", "int", "pyarrow", "ingest/assets.py")
     assert statuses(project.path)["main.a"]["last_outcome"] == "success"
-
-
-def test_unsupported_type_message_names_the_file(make_dbt_project: Make) -> None:
-    project = make_dbt_project(
-        ONE_MODEL,
-        {
-            "ingest/assets.py": """
-                from sqlorch import asset
-
-
-                @asset
-                def p():
-                    return 42
-            """
-        },
-    )
-    result = run_cli(project.path, "build")
-    assert_clean_error(result, 1, "raw.p", "ingest/assets.py")
 
 
 def test_python_asset_returning_none_without_context(make_dbt_project: Make) -> None:
