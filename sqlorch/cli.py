@@ -446,6 +446,55 @@ def logs(
             console.print(ev.data["traceback"], markup=False)
 
 
+@cli.command()
+@click.argument("target_ref", metavar="KEY[.COLUMN]")
+@_common
+@click.option(
+    "--upstream",
+    "direction",
+    flag_value="upstream",
+    default=True,
+    help="Trace the columns it is derived from (default).",
+)
+@click.option(
+    "--downstream", "direction", flag_value="downstream", help="Trace the columns derived from it."
+)
+@click.option("--depth", type=click.IntRange(min=1), help="Stop after N hops.")
+@click.option(
+    "--keys",
+    "with_keys",
+    is_flag=True,
+    help="Also follow the columns queries filter, join or group on.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (DESIGN.md §10).")
+@_handle_errors
+def lineage(
+    target_ref: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    direction: str,
+    depth: int | None,
+    with_keys: bool,
+    as_json: bool,
+) -> None:
+    """Column lineage: KEY.COLUMN as a tree, or every column of KEY with its direct upstream."""
+    from sqlorch.lineage.report import lineage_command
+
+    lineage_command(
+        _settings(project_dir, profiles_dir, target),
+        target_ref,
+        direction=direction,
+        depth=depth,
+        with_keys=with_keys,
+        as_json=as_json,
+        console=None if as_json else _console(),
+        emit_json=_emit_json,
+        warn=_warn,
+    )
+
+
 def main() -> None:
     """Entry point of the `sqlorch` console script."""
     cli(prog_name="sqlorch")

@@ -1,0 +1,200 @@
+"""The `sqlorch lineage` and `sqlorch diff` commands: load, compute, render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlorch.lineage.model import ModelLineage
+from sqlorch.lineage.service import Columns, LineageIndex
+from sqlorch.settings import Settings
+
+
+def load_index(
+    settings: Settings, warn: Callable[[str], None], keys: list[str] | None = None
+) -> tuple[Any, LineageIndex]:
+    """Load the project and compute the lineage of `keys` (default all) and their ancestors."""
+    from sqlorch.lineage.service import build_index
+    from sqlorch.project import load_project
+
+    project = load_project(settings)
+    materialized, problem = materialized_columns(project)
+    if problem:
+        warn(f"Lineage: {problem}.")
+    index = build_index(project, materialized=materialized, keys=keys)
+    for message in index.warnings:
+        warn(message)
+    return project, index
+
+
+def materialized_columns(project: Any) -> tuple[dict[str, Columns], str | None]:
+    """Return the columns of materialized assets (the warehouse's catalog), or why not."""
+    from sqlorch.lineage.service import warehouse_columns
+
+    try:
+        return warehouse_columns(project)
+    except Exception as exc:  # noqa: BLE001 - lineage falls back to yml and the SQL
+        return {}, f"the warehouse's columns could not be read ({exc})"
+
+
+def lineage_command(
+    settings: Settings,
+    ref: str,
+    *,
+    direction: str,
+    depth: int | None,
+    with_keys: bool,
+    as_json: bool,
+    console: Any,
+    emit_json: Callable[[Any], None],
+    warn: Callable[[str], None],
+) -> None:
+    """Run `sqlorch lineage REF`."""
+    from sqlorch.lineage.trace import downstream_tree, split_column, upstream_tree
+    from sqlorch.project import load_project
+
+    # resolve the reference on the graph before compiling anything
+    from sqlorch.lineage.service import build_index
+
+    project = load_project(settings)
+    key, column = split_column(project.graph, ref)
+    materialized, problem = materialized_columns(project)
+    if problem:
+        warn(f"Lineage: {problem}.")
+    keys = None if direction == "downstream" else [key]
+    index = build_index(project, materialized=materialized, keys=keys)
+    for message in index.warnings:
+        warn(message)
+    graph = project.graph
+    if column is None:
+        doc = table_document(index, key)
+        if as_json:
+            emit_json(doc)
+        else:
+            render_table(console, doc)
+        return
+    lineage = index.assets.get(key)
+    _check_column(key, column, lineage)
+    if direction == "downstream":
+        tree = downstream_tree(
+            graph, index.assets, key, column, depth=depth, with_keys=with_keys
+        )
+    else:
+        tree = upstream_tree(graph, index.assets, key, column, depth=depth, with_keys=with_keys)
+    if as_json:
+        emit_json(tree)
+    else:
+        render_tree(console, tree, direction)
+
+
+def _check_column(key: str, column: str, lineage: ModelLineage | None) -> None:
+    from sqlorch.errors import SelectionError
+
+    if lineage is None or lineage.error or lineage.incomplete or not lineage.columns:
+        return  # the column may exist: the trace says what is unknown
+    if lineage.column(column) is None:
+        raise SelectionError(
+            f"{key} has no column {column!r}. Its columns: "
+            f"{', '.join(lineage.column_names)}."
+        )
+
+
+def table_document(index: LineageIndex, key: str) -> dict[str, Any]:
+    """Every column of `key` with its direct upstream columns (the JSON of `lineage KEY`)."""
+    node = index.graph.assets[key]
+    lineage = index.assets.get(key) or ModelLineage()
+    types = dict(index.columns.get(key, []))
+    hidden = index.hidden.get(key)
+    return {
+        "asset": key,
+        "kind": node.kind.value,
+        "file": node.file,
+        "columns": [
+            {
+                "name": c.name,
+                "type": types.get(c.name) or None,
+                "upstream": [
+                    {"column": e.ref, "transform": e.transform.value} for e in c.upstream
+                ],
+                "error": c.error,
+            }
+            for c in lineage.columns
+        ],
+        "keys": [{"column": e.ref, "transform": e.transform.value} for e in lineage.keys],
+        "reads": list(lineage.tables),
+        "hidden_dependencies": list(hidden.tables) if hidden else [],
+        "notes": list(lineage.notes),
+        "error": lineage.error,
+    }
+
+
+def render_table(console: Any, doc: Mapping[str, Any]) -> None:
+    """Print `table_document` output for a person."""
+    from rich.table import Table
+
+    from sqlorch.render import escape
+
+    where = f", {doc['file']}" if doc.get("file") else ""
+    console.print(f"[bold]{escape(doc['asset'])}[/] ({doc['kind']}{escape(where)})")
+    if doc.get("error"):
+        console.print(f"[red]lineage unknown:[/] {escape(doc['error'])}")
+    for note in doc.get("notes") or ():
+        console.print(f"[dim]{escape(note)}[/]")
+    table = Table(box=None, pad_edge=False)
+    for col in ("column", "transform", "upstream"):
+        table.add_column(col, overflow="fold")
+    for c in doc["columns"]:
+        if c["error"]:
+            table.add_row(escape(c["name"]), "[yellow]unknown[/]", escape(c["error"]))
+            continue
+        if not c["upstream"]:
+            table.add_row(escape(c["name"]), "-", "-")
+            continue
+        kinds = sorted({u["transform"] for u in c["upstream"]})
+        table.add_row(
+            escape(c["name"]),
+            ", ".join(kinds),
+            escape(", ".join(u["column"] for u in c["upstream"])),
+        )
+    console.print(table)
+    if doc.get("keys"):
+        by_kind: dict[str, list[str]] = {}
+        for k in doc["keys"]:
+            by_kind.setdefault(k["transform"], []).append(k["column"])
+        for kind, cols in sorted(by_kind.items()):
+            console.print(f"{kind.replace('_', ' ')}: {escape(', '.join(cols))}")
+    if doc.get("hidden_dependencies"):
+        console.print(
+            "[yellow]hidden dependencies[/] (read without ref/source): "
+            + escape(", ".join(doc["hidden_dependencies"]))
+        )
+
+
+def render_tree(console: Any, tree: Mapping[str, Any], direction: str) -> None:
+    """Print a lineage tree for a person."""
+    from sqlorch.render import escape
+
+    def label(node: Mapping[str, Any]) -> str:
+        text = f"{escape(node['column'])} [dim]({node.get('kind', '?')})[/]"
+        if node.get("transform"):
+            text = f"[cyan]{node['transform']:<11}[/] " + text
+        if node.get("error"):
+            text += f" [yellow]lineage unknown: {escape(node['error'])}[/]"
+        elif node.get("note"):
+            text += f" [dim]— {escape(node['note'])}[/]"
+        return text
+
+    lines = [label(tree)]
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        children = node.get(direction) or []
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            lines.append(prefix + ("└── " if last else "├── ") + label(child))
+            walk(child, prefix + ("    " if last else "│   "))
+
+    walk(tree, "")
+    if not tree.get(direction) and not tree.get("error") and not tree.get("note"):
+        lines.append(f"[dim](no {direction} columns)[/]")
+    for line in lines:
+        console.print(line, highlight=False)
