@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.graph import AssetGraph, AssetKind, CheckNode
+from sqlorch.graph import AssetGraph, AssetKind, CheckNode, Column
 from sqlorch.planner import Plan
 
 if TYPE_CHECKING:
@@ -77,6 +77,38 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """A dbt node that finished; its row count and columns are read in the next batch."""
+
+    key: str
+    seconds: float | None
+    rows_affected: int | None
+    count_rows: bool
+    metadata: dict[str, Any]
+
+
+def dbt_metadata(ev: DbtNodeEvent) -> dict[str, Any]:
+    """Return what dbt reported about a finished node, as materialization metadata."""
+    meta: dict[str, Any] = {}
+    if ev.rows_affected is not None:
+        meta["rows_affected"] = ev.rows_affected
+    if ev.timing:
+        meta["dbt_timing"] = dict(ev.timing)
+    response = {k: v for k, v in ev.adapter_response.items() if k != "rows_affected"}
+    if response:
+        meta["adapter_response"] = response
+    return meta
+
+
+def _columns_of(session: Warehouse, key: str) -> list[Column] | None:
+    try:
+        return session.table_columns([key]).get(key)
+    except Exception:  # noqa: BLE001 - reading the catalog must never fail an asset
+        log.debug("reading columns of %s failed", key, exc_info=True)
+        return None
+
+
 @dataclass(slots=True)
 class _Msg:
     kind: str
@@ -122,7 +154,7 @@ class Executor:
         self.errors: dict[str, str] = {}
         self.started_at: dict[str, float] = {}
         self._queue: queue.Queue[_Msg] = queue.Queue()
-        self._to_count: list[tuple[str, float | None, int | None]] = []
+        self._to_count: list[_Finished] = []
         self._count_since = 0.0
         self._running_pools: dict[str, int] = {}
         self._dbt_busy = False
@@ -263,7 +295,7 @@ class Executor:
                 continue
             if not self._deps_ready(key):
                 continue
-            if self._to_count and any(k in self.graph.parents(key) for k, _, _ in self._to_count):
+            if self._to_count and any(f.key in self.graph.parents(key) for f in self._to_count):
                 self._flush_counts()  # a parent's materialization is recorded before its child
             node = self.graph.assets[key]
             if node.pool:
@@ -424,7 +456,8 @@ class Executor:
                         line=node.line,
                     ) from exc
             duration = time.perf_counter() - started
-            self._queue.put(_Msg("python_done", key, (rows, duration, metadata)))
+            columns = _columns_of(session, key)
+            self._queue.put(_Msg("python_done", key, (rows, duration, metadata, columns)))
         except SqlorchError as exc:
             self._queue.put(_Msg("python_failed", key, (exc.message, traceback.format_exc())))
         except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
@@ -470,9 +503,9 @@ class Executor:
         if msg.kind in ("python_done", "python_failed"):
             self._running_python -= 1
         if msg.kind == "python_done":
-            rows, duration, metadata = msg.payload
+            rows, duration, metadata, columns = msg.payload
             self._release_pool(msg.key)
-            self._succeed(msg.key, rows, duration, metadata)
+            self._succeed(msg.key, rows, duration, metadata, columns)
         elif msg.kind == "python_failed":
             error, tb = msg.payload
             self._release_pool(msg.key)
@@ -507,25 +540,45 @@ class Executor:
             return
         # finished
         if uid in self._checks:
-            self._on_check_result(uid, ev.status, ev.message)
+            meta: dict[str, Any] = {"failures": ev.failures} if ev.failures else {}
+            if ev.execution_time is not None:
+                meta["duration_s"] = round(ev.execution_time, 4)
+            self._on_check_result(uid, ev.status, ev.message, meta)
             return
         if key not in self.status or self.status[key] is not Status.RUNNING:
             return
         if ev.status in ("success", "pass"):
             node = self.graph.assets[key]
-            if node.materialized in _TABLE_LIKE_EXCLUDED or self.warehouse is None:
-                self._succeed(key, ev.rows_affected, ev.execution_time, {})
+            metadata = dbt_metadata(ev)
+            if self.warehouse is None:
+                self._succeed(key, ev.rows_affected, ev.execution_time, metadata)
             else:
-                self.status[key] = Status.SUCCEEDED  # unblock children now; rows follow
+                # unblock children now; row counts and columns follow in a batch
+                self.status[key] = Status.SUCCEEDED
                 if not self._to_count:
                     self._count_since = time.perf_counter()
-                self._to_count.append((key, ev.execution_time, ev.rows_affected))
+                self._to_count.append(
+                    _Finished(
+                        key,
+                        ev.execution_time,
+                        ev.rows_affected,
+                        node.materialized not in _TABLE_LIKE_EXCLUDED,
+                        metadata,
+                    )
+                )
         elif ev.status == "skipped":
             self._skip(key, self._skip_reason(key))
         else:
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
 
-    def _on_check_result(self, uid: str, status: str, message: str) -> None:
+    def _on_check_result(
+        self,
+        uid: str,
+        status: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        partition: str | None = None,
+    ) -> None:
         check = self._checks[uid]
         self.check_status[uid] = status
         target = check.asset_keys[0] if check.asset_keys else None
@@ -534,7 +587,12 @@ class Executor:
             "unique_id": uid,
             "status": status,
             "severity": check.severity,
+            "blocking": check.is_blocking or check.is_unit_test,
+            "check_kind": "unit_test" if check.is_unit_test else "dbt_test",
+            "assets": list(check.asset_keys),
+            "partition": partition,
             "file": check.file,
+            "metadata": metadata or {},
         }
         if status in ("pass", "success"):
             self._emit(EventKind.CHECK_PASSED, target, check.name, data=data)
@@ -598,16 +656,22 @@ class Executor:
     # ---------------------------------------------------------------- transitions
 
     def _flush_counts(self) -> None:
+        """Record a batch of finished dbt nodes with their row counts and columns."""
         batch, self._to_count = self._to_count, []
         counts: dict[str, int] = {}
-        try:
-            if self.warehouse is not None:
-                counts = self.warehouse.row_counts([k for k, _, _ in batch])
-        except Exception:  # noqa: BLE001 - a row count must never fail a run
-            log.debug("row count failed", exc_info=True)
-            counts = {}
-        for key, seconds, rows_affected in batch:
-            self._materialized(key, counts.get(key, rows_affected), seconds, {})
+        columns: dict[str, list[Column]] = {}
+        if self.warehouse is not None:
+            try:
+                counts = self.warehouse.row_counts([f.key for f in batch if f.count_rows])
+            except Exception:  # noqa: BLE001 - a row count must never fail a run
+                log.debug("row count failed", exc_info=True)
+            try:
+                columns = self.warehouse.table_columns([f.key for f in batch])
+            except Exception:  # noqa: BLE001 - nor may reading the catalog
+                log.debug("reading columns failed", exc_info=True)
+        for f in batch:
+            rows = counts.get(f.key, f.rows_affected) if f.count_rows else None
+            self._materialized(f.key, rows, f.seconds, f.metadata, columns.get(f.key))
 
     def _flush_counts_all(self) -> None:
         if self._to_count:
@@ -619,13 +683,23 @@ class Executor:
             self._running_pools[pool] -= 1
 
     def _succeed(
-        self, key: str, rows: int | None, seconds: float | None, metadata: dict[str, Any]
+        self,
+        key: str,
+        rows: int | None,
+        seconds: float | None,
+        metadata: dict[str, Any],
+        columns: list[Column] | None = None,
     ) -> None:
         self.status[key] = Status.SUCCEEDED
-        self._materialized(key, rows, seconds, metadata)
+        self._materialized(key, rows, seconds, metadata, columns)
 
     def _materialized(
-        self, key: str, rows: int | None, seconds: float | None, metadata: dict[str, Any]
+        self,
+        key: str,
+        rows: int | None,
+        seconds: float | None,
+        metadata: dict[str, Any],
+        columns: list[Column] | None = None,
     ) -> None:
         if seconds is None and key in self.started_at:
             seconds = time.perf_counter() - self.started_at[key]
@@ -639,6 +713,7 @@ class Executor:
                 "duration_s": round(seconds, 4) if seconds is not None else None,
                 "code_version": node.code_version,
                 "metadata": metadata,
+                "columns": ([[c.name, c.type] for c in columns] if columns is not None else None),
             },
         )
 

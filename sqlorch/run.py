@@ -13,9 +13,18 @@ from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.planner import Plan, build_plan
 from sqlorch.project import Project
-from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
+from sqlorch.state.store import (
+    StateStore,
+    attempt_row,
+    check_result_row,
+    event_row,
+    materialization_row,
+)
 
 log = logging.getLogger(__name__)
+
+
+_CHECK_EVENTS = (EventKind.CHECK_PASSED, EventKind.CHECK_WARNED, EventKind.CHECK_FAILED)
 
 
 class StateRecorder:
@@ -34,6 +43,7 @@ class StateRecorder:
         self._events: list[tuple[Any, ...]] = []
         self._attempts: list[tuple[Any, ...]] = []
         self._mats: list[tuple[Any, ...]] = []
+        self._checks: list[tuple[Any, ...]] = []
         self._last = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -54,6 +64,7 @@ class StateRecorder:
                     data.get("duration_s"),
                     data.get("code_version"),
                     data.get("metadata") or None,
+                    columns=data.get("columns"),
                 )
             )
             self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
@@ -62,14 +73,31 @@ class StateRecorder:
             self._attempts.append(
                 attempt_row(event.run_id, key, status, None, event.ts, event.message)
             )
+        elif event.kind in _CHECK_EVENTS and data.get("status") != "skipped":
+            for asset in data.get("assets") or ([key] if key else []):
+                self._checks.append(
+                    check_result_row(
+                        event.run_id,
+                        str(data.get("unique_id") or data.get("check")),
+                        str(data.get("check")),
+                        str(data.get("check_kind") or "dbt_test"),
+                        asset,
+                        str(data.get("status")),
+                        bool(data.get("blocking")),
+                        event.ts,
+                        event.message,
+                        data.get("metadata") or None,
+                        data.get("partition"),
+                    )
+                )
         if event.kind is EventKind.RUN_FINISHED or time.monotonic() - self._last >= self.interval:
             self.flush()
 
     def flush(self) -> None:
         """Write what is buffered."""
-        if self._events or self._attempts or self._mats:
-            self.store.write_batch(self._events, self._attempts, self._mats)
-            self._events, self._attempts, self._mats = [], [], []
+        if self._events or self._attempts or self._mats or self._checks:
+            self.store.write_batch(self._events, self._attempts, self._mats, self._checks)
+            self._events, self._attempts, self._mats, self._checks = [], [], [], []
         self._last = time.monotonic()
 
 
