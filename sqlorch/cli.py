@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -177,6 +178,10 @@ def build(
         )
     finally:
         renderer.close(summary=outcome is not None)
+    from sqlorch.lineage.service import after_run
+
+    for message in after_run(project, settings.state_dir / "runs" / outcome.run_id):
+        _warn(message)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":
         sys.exit(1)
@@ -200,10 +205,22 @@ def ls_cmd(
     from sqlorch.project import load_project
     from sqlorch.run import select_assets
 
-    project = load_project(_settings(project_dir, profiles_dir, target))
+    settings = _settings(project_dir, profiles_dir, target)
+    project = load_project(settings)
     keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
+        from sqlorch.graph import Column
+        from sqlorch.state.store import StateStore
+
+        # columns as materialized (recorded with each materialization), else from dbt yml
+        recorded = StateStore(settings.state_path, readonly=True).latest_columns()
+        nodes = [
+            dataclasses.replace(n, columns=tuple(Column(c, t) for c, t in recorded[n.key]))
+            if recorded.get(n.key)
+            else n
+            for n in nodes
+        ]
         _emit_json(
             [
                 {

@@ -66,6 +66,8 @@ class AssetNode:
     code_version: str | None = None
     pool: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: deps found in compiled SQL, not declared with ref/source (a subset of `deps`)
+    hidden_deps: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str:

@@ -61,6 +61,9 @@ def load_project(settings: Settings) -> Project:
     dbt = read_manifest(invoker.parse())
     found = discover(settings.root, settings.ingest)
     graph, python_assets = merge(dbt, found, settings.asset_schema)
+    from sqlorch.lineage.hidden import add_hidden_edges
+
+    graph = add_hidden_edges(graph, settings.state_dir)  # found in compiled SQL before
     return Project(settings, graph, python_assets, dbt, invoker, target)
 
 

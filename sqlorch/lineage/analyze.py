@@ -156,15 +156,34 @@ def _analyze(
         mapping.setdefault(schema_name, {})[name] = {
             c: t if _is_type(t) else "unknown" for c, t in cols
         }
-    schema = MappingSchema(mapping, dialect=dialect, normalize=True)
-    qualified = qualify(
-        tree,
-        dialect=dialect,
-        schema=schema,
-        validate_qualify_columns=False,
-        identify=False,
-        quote_identifiers=False,
-    )
+    schema = MappingSchema(dict[str, object](mapping), dialect=dialect, normalize=True)
+    try:
+        qualified = qualify(
+            tree.copy(),
+            dialect=dialect,
+            schema=schema,
+            validate_qualify_columns=False,
+            identify=False,
+            quote_identifiers=False,
+        )
+    except SqlglotError:
+        # a column sqlglot cannot place (a correlated subquery over a relation of unknown
+        # columns, as an incremental model's `select max(x) from {{ this }}`): give each
+        # relation of unknown columns every column name the query uses; the innermost scope
+        # then wins, as in SQL
+        names = {c.name: "unknown" for c in tree.find_all(exp.Column) if c.name}
+        for key in unknown:
+            schema_name, name = key.rsplit(".", 1)
+            mapping.setdefault(schema_name, {})[name] = dict(names)
+        schema = MappingSchema(dict[str, object](mapping), dialect=dialect, normalize=True)
+        qualified = qualify(
+            tree,
+            dialect=dialect,
+            schema=schema,
+            validate_qualify_columns=False,
+            identify=False,
+            quote_identifiers=False,
+        )
     scope = build_scope(qualified)
     if scope is None:
         raise SqlglotError("no SELECT scope")

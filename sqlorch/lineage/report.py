@@ -6,35 +6,40 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlorch.lineage.model import ModelLineage
-from sqlorch.lineage.service import Columns, LineageIndex
+from sqlorch.lineage.service import SQL_KINDS, Columns, LineageIndex
 from sqlorch.settings import Settings
 
 
-def load_index(
-    settings: Settings, warn: Callable[[str], None], keys: list[str] | None = None
-) -> tuple[Any, LineageIndex]:
-    """Load the project and compute the lineage of `keys` (default all) and their ancestors."""
-    from sqlorch.lineage.service import build_index
-    from sqlorch.project import load_project
-
-    project = load_project(settings)
-    materialized, problem = materialized_columns(project)
-    if problem:
-        warn(f"Lineage: {problem}.")
-    index = build_index(project, materialized=materialized, keys=keys)
-    for message in index.warnings:
-        warn(message)
-    return project, index
-
-
 def materialized_columns(project: Any) -> tuple[dict[str, Columns], str | None]:
-    """Return the columns of materialized assets (the warehouse's catalog), or why not."""
-    from sqlorch.lineage.service import warehouse_columns
+    """Return the columns of materialized assets, or why some are unknown.
 
+    The state store records the columns of every materialization; the warehouse's catalog
+    is read only for relations it has none for (sources nothing produces, tables built
+    before sqlorch recorded columns), and only when no other process holds the file.
+    """
+    from sqlorch.lineage.service import warehouse_columns
+    from sqlorch.state.store import StateStore
+
+    store = StateStore(project.settings.state_path, readonly=True)
     try:
-        return warehouse_columns(project)
+        recorded = store.latest_columns()
+        states = store.asset_states()
+    finally:
+        store.close()
+    graph = project.graph
+    for key, node in graph.assets.items():
+        # a model whose SQL changed since it was built: its SQL, not the table, says what
+        # its columns will be
+        state = states.get(key)
+        if node.kind in SQL_KINDS and state is not None and state.code_version != node.code_version:
+            recorded.pop(key, None)
+    if all(k in recorded for k in graph.assets):
+        return recorded, None
+    try:
+        catalog, problem = warehouse_columns(project)
     except Exception as exc:  # noqa: BLE001 - lineage falls back to yml and the SQL
-        return {}, f"the warehouse's columns could not be read ({exc})"
+        return recorded, f"the warehouse's columns could not be read ({exc})"
+    return {**catalog, **recorded}, problem
 
 
 def lineage_command(
@@ -50,11 +55,10 @@ def lineage_command(
     warn: Callable[[str], None],
 ) -> None:
     """Run `sqlorch lineage REF`."""
-    from sqlorch.lineage.trace import downstream_tree, split_column, upstream_tree
-    from sqlorch.project import load_project
-
     # resolve the reference on the graph before compiling anything
     from sqlorch.lineage.service import build_index
+    from sqlorch.lineage.trace import downstream_tree, split_column, upstream_tree
+    from sqlorch.project import load_project
 
     project = load_project(settings)
     key, column = split_column(project.graph, ref)
@@ -76,9 +80,7 @@ def lineage_command(
     lineage = index.assets.get(key)
     _check_column(key, column, lineage)
     if direction == "downstream":
-        tree = downstream_tree(
-            graph, index.assets, key, column, depth=depth, with_keys=with_keys
-        )
+        tree = downstream_tree(graph, index.assets, key, column, depth=depth, with_keys=with_keys)
     else:
         tree = upstream_tree(graph, index.assets, key, column, depth=depth, with_keys=with_keys)
     if as_json:
@@ -94,8 +96,7 @@ def _check_column(key: str, column: str, lineage: ModelLineage | None) -> None:
         return  # the column may exist: the trace says what is unknown
     if lineage.column(column) is None:
         raise SelectionError(
-            f"{key} has no column {column!r}. Its columns: "
-            f"{', '.join(lineage.column_names)}."
+            f"{key} has no column {column!r}. Its columns: {', '.join(lineage.column_names)}."
         )
 
 
@@ -113,9 +114,7 @@ def table_document(index: LineageIndex, key: str) -> dict[str, Any]:
             {
                 "name": c.name,
                 "type": types.get(c.name) or None,
-                "upstream": [
-                    {"column": e.ref, "transform": e.transform.value} for e in c.upstream
-                ],
+                "upstream": [{"column": e.ref, "transform": e.transform.value} for e in c.upstream],
                 "error": c.error,
             }
             for c in lineage.columns

@@ -4,8 +4,9 @@
 the compiled SQL (cached by code version; the missing ones from one `dbt compile` of exactly
 those nodes), qualifies it against the columns of the relations it reads and keeps the
 result, cached under `.sqlorch/lineage/` while the SQL and those columns stay the same. The
-columns of a relation are, in this order: what the SQL of a model yields, what the warehouse
-holds after materialization, the dbt yml (a seed's CSV header). Python assets, seeds and
+columns of a relation are, in this order: what the warehouse holds after materialization
+(for a model: if its code has not changed since), what the SQL of a model yields, the dbt
+yml (a seed's CSV header). Python assets, seeds and
 sources are leaves: their columns are known, their derivation is not SQL.
 
 Lineage never fails a command that does not ask for it: every problem becomes a note on
@@ -61,6 +62,8 @@ _SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "sys", "system"}
 SNAPSHOT_COLUMNS = ("dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to")
 
 Columns = list[tuple[str, str]]
+#: assets whose columns come from their SQL
+SQL_KINDS = (AssetKind.MODEL, AssetKind.SNAPSHOT)
 
 
 def dialect_of(adapter_type: str | None) -> str | None:
@@ -140,9 +143,10 @@ def build_index(
     compiled_cache.save()
 
     cache = LineageCache(state_dir)
+    known: ChainMap[str, Columns] = ChainMap(index.columns, materialized)
     for key in order:
         node = graph.assets[key]
-        result = _asset_lineage(node, sqls.get(key), dialect, index, cache, materialized, project)
+        result = _asset_lineage(node, sqls.get(key), dialect, index, cache, known, project)
         index.assets[key] = result
         index.columns[key] = _columns_of(node, result, materialized, project.settings.root)
         if node.kind is AssetKind.MODEL and result.tables:
@@ -198,9 +202,7 @@ def compile_nodes(project: Project, nodes: Sequence[AssetNode]) -> dict[str, str
     by_uid = {n.unique_id: n.key for n in nodes if n.unique_id}
     if not by_uid:
         return {}
-    selectors = compress_selection(
-        set(by_uid), project.dbt.runnable_fqns, project.dbt.ephemeral
-    )
+    selectors = compress_selection(set(by_uid), project.dbt.runnable_fqns, project.dbt.ephemeral)
     run_dir = project.settings.state_dir / "lineage" / "compile"
     compiled = project.invoker.compile(selectors, run_dir=run_dir)
     return {by_uid[uid]: sql for uid, sql in compiled.items() if uid in by_uid}
@@ -253,6 +255,15 @@ def scan_hidden_after_run(project: Project, run_dir: Path) -> list[str]:
     return hidden_warnings(changed, project.graph)
 
 
+def after_run(project: Project, run_dir: Path) -> list[str]:
+    """`scan_hidden_after_run`, never raising: lineage must not fail a build."""
+    try:
+        return scan_hidden_after_run(project, run_dir)
+    except Exception:  # noqa: BLE001 - a build never fails over lineage
+        log.warning("could not record the run's compiled SQL for lineage", exc_info=True)
+        return []
+
+
 def warehouse_columns(project: Project) -> tuple[dict[str, Columns], str | None]:
     """Return the columns of every relation in the target's DuckDB file, or why not.
 
@@ -299,9 +310,10 @@ def _asset_lineage(
     dialect: str | None,
     index: LineageIndex,
     cache: LineageCache,
-    materialized: Mapping[str, Columns],
+    known: ChainMap[str, Columns],
     project: Project,
 ) -> ModelLineage:
+    materialized = known.maps[1]
     if node.kind is AssetKind.PYTHON:
         cols = materialized.get(node.key) or [(c.name, c.type) for c in node.columns]
         where = f"{node.file}:{node.line}" if node.file else node.key
@@ -310,9 +322,7 @@ def _asset_lineage(
             note += " from " + ", ".join(node.deps)
         if not cols:
             note += "; its columns are known once it is materialized"
-        return ModelLineage(
-            columns=tuple(ColumnLineage(c.lower()) for c, _ in cols), notes=(note,)
-        )
+        return ModelLineage(columns=tuple(ColumnLineage(c.lower()) for c, _ in cols), notes=(note,))
     if node.kind in (AssetKind.SOURCE, AssetKind.SEED):
         cols = _columns_of(node, ModelLineage(), materialized, project.settings.root)
         note = "a dbt source" if node.kind is AssetKind.SOURCE else "a dbt seed"
@@ -326,13 +336,12 @@ def _asset_lineage(
     if entry is not None:
         doc = entry["lineage"]
         tables = [str(t) for t in doc.get("tables", ())]
-        known = ChainMap(index.columns, materialized)
         if entry.get("schemas") == _schemas_digest(tables, known):
             index.cached += 1
             return ModelLineage.from_json(doc)
     from sqlorch.lineage.analyze import analyze
 
-    result = analyze(sql, dialect, ChainMap(index.columns, materialized), self_key=node.key)
+    result = analyze(sql, dialect, known, self_key=node.key)
     index.analyzed += 1
     if node.kind is AssetKind.SNAPSHOT and result.error is None:
         result = ModelLineage(
@@ -347,7 +356,7 @@ def _asset_lineage(
     cache.put(
         node.key,
         sql_digest,
-        _schemas_digest(list(result.tables), ChainMap(index.columns, materialized)),
+        _schemas_digest(list(result.tables), known),
         result.to_json(),
     )
     return result
@@ -357,11 +366,10 @@ def _columns_of(
     node: AssetNode, result: ModelLineage, materialized: Mapping[str, Columns], root: Path
 ) -> Columns:
     """The columns downstream SQL is qualified against (see the module docstring)."""
-    types = {c.lower(): t for c, t in materialized.get(node.key, [])}
-    if result.columns and not result.error and not result.incomplete:
-        return [(c.name, types.get(c.name.lower(), "")) for c in result.columns]
-    if node.key in materialized:
+    if materialized.get(node.key):
         return list(materialized[node.key])
+    if result.columns and not result.error and not result.incomplete:
+        return [(c.name, "") for c in result.columns]
     if node.columns:
         return [(c.name, c.type) for c in node.columns]
     if node.kind is AssetKind.SEED and node.file:

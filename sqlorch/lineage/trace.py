@@ -42,7 +42,9 @@ def split_column(graph: AssetGraph, ref: str) -> tuple[str, str | None]:
     )
 
 
-def _leaf_info(graph: AssetGraph, lineage: ModelLineage | None, key: str, column: str) -> dict[str, Any]:
+def _leaf_info(
+    graph: AssetGraph, lineage: ModelLineage | None, key: str, column: str
+) -> dict[str, Any]:
     info: dict[str, Any] = {}
     node = graph.assets.get(key)
     info["kind"] = node.kind.value if node else "unknown"
