@@ -116,6 +116,12 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@click.option(
+    "--skip-non-breaking",
+    is_flag=True,
+    help="Skip downstream assets that column lineage shows a non-breaking change "
+    "(columns added, comments) does not affect.",
+)
 @_handle_errors
 def build(
     project_dir: str | None,
@@ -128,6 +134,7 @@ def build(
     dry_run: bool,
     as_json: bool,
     verbose: bool,
+    skip_non_breaking: bool,
 ) -> None:
     """Materialize the selected assets (default: all) in dependency order."""
     from sqlorch.project import load_project
@@ -139,6 +146,10 @@ def build(
     project = load_project(settings)
     store = StateStore(settings.state_path)
     plan = plan_build(project, store, select, exclude, _warn)
+    if skip_non_breaking:
+        from sqlorch.lineage.report import skip_non_breaking_downstream
+
+        plan = skip_non_breaking_downstream(project, plan, _warn, _err())
     if dry_run:
         if as_json:
             _emit_json(
@@ -510,6 +521,30 @@ def lineage(
         emit_json=_emit_json,
         warn=_warn,
     )
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_handle_errors
+def diff(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Changed models since their last materialization, and the downstream columns affected."""
+    from sqlorch.lineage.report import compute_impact, impact_document, render_impact
+    from sqlorch.project import load_project
+
+    project = load_project(_settings(project_dir, profiles_dir, target))
+    impact, _index = compute_impact(project, _warn)
+    doc = impact_document(impact)
+    if as_json:
+        _emit_json(doc)
+    else:
+        render_impact(_console(), doc)
 
 
 def main() -> None:

@@ -308,10 +308,10 @@ def _walk(
     if isinstance(expression, exp.Placeholder):
         found.unresolved.append(node.name)
         return
-    if not node.downstream:
-        return
     if dialect is not False:
         found.steps.add(expression.sql(dialect=dialect))
+    if not node.downstream:
+        return
     step = _classify(expression)
     if _RANK[step] > _RANK[kind]:
         kind = step

@@ -25,8 +25,8 @@ LINEAGE_FILE = "lineage.json"
 HIDDEN_FILE = "hidden_deps.json"
 #: bump when the lineage document changes meaning: older caches are recomputed
 FORMAT = 2
-#: compiled SQL kept per asset (the current code version and the materialized ones before)
-VERSIONS_KEPT = 4
+#: compiled SQL versions kept per asset (a build re-stamps what it materialized as newest)
+VERSIONS_KEPT = 10
 
 
 def folder(state_dir: Path) -> Path:

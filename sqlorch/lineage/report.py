@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.lineage.model import ModelLineage
 from sqlorch.lineage.service import SQL_KINDS, Columns, LineageIndex
 from sqlorch.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlorch.lineage.impact import Impact
 
 
 def materialized_columns(project: Any) -> tuple[dict[str, Columns], str | None]:
@@ -197,3 +200,96 @@ def render_tree(console: Any, tree: Mapping[str, Any], direction: str) -> None:
         lines.append(f"[dim](no {direction} columns)[/]")
     for line in lines:
         console.print(line, highlight=False)
+
+
+def compute_impact(project: Any, warn: Callable[[str], None]) -> tuple[Impact, LineageIndex]:
+    """Lineage of the working tree compared with the last materialized code versions."""
+    from sqlorch.lineage.service import build_index, changes_since_materialized
+    from sqlorch.state.store import StateStore
+
+    store = StateStore(project.settings.state_path, readonly=True)
+    try:
+        states = store.asset_states()
+    finally:
+        store.close()
+    versions = {k: s.code_version for k, s in states.items() if s.last_materialized_at}
+    materialized, problem = materialized_columns(project)
+    if problem:
+        warn(f"Lineage: {problem}.")
+    index = build_index(project, materialized=materialized)
+    for message in index.warnings:
+        warn(message)
+    return changes_since_materialized(project, index, versions), index
+
+
+def impact_document(impact: Impact) -> dict[str, Any]:
+    """The JSON of `sqlorch diff`."""
+    return {
+        "changes": [
+            {
+                "key": c.key,
+                "file": c.file,
+                "status": c.status.value,
+                "breaking": c.is_breaking,
+                "added": list(c.added),
+                "removed": list(c.removed),
+                "modified": list(c.modified),
+                "renamed": [{"from": a, "to": b} for a, b in c.renamed],
+                "keys_changed": c.keys_changed,
+                "unknown": c.unknown,
+                "affected": list(c.affected),
+            }
+            for c in impact.changes
+        ],
+        "affected_assets": sorted(impact.affected_assets),
+        "breaking": impact.is_breaking,
+    }
+
+
+def render_impact(console: Any, doc: Mapping[str, Any]) -> None:
+    """Print `sqlorch diff` for a person."""
+    from sqlorch.render import escape
+
+    changes = doc["changes"]
+    if not changes:
+        console.print("No model changed since it was last materialized.")
+        return
+    console.print(f"{len(changes)} model(s) changed since their last materialization:")
+    for c in changes:
+        where = f" ({c['file']})" if c.get("file") else ""
+        verdict = "[red]breaking[/]" if c["breaking"] else "[green]non-breaking[/]"
+        console.print(f"  [bold]{escape(c['key'])}[/]{escape(where)} {c['status']}: {verdict}")
+        for label in ("added", "removed", "modified"):
+            if c[label]:
+                console.print(f"      {label}: {escape(', '.join(c[label]))}")
+        if c["renamed"]:
+            pairs = ", ".join(f"{r['from']} -> {r['to']}" for r in c["renamed"])
+            console.print(f"      renamed: {escape(pairs)}")
+        if c["keys_changed"]:
+            console.print("      filters, joins or grouping changed: every row may differ")
+        if c["unknown"]:
+            console.print(f"      [yellow]{escape(c['unknown'])}[/]")
+        if c["status"] != "new":
+            affected = c["affected"]
+            shown = ", ".join(affected[:12]) + (
+                f", ... ({len(affected)} in all)" if len(affected) > 12 else ""
+            )
+            console.print(f"      affected downstream: {escape(shown) if affected else '(none)'}")
+
+
+def skip_non_breaking_downstream(
+    project: Any, plan: Any, warn: Callable[[str], None], console: Any
+) -> Any:
+    """`build --skip-non-breaking`: drop the steps no breaking change reaches (never raises)."""
+    from sqlorch.lineage.impact import skip_unaffected
+    from sqlorch.render import escape
+
+    try:
+        impact, _index = compute_impact(project, warn)
+        filtered, dropped = skip_unaffected(plan, project.graph, impact)
+    except Exception as exc:  # noqa: BLE001 - lineage never stops a build
+        warn(f"--skip-non-breaking: lineage unavailable ({exc}); building the whole plan.")
+        return plan
+    for key, why in dropped.items():
+        console.print(f"[dim]skip     {escape(key)}: {escape(why)}[/]")
+    return filtered

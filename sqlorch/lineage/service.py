@@ -34,6 +34,7 @@ from sqlorch.lineage.cache import (
 from sqlorch.lineage.model import ColumnLineage, ModelLineage
 
 if TYPE_CHECKING:
+    from sqlorch.lineage.impact import Impact
     from sqlorch.project import Project
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,49 @@ def after_run(project: Project, run_dir: Path) -> list[str]:
     except Exception:  # noqa: BLE001 - a build never fails over lineage
         log.warning("could not record the run's compiled SQL for lineage", exc_info=True)
         return []
+
+
+def changes_since_materialized(
+    project: Project, index: LineageIndex, code_versions: Mapping[str, str | None]
+) -> Impact:
+    """Compare every model whose code version differs from its last materialization.
+
+    Args:
+        project: the loaded project.
+        index: the lineage of the working tree (`build_index`).
+        code_versions: asset key -> code version of its last materialization.
+    """
+    from sqlorch.lineage.analyze import analyze
+    from sqlorch.lineage.impact import ChangeStatus, compare, impact_of, with_affected
+
+    dialect = dialect_of(project.target.type)
+    compiled = CompiledCache(project.settings.state_dir)
+    changes = []
+    for node in project.graph:
+        if node.kind not in SQL_KINDS:
+            continue
+        new = index.assets.get(node.key)
+        if new is None:
+            continue
+        if node.key not in code_versions:
+            change = compare(node.key, None, new, file=node.file, status=ChangeStatus.NEW)
+        elif code_versions[node.key] == node.code_version:
+            continue
+        else:
+            old_sql = compiled.get(node.key, code_versions[node.key])
+            old = None
+            why = None
+            if old_sql is None:
+                why = (
+                    "the compiled SQL of its last materialization is not cached (built before "
+                    "sqlorch kept it, or edited many times since): its columns cannot be "
+                    "compared, so the change counts as breaking"
+                )
+            else:
+                old = analyze(old_sql, dialect, index.columns, self_key=node.key)
+            change = compare(node.key, old, new, file=node.file, unknown=why)
+        changes.append(with_affected(change, new, index.assets))
+    return impact_of(changes, project.graph)
 
 
 def warehouse_columns(project: Project) -> tuple[dict[str, Columns], str | None]:

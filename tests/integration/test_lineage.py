@@ -339,3 +339,93 @@ def test_lineage_cache_is_reused(make_dbt_project: Make) -> None:
     assert second["upstream"] == [
         {"column": "main.a.id", "transform": "expression", "kind": "model", "upstream": []}
     ]
+
+
+# --------------------------------------------------------------------------- diff and impact
+
+CHAIN = {
+    "models/a.sql": "{{ config(materialized='table') }}\nselect 1 as id, 10 as amount\n",
+    "models/b.sql": "{{ config(materialized='table') }}\n"
+    "select id, amount * 2 as doubled from {{ ref('a') }}\n",
+    "models/c.sql": "{{ config(materialized='table') }}\nselect id from {{ ref('b') }}\n",
+}
+
+
+def _diff(project: Path) -> dict[str, Any]:
+    return {c["key"]: c for c in ok(run_cli(project, "diff", "--json")).json()["changes"]}
+
+
+def _planned(project: Path, *args: str) -> list[str]:
+    result = ok(run_cli(project, "build", "--dry-run", "--json", *args))
+    return [s["key"] for s in result.json()["steps"]]
+
+
+def test_diff_tells_breaking_from_non_breaking(make_dbt_project: Make) -> None:
+    project = make_dbt_project(CHAIN)
+    assert _diff(project.path)["main.a"]["status"] == "new"
+    ok(run_cli(project.path, "build"))
+    assert _diff(project.path) == {}
+    assert "No model changed" in ok(run_cli(project.path, "diff")).stdout
+
+    # a column added: non-breaking, nothing downstream affected, downstream can be skipped
+    project.write(
+        {
+            "models/a.sql": "{{ config(materialized='table') }}\nselect 1 as id, 10 as amount, "
+            "'x' as note\n"
+        }
+    )
+    change = _diff(project.path)["main.a"]
+    assert (change["status"], change["breaking"], change["added"]) == ("modified", False, ["note"])
+    assert change["affected"] == []
+    assert _planned(project.path, "-s", "a+") == ["main.a", "main.b", "main.c"]
+    assert _planned(project.path, "-s", "a+", "--skip-non-breaking") == ["main.a"]
+
+    # a derivation changed: breaking; b.doubled is affected, c is not (it reads only b.id)
+    project.write(
+        {"models/a.sql": "{{ config(materialized='table') }}\nselect 1 as id, 10 * 100 as amount\n"}
+    )
+    change = _diff(project.path)["main.a"]
+    assert change["breaking"] and change["modified"] == ["amount"]
+    assert change["affected"] == ["main.b.doubled"]
+    assert _planned(project.path, "-s", "a+", "--skip-non-breaking") == ["main.a", "main.b"]
+    text = ok(run_cli(project.path, "diff")).stdout
+    assert "breaking" in text and "main.b.doubled" in text
+
+    # a rename: breaking
+    project.write(
+        {"models/a.sql": "{{ config(materialized='table') }}\nselect 1 as id, 10 as amt\n"}
+    )
+    change = _diff(project.path)["main.a"]
+    assert change["breaking"]
+    assert change["renamed"] == [{"from": "amount", "to": "amt"}]
+
+    # a filter: every row may differ, so every column downstream is affected
+    project.write(
+        {
+            "models/a.sql": "{{ config(materialized='table') }}\n"
+            "select * from (select 1 as id, 10 as amount) where id > 0\n"
+        }
+    )
+    change = _diff(project.path)["main.a"]
+    assert change["breaking"] and change["keys_changed"], json.dumps(change)
+    assert set(change["affected"]) == {"main.b.id", "main.b.doubled", "main.c.id"}
+
+
+def test_skip_non_breaking_keeps_assets_fed_by_something_else(make_dbt_project: Make) -> None:
+    project = make_dbt_project(
+        {
+            **CHAIN,
+            "models/c.sql": "{{ config(materialized='table') }}\n"
+            "select b.id, s.n from {{ ref('b') }} as b cross join {{ ref('s') }} as s\n",
+            "seeds/s.csv": "n\n1\n",
+        }
+    )
+    ok(run_cli(project.path, "build"))
+    project.write(
+        {
+            "models/a.sql": "{{ config(materialized='table') }}\nselect 1 as id, 10 as amount, "
+            "2 as extra\n"
+        }
+    )
+    # c is downstream of the seed too, which this build reloads: c stays
+    assert _planned(project.path, "--skip-non-breaking") == ["main.a", "main.s", "main.c"]
