@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlorch.errors import ConfigError, WarehouseError
+from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.planner import Plan, build_plan
+from sqlorch.policies import RunPolicies
 from sqlorch.project import Project
 from sqlorch.state.store import (
     StateStore,
@@ -172,6 +173,39 @@ def plan_build(
     )
 
 
+def run_policies(project: Project, store: StateStore) -> RunPolicies:
+    """Gather what the executor needs besides the plan: checks' inputs, retries, rates.
+
+    Raises:
+        ConfigError: a `retries` setting is malformed or its selector matches nothing.
+    """
+    from sqlorch.checks import Observed
+    from sqlorch.retries import RetryPolicy, policy_from_settings
+
+    settings = project.settings
+    retries: dict[str, RetryPolicy] = {}
+    for selector, raw in settings.retries.items():
+        where = f'[tool.sqlorch.retries."{selector}"] in {settings.settings_file}'
+        policy = policy_from_settings(raw, where)
+        try:
+            keys = select_assets(project, [selector], None)
+        except SelectionError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        for key in keys:
+            retries[key] = policy
+    previous = {
+        asset: Observed(m.rows, m.columns, m.materialized_at)
+        for (asset, partition), m in store.last_materializations().items()
+        if partition is None
+    }
+    return RunPolicies(
+        python_checks=dict(project.python_checks),
+        previous=previous,
+        retries=retries,
+        pool_rates=dict(settings.pool_rates),
+    )
+
+
 def execute(
     project: Project,
     plan: Plan,
@@ -206,6 +240,7 @@ def execute(
             threads=threads or settings.threads,
             listeners=[recorder, *listeners],
             pools=dict(settings.pools),
+            policies=run_policies(project, store),
         )
         try:
             outcome = executor.run()

@@ -196,3 +196,167 @@ def test_dbt_metadata_keeps_what_the_adapter_reports() -> None:
         "adapter_response": {"code": "INSERT", "query_id": "q1"},
     }
     assert dbt_metadata(DbtNodeEvent("model.p.m", DbtPhase.FINISHED)) == {}
+
+
+# --------------------------------------------------------------------------- @check and built-ins
+
+EVENTS = {
+    "pyproject.toml": """
+        [tool.sqlorch]
+        check_modules = ["quality"]
+
+        [tool.sqlorch.checks."raw.events"]
+        row_count = { max_drop_pct = 50 }
+    """,
+    "models/sources.yml": """
+        version: 2
+        sources:
+          - name: raw
+            schema: raw
+            tables:
+              - name: events
+    """,
+    "models/stg_events.sql": (
+        "{{ config(materialized='table') }}\nselect * from {{ source('raw', 'events') }}\n"
+    ),
+    "models/final.sql": (
+        "{{ config(materialized='table') }}\nselect * from {{ ref('stg_events') }}\n"
+    ),
+    "models/schema.yml": """
+        version: 2
+        models:
+          - name: stg_events
+            config:
+              meta:
+                sqlorch:
+                  checks:
+                    schema_change: true
+    """,
+}
+EVENTS_PYTHON = {
+    "ingest/events.py": """
+        from pathlib import Path
+
+        import pyarrow as pa
+
+        from sqlorch import asset
+
+        HERE = Path(__file__).resolve().parent.parent
+
+
+        @asset
+        def events():
+            n = int((HERE / "n.txt").read_text())
+            cols = {"id": list(range(n)), "v": [1.0] * n}
+            if (HERE / "drop_v").exists():
+                del cols["v"]
+            return pa.table(cols)
+    """,
+    "quality/checks.py": """
+        from pathlib import Path
+
+        from sqlorch import CheckResult, check
+
+        HERE = Path(__file__).resolve().parent.parent
+
+
+        @check(asset="stg_events")
+        def ids_are_unique(connection):
+            (dupes,) = connection.execute(
+                "select count(*) - count(distinct id) from main.stg_events"
+            ).fetchone()
+            broken = (HERE / "fail_check").exists()
+            message = "forced" if broken else ""
+            return CheckResult(dupes == 0 and not broken, message, {"dupes": dupes})
+    """,
+}
+
+
+def build_with(project: TinyProject, n: int) -> Any:
+    (project.path / "n.txt").write_text(str(n))
+    return run_cli(project.path, "build")
+
+
+def outcomes(project: TinyProject) -> dict[str, str]:
+    return {s["key"]: s["last_outcome"] for s in run_cli(project.path, "status", "--json").json()}
+
+
+def test_builtin_and_python_checks_from_settings_meta_and_check_modules(
+    make_dbt_project: Make,
+) -> None:
+    project = make_dbt_project(EVENTS, EVENTS_PYTHON)
+    first = build_with(project, 1000)
+    assert first.exit_code == 0, first.describe()
+    store = store_of(project)
+    ran = {(r.name, r.kind, r.status) for r in store.check_results()}
+    assert ran == {
+        ("row_count_events", "builtin", "pass"),
+        ("schema_change_stg_events", "builtin", "pass"),
+        ("ids_are_unique", "python", "pass"),
+    }
+
+    # a 10% drop passes
+    second = build_with(project, 900)
+    assert second.exit_code == 0, second.describe()
+
+    # a 60% drop fails the blocking row-count check: nothing downstream of raw.events runs
+    third = build_with(project, 360)
+    assert third.exit_code == 1, third.describe()
+    assert "rows dropped 60.0% (900 -> 360)" in third.flat
+    assert outcomes(project)["main.stg_events"] == "skipped"
+    assert set(store.failing_blocking_checks()) == {"raw.events"}
+    assert query(project.db, "select count(*) from main.final") == [(900,)]
+
+    # compared with 360 now, the same count passes and the rest catches up
+    fourth = build_with(project, 360)
+    assert fourth.exit_code == 0, fourth.describe()
+    assert query(project.db, "select count(*) from main.final") == [(360,)]
+    assert store.failing_blocking_checks() == {}
+
+    # a column removed from stg_events: schema_change (from dbt meta) blocks final
+    (project.path / "drop_v").touch()
+    fifth = build_with(project, 360)
+    assert fifth.exit_code == 1, fifth.describe()
+    assert "column(s) removed: v" in fifth.flat
+    assert outcomes(project)["main.final"] == "skipped"
+    (project.path / "drop_v").unlink()
+
+    # the Python check from check_modules gates the dbt model downstream of its asset
+    (project.path / "fail_check").touch()
+    sixth = build_with(project, 360)
+    assert sixth.exit_code == 1, sixth.describe()
+    assert "ids_are_unique" in sixth.flat and "forced" in sixth.flat
+    assert outcomes(project)["main.stg_events"] == "success"
+    assert outcomes(project)["main.final"] == "skipped"
+    failing = store.failing_blocking_checks()
+    assert [r.name for r in failing["main.stg_events"]] == ["ids_are_unique"]
+    assert failing["main.stg_events"][0].metadata["dupes"] == 0
+
+
+def test_a_check_of_an_unknown_asset_is_a_clear_error(make_dbt_project: Make) -> None:
+    from conftest import assert_clean_error
+
+    project = make_dbt_project(
+        {"models/a.sql": "select 1 as x\n"},
+        {
+            "ingest/checks.py": """
+                from sqlorch import check
+
+
+                @check(asset="nope")
+                def c(connection):
+                    return True
+            """
+        },
+    )
+    assert_clean_error(run_cli(project.path, "build"), 2, "ingest/checks.py:4", "'nope'")
+    project.write(
+        {
+            "ingest/checks.py": "",
+            "pyproject.toml": """
+                [tool.sqlorch.checks.a]
+                row_cnt = true
+            """,
+        }
+    )
+    assert_clean_error(run_cli(project.path, "build"), 2, "row_cnt", "pyproject.toml")
