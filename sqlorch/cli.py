@@ -533,9 +533,13 @@ def history(
             )
         from rich.table import Table
 
+        partitioned = any(m["partition"] for m in chrono)
         table = Table(box=None, pad_edge=False)
         for col in ("materialized", "run", "partition", "rows", "duration", "checks"):
-            table.add_column(col, no_wrap=col != "checks")
+            if col != "partition" or partitioned:
+                table.add_column(
+                    col, no_wrap=col != "checks", justify="right" if col == "rows" else "left"
+                )
         for m in chrono:
             counts: dict[str, int] = {}
             for c in m["checks"]:
@@ -544,14 +548,15 @@ def history(
             text = ", ".join(
                 f"[{colors.get(st, 'dim')}]{n} {st}[/]" for st, n in sorted(counts.items())
             )
-            table.add_row(
+            cells = [
                 m["materialized_at"][:16].replace("T", " "),
                 m["run_id"],
-                m["partition"] or "-",
-                fmt_rows(m["rows"]) or "-",
+                *([m["partition"] or "-"] if partitioned else []),
+                f"{m['rows']:,}" if isinstance(m["rows"], int) else "-",
                 fmt_seconds(m["duration_s"]) or "-",
                 text or "-",
-            )
+            ]
+            table.add_row(*cells)
         console.print(table)
     failing = [c for c in doc["checks"] if c["status"] in ("fail", "error", "warn")]
     for c in failing[:10]:
