@@ -53,4 +53,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX materializations_asset ON materializations (asset, materialized_at);
     """,
+    # 2: the named parts of each code version ("what changed"), check outcomes by kind
+    """
+    CREATE TABLE code_versions (
+        asset TEXT NOT NULL,
+        code_version TEXT NOT NULL,
+        parts TEXT NOT NULL,
+        PRIMARY KEY (asset, code_version)
+    );
+    CREATE INDEX events_kind ON events (kind, asset);
+    """,
 )

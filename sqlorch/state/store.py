@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class AssetState:
     last_run_id: str | None
     last_status: str | None
     last_error: str | None
+    materialized_run: str | None = None
+    code_parts: dict[str, str] | None = None
 
 
 class StateStore:
@@ -237,9 +239,10 @@ class StateStore:
         mats = {
             r[0]: r
             for r in self._rows(
-                "SELECT asset, materialized_at, rows, duration_s, code_version FROM "
-                "materializations m WHERE id = (SELECT max(id) FROM materializations "
-                "WHERE asset = m.asset)"
+                "SELECT m.asset, m.materialized_at, m.rows, m.duration_s, m.code_version, "
+                "m.run_id, c.parts FROM materializations m LEFT JOIN code_versions c "
+                "ON c.asset = m.asset AND c.code_version = m.code_version "
+                "WHERE m.id = (SELECT max(id) FROM materializations WHERE asset = m.asset)"
             )
         }
         attempts = {
@@ -262,8 +265,58 @@ class StateStore:
                 last_run_id=a[1] if a else None,
                 last_status=a[2] if a else None,
                 last_error=a[3] if a else None,
+                materialized_run=m[5] if m else None,
+                code_parts=json.loads(m[6]) if m and m[6] else None,
             )
         return out
+
+    def save_code_parts(self, items: Iterable[tuple[str, str | None, Mapping[str, str]]]) -> None:
+        """Remember the named parts of (asset, code version) pairs, for "what changed"."""
+        rows = [(a, v, json.dumps(dict(p), sort_keys=True)) for a, v, p in items if v and p]
+        if not rows:
+            return
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany(
+                    "INSERT OR IGNORE INTO code_versions (asset, code_version, parts) "
+                    "VALUES (?, ?, ?)",
+                    rows,
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def failed_blocking_checks(self) -> dict[str, list[tuple[str, str]]]:
+        """Return asset -> [(check name, failed at)] of blocking checks whose LAST outcome failed.
+
+        A check's outcome is the newest of its passed/warned/failed events; only checks of
+        severity `error` block. The planner keeps such an asset stale until they pass.
+        """
+        latest: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for asset, check, kind, ts, severity in self._rows(
+            "SELECT asset, json_extract(data, '$.check'), kind, ts, "
+            "json_extract(data, '$.severity') FROM events "
+            "WHERE kind IN ('check_passed', 'check_warned', 'check_failed') "
+            "AND asset IS NOT NULL ORDER BY id"
+        ):
+            latest[(asset, check or "")] = (kind, ts, severity or "error")
+        out: dict[str, list[tuple[str, str]]] = {}
+        for (asset, check), (kind, ts, severity) in latest.items():
+            if kind == "check_failed" and severity == "error":
+                out.setdefault(asset, []).append((check, ts))
+        return out
+
+    def run_attempts(self, run_id: str) -> dict[str, str]:
+        """Return asset -> outcome (success, failed, skipped) of every attempt in `run_id`."""
+        return {
+            a: st
+            for a, st in self._rows(
+                "SELECT asset, status FROM attempts WHERE run_id = ? ORDER BY rowid", (run_id,)
+            )
+        }
 
 
 _RUN_COLUMNS = (
