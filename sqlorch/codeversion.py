@@ -62,6 +62,12 @@ def normalize_sql(text: str) -> str:
     return _squash("".join(out)).strip()
 
 
+def _part_order(name: str) -> tuple[int, str]:
+    kind = name.partition(":")[0]
+    order = ("sql", "source", "config", "macro", "var", "target")
+    return (order.index(kind) if kind in order else len(order), name)
+
+
 def _squash(text: str) -> str:
     return _PUNCT_SPACE.sub(r"\1", _SPACE.sub(" ", text))
 
@@ -110,7 +116,7 @@ def describe_changes(
     if old is None:
         return [f"code changed{where}"]
     reasons: list[str] = []
-    for name in sorted(set(old) | set(new)):
+    for name in sorted(set(old) | set(new), key=_part_order):
         if old.get(name) == new.get(name):
             continue
         kind, _, arg = name.partition(":")

@@ -164,8 +164,13 @@ def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[st
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error:
-        log.debug("warehouse busy; table presence not checked", exc_info=True)
-        return None
+        try:
+            # this process already has the file open (dbt-duckdb, a long-lived process):
+            # a connection with the same configuration shares that instance
+            con = duckdb.connect(str(path), config=dict(project.target.config))
+        except duckdb.Error:
+            log.debug("warehouse busy; table presence not checked", exc_info=True)
+            return None
     try:
         return frozenset(r[0] for r in con.execute(sql).fetchall())
     finally:
