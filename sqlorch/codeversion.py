@@ -46,20 +46,27 @@ def normalize_sql(text: str) -> str:
     with whitespace collapsed. The result is only ever hashed, never executed.
     """
     out: list[str] = []
+    code: list[str] = []  # the code since the last string literal, squashed as one
+
+    def flush() -> None:
+        out.append(_squash("".join(code)))
+        code.clear()
+
     pos = 0
     for m in _TOKEN.finditer(text):
-        if m.start() > pos:
-            out.append(_squash(text[pos : m.start()]))
+        code.append(text[pos : m.start()])
         kind = m.lastgroup
         if kind == "string":
+            flush()
             out.append(m.group())
         elif kind == "jinja":
-            out.append(_squash(_SPACE.sub(" ", m.group())))
-        elif kind in ("space", "lcomment", "bcomment", "jcomment"):
-            out.append(" ")
+            code.append(_SPACE.sub(" ", m.group()))
+        else:  # whitespace and comments
+            code.append(" ")
         pos = m.end()
-    out.append(_squash(text[pos:]))
-    return _squash("".join(out)).strip()
+    code.append(text[pos:])
+    flush()
+    return "".join(out).strip()
 
 
 def _part_order(name: str) -> tuple[int, str]:
