@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
+    from sqlorch.retries import RateLimiter, RetryPolicy
     from sqlorch.warehouse.base import Warehouse
 
 
@@ -26,6 +27,7 @@ class AssetDefinition:
     code_version: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     pool: str | None = None
+    retry: RetryPolicy | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -52,6 +54,9 @@ def asset(
     code_version: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     pool: str | None = None,
+    retries: int | None = None,
+    backoff: str = "exponential",
+    retry_delay: float | str = 1.0,
 ) -> Callable[[Callable[..., Any]], AssetDefinition]: ...
 
 
@@ -67,6 +72,9 @@ def asset(
     code_version: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     pool: str | None = None,
+    retries: int | None = None,
+    backoff: str = "exponential",
+    retry_delay: float | str = 1.0,
 ) -> AssetDefinition | Callable[[Callable[..., Any]], AssetDefinition]:
     """Declare a Python asset.
 
@@ -85,7 +93,16 @@ def asset(
         code_version: an explicit version; default a hash of the function's source.
         metadata: free-form values recorded with the asset.
         pool: a named concurrency pool (see the `pools` setting).
+        retries: attempts after the first when the asset fails (default: none, except for
+            transient warehouse errors, which are retried 3 times).
+        backoff: `exponential` (default), `linear` or `constant` growth of the wait.
+        retry_delay: the first wait, in seconds or as a duration (`"30s"`, `"2m"`).
     """
+    policy = None
+    if retries is not None:
+        from sqlorch.retries import retry_policy
+
+        policy = retry_policy(retries, backoff, retry_delay, "@asset")
 
     def wrap(f: Callable[..., Any]) -> AssetDefinition:
         doc = inspect.getdoc(f) or ""
@@ -100,6 +117,7 @@ def asset(
             code_version=code_version,
             metadata=dict(metadata or {}),
             pool=pool,
+            retry=policy,
         )
 
     if fn is not None:
@@ -125,6 +143,8 @@ class AssetContext:
     log: logging.Logger
     partition: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    rate_limiter: RateLimiter | None = None
+    attempt: int = 1
 
     @property
     def schema(self) -> str:
@@ -139,3 +159,10 @@ class AssetContext:
     def add_metadata(self, **values: Any) -> None:
         """Record metadata with this materialization."""
         self.metadata.update(values)
+
+    def throttle(self) -> float:
+        """Wait for the asset's pool's request rate (`pools.NAME.rate`); call before each request.
+
+        Returns the seconds waited (0 when the pool has no rate, or the asset no pool).
+        """
+        return self.rate_limiter.acquire() if self.rate_limiter is not None else 0.0

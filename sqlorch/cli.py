@@ -359,7 +359,7 @@ def status(
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
     store = StateStore(settings.state_path, readonly=True)
-    snapshot = state_snapshot(store, warehouse_relations(project))
+    snapshot = state_snapshot(store, warehouse_relations(project), project.graph)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
     keys = (
         select_assets(project, select, exclude, _warn, state=sets) if (select or exclude) else None

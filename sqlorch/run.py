@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlorch.errors import ConfigError, WarehouseError
+from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.graph import AssetGraph
 from sqlorch.planner import Plan, build_plan
+from sqlorch.policies import RunPolicies
 from sqlorch.project import Project
 from sqlorch.selection import STATE_METHODS, StateSets
 from sqlorch.staleness import (
@@ -23,9 +24,18 @@ from sqlorch.staleness import (
     modified,
     stale_reasons,
 )
-from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
+from sqlorch.state.store import (
+    StateStore,
+    attempt_row,
+    check_result_row,
+    event_row,
+    materialization_row,
+)
 
 log = logging.getLogger(__name__)
+
+
+_CHECK_EVENTS = (EventKind.CHECK_PASSED, EventKind.CHECK_WARNED, EventKind.CHECK_FAILED)
 
 
 class StateRecorder:
@@ -44,6 +54,7 @@ class StateRecorder:
         self._events: list[tuple[Any, ...]] = []
         self._attempts: list[tuple[Any, ...]] = []
         self._mats: list[tuple[Any, ...]] = []
+        self._checks: list[tuple[Any, ...]] = []
         self._last = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -64,6 +75,7 @@ class StateRecorder:
                     data.get("duration_s"),
                     data.get("code_version"),
                     data.get("metadata") or None,
+                    columns=data.get("columns"),
                 )
             )
             self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
@@ -72,14 +84,31 @@ class StateRecorder:
             self._attempts.append(
                 attempt_row(event.run_id, key, status, None, event.ts, event.message)
             )
+        elif event.kind in _CHECK_EVENTS and data.get("status") != "skipped":
+            for asset in data.get("assets") or ([key] if key else []):
+                self._checks.append(
+                    check_result_row(
+                        event.run_id,
+                        str(data.get("unique_id") or data.get("check")),
+                        str(data.get("check")),
+                        str(data.get("check_kind") or "dbt_test"),
+                        asset,
+                        str(data.get("status")),
+                        bool(data.get("blocking")),
+                        event.ts,
+                        event.message,
+                        data.get("metadata") or None,
+                        data.get("partition"),
+                    )
+                )
         if event.kind is EventKind.RUN_FINISHED or time.monotonic() - self._last >= self.interval:
             self.flush()
 
     def flush(self) -> None:
         """Write what is buffered."""
-        if self._events or self._attempts or self._mats:
-            self.store.write_batch(self._events, self._attempts, self._mats)
-            self._events, self._attempts, self._mats = [], [], []
+        if self._events or self._attempts or self._mats or self._checks:
+            self.store.write_batch(self._events, self._attempts, self._mats, self._checks)
+            self._events, self._attempts, self._mats, self._checks = [], [], [], []
         self._last = time.monotonic()
 
 
@@ -177,12 +206,25 @@ def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[st
         con.close()
 
 
-def state_snapshot(store: StateStore, relations: frozenset[str] | None = None) -> StateSnapshot:
-    """Read what the planner needs from the state store."""
-    failed = store.failed_blocking_checks()
+def state_snapshot(
+    store: StateStore, relations: frozenset[str] | None = None, graph: AssetGraph | None = None
+) -> StateSnapshot:
+    """Read what the planner needs from the state store.
+
+    Blocking checks whose latest result failed keep their asset stale; checks the project
+    no longer has (by id, when `graph` is given) do not.
+    """
+    failing: dict[str, list[str]] = {}
+    for asset, results in store.failing_blocking_checks().items():
+        names = [
+            r.name
+            for r in results
+            if r.partition is None and (graph is None or r.check_id in graph.checks)
+        ]
+        if names:
+            failing[asset] = list(dict.fromkeys(names))
     records = {}
     for key, st in store.asset_states().items():
-        since = st.last_materialized_at or ""
         records[key] = AssetRecord(
             materialized_at=st.last_materialized_at,
             materialized_run=st.materialized_run,
@@ -191,7 +233,7 @@ def state_snapshot(store: StateStore, relations: frozenset[str] | None = None) -
             rows=st.rows,
             last_status=st.last_status,
             last_run_id=st.last_run_id,
-            failed_checks=tuple(name for name, ts in failed.get(key, ()) if ts >= since),
+            failed_checks=tuple(failing.get(key, ())),
         )
     return StateSnapshot(records, relations)
 
@@ -227,7 +269,7 @@ def plan_build(
     warehouse: Any = None,
 ) -> Plan:
     """Select and plan a build: the stale selected assets (all selected with `full`)."""
-    snapshot = state_snapshot(store, warehouse_relations(project, warehouse))
+    snapshot = state_snapshot(store, warehouse_relations(project, warehouse), project.graph)
     sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
     selected = select_assets(project, select, exclude, warn, state=sets)
     return build_plan(project.graph, selected, snapshot, full=full)
@@ -254,7 +296,7 @@ def plan_retry(
     keys = {k for k in why if k in graph.assets}
     if not keys:
         return Plan(steps=(), checks=(), selected=frozenset())
-    snapshot = state_snapshot(store, warehouse_relations(project))
+    snapshot = state_snapshot(store, warehouse_relations(project), graph)
     plan = build_plan(graph, keys, snapshot, full=True)
     steps = tuple(
         dataclasses.replace(s, reasons=(why[s.key], *_not_full(s.reasons))) for s in plan.steps
@@ -268,6 +310,39 @@ def _not_full(reasons: Sequence[str]) -> tuple[str, ...]:
 
 def _uses_state(*selectors: Sequence[str] | None) -> bool:
     return any(m in token for sel in selectors for token in sel or () for m in STATE_METHODS)
+
+
+def run_policies(project: Project, store: StateStore) -> RunPolicies:
+    """Gather what the executor needs besides the plan: checks' inputs, retries, rates.
+
+    Raises:
+        ConfigError: a `retries` setting is malformed or its selector matches nothing.
+    """
+    from sqlorch.checks import Observed
+    from sqlorch.retries import RetryPolicy, policy_from_settings
+
+    settings = project.settings
+    retries: dict[str, RetryPolicy] = {}
+    for selector, raw in settings.retries.items():
+        where = f'[tool.sqlorch.retries."{selector}"] in {settings.settings_file}'
+        policy = policy_from_settings(raw, where)
+        try:
+            keys = select_assets(project, [selector], None)
+        except SelectionError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        for key in keys:
+            retries[key] = policy
+    previous = {
+        asset: Observed(m.rows, m.columns, m.materialized_at)
+        for (asset, partition), m in store.last_materializations().items()
+        if partition is None
+    }
+    return RunPolicies(
+        python_checks=dict(project.python_checks),
+        previous=previous,
+        retries=retries,
+        pool_rates=dict(settings.pool_rates),
+    )
 
 
 def execute(
@@ -310,6 +385,7 @@ def execute(
             threads=threads or settings.threads,
             listeners=[recorder, *listeners],
             pools=dict(settings.pools),
+            policies=run_policies(project, store),
         )
         try:
             outcome = executor.run()
