@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -204,17 +205,35 @@ def _run_plan(
 
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
+    listeners: list[Any] = [renderer]
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from sqlorch.github import GithubReporter
+
+        listeners.append(
+            GithubReporter(
+                lambda line: click.echo(line, err=False),
+                os.environ.get("GITHUB_STEP_SUMMARY"),
+            )
+        )
     outcome = None
     try:
         outcome = execute(
             project,
             plan,
             store,
-            [renderer],
+            listeners,
             command=command,
             selection=selection,
             threads=threads,
         )
+    except KeyboardInterrupt:
+        # second Ctrl-C: the run is recorded as cancelled; threads still inside an asset or
+        # dbt cannot be stopped, so leave without waiting for them (their writes roll back)
+        renderer.close(summary=False)
+        _err().print("[yellow]Interrupted: run recorded as cancelled.[/]")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         renderer.close(summary=outcome is not None)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
@@ -478,10 +497,21 @@ def runs(
     _console().print(table)
 
 
+_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
 @cli.command()
 @click.argument("run_id", required=False)
 @_common
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per line (jq-ready).")
+@click.option("--asset", "assets", multiple=True, help="Only events of this asset (key or name).")
+@click.option(
+    "--level",
+    type=click.Choice(list(_LEVELS), case_sensitive=False),
+    default="debug",
+    show_default=True,
+    help="Only events at or above this level.",
+)
 @_handle_errors
 def logs(
     run_id: str | None,
@@ -490,8 +520,10 @@ def logs(
     target: str | None,
     debug: bool,
     as_json: bool,
+    assets: tuple[str, ...],
+    level: str,
 ) -> None:
-    """Print a run's structured event log (default: the last run)."""
+    """Print a run's structured event log (default: the last run), filtered."""
     from sqlorch.render import escape
     from sqlorch.state.store import StateStore
 
@@ -499,7 +531,15 @@ def logs(
     store = StateStore(settings.state_path, readonly=True)
     record = _find_run(store, settings, run_id)
     console = None if as_json else _console()
+    wanted = {a.lower() for a in assets}
+    floor = _LEVELS[level.lower()]
     for ev in store.events(record.run_id):
+        if wanted and not (
+            ev.asset is not None and (ev.asset in wanted or ev.asset.rsplit(".", 1)[-1] in wanted)
+        ):
+            continue
+        if _LEVELS.get(ev.level, 1) < floor:
+            continue
         if as_json:
             click.echo(
                 json.dumps(
@@ -535,6 +575,89 @@ def logs(
         )
         if debug and ev.data.get("traceback"):
             console.print(ev.data["traceback"], markup=False)
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=30, show_default=True)
+@_handle_errors
+def history(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+    limit: int,
+) -> None:
+    """Show an asset's materializations over time: rows, duration, checks, failures."""
+    from sqlorch.history import asset_history, resolve_asset, sparkline
+    from sqlorch.render import escape, fmt_rows, fmt_seconds
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target)
+    store = StateStore(settings.state_path, readonly=True)
+    key = resolve_asset(store, asset)
+    doc = asset_history(store, key, limit)
+    if as_json:
+        _emit_json(doc)
+        return
+    console = _console()
+    mats = doc["materializations"]
+    console.print(f"[bold]{escape(key)}[/]: {len(mats)} materializations (newest last)")
+    if mats:
+        chrono = list(reversed(mats))
+        for label, field, fmt in (
+            ("rows", "rows", fmt_rows),
+            ("duration", "duration_s", fmt_seconds),
+        ):
+            values = [m[field] for m in chrono]
+            known = [v for v in values if v is not None]
+            if not known:
+                continue
+            console.print(
+                f"{label:<9} {sparkline(values)}  {fmt(values[-1]) or '-'} "
+                f"[dim](min {fmt(min(known))}, max {fmt(max(known))})[/]",
+                highlight=False,
+            )
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("materialized", "run", "partition", "rows", "duration", "checks"):
+            table.add_column(col, no_wrap=col != "checks")
+        for m in chrono:
+            counts: dict[str, int] = {}
+            for c in m["checks"]:
+                counts[c["status"]] = counts.get(c["status"], 0) + 1
+            colors = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
+            text = ", ".join(
+                f"[{colors.get(st, 'dim')}]{n} {st}[/]" for st, n in sorted(counts.items())
+            )
+            table.add_row(
+                m["materialized_at"][:16].replace("T", " "),
+                m["run_id"],
+                m["partition"] or "-",
+                fmt_rows(m["rows"]) or "-",
+                fmt_seconds(m["duration_s"]) or "-",
+                text or "-",
+            )
+        console.print(table)
+    failing = [c for c in doc["checks"] if c["status"] in ("fail", "error", "warn")]
+    for c in failing[:10]:
+        color = "yellow" if c["status"] == "warn" else "red"
+        console.print(
+            f"[{color}]{c['status'].upper():<5}[/] {c['checked_at'][:16].replace('T', ' ')} "
+            f"{escape(c['message'] or c['check'])}",
+            highlight=False,
+        )
+    for f in doc["failures"][:10]:
+        console.print(
+            f"[red]{f['status'].upper():<7}[/] {(f['at'] or '')[:16].replace('T', ' ')} "
+            f"run {f['run_id']}: {escape(f['error'] or '')}",
+            highlight=False,
+        )
 
 
 def main() -> None:

@@ -206,6 +206,7 @@ class Executor:
         self._observed: dict[str, Observed] = {}
         self._gates: dict[str, list[str]] = {}
         self._awaited: dict[str, list[str]] = {}
+        self._sessions: set[Any] = set()
         self.cancelled = False
         self._start_hooks_done = False
 
@@ -234,7 +235,8 @@ class Executor:
                     self._handle(self._next_message())
                 except KeyboardInterrupt:
                     if self.cancelled:
-                        raise  # second Ctrl-C: abandon what still runs
+                        self._abort()  # second Ctrl-C: abandon what still runs
+                        raise
                     # first Ctrl-C: launch nothing more, record what is running as it ends
                     self.cancelled = True
                     self._wake.set()
@@ -267,6 +269,40 @@ class Executor:
             },
         )
         return outcome
+
+    def _abort(self) -> None:
+        """Record every running asset as cancelled and interrupt its warehouse queries.
+
+        A write interrupted mid-way rolls back (one transaction): its table keeps its old
+        content, and the next build runs the asset again.
+        """
+        self._wake.set()
+        for session in list(self._sessions):
+            try:
+                session.connection.interrupt()
+            except Exception:  # noqa: BLE001 - a closed or non-DuckDB session
+                log.debug("could not interrupt a session", exc_info=True)
+        for key in self.plan.keys:
+            if self.status[key] is Status.RUNNING:
+                self._fail(key, f"{key} was cancelled by a second Ctrl-C", None)
+            elif self.status[key] is Status.PENDING:
+                self._skip(key, "run cancelled")
+        # finished dbt tables still waiting for their row counts are recorded without them
+        for f in self._to_count:
+            self._materialized(f.key, f.rows_affected, f.seconds, f.metadata)
+        self._to_count = []
+        self._emit(
+            EventKind.RUN_FINISHED,
+            None,
+            "run cancelled by a second Ctrl-C",
+            level="warning",
+            data={
+                "status": "cancelled",
+                "succeeded": sum(1 for s in self.status.values() if s is Status.SUCCEEDED),
+                "failed": sum(1 for s in self.status.values() if s is Status.FAILED),
+                "skipped": sum(1 for s in self.status.values() if s is Status.SKIPPED),
+            },
+        )
 
     # ---------------------------------------------------------------- scheduling
 
@@ -497,6 +533,7 @@ class Executor:
         try:
             assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
             session = self.warehouse.session()
+            self._sessions.add(session)
             ctx = AssetContext(
                 key=key,
                 run_id=self.run_id,
@@ -559,6 +596,7 @@ class Executor:
             return msg, traceback.format_exc(), exc
         finally:
             if session is not None:
+                self._sessions.discard(session)
                 session.close()
 
     def _run_side_check(self, uid: str) -> None:
@@ -734,6 +772,7 @@ class Executor:
             "assets": list(check.asset_keys),
             "partition": partition,
             "file": check.file,
+            "line": check.line,
             "metadata": metadata or {},
         }
         if status in ("pass", "success"):
@@ -877,6 +916,7 @@ class Executor:
             data={
                 "kind": node.kind.value,
                 "file": node.file,
+                "line": node.line,
                 "traceback": tb,
                 "duration_s": seconds,
             },

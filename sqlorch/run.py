@@ -55,6 +55,7 @@ class StateRecorder:
         self._attempts: list[tuple[Any, ...]] = []
         self._mats: list[tuple[Any, ...]] = []
         self._checks: list[tuple[Any, ...]] = []
+        self._started: dict[str, str] = {}
         self._last = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -78,12 +79,18 @@ class StateRecorder:
                     columns=data.get("columns"),
                 )
             )
-            self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
+            self._attempts.append(
+                attempt_row(event.run_id, key, "success", self._started.pop(key, None), event.ts)
+            )
         elif key is not None and event.kind in (EventKind.ASSET_FAILED, EventKind.ASSET_SKIPPED):
             status = "failed" if event.kind is EventKind.ASSET_FAILED else "skipped"
             self._attempts.append(
-                attempt_row(event.run_id, key, status, None, event.ts, event.message)
+                attempt_row(
+                    event.run_id, key, status, self._started.pop(key, None), event.ts, event.message
+                )
             )
+        elif key is not None and event.kind is EventKind.ASSET_STARTED:
+            self._started[key] = event.ts
         elif event.kind in _CHECK_EVENTS and data.get("status") != "skipped":
             for asset in data.get("assets") or ([key] if key else []):
                 self._checks.append(
@@ -417,5 +424,5 @@ def execute(
                 outcome.count(Status.FAILED),
                 outcome.count(Status.SKIPPED),
             )
-        if warehouse is not None:
-            warehouse.close()
+        if warehouse is not None and not interrupted:
+            warehouse.close()  # (after a second Ctrl-C the process exits at once)

@@ -383,6 +383,30 @@ class StateStore:
             sql += f" LIMIT {int(limit)}"
         return [_mat_record(r) for r in self._rows(sql, (asset,))]
 
+    def known_assets(self) -> set[str]:
+        """Return every asset key with a materialization, attempt or check result."""
+        return {
+            r[0]
+            for r in self._rows(
+                "SELECT DISTINCT asset FROM materializations UNION SELECT DISTINCT asset FROM "
+                "attempts UNION SELECT DISTINCT asset FROM check_results"
+            )
+        }
+
+    def failed_attempts(self, asset: str, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Return an asset's failed and skipped attempts, newest first.
+
+        Returns:
+            `(run_id, finished_at, status, error)` tuples.
+        """
+        sql = (
+            "SELECT run_id, finished_at, status, error FROM attempts WHERE asset = ? "
+            "AND status != 'success' ORDER BY rowid DESC"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._rows(sql, (asset,))
+
     def check_results(
         self, *, asset: str | None = None, run_id: str | None = None, limit: int | None = None
     ) -> list[CheckResultRecord]:
