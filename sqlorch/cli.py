@@ -114,7 +114,8 @@ def cli() -> None:
 @_common
 @_selection
 @click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--full", is_flag=True, help="Rebuild every selected asset, stale or not.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
 @click.option(
@@ -132,25 +133,49 @@ def build(
     select: tuple[str, ...],
     exclude: tuple[str, ...],
     threads: int | None,
+    full: bool,
     dry_run: bool,
     as_json: bool,
     verbose: bool,
     skip_non_breaking: bool,
 ) -> None:
-    """Materialize the selected assets (default: all) in dependency order."""
+    """Materialize the stale selected assets (default: all) in dependency order.
+
+    An asset is stale when it was never materialized, its code (SQL, macros, config, vars,
+    target; a Python function's source) changed, an upstream asset was materialized after
+    it, its last attempt or a blocking check failed, or its table is missing. `sqlorch
+    status` shows why; `--full` rebuilds the selection regardless.
+    """
     from sqlorch.project import load_project
-    from sqlorch.render import TerminalRenderer, escape
-    from sqlorch.run import execute, plan_build
+    from sqlorch.run import plan_build
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target, threads)
     project = load_project(settings)
     store = StateStore(settings.state_path)
-    plan = plan_build(project, store, select, exclude, _warn)
+    plan = plan_build(project, store, select, exclude, _warn, full=full)
     if skip_non_breaking:
         from sqlorch.lineage.report import skip_non_breaking_downstream
 
         plan = skip_non_breaking_downstream(project, plan, _warn, _err())
+    selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
+    _run_plan(project, store, plan, "build", selection, threads, dry_run, as_json, verbose)
+
+
+def _run_plan(
+    project: Any,
+    store: Any,
+    plan: Any,
+    command: str,
+    selection: str,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Print (`dry_run`) or execute a plan, and exit 1 when the run did not succeed."""
+    from sqlorch.render import TerminalRenderer, escape
+
     if dry_run:
         if as_json:
             _emit_json(
@@ -159,11 +184,12 @@ def build(
                         {
                             "key": s.key,
                             "kind": s.kind.value,
-                            "partitions": None,
+                            "partitions": [list(r) for r in s.partitions] if s.partitions else None,
                             "reasons": list(s.reasons),
                         }
                         for s in plan.steps
-                    ]
+                    ],
+                    "checks": len(plan.checks),
                 }
             )
         else:
@@ -173,9 +199,22 @@ def build(
                 reasons = escape("; ".join(s.reasons))
                 console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
         return
-    if not plan.steps and not plan.checks:
-        _console().print("Nothing to build: the selection holds only observed sources.")
+    if not plan.steps:
+        fresh = sum(
+            1
+            for k in plan.selected
+            if k in project.graph.assets and project.graph.assets[k].is_materializable
+        )
+        if fresh:
+            _console().print(
+                f"0 assets stale: nothing to do ({fresh} selected assets are up to date). "
+                "`sqlorch status` shows each one; `--full` rebuilds anyway."
+            )
+        else:
+            _console().print("Nothing to build: the selection holds only observed sources.")
         return
+    from sqlorch.run import execute
+
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
     listeners: list[Any] = [renderer]
@@ -195,7 +234,8 @@ def build(
             plan,
             store,
             listeners,
-            selection=" ".join([*select, *(f"--exclude {e}" for e in exclude)]),
+            command=command,
+            selection=selection,
             threads=threads,
         )
     except KeyboardInterrupt:
@@ -210,11 +250,71 @@ def build(
         renderer.close(summary=outcome is not None)
     from sqlorch.lineage.service import after_run
 
-    for message in after_run(project, settings.state_dir / "runs" / outcome.run_id):
+    for message in after_run(project, project.settings.state_dir / "runs" / outcome.run_id):
         _warn(message)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@_common
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and why; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@_handle_errors
+def retry(
+    run_id: str | None,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Re-run only the assets that failed or were skipped in a run (default: the last).
+
+    Per asset, not per dbt invocation: what succeeded in that run is not run again, and an
+    asset whose blocking check failed is rebuilt with its checks.
+    """
+    from sqlorch.project import load_project
+    from sqlorch.run import plan_retry
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    store = StateStore(settings.state_path)
+    record = _find_run(store, settings, run_id)
+    project = load_project(settings)
+    plan = plan_retry(project, store, record.run_id, _warn)
+    if not plan.steps:
+        _console().print(
+            f"Run {record.run_id} ({record.status}) left nothing failed or skipped: "
+            "nothing to retry."
+        )
+        return
+    _run_plan(
+        project, store, plan, "retry", f"retry {record.run_id}", threads, dry_run, as_json, verbose
+    )
+
+
+def _find_run(store: Any, settings: Any, run_id: str | None) -> Any:
+    from sqlorch.errors import ConfigError
+
+    if run_id is None:
+        last = store.runs(1)
+        if not last:
+            raise ConfigError("No runs yet: `sqlorch build` starts one.")
+        return last[0]
+    found = store.run(run_id)
+    if found is None:
+        raise ConfigError(
+            f"No run {run_id!r} in {settings.state_path}. `sqlorch runs` lists the runs."
+        )
+    return found
 
 
 @cli.command(name="ls")
@@ -297,26 +397,28 @@ def status(
     exclude: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Show each asset's last materialization, rows, duration, last run and outcome."""
+    """Show each asset's last materialization, rows, duration, last run, and why it is stale."""
     from sqlorch.project import load_project
-    from sqlorch.run import select_assets
+    from sqlorch.run import select_assets, state_sets, state_snapshot, warehouse_relations
+    from sqlorch.staleness import stale_reasons
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
-    keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
-    states = StateStore(settings.state_path, readonly=True).asset_states()
+    store = StateStore(settings.state_path, readonly=True)
+    snapshot = state_snapshot(store, warehouse_relations(project), project.graph)
+    sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
+    keys = (
+        select_assets(project, select, exclude, _warn, state=sets) if (select or exclude) else None
+    )
+    stale = stale_reasons(project.graph, snapshot)
+    states = store.asset_states()
     rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:
             continue
         st = states.get(n.key)
-        reasons = []
-        if n.is_materializable:
-            if st is None or st.last_materialized_at is None:
-                reasons.append("never materialized")
-            if st is not None and st.last_status in ("failed", "skipped"):
-                reasons.append(f"last attempt {st.last_status} (run {st.last_run_id})")
+        reasons = stale.get(n.key, [])
         rows.append(
             {
                 "key": n.key,
@@ -328,6 +430,7 @@ def status(
                 "duration_s": st.duration_s if st else None,
                 "last_run_id": st.last_run_id if st else None,
                 "last_outcome": st.last_status if st else None,
+                "code_version": n.code_version,
                 "partitions": None,
             }
         )
@@ -449,24 +552,12 @@ def logs(
     level: str,
 ) -> None:
     """Print a run's structured event log (default: the last run), filtered."""
-    from sqlorch.errors import ConfigError
     from sqlorch.render import escape
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
     store = StateStore(settings.state_path, readonly=True)
-    if run_id is None:
-        last = store.runs(1)
-        if not last:
-            raise ConfigError("No runs yet: `sqlorch build` starts one.")
-        record = last[0]
-    else:
-        found = store.run(run_id)
-        if found is None:
-            raise ConfigError(
-                f"No run {run_id!r} in {settings.state_path}. `sqlorch runs` lists the runs."
-            )
-        record = found
+    record = _find_run(store, settings, run_id)
     console = None if as_json else _console()
     wanted = {a.lower() for a in assets}
     floor = _LEVELS[level.lower()]
@@ -634,9 +725,13 @@ def history(
             )
         from rich.table import Table
 
+        partitioned = any(m["partition"] for m in chrono)
         table = Table(box=None, pad_edge=False)
         for col in ("materialized", "run", "partition", "rows", "duration", "checks"):
-            table.add_column(col, no_wrap=col != "checks")
+            if col != "partition" or partitioned:
+                table.add_column(
+                    col, no_wrap=col != "checks", justify="right" if col == "rows" else "left"
+                )
         for m in chrono:
             counts: dict[str, int] = {}
             for c in m["checks"]:
@@ -645,14 +740,15 @@ def history(
             text = ", ".join(
                 f"[{colors.get(st, 'dim')}]{n} {st}[/]" for st, n in sorted(counts.items())
             )
-            table.add_row(
+            cells = [
                 m["materialized_at"][:16].replace("T", " "),
                 m["run_id"],
-                m["partition"] or "-",
-                fmt_rows(m["rows"]) or "-",
+                *([m["partition"] or "-"] if partitioned else []),
+                f"{m['rows']:,}" if isinstance(m["rows"], int) else "-",
                 fmt_seconds(m["duration_s"]) or "-",
                 text or "-",
-            )
+            ]
+            table.add_row(*cells)
         console.print(table)
     failing = [c for c in doc["checks"] if c["status"] in ("fail", "error", "warn")]
     for c in failing[:10]:

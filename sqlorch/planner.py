@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlorch.graph import AssetGraph, AssetKind
+from sqlorch.staleness import StateSnapshot, stale_reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,29 +39,40 @@ class Plan:
 def build_plan(
     graph: AssetGraph,
     selected: Collection[str],
-    materialized: Mapping[str, str | None] | None = None,
+    state: StateSnapshot | None = None,
+    *,
+    full: bool = False,
 ) -> Plan:
-    """Plan the materialization of every selected asset that sqlorch can produce.
+    """Plan the materialization of the stale assets among `selected` (all of them with `full`).
 
     Observed-only sources are never steps. A check (dbt test) runs when any asset it tests is
-    selected, as dbt's default ("eager") indirect selection does.
+    planned, as dbt's default ("eager") indirect selection does; a selected observed source's
+    checks run when something built from it is planned.
 
     Args:
         graph: the merged asset graph.
         selected: the selected asset keys (sources included).
-        materialized: asset key -> last materialization time, for the reasons shown.
+        state: what the state store and warehouse know (None: nothing was ever built).
+        full: rebuild every selected asset, stale or not.
     """
-    materialized = materialized or {}
     chosen = set(selected)
+    stale = stale_reasons(graph, state or StateSnapshot(), chosen, full=full)
     steps = []
-    for key in graph.topological(chosen):
+    for key in graph.topological(stale):
         node = graph.assets[key]
-        if not node.is_materializable:
-            continue
-        last = materialized.get(key)
-        reasons = ("never materialized",) if not last else (f"selected (last built {last})",)
-        steps.append(Step(key=key, kind=node.kind, reasons=reasons))
+        steps.append(Step(key=key, kind=node.kind, reasons=tuple(stale[key])))
+    planned = {s.key for s in steps}
+    # an observed source's checks validate the input of what is about to be rebuilt
+    feeding = {
+        k
+        for k in chosen
+        if k in graph.assets
+        and not graph.assets[k].is_materializable
+        and any(c in planned for c in graph.children(k))
+    }
     checks = sorted(
-        c.unique_id for c in graph.checks.values() if any(k in chosen for k in c.asset_keys)
+        c.unique_id
+        for c in graph.checks.values()
+        if any(k in planned or k in feeding for k in c.asset_keys)
     )
     return Plan(steps=tuple(steps), checks=tuple(checks), selected=frozenset(chosen))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -11,9 +12,18 @@ from typing import Any
 from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
+from sqlorch.graph import AssetGraph
 from sqlorch.planner import Plan, build_plan
 from sqlorch.policies import RunPolicies
 from sqlorch.project import Project
+from sqlorch.selection import STATE_METHODS, StateSets
+from sqlorch.staleness import (
+    AssetRecord,
+    StateSnapshot,
+    fresher_upstream,
+    modified,
+    stale_reasons,
+)
 from sqlorch.state.store import (
     StateStore,
     attempt_row,
@@ -114,11 +124,13 @@ def select_assets(
     select: Sequence[str] | None,
     exclude: Sequence[str] | None,
     warn: Callable[[str], None] | None = None,
+    *,
+    state: StateSets | None = None,
 ) -> set[str]:
     """Return the selected asset keys; selectors that matched nothing go to `warn`."""
     from sqlorch.selection import resolve_selection
 
-    result = resolve_selection(project.graph, list(select or ()), list(exclude or ()))
+    result = resolve_selection(project.graph, list(select or ()), list(exclude or ()), state=state)
     if warn is not None:
         for token in result.unmatched:
             warn(f"The selector {token!r} matched no asset.")
@@ -165,19 +177,146 @@ def open_warehouse(project: Project) -> Any:
     return None
 
 
+def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[str] | None:
+    """Return the `schema.name` relations in the target's database (None: unknown).
+
+    A DuckDB file that does not exist holds no relation. Without an open `warehouse` the
+    file is opened read-only for a moment; when another process holds it (a build), the
+    answer is None rather than a wait.
+    """
+    path = project.invoker.duckdb_path
+    if project.target.type != "duckdb" or path is None:
+        return None
+    if not path.exists():
+        return frozenset()
+    sql = (
+        "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
+        "WHERE table_catalog = current_database()"
+    )
+    if warehouse is not None:
+        return frozenset(r[0] for r in warehouse.execute(sql))
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        try:
+            # this process already has the file open (dbt-duckdb, a long-lived process):
+            # a connection with the same configuration shares that instance
+            con = duckdb.connect(str(path), config=dict(project.target.config))
+        except duckdb.Error:
+            log.debug("warehouse busy; table presence not checked", exc_info=True)
+            return None
+    try:
+        return frozenset(r[0] for r in con.execute(sql).fetchall())
+    finally:
+        con.close()
+
+
+def state_snapshot(
+    store: StateStore, relations: frozenset[str] | None = None, graph: AssetGraph | None = None
+) -> StateSnapshot:
+    """Read what the planner needs from the state store.
+
+    Blocking checks whose latest result failed keep their asset stale; checks the project
+    no longer has (by id, when `graph` is given) do not.
+    """
+    failing: dict[str, list[str]] = {}
+    for asset, results in store.failing_blocking_checks().items():
+        names = [
+            r.name
+            for r in results
+            if r.partition is None and (graph is None or r.check_id in graph.checks)
+        ]
+        if names:
+            failing[asset] = list(dict.fromkeys(names))
+    records = {}
+    for key, st in store.asset_states().items():
+        records[key] = AssetRecord(
+            materialized_at=st.last_materialized_at,
+            materialized_run=st.materialized_run,
+            code_version=st.code_version,
+            code_parts=st.code_parts,
+            rows=st.rows,
+            last_status=st.last_status,
+            last_run_id=st.last_run_id,
+            failed_checks=tuple(failing.get(key, ())),
+        )
+    return StateSnapshot(records, relations)
+
+
+def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) -> StateSets:
+    """The asset sets the `state:`, `result:` and `source_status:` selectors stand for."""
+    last = store.runs(1)
+    outcomes = store.run_attempts(last[0].run_id) if last else {}
+    return {
+        "state:modified": modified(graph, snapshot),
+        "state:new": {
+            k
+            for k in graph.assets
+            if graph.assets[k].is_materializable and snapshot.record(k).materialized_at is None
+        },
+        "state:stale": set(stale_reasons(graph, snapshot)),
+        "result:error": {k for k, s in outcomes.items() if s == "failed"},
+        "result:fail": {k for k, s in outcomes.items() if s == "failed"},
+        "result:skipped": {k for k, s in outcomes.items() if s == "skipped"},
+        "result:success": {k for k, s in outcomes.items() if s == "success"},
+        "source_status:fresher": fresher_upstream(graph, snapshot),
+    }
+
+
 def plan_build(
     project: Project,
     store: StateStore,
     select: Sequence[str] | None,
     exclude: Sequence[str] | None,
     warn: Callable[[str], None] | None = None,
+    *,
+    full: bool = False,
+    warehouse: Any = None,
 ) -> Plan:
-    """Select and plan a build."""
-    selected = select_assets(project, select, exclude, warn)
-    states = store.asset_states()
-    return build_plan(
-        project.graph, selected, {k: s.last_materialized_at for k, s in states.items()}
+    """Select and plan a build: the stale selected assets (all selected with `full`)."""
+    snapshot = state_snapshot(store, warehouse_relations(project, warehouse), project.graph)
+    sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
+    selected = select_assets(project, select, exclude, warn, state=sets)
+    return build_plan(project.graph, selected, snapshot, full=full)
+
+
+def plan_retry(
+    project: Project,
+    store: StateStore,
+    run_id: str,
+    warn: Callable[[str], None] | None = None,
+) -> Plan:
+    """Plan the assets that failed or were skipped in `run_id`, and those whose blocking
+    check failed there, with their checks."""
+    outcomes = store.run_attempts(run_id)
+    why = {k: f"{s} in run {run_id}" for k, s in outcomes.items() if s in ("failed", "skipped")}
+    for ev in store.events(run_id):
+        if ev.kind == "check_failed" and ev.asset and ev.data.get("severity", "error") == "error":
+            if outcomes.get(ev.asset) == "success":
+                why.setdefault(ev.asset, f"check {ev.data.get('check')} failed in run {run_id}")
+    graph = project.graph
+    gone = sorted(k for k in why if k not in graph.assets)
+    if gone and warn is not None:
+        warn(f"No longer in the project, not retried: {', '.join(gone)}.")
+    keys = {k for k in why if k in graph.assets}
+    if not keys:
+        return Plan(steps=(), checks=(), selected=frozenset())
+    snapshot = state_snapshot(store, warehouse_relations(project), graph)
+    plan = build_plan(graph, keys, snapshot, full=True)
+    steps = tuple(
+        dataclasses.replace(s, reasons=(why[s.key], *_not_full(s.reasons))) for s in plan.steps
     )
+    return dataclasses.replace(plan, steps=steps)
+
+
+def _not_full(reasons: Sequence[str]) -> tuple[str, ...]:
+    return tuple(r for r in reasons if not r.startswith("--full"))
+
+
+def _uses_state(*selectors: Sequence[str] | None) -> bool:
+    return any(m in token for sel in selectors for token in sel or () for m in STATE_METHODS)
 
 
 def run_policies(project: Project, store: StateStore) -> RunPolicies:
@@ -228,6 +367,12 @@ def execute(
     run_id = new_run_id()
     warehouse = open_warehouse(project) if plan.steps else None
     store.mark_abandoned_runs(utcnow())
+    graph = project.graph
+    store.save_code_parts(
+        (s.key, graph.assets[s.key].code_version, graph.assets[s.key].code_parts)
+        for s in plan.steps
+        if graph.assets[s.key].code_version
+    )
     store.start_run(run_id, command, selection, utcnow())
     outcome: RunOutcome | None = None
     executor: Executor | None = None

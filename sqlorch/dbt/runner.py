@@ -145,6 +145,9 @@ class DbtInvoker:
         """
         from dbt.cli.main import dbtRunner
 
+        if self.manifest is None:
+            # loaded from sqlorch's manifest cache: dbt's partial parse is still warm
+            self.parse()
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "logs"
         args = [
@@ -189,11 +192,15 @@ class DbtInvoker:
         """
         from dbt.cli.main import dbtRunner
 
+        if self.manifest is None:
+            self.parse()  # loaded from sqlorch's manifest cache: dbt's partial parse is warm
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "logs"
         args = [
             "compile",
             *self.common_args(run_dir / "target", log_path),
+            "--indirect-selection",
+            "empty",
             "--select",
             *selectors,
         ]

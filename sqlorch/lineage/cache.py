@@ -165,7 +165,6 @@ def write_hidden(state_dir: Path, found: Mapping[str, HiddenDependency]) -> None
             "assets": {
                 key: {"code_version": h.code_version, "file": h.file, "tables": list(h.tables)}
                 for key, h in sorted(found.items())
-                if h.tables
             }
         },
     )

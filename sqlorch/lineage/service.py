@@ -230,7 +230,8 @@ def record_compiled(project: Project, run_dir: Path) -> dict[str, str]:
 def scan_hidden_after_run(project: Project, run_dir: Path) -> list[str]:
     """After a build: cache its compiled SQL, record hidden dependencies, return warnings.
 
-    Only the models the run compiled are parsed (no qualification: cheap).
+    Only the models the run compiled at a code version not scanned before are parsed (no
+    qualification: cheap); every model of the run that reads hidden tables is warned about.
     """
     from sqlorch.lineage.analyze import referenced_tables
 
@@ -243,6 +244,10 @@ def scan_hidden_after_run(project: Project, run_dir: Path) -> list[str]:
     for key, sql in compiled.items():
         node = project.graph.assets[key]
         if node.kind is not AssetKind.MODEL:
+            continue
+        known = found.get(key)
+        if known is not None and known.code_version == node.code_version:
+            changed[key] = known  # this code version was scanned before
             continue
         try:
             tables = referenced_tables(sql, dialect)

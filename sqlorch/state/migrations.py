@@ -73,4 +73,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX check_results_asset ON check_results (asset, check_id, id);
     CREATE INDEX check_results_run ON check_results (run_id, id)
     """,
+    # 3 (issue 4): the named parts of each code version ("what changed")
+    """
+    CREATE TABLE code_versions (
+        asset TEXT NOT NULL,
+        code_version TEXT NOT NULL,
+        parts TEXT NOT NULL,
+        PRIMARY KEY (asset, code_version)
+    );
+    """,
 )

@@ -477,8 +477,8 @@ def selection_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build_and_read_run(project: Path, *args: str) -> tuple[dict[str, Any], list[dict]]:
-    """Run `build ARGS`; return its run record and its events."""
-    result = ok(run_cli(project, "build", *args))
+    """Run `build --full ARGS` (selection regardless of staleness); return run and events."""
+    result = ok(run_cli(project, "build", "--full", *args))
     assert "Traceback" not in result.output
     run = ok(run_cli(project, "runs", "--json")).json()[0]
     assert run["run_id"] in result.stdout, "the newest run is not the one just built"
@@ -561,7 +561,7 @@ def test_dry_run_plan_follows_the_selection(
     exclude: list[str],
     expected: set[str] | None,
 ) -> None:
-    args = ["build", "--dry-run", "--json"]
+    args = ["build", "--dry-run", "--json", "--full"]
     for s in select:
         args += ["-s", s]
     for x in exclude:
