@@ -166,7 +166,7 @@ def build_index(
 
 def hidden_tables(node: AssetNode, tables: Sequence[str]) -> tuple[str, ...]:
     """Return the relations in `tables` that `node` reads without a ref or a source."""
-    declared = set(node.deps) | {node.key}
+    declared = (set(node.deps) - set(node.hidden_deps)) | {node.key}
     return tuple(
         t for t in tables if t not in declared and t.split(".", 1)[0] not in _SYSTEM_SCHEMAS
     )

@@ -224,7 +224,7 @@ def test_hidden_dependency_is_reported_and_orders_the_graph(make_dbt_project: Ma
         {"name": "label", "type": "VARCHAR"},
     ]
     # dbt does not know the edge: sqlorch runs the two in separate invocations, in order
-    ok(run_cli(project.path, "build", "--threads", "2"))
+    ok(run_cli(project.path, "build", "--full", "--threads", "2"))
     events = ok(run_cli(project.path, "logs", "--json")).json_lines()
     done_a = next(
         i
@@ -427,5 +427,11 @@ def test_skip_non_breaking_keeps_assets_fed_by_something_else(make_dbt_project: 
             "2 as extra\n"
         }
     )
-    # c is downstream of the seed too, which this build reloads: c stays
-    assert _planned(project.path, "--skip-non-breaking") == ["main.a", "main.s", "main.c"]
+    # only the change is stale: b and c are skipped
+    assert _planned(project.path, "--skip-non-breaking") == ["main.a"]
+    # c is downstream of the seed too, which a --full build reloads: c stays, b does not
+    assert _planned(project.path, "--full", "--skip-non-breaking") == [
+        "main.a",
+        "main.s",
+        "main.c",
+    ]
