@@ -365,7 +365,7 @@ def execute(
     """Execute `plan`, recording the run in `store`."""
     settings = project.settings
     run_id = new_run_id()
-    warehouse = open_warehouse(project) if plan.steps else None
+    warehouse = open_warehouse(project) if plan.steps or plan.checks else None
     store.mark_abandoned_runs(utcnow())
     graph = project.graph
     store.save_code_parts(
