@@ -207,6 +207,8 @@ class Executor:
         self._gates: dict[str, list[str]] = {}
         self._awaited: dict[str, list[str]] = {}
         self._sessions: set[Any] = set()
+        self._attempts: dict[str, int] = {}
+        self._retry_wait: set[str] = set()
         self.cancelled = False
         self._start_hooks_done = False
 
@@ -228,7 +230,7 @@ class Executor:
                     self._launch_python(pool)
                     self._launch_checks(pool)
                     self._launch_dbt()
-                if self._running_python == 0 and not self._dbt_busy:
+                if self._running_python == 0 and not self._dbt_busy and not self._retry_wait:
                     self._finish_blocked()
                     break
                 try:
@@ -412,6 +414,10 @@ class Executor:
             key
             for key in self._dbt_keys
             if self.status[key] is Status.PENDING
+            and key not in self._retry_wait
+            and not (
+                self._retry_wait and any(a in self._retry_wait for a in self.graph.ancestors(key))
+            )
             and all(self.status[a] is Status.SUCCEEDED for a in self._python_ancestors[key])
             and all(self.check_status[c] in _PASSED for c in self._gating_checks(key))
         ]
@@ -690,6 +696,8 @@ class Executor:
                 level="warning",
                 data={"attempt": attempt, "delay_s": delay, "error": error},
             )
+        elif msg.kind == "retry_ready":
+            self._retry_wait.discard(msg.key)
         elif msg.kind == "log":
             level, text = msg.payload
             self._emit(EventKind.ASSET_LOG, msg.key, text, level=level)
@@ -730,6 +738,8 @@ class Executor:
         if ev.status in ("success", "pass"):
             node = self.graph.assets[key]
             metadata = dbt_metadata(ev)
+            if key in self._attempts:
+                metadata["attempts"] = self._attempts[key]
             if self.warehouse is None:
                 self._succeed(key, ev.rows_affected, ev.execution_time, metadata)
             else:
@@ -747,8 +757,8 @@ class Executor:
                     )
                 )
         elif ev.status == "skipped":
-            self._skip(key, self._skip_reason(key))
-        else:
+            self._skip_or_hold(key)
+        elif not self._retry_dbt(key, ev.message):
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
 
     def _on_check_result(
@@ -788,6 +798,8 @@ class Executor:
             )
             return
         if status == "skipped":
+            if any(self._is_retrying(k) for k in check.asset_keys):
+                self.check_status[uid] = "pending"  # runs again with its asset's retry
             return
         self._emit(
             EventKind.CHECK_FAILED, target, f"{check.name}: {message}", level="error", data=data
@@ -805,7 +817,7 @@ class Executor:
                 uid = self.graph.assets[key].unique_id or ""
                 st = result.statuses.get(uid)
                 if st == "skipped":
-                    self._skip(key, self._skip_reason(key))
+                    self._skip_or_hold(key)
                 elif result.error and st is None:
                     self._fail(
                         key,
@@ -815,11 +827,16 @@ class Executor:
                     )
                 elif st is None:
                     self._skip(key, "dbt did not run this node")
-                else:
+                elif not self._retry_dbt(key, result.messages.get(uid, "")):
                     self._fail(key, _dbt_error(self.graph, key, result.messages.get(uid, "")), None)
         for uid in checks:
             if self.check_status[uid] == "running":
                 st = result.statuses.get(uid)
+                if st in (None, "skipped") and any(
+                    self._is_retrying(k) for k in self._checks[uid].asset_keys
+                ):
+                    self.check_status[uid] = "pending"
+                    continue
                 self.check_status[uid] = st or ("error" if result.error else "skipped")
         self._dbt_busy = False
         self._emit(
@@ -833,6 +850,52 @@ class Executor:
                 "args": result.args,
             },
         )
+
+    # ---------------------------------------------------------------- dbt retries
+
+    def _retry_dbt(self, key: str, message: str) -> bool:
+        """Put a failed dbt node back in line if its policy or a transient error allows."""
+        if self.cancelled:
+            return False
+        attempt = self._attempts.get(key, 1)
+        policy = self.side.retries.get(key)
+        delay = next_delay(policy, attempt, RuntimeError(message))
+        if delay is None:
+            return False
+        self._attempts[key] = attempt + 1
+        self.status[key] = Status.PENDING
+        self._retry_wait.add(key)
+        error = _dbt_error(self.graph, key, message)
+        self._emit(
+            EventKind.ASSET_RETRY,
+            key,
+            f"attempt {attempt} failed, retrying in {delay:g}s: {error}",
+            level="warning",
+            data={"attempt": attempt, "delay_s": delay, "error": error},
+        )
+
+        def wake() -> None:
+            self._sleep(delay)
+            self._queue.put(_Msg("retry_ready", key))
+
+        threading.Thread(target=wake, name=f"sqlorch-retry-{key}", daemon=True).start()
+        return True
+
+    def _is_retrying(self, key: str) -> bool:
+        """True when `key` or an upstream dbt node failed and waits for another attempt."""
+        if not self._attempts:
+            return False
+        return any(
+            self.status.get(k) in (Status.PENDING, Status.RUNNING) and self._attempts.get(k, 1) > 1
+            for k in (key, *self.graph.ancestors(key))
+        )
+
+    def _skip_or_hold(self, key: str) -> None:
+        """dbt skipped `key`: skip it, unless an upstream node will be retried."""
+        if self._is_retrying(key):
+            self.status[key] = Status.PENDING
+        else:
+            self._skip(key, self._skip_reason(key))
 
     # ---------------------------------------------------------------- transitions
 

@@ -432,7 +432,7 @@ def execute(
     from sqlorch.executor import Executor, new_run_id
 
     run_id = new_run_id()
-    warehouse = open_warehouse(project) if plan.steps else None
+    warehouse = open_warehouse(project) if plan.steps or plan.checks else None
     store.mark_abandoned_runs(utcnow())
     graph = project.graph
     store.save_code_parts(
