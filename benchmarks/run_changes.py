@@ -5,8 +5,9 @@
 After one full `sqlorch build` (not timed), each measure is the best of `--repeat`, the
 competing commands interleaved so background load hits them alike:
 
-- no-op:  `sqlorch build` with nothing stale (right after a build), against `dbt parse` with a warm partial parse
-          (the least any dbt command costs on this project) and the interpreter floor
+- no-op:  `sqlorch build` with nothing stale (right after a build), against `dbt parse`
+          with a warm partial parse (the least any dbt command costs on this project) and
+          the interpreter floor
           (`python -c pass`);
 - status: `sqlorch status` (reasons for all 1000 models);
 - help:   `sqlorch --help`;
@@ -190,7 +191,8 @@ def main() -> None:
     for name, value in ratios.items():
         target = TARGETS.get(name)
         mark = "" if target is None else ("PASS" if verdict[name] else "FAIL")
-        want = "" if target is None else f"(target {'>=' if name.endswith('parse') else '<='} {target})"
+        sign = ">=" if name.endswith("parse") else "<="
+        want = "" if target is None else f"(target {sign} {target})"
         print(f"  {name:<22} {value:8.2f} {want} {mark}")
 
 
