@@ -185,6 +185,42 @@ class DbtInvoker:
             result.error = _one_paragraph(str(res.exception))
         return result
 
+    def compile(self, selectors: Sequence[str], *, run_dir: Path) -> dict[str, str]:
+        """Run `dbt compile` on exactly `selectors`; return unique_id -> compiled SQL.
+
+        Raises:
+            ProjectError: dbt could not compile the nodes (the message names dbt's error).
+        """
+        from dbt.cli.main import dbtRunner
+
+        if self.manifest is None:
+            self.parse()  # loaded from sqlorch's manifest cache: dbt's partial parse is warm
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "logs"
+        args = [
+            "compile",
+            *self.common_args(run_dir / "target", log_path),
+            "--indirect-selection",
+            "empty",
+            "--select",
+            *selectors,
+        ]
+        started = time.perf_counter()
+        with _INVOKE_LOCK:
+            self._use_duckdb_file()
+            res = dbtRunner(manifest=self.manifest).invoke(args)
+        log.debug(
+            "dbt compile of %d selectors took %.2fs", len(selectors), time.perf_counter() - started
+        )
+        compiled = compiled_code(run_dir / "target" / "run_results.json")
+        if not res.success and not compiled:
+            text = _one_paragraph(str(res.exception or "dbt compile failed"))
+            raise ProjectError(
+                f"dbt could not compile the models lineage needs: {text} dbt's log is "
+                f"{log_path / 'dbt.log'}."
+            )
+        return compiled
+
     def _use_duckdb_file(self) -> None:
         """Make dbt-duckdb open this project's database file (call under the invoke lock).
 
@@ -304,6 +340,22 @@ def _translate(msg: Any) -> DbtNodeEvent | None:
     if not uid:
         return None
     return DbtNodeEvent(uid, DbtPhase.LOG, message=info.msg, level=level or "info")
+
+
+def compiled_code(run_results: Path) -> dict[str, str]:
+    """Return unique_id -> compiled SQL of the nodes in a `run_results.json` (none if absent)."""
+    try:
+        with run_results.open() as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, str] = {}
+    for result in doc.get("results") or ():
+        uid = result.get("unique_id")
+        code = result.get("compiled_code")
+        if isinstance(uid, str) and isinstance(code, str) and code.strip():
+            out[uid] = code
+    return out
 
 
 def _plain(value: Any) -> Any:
