@@ -1,11 +1,38 @@
 """sqlorch: an asset-based orchestrator for dbt and SQL analytics repos.
 
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
-`MaterializeResult` (data plus metadata), and the error root `SqlorchError`.
+`MaterializeResult` (data plus metadata), partitions (`hourly`, `daily`, `weekly`, `monthly`,
+`static`, `multi`) and partition mappings (`window`, `all_partitions`, `same`), and the
+error root `SqlorchError`.
 """
 
-from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult, asset
+from sqlorch.assets import (
+    AssetContext,
+    AssetDefinition,
+    MaterializeResult,
+    PartitionContext,
+    asset,
+)
 from sqlorch.errors import SqlorchError
+from sqlorch.partition_plan import all_partitions, same, window
+from sqlorch.partitions import PartitionError, daily, hourly, monthly, multi, static, weekly
 
-__all__ = ["AssetContext", "AssetDefinition", "MaterializeResult", "SqlorchError", "asset"]
+__all__ = [
+    "AssetContext",
+    "AssetDefinition",
+    "MaterializeResult",
+    "PartitionContext",
+    "PartitionError",
+    "SqlorchError",
+    "all_partitions",
+    "asset",
+    "daily",
+    "hourly",
+    "monthly",
+    "multi",
+    "same",
+    "static",
+    "weekly",
+    "window",
+]
 __version__ = "0.1.0"

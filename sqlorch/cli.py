@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -130,8 +131,7 @@ def build(
 ) -> None:
     """Materialize the selected assets (default: all) in dependency order."""
     from sqlorch.project import load_project
-    from sqlorch.render import TerminalRenderer, escape
-    from sqlorch.run import execute, plan_build
+    from sqlorch.run import plan_build
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target, threads)
@@ -139,30 +139,56 @@ def build(
     store = StateStore(settings.state_path)
     plan = plan_build(project, store, select, exclude, _warn)
     if dry_run:
-        if as_json:
-            _emit_json(
-                {
-                    "steps": [
-                        {
-                            "key": s.key,
-                            "kind": s.kind.value,
-                            "partitions": None,
-                            "reasons": list(s.reasons),
-                        }
-                        for s in plan.steps
-                    ]
-                }
-            )
-        else:
-            console = _console()
-            console.print(f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks")
-            for s in plan.steps:
-                reasons = escape("; ".join(s.reasons))
-                console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
+        _print_plan(plan, as_json)
         return
     if not plan.steps and not plan.checks:
         _console().print("Nothing to build: the selection holds only observed sources.")
         return
+    _run_plan(project, plan, store, select, exclude, threads, verbose, "build")
+
+
+def _print_plan(plan: Any, as_json: bool) -> None:
+    from sqlorch.render import escape
+
+    if as_json:
+        _emit_json(
+            {
+                "steps": [
+                    {
+                        "key": s.key,
+                        "kind": s.kind.value,
+                        "partitions": [list(r) for r in s.partitions] if s.partitions else None,
+                        "reasons": list(s.reasons),
+                    }
+                    for s in plan.steps
+                ]
+            }
+        )
+        return
+    console = _console()
+    console.print(f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks")
+    for s in plan.steps:
+        reasons = escape("; ".join(s.reasons))
+        console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
+        if s.partitions:
+            shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in s.partitions[:5])
+            more = f", ... ({len(s.partitions)} ranges)" if len(s.partitions) > 5 else ""
+            console.print(f"  {'':<8} [dim]partitions: {escape(shown)}{more}[/]")
+
+
+def _run_plan(
+    project: Any,
+    plan: Any,
+    store: Any,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    threads: int | None,
+    verbose: bool,
+    command: str,
+) -> None:
+    from sqlorch.render import TerminalRenderer
+    from sqlorch.run import execute
+
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
     outcome = None
@@ -172,6 +198,7 @@ def build(
             plan,
             store,
             [renderer],
+            command=command,
             selection=" ".join([*select, *(f"--exclude {e}" for e in exclude)]),
             threads=threads,
         )
@@ -210,7 +237,7 @@ def ls_cmd(
                     "key": n.key,
                     "kind": n.kind.value,
                     "deps": list(n.deps),
-                    "partitions": dict(n.partitions) if n.partitions else None,
+                    "partitions": n.partitions.describe() if n.partitions else None,
                     "file": n.file,
                     "tags": list(n.tags),
                     "columns": [{"name": c.name, "type": c.type} for c in n.columns],
@@ -231,7 +258,7 @@ def ls_cmd(
             n.kind.value,
             n.key,
             ", ".join(n.deps) or "-",
-            json.dumps(dict(n.partitions)) if n.partitions else "-",
+            json.dumps(n.partitions.describe()) if n.partitions else "-",
         )
     _console().print(table)
 
@@ -258,17 +285,34 @@ def status(
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
     keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
-    states = StateStore(settings.state_path, readonly=True).asset_states()
+    store = StateStore(settings.state_path, readonly=True)
+    states = store.asset_states()
+    definitions = {n.key: n.partitions for n in project.graph if n.partitions is not None}
+    ledgers: dict[str, Any] = {}
+    if definitions:
+        from sqlorch import ledger
+
+        ledgers = ledger.all_segments(store, definitions)
+    now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:
             continue
         st = states.get(n.key)
         reasons = []
+        parts_doc = None
         if n.is_materializable:
-            if st is None or st.last_materialized_at is None:
+            if n.partitions is not None:
+                from sqlorch.partition_report import partition_doc
+
+                parts_doc = partition_doc(project.graph, n.key, ledgers, now)
+                counts = parts_doc.pop("counts")
+                for label in ("missing", "failed", "stale"):
+                    if counts[label]:
+                        reasons.append(f"{counts[label]:,} partitions {label}")
+            elif st is None or st.last_materialized_at is None:
                 reasons.append("never materialized")
-            if st is not None and st.last_status in ("failed", "skipped"):
+            if n.partitions is None and st is not None and st.last_status in ("failed", "skipped"):
                 reasons.append(f"last attempt {st.last_status} (run {st.last_run_id})")
         rows.append(
             {
@@ -281,7 +325,7 @@ def status(
                 "duration_s": st.duration_s if st else None,
                 "last_run_id": st.last_run_id if st else None,
                 "last_outcome": st.last_status if st else None,
-                "partitions": None,
+                "partitions": parts_doc,
             }
         )
     if as_json:
@@ -373,6 +417,146 @@ def runs(
             d["selection"] or "*",
         )
     _console().print(table)
+
+
+@cli.command()
+@click.argument("select", nargs=-1, required=True)
+@_common
+@click.option("--exclude", multiple=True, help="Assets to leave out (selection syntax).")
+@click.option("--from", "start", help="First date (or key) of the range, inclusive.")
+@click.option("--to", "end", help="Last date (or key) of the range, inclusive.")
+@click.option("--partition", "keys", multiple=True, help="A partition key to rebuild (repeatable).")
+@click.option(
+    "--downstream/--no-downstream",
+    default=True,
+    show_default=True,
+    help="Also rebuild the partitions (and assets) downstream that read the range.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@_handle_errors
+def backfill(
+    select: tuple[str, ...],
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    exclude: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    keys: tuple[str, ...],
+    downstream: bool,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Rebuild a range of partitions of the selected assets (and downstream).
+
+    SELECT uses the selection syntax (`fct_delays`, `+fct_delays`, `tag:x`); e.g.
+    `sqlorch backfill fct_delays --from 2013-03-01 --to 2013-03-31`.
+    """
+    from sqlorch.errors import ConfigError
+    from sqlorch.project import load_project
+    from sqlorch.run import plan_backfill
+    from sqlorch.state.store import StateStore
+
+    if not (start or end or keys):
+        raise ConfigError(
+            "A backfill needs a range: --from DATE and/or --to DATE, or --partition KEY."
+        )
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    project = load_project(settings)
+    store = StateStore(settings.state_path)
+    plan = plan_backfill(
+        project,
+        store,
+        list(select),
+        list(exclude),
+        start=start,
+        end=end,
+        keys=keys,
+        downstream=downstream,
+        warn=_warn,
+    )
+    if dry_run:
+        _print_plan(plan, as_json)
+        return
+    _run_plan(project, plan, store, select, exclude, threads, verbose, "backfill")
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_handle_errors
+def partitions(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Show an asset's partition ledger: done / missing / failed / stale ranges."""
+    from sqlorch.partition_report import partitions_report
+
+    settings = _settings(project_dir, profiles_dir, target)
+    doc = partitions_report(settings, asset)
+    if as_json:
+        _emit_json(doc)
+        return
+    from sqlorch.render import escape
+
+    console = _console()
+    console.print(
+        f"{escape(doc['key'])}: {doc['definition']['type']} partitions, "
+        f"{doc['counts']['expected']:,} expected"
+    )
+    for label in ("done", "missing", "failed", "stale"):
+        ranges = doc["partitions"].get(label) or []
+        n = doc["counts"].get(label, 0)
+        console.print(f"  {label:<8} {n:>8,}  " + escape(_ranges_text(ranges)))
+
+
+def _ranges_text(ranges: list[list[str]], limit: int = 8) -> str:
+    if not ranges:
+        return "-"
+    shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges[:limit])
+    return shown + (f", ... ({len(ranges)} ranges)" if len(ranges) > limit else "")
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--from", "start", help="First date (or key), inclusive.")
+@click.option("--to", "end", help="Last date (or key), inclusive.")
+@click.option("--partition", "keys", multiple=True, help="A partition key to wipe (repeatable).")
+@click.option("--delete-data", is_flag=True, help="Also delete the partitions' rows.")
+@_handle_errors
+def wipe(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    start: str | None,
+    end: str | None,
+    keys: tuple[str, ...],
+    delete_data: bool,
+) -> None:
+    """Mark a range of an asset's partitions for rebuild (the next build runs them)."""
+    from sqlorch.errors import ConfigError
+    from sqlorch.partition_report import wipe_partitions
+
+    if not (start or end or keys):
+        raise ConfigError("wipe needs --from DATE and/or --to DATE, or --partition KEY.")
+    settings = _settings(project_dir, profiles_dir, target)
+    n, rows = wipe_partitions(settings, asset, start, end, keys, delete_data)
+    tail = f"; deleted {rows:,} rows" if delete_data else ""
+    _console().print(f"Wiped {n:,} partitions of {asset}{tail}. `sqlorch build` rebuilds them.")
 
 
 @cli.command()

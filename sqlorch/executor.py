@@ -32,6 +32,7 @@ from sqlorch.planner import Plan
 if TYPE_CHECKING:
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
+    from sqlorch.partition_runs import Chunk
     from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,21 @@ class Executor:
         self.status: dict[str, Status] = {s.key: Status.PENDING for s in plan.steps}
         self.kind: dict[str, AssetKind] = {s.key: s.kind for s in plan.steps}
         self._python_keys = [s.key for s in plan.steps if s.kind is AssetKind.PYTHON]
-        self._dbt_keys = [s.key for s in plan.steps if s.kind.is_dbt]
+        # partitioned steps run chunk by chunk (see sqlorch.partition_runs); partitioned dbt
+        # models run in invocations of their own, with the window as vars
+        self._chunks: dict[str, list[Chunk]] = {}
+        self._inflight: dict[str, int] = {}
+        self._chunk_rows: dict[str, int | None] = {}
+        self._chunk_errors: dict[str, list[str]] = {}
+        if any(s.partitions for s in plan.steps):
+            from sqlorch.partition_runs import chunks
+
+            for s in plan.steps:
+                if s.partitions:
+                    self._chunks[s.key] = chunks(graph.assets[s.key], s.partitions)
+                    self._inflight[s.key] = 0
+        self._partitioned_dbt = [s.key for s in plan.steps if s.kind.is_dbt and s.partitions]
+        self._dbt_keys = [s.key for s in plan.steps if s.kind.is_dbt and s.key not in self._chunks]
         self.check_status: dict[str, str] = {c: "pending" for c in plan.checks}
         self.errors: dict[str, str] = {}
         self.started_at: dict[str, float] = {}
@@ -138,7 +153,7 @@ class Executor:
             above: set[str] = set()
             for parent in graph.parents(key):
                 above |= self._python_ancestors[parent]
-                if self.kind.get(parent) is AssetKind.PYTHON:
+                if self.kind.get(parent) is AssetKind.PYTHON or parent in self._chunks:
                     above.add(parent)
             self._python_ancestors[key] = frozenset(above)
         # blocking checks of each asset that this run executes
@@ -259,6 +274,9 @@ class Executor:
         for key in self._python_keys:
             if self._running_python >= self.threads:
                 break
+            if key in self._chunks:
+                self._launch_python_chunks(pool, key)
+                continue
             if self.status[key] is not Status.PENDING:
                 continue
             if not self._deps_ready(key):
@@ -276,6 +294,209 @@ class Executor:
             self._emit(EventKind.ASSET_STARTED, key, data={"kind": "python"})
             self._running_python += 1
             pool.submit(self._run_python, key)
+
+    def _launch_python_chunks(self, pool: ThreadPoolExecutor, key: str) -> None:
+        """Start the next chunks of a partitioned Python asset, within the pool limits."""
+        st = self.status[key]
+        if st is Status.PENDING:
+            if not self._deps_ready(key):
+                return
+            if self._to_count and any(k in self.graph.parents(key) for k, _, _ in self._to_count):
+                self._flush_counts()
+            self.status[key] = Status.RUNNING
+            self.started_at[key] = time.perf_counter()
+            self._emit(
+                EventKind.ASSET_STARTED,
+                key,
+                data={"kind": "python", "partitions": self._step_ranges(key)},
+            )
+        elif st is not Status.RUNNING:
+            return
+        node = self.graph.assets[key]
+        pending = self._chunks[key]
+        while pending and self._running_python < self.threads:
+            if node.pool:
+                limit = self.pools.get(node.pool)
+                if limit is not None and self._running_pools.get(node.pool, 0) >= limit:
+                    return
+                self._running_pools[node.pool] = self._running_pools.get(node.pool, 0) + 1
+            chunk = pending.pop(0)
+            self._inflight[key] += 1
+            self._running_python += 1
+            pool.submit(self._run_python_chunk, key, chunk)
+
+    def _step_ranges(self, key: str) -> list[list[str]]:
+        step = next(s for s in self.plan.steps if s.key == key)
+        return [list(r) for r in step.partitions or ()]
+
+    def _run_python_chunk(self, key: str, chunk: Chunk) -> None:
+        from sqlorch.partition_runs import run_python_chunk
+
+        fn = self.python_fns[key]
+        node = self.graph.assets[key]
+        definition = node.partitions
+        assert definition is not None
+        logger = logging.Logger(f"sqlorch.asset.{key}")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(_QueueHandler(self._queue, key))
+        session = None
+        span = chunk.span(definition)
+        try:
+            assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
+            session = self.warehouse.session()
+            ctx = AssetContext(key=key, run_id=self.run_id, warehouse=session, log=logger)
+            started = time.perf_counter()
+            try:
+                rows, metadata = run_python_chunk(fn, node, ctx, session, chunk)
+            except SqlorchError as exc:
+                where = f"{node.file}:{node.line}" if node.line else str(node.file)
+                raise AssetError(
+                    f"{exc.message} (partitions {span[0]}..{span[1]}; asset defined at {where})",
+                    asset=key,
+                    file=node.file,
+                    line=node.line,
+                ) from exc
+            except Exception as exc:
+                raise _user_error(key, node.file, exc) from exc
+            duration = time.perf_counter() - started
+            self._queue.put(_Msg("chunk_done", key, (chunk, rows, duration, metadata)))
+        except SqlorchError as exc:
+            self._queue.put(_Msg("chunk_failed", key, (chunk, exc.message, traceback.format_exc())))
+        except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
+            msg = f"Python asset {key!r} failed: {type(exc).__name__}: {exc}"
+            self._queue.put(_Msg("chunk_failed", key, (chunk, msg, traceback.format_exc())))
+        finally:
+            if session is not None:
+                session.close()
+
+    def _launch_dbt_chunk(self) -> bool:
+        """Start one invocation for the next chunk of a ready partitioned dbt model."""
+        assert self.invoker is not None and self.dbt_project is not None
+        for key in self._partitioned_dbt:
+            st = self.status[key]
+            if st is Status.PENDING:
+                if not self._deps_ready(key) or any(
+                    self.status[a] is not Status.SUCCEEDED for a in self._python_ancestors[key]
+                ):
+                    continue
+                self.status[key] = Status.RUNNING
+                self.started_at[key] = time.perf_counter()
+                self._emit(
+                    EventKind.ASSET_STARTED,
+                    key,
+                    data={"kind": self.kind[key].value, "partitions": self._step_ranges(key)},
+                )
+            elif st is not Status.RUNNING:
+                continue
+            if not self._chunks[key]:
+                continue
+            from sqlorch.dbt.manifest import compress_selection
+            from sqlorch.partition_runs import dbt_window_args
+
+            node = self.graph.assets[key]
+            chunk = self._chunks[key].pop(0)
+            self._inflight[key] += 1
+            selectors = compress_selection(
+                {node.unique_id or ""}, self.dbt_project.runnable_fqns, frozenset()
+            )
+            start_hooks = not self._start_hooks_done
+            self._start_hooks_done = True
+            self._dbt_busy = True
+            self._dbt_invocations += 1
+            n = self._dbt_invocations
+            extra = dbt_window_args(node, chunk)
+            self._emit(
+                EventKind.DBT_INVOCATION_STARTED,
+                data={"invocation": n, "nodes": 1, "checks": 0, "selectors": len(selectors)},
+            )
+            thread = threading.Thread(
+                target=self._run_dbt_chunk,
+                args=(n, key, chunk, selectors, extra, start_hooks),
+                name=f"sqlorch-dbt-{n}",
+                daemon=True,
+            )
+            thread.start()
+            return True
+        return False
+
+    def _run_dbt_chunk(
+        self,
+        n: int,
+        key: str,
+        chunk: Chunk,
+        selectors: list[str],
+        extra: list[str],
+        start_hooks: bool,
+    ) -> None:
+        def on_event(ev: DbtNodeEvent) -> None:
+            from sqlorch.dbt.runner import DbtPhase
+
+            if ev.phase is DbtPhase.LOG:
+                self._queue.put(_Msg("dbt_event", "", ev))
+
+        assert self.invoker is not None
+        try:
+            result = self.invoker.build(
+                selectors,
+                run_dir=self.run_dir / f"dbt-{n}",
+                threads=self.threads,
+                on_event=on_event,
+                start_hooks=start_hooks,
+                end_hooks=False,
+                extra_args=extra,
+            )
+        except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
+            log.debug("dbt invocation crashed", exc_info=True)
+            from sqlorch.dbt.runner import InvocationResult
+
+            result = InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
+        self._queue.put(_Msg("dbt_chunk_done", key, (chunk, result)))
+
+    def _on_chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
+        node = self.graph.assets[key]
+        assert node.partitions is not None
+        self._inflight[key] -= 1
+        if rows is not None:
+            self._chunk_rows[key] = (self._chunk_rows.get(key) or 0) + rows
+        self._emit(
+            EventKind.PARTITIONS_MATERIALIZED,
+            key,
+            data={
+                "partitions": [chunk.span(node.partitions)],
+                "rows": rows,
+                "duration_s": round(seconds, 4),
+                "code_version": node.code_version,
+            },
+        )
+        self._maybe_finish_partitioned(key)
+
+    def _on_chunk_failed(self, key: str, chunk: Chunk, error: str, tb: str | None) -> None:
+        node = self.graph.assets[key]
+        assert node.partitions is not None
+        self._inflight[key] -= 1
+        self._chunk_errors.setdefault(key, []).append(error)
+        self._emit(
+            EventKind.PARTITIONS_FAILED,
+            key,
+            error,
+            level="error",
+            data={"partitions": [chunk.span(node.partitions)], "traceback": tb},
+        )
+        self._maybe_finish_partitioned(key)
+
+    def _maybe_finish_partitioned(self, key: str) -> None:
+        if self._inflight[key] or (self._chunks[key] and not self.cancelled):
+            return
+        if self.status[key] is not Status.RUNNING:
+            return
+        errors = self._chunk_errors.get(key)
+        if errors:
+            more = f" (and {len(errors) - 1} more failed partition runs)" if len(errors) > 1 else ""
+            self._fail(key, errors[0] + more, None)
+        elif self._chunks[key]:
+            self._skip(key, "run cancelled before every partition ran")
+        else:
+            self._succeed(key, self._chunk_rows.get(key), None, {})
 
     def _segment(self) -> tuple[list[str], list[str]]:
         """Return the dbt steps and checks that can run now, in one invocation."""
@@ -303,6 +524,8 @@ class Executor:
             return
         steps, checks = self._segment()
         if not steps and not checks:
+            if self._partitioned_dbt and not self.cancelled:
+                self._launch_dbt_chunk()
             return
         chosen_uids = {self.graph.assets[k].unique_id for k in steps} | set(checks)
         from sqlorch.dbt.manifest import compress_selection
@@ -467,8 +690,23 @@ class Executor:
     # ---------------------------------------------------------------- messages
 
     def _handle(self, msg: _Msg) -> None:
-        if msg.kind in ("python_done", "python_failed"):
+        if msg.kind in ("python_done", "python_failed", "chunk_done", "chunk_failed"):
             self._running_python -= 1
+        if msg.kind == "chunk_done":
+            chunk, rows, duration, metadata = msg.payload
+            self._release_pool(msg.key)
+            self._on_chunk_done(msg.key, chunk, rows, duration)
+            return
+        if msg.kind == "chunk_failed":
+            chunk, error, tb = msg.payload
+            self._release_pool(msg.key)
+            self._on_chunk_failed(msg.key, chunk, error, tb)
+            return
+        if msg.kind == "dbt_chunk_done":
+            chunk, result = msg.payload
+            self._dbt_busy = False
+            self._on_dbt_chunk_done(msg.key, chunk, result)
+            return
         if msg.kind == "python_done":
             rows, duration, metadata = msg.payload
             self._release_pool(msg.key)
@@ -492,7 +730,7 @@ class Executor:
         uid = ev.unique_id
         key = self._uid_to_key.get(uid)
         if ev.phase is DbtPhase.STARTED:
-            if key in self.status:
+            if key in self.status and key not in self._chunks:
                 self.started_at[key] = time.perf_counter()
                 self._emit(EventKind.ASSET_STARTED, key, data={"kind": self.kind[key].value})
             return
@@ -511,6 +749,8 @@ class Executor:
             return
         if key not in self.status or self.status[key] is not Status.RUNNING:
             return
+        if key in self._chunks:
+            return  # a partitioned model: its invocation's result decides
         if ev.status in ("success", "pass"):
             node = self.graph.assets[key]
             if node.materialized in _TABLE_LIKE_EXCLUDED or self.warehouse is None:
@@ -524,6 +764,34 @@ class Executor:
             self._skip(key, self._skip_reason(key))
         else:
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
+
+    def _on_dbt_chunk_done(self, key: str, chunk: Chunk, result: InvocationResult) -> None:
+        node = self.graph.assets[key]
+        uid = node.unique_id or ""
+        st = result.statuses.get(uid)
+        self._emit(
+            EventKind.DBT_INVOCATION_FINISHED,
+            level="info" if result.success else "warning",
+            data={
+                "success": result.success,
+                "seconds": round(result.seconds, 3),
+                "log": str(result.log_path),
+                "error": result.error,
+                "args": result.args,
+            },
+        )
+        if st == "success":
+            rows = None
+            if self.warehouse is not None and node.materialized not in _TABLE_LIKE_EXCLUDED:
+                try:
+                    rows = self.warehouse.row_counts([key]).get(key)
+                except Exception:  # noqa: BLE001 - a row count must never fail a run
+                    log.debug("row count failed", exc_info=True)
+            self._chunk_rows[key] = 0
+            self._on_chunk_done(key, chunk, rows, result.seconds)
+        else:
+            message = result.messages.get(uid) or result.error or "dbt did not run the model"
+            self._on_chunk_failed(key, chunk, _dbt_error(self.graph, key, message), None)
 
     def _on_check_result(self, uid: str, status: str, message: str) -> None:
         check = self._checks[uid]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlorch.graph import AssetGraph, AssetKind
+
+if TYPE_CHECKING:
+    from sqlorch.partition_plan import AssetPartitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ def build_plan(
     graph: AssetGraph,
     selected: Collection[str],
     materialized: Mapping[str, str | None] | None = None,
+    partitions: Mapping[str, AssetPartitions] | None = None,
 ) -> Plan:
     """Plan the materialization of every selected asset that sqlorch can produce.
 
@@ -49,6 +54,8 @@ def build_plan(
         graph: the merged asset graph.
         selected: the selected asset keys (sources included).
         materialized: asset key -> last materialization time, for the reasons shown.
+        partitions: the partitions to run of each partitioned asset (see
+            `partition_plan.plan_graph`); a partitioned asset with none is left out.
     """
     materialized = materialized or {}
     chosen = set(selected)
@@ -56,6 +63,19 @@ def build_plan(
     for key in graph.topological(chosen):
         node = graph.assets[key]
         if not node.is_materializable:
+            continue
+        if partitions is not None and node.partitions is not None and key in partitions:
+            planned = partitions[key]
+            if not planned.parts:
+                continue
+            steps.append(
+                Step(
+                    key=key,
+                    kind=node.kind,
+                    reasons=planned.reasons,
+                    partitions=tuple((a, b) for a, b in node.partitions.key_ranges(planned.parts)),
+                )
+            )
             continue
         last = materialized.get(key)
         reasons = ("never materialized",) if not last else (f"selected (last built {last})",)
