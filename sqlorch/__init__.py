@@ -1,9 +1,10 @@
 """sqlorch: an asset-based orchestrator for dbt and SQL analytics repos.
 
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
-`MaterializeResult` (data plus metadata), partitions (`hourly`, `daily`, `weekly`, `monthly`,
-`static`, `multi`) and partition mappings (`window`, `all_partitions`, `same`), and the
-error root `SqlorchError`.
+`MaterializeResult` (data plus metadata), `check` / `CheckResult` / `CheckContext` (Python
+checks of assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
+and partition mappings (`window`, `all_partitions`, `same`), and the error root
+`SqlorchError`.
 """
 
 from sqlorch.assets import (
@@ -13,6 +14,7 @@ from sqlorch.assets import (
     PartitionContext,
     asset,
 )
+from sqlorch.checks import CheckContext, CheckResult, check
 from sqlorch.errors import SqlorchError
 from sqlorch.partition_plan import all_partitions, same, window
 from sqlorch.partitions import PartitionError, daily, hourly, monthly, multi, static, weekly
@@ -20,12 +22,15 @@ from sqlorch.partitions import PartitionError, daily, hourly, monthly, multi, st
 __all__ = [
     "AssetContext",
     "AssetDefinition",
+    "CheckContext",
+    "CheckResult",
     "MaterializeResult",
     "PartitionContext",
     "PartitionError",
     "SqlorchError",
     "all_partitions",
     "asset",
+    "check",
     "daily",
     "hourly",
     "monthly",

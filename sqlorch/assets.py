@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from sqlorch.partition_plan import PartitionMapping
     from sqlorch.partitions import PartitionsDefinition
+    from sqlorch.retries import RateLimiter, RetryPolicy
     from sqlorch.warehouse.base import Warehouse
 
 
@@ -34,6 +35,7 @@ class AssetDefinition:
     # dep (as written in `deps`) -> partition mapping, for deps given as a mapping
     dep_mappings: Mapping[str, PartitionMapping] = field(default_factory=dict)
     max_partitions_per_run: int | None = 1
+    retry: RetryPolicy | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -62,6 +64,9 @@ def asset(
     pool: str | None = None,
     partitions: PartitionsDefinition | None = None,
     max_partitions_per_run: int | None = 1,
+    retries: int | None = None,
+    backoff: str = "exponential",
+    retry_delay: float | str = 1.0,
 ) -> Callable[[Callable[..., Any]], AssetDefinition]: ...
 
 
@@ -79,6 +84,9 @@ def asset(
     pool: str | None = None,
     partitions: PartitionsDefinition | None = None,
     max_partitions_per_run: int | None = 1,
+    retries: int | None = None,
+    backoff: str = "exponential",
+    retry_delay: float | str = 1.0,
 ) -> AssetDefinition | Callable[[Callable[..., Any]], AssetDefinition]:
     """Declare a Python asset.
 
@@ -101,6 +109,10 @@ def asset(
             the function then receives `context.partition` and returns only its rows.
         max_partitions_per_run: partitions per call of a partitioned asset (default 1: one
             call per partition, run in parallel); None hands each contiguous range to one call.
+        retries: attempts after the first when the asset fails (default: none, except for
+            transient warehouse errors, which are retried 3 times).
+        backoff: `exponential` (default), `linear` or `constant` growth of the wait.
+        retry_delay: the first wait, in seconds or as a duration (`"30s"`, `"2m"`).
     """
     mappings: dict[str, PartitionMapping] = {}
     if isinstance(deps, Mapping):
@@ -109,6 +121,11 @@ def asset(
         from sqlorch.errors import ConfigError
 
         raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
+    policy = None
+    if retries is not None:
+        from sqlorch.retries import retry_policy
+
+        policy = retry_policy(retries, backoff, retry_delay, "@asset")
 
     def wrap(f: Callable[..., Any]) -> AssetDefinition:
         doc = inspect.getdoc(f) or ""
@@ -126,6 +143,7 @@ def asset(
             partitions=partitions,
             dep_mappings=mappings,
             max_partitions_per_run=max_partitions_per_run,
+            retry=policy,
         )
 
     if fn is not None:
@@ -151,6 +169,8 @@ class AssetContext:
     log: logging.Logger
     partition: PartitionContext | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    rate_limiter: RateLimiter | None = None
+    attempt: int = 1
 
     @property
     def schema(self) -> str:
@@ -165,6 +185,13 @@ class AssetContext:
     def add_metadata(self, **values: Any) -> None:
         """Record metadata with this materialization."""
         self.metadata.update(values)
+
+    def throttle(self) -> float:
+        """Wait for the asset's pool's request rate (`pools.NAME.rate`); call before each request.
+
+        Returns the seconds waited (0 when the pool has no rate, or the asset no pool).
+        """
+        return self.rate_limiter.acquire() if self.rate_limiter is not None else 0.0
 
 
 @dataclass(frozen=True, slots=True)

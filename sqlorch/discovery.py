@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlorch.assets import AssetDefinition
+from sqlorch.checks import CheckDefinition
 from sqlorch.errors import ProjectError
 
 
@@ -27,8 +28,26 @@ class FoundAsset:
     code_version: str
 
 
+@dataclass(frozen=True, slots=True)
+class FoundCheck:
+    """A `@check` definition and where it was found."""
+
+    definition: CheckDefinition
+    module: str
+    file: str
+    line: int | None
+
+
 def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
     """Import the ingest modules and return their `@asset` definitions, in a stable order.
+
+    See `discover_all`.
+    """
+    return discover_all(root, ingest)[0]
+
+
+def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset], list[FoundCheck]]:
+    """Import the ingest modules and return their `@asset` and `@check` definitions.
 
     Each entry of `ingest` is a folder relative to `root` (every .py file under it is
     imported, as a package path from `root`) or a dotted module name. A missing default
@@ -62,7 +81,7 @@ def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
         elif "/" not in entry and not folder.exists() and entry != "ingest":
             modules.append(entry)
     if not modules:
-        return []
+        return [], []
     root_str = str(root)
     if root_str not in sys.path:
         sys.path.insert(0, root_str)
@@ -74,16 +93,20 @@ def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
     for name in sorted(packages, key=lambda n: n.count(".")):
         _bind_package(name, packages[name], root)
     found: list[FoundAsset] = []
+    checks: list[FoundCheck] = []
     seen: set[int] = set()
     for name in dict.fromkeys(modules):
         mod = _import(name, root, files.get(name))
         for value in vars(mod).values():
-            if isinstance(value, AssetDefinition) and id(value) not in seen:
+            if isinstance(value, AssetDefinition | CheckDefinition) and id(value) not in seen:
                 if getattr(value.fn, "__module__", name) != name:
                     continue  # imported from another module: found there
                 seen.add(id(value))
-                found.append(_found(value, name, root))
-    return found
+                if isinstance(value, AssetDefinition):
+                    found.append(_found(value, name, root))
+                else:
+                    checks.append(_found_check(value, name, root))
+    return found, checks
 
 
 def _forget(name: str) -> None:
@@ -178,6 +201,16 @@ def _found(defn: AssetDefinition, module: str, root: Path) -> FoundAsset:
     file = inspect.getsourcefile(fn) or module
     version = defn.code_version or hashlib.sha256(source.encode()).hexdigest()[:16]
     return FoundAsset(defn, module, _rel(Path(file), root), line, version)
+
+
+def _found_check(defn: CheckDefinition, module: str, root: Path) -> FoundCheck:
+    fn = inspect.unwrap(defn.fn)
+    try:
+        line: int | None = inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        line = None
+    file = inspect.getsourcefile(fn) or module
+    return FoundCheck(defn, module, _rel(Path(file), root), line)
 
 
 def _inside(filename: str, root: Path) -> bool:

@@ -19,6 +19,7 @@ class EventKind(StrEnum):
     ASSET_MATERIALIZED = "asset_materialized"
     ASSET_FAILED = "asset_failed"
     ASSET_SKIPPED = "asset_skipped"
+    ASSET_RETRY = "asset_retry"
     CHECK_PASSED = "check_passed"
     CHECK_WARNED = "check_warned"
     CHECK_FAILED = "check_failed"

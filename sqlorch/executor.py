@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult
+from sqlorch.checks import Observed, run_side_check
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.graph import AssetGraph, AssetKind, CheckNode
+from sqlorch.graph import AssetGraph, AssetKind, CheckNode, Column
 from sqlorch.planner import Plan
+from sqlorch.policies import RunPolicies
+from sqlorch.retries import next_delay
 
 if TYPE_CHECKING:
     from sqlorch.dbt.manifest import DbtProject
@@ -78,6 +81,51 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """A dbt node that finished; its row count and columns are read in the next batch."""
+
+    key: str
+    seconds: float | None
+    rows_affected: int | None
+    count_rows: bool
+    metadata: dict[str, Any]
+
+
+def dbt_metadata(ev: DbtNodeEvent) -> dict[str, Any]:
+    """Return what dbt reported about a finished node, as materialization metadata."""
+    meta: dict[str, Any] = {}
+    if ev.rows_affected is not None:
+        meta["rows_affected"] = ev.rows_affected
+    if ev.timing:
+        meta["dbt_timing"] = dict(ev.timing)
+    response = {k: v for k, v in ev.adapter_response.items() if k != "rows_affected"}
+    if response:
+        meta["adapter_response"] = response
+    return meta
+
+
+_PASSED = ("pass", "success", "warn")
+
+
+def _check_error(check: CheckNode, exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if check.file:
+        mine = [f for f in frames if f.filename.endswith(check.file)]
+        if mine:
+            where = f" at {check.file}:{mine[-1].lineno}"
+    return f"check {check.name!r} raised {type(exc).__name__}{where}: {exc}"
+
+
+def _columns_of(session: Warehouse, key: str) -> list[Column] | None:
+    try:
+        return session.table_columns([key]).get(key)
+    except Exception:  # noqa: BLE001 - reading the catalog must never fail an asset
+        log.debug("reading columns of %s failed", key, exc_info=True)
+        return None
+
+
 @dataclass(slots=True)
 class _Msg:
     kind: str
@@ -102,6 +150,7 @@ class Executor:
         threads: int,
         listeners: Iterable[Listener],
         pools: dict[str, int] | None = None,
+        policies: RunPolicies | None = None,
     ) -> None:
         self.graph = graph
         self.plan = plan
@@ -114,6 +163,10 @@ class Executor:
         self.threads = max(1, threads)
         self.listeners = list(listeners)
         self.pools = dict(pools or {})
+        self.side = policies or RunPolicies()
+        self._wake = threading.Event()  # set on Ctrl-C: cuts retry back-offs short
+        self._sleep = self.side.sleep or self._wake.wait
+        self._limiters = self.side.rate_limiters()
 
         self.status: dict[str, Status] = {s.key: Status.PENDING for s in plan.steps}
         self.kind: dict[str, AssetKind] = {s.key: s.kind for s in plan.steps}
@@ -137,7 +190,7 @@ class Executor:
         self.errors: dict[str, str] = {}
         self.started_at: dict[str, float] = {}
         self._queue: queue.Queue[_Msg] = queue.Queue()
-        self._to_count: list[tuple[str, float | None, int | None]] = []
+        self._to_count: list[_Finished] = []
         self._count_since = 0.0
         self._running_pools: dict[str, int] = {}
         self._dbt_busy = False
@@ -163,6 +216,10 @@ class Executor:
                 for k in check.asset_keys:
                     self._blocking.setdefault(k, []).append(uid)
         self._check_blocked: set[str] = set()
+        # checks sqlorch runs itself (@check, built-ins) and what they observed
+        self._side_checks = [u for u, c in self._checks.items() if not c.runs_in_dbt]
+        self._observed: dict[str, Observed] = {}
+        self._gates: dict[str, list[str]] = {}
         self._awaited: dict[str, list[str]] = {}
         self.cancelled = False
         self._start_hooks_done = False
@@ -183,6 +240,7 @@ class Executor:
             while True:
                 if not self.cancelled:
                     self._launch_python(pool)
+                    self._launch_checks(pool)
                     self._launch_dbt()
                 if self._running_python == 0 and not self._dbt_busy:
                     self._finish_blocked()
@@ -194,6 +252,7 @@ class Executor:
                         raise  # second Ctrl-C: abandon what still runs
                     # first Ctrl-C: launch nothing more, record what is running as it ends
                     self.cancelled = True
+                    self._wake.set()
                     self._emit(
                         EventKind.ASSET_LOG,
                         None,
@@ -281,7 +340,7 @@ class Executor:
                 continue
             if not self._deps_ready(key):
                 continue
-            if self._to_count and any(k in self.graph.parents(key) for k, _, _ in self._to_count):
+            if self._to_count and any(f.key in self.graph.parents(key) for f in self._to_count):
                 self._flush_counts()  # a parent's materialization is recorded before its child
             node = self.graph.assets[key]
             if node.pool:
@@ -301,7 +360,7 @@ class Executor:
         if st is Status.PENDING:
             if not self._deps_ready(key):
                 return
-            if self._to_count and any(k in self.graph.parents(key) for k, _, _ in self._to_count):
+            if self._to_count and any(f.key in self.graph.parents(key) for f in self._to_count):
                 self._flush_counts()
             self.status[key] = Status.RUNNING
             self.started_at[key] = time.perf_counter()
@@ -344,7 +403,13 @@ class Executor:
         try:
             assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
             session = self.warehouse.session()
-            ctx = AssetContext(key=key, run_id=self.run_id, warehouse=session, log=logger)
+            ctx = AssetContext(
+                key=key,
+                run_id=self.run_id,
+                warehouse=session,
+                log=logger,
+                rate_limiter=self._limiters.get(node.pool or ""),
+            )
             started = time.perf_counter()
             try:
                 rows, metadata = run_python_chunk(fn, node, ctx, session, chunk)
@@ -498,6 +563,40 @@ class Executor:
         else:
             self._succeed(key, self._chunk_rows.get(key), None, {})
 
+    def _gating_checks(self, key: str) -> list[str]:
+        """The blocking checks sqlorch runs on `key`'s ancestors that a dbt node must await.
+
+        dbt orders its own tests; checks sqlorch runs itself must pass before a dbt node
+        downstream of their asset joins a dbt invocation.
+        """
+        if key not in self._gates:
+            later = self.graph.descendants(key) | {key}
+            self._gates[key] = [
+                c
+                for a in self.graph.ancestors(key)
+                for c in self._blocking.get(a, ())
+                if not self._checks[c].runs_in_dbt
+                and not later.intersection(self._checks[c].asset_keys)
+            ]
+        return self._gates[key]
+
+    def _launch_checks(self, pool: ThreadPoolExecutor) -> None:
+        """Start the @check and built-in checks whose assets are materialized (or observed)."""
+        for uid in self._side_checks:
+            if self._running_python >= self.threads:
+                break
+            if self.check_status[uid] != "pending":
+                continue
+            keys = self._checks[uid].asset_keys
+            if not all(
+                k not in self.status or (self.status[k] is Status.SUCCEEDED and k in self._observed)
+                for k in keys
+            ):
+                continue
+            self.check_status[uid] = "running"
+            self._running_python += 1
+            pool.submit(self._run_side_check, uid)
+
     def _segment(self) -> tuple[list[str], list[str]]:
         """Return the dbt steps and checks that can run now, in one invocation."""
         eligible = [
@@ -505,12 +604,14 @@ class Executor:
             for key in self._dbt_keys
             if self.status[key] is Status.PENDING
             and all(self.status[a] is Status.SUCCEEDED for a in self._python_ancestors[key])
+            and all(self.check_status[c] in _PASSED for c in self._gating_checks(key))
         ]
         chosen = set(eligible)
         checks = [
             uid
             for uid, check in self._checks.items()
-            if self.check_status[uid] == "pending"
+            if check.runs_in_dbt
+            and self.check_status[uid] == "pending"
             and uid not in self._check_blocked
             and all(
                 self.status.get(k, Status.SUCCEEDED) is Status.SUCCEEDED or k in chosen
@@ -595,6 +696,27 @@ class Executor:
     # ---------------------------------------------------------------- workers
 
     def _run_python(self, key: str) -> None:
+        """Run a Python asset, retrying as its policy (or a transient error) allows."""
+        policy = self.side.retries.get(key) or self.python_fns[key].retry
+        attempt = 1
+        while True:
+            error = self._attempt_python(key, attempt)
+            if error is None:
+                return
+            message, tb, exc = error
+            delay = None if self.cancelled else next_delay(policy, attempt, exc)
+            if delay is None:
+                self._queue.put(_Msg("python_failed", key, (message, tb)))
+                return
+            self._queue.put(_Msg("retry", key, (attempt, message, delay)))
+            self._sleep(delay)
+            if self.cancelled:
+                self._queue.put(_Msg("python_failed", key, (message + " (run cancelled)", tb)))
+                return
+            attempt += 1
+
+    def _attempt_python(self, key: str, attempt: int) -> tuple[str, str, BaseException] | None:
+        """Run one attempt; put the success on the queue, or return the failure."""
         fn = self.python_fns[key]
         node = self.graph.assets[key]
         logger = logging.Logger(f"sqlorch.asset.{key}")
@@ -604,7 +726,14 @@ class Executor:
         try:
             assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
             session = self.warehouse.session()
-            ctx = AssetContext(key=key, run_id=self.run_id, warehouse=session, log=logger)
+            ctx = AssetContext(
+                key=key,
+                run_id=self.run_id,
+                warehouse=session,
+                log=logger,
+                rate_limiter=self._limiters.get(node.pool or ""),
+                attempt=attempt,
+            )
             started = time.perf_counter()
             try:
                 result = fn(ctx) if fn.takes_context else fn()
@@ -647,15 +776,54 @@ class Executor:
                         line=node.line,
                     ) from exc
             duration = time.perf_counter() - started
-            self._queue.put(_Msg("python_done", key, (rows, duration, metadata)))
+            columns = _columns_of(session, key)
+            if attempt > 1:
+                metadata.setdefault("attempts", attempt)
+            self._queue.put(_Msg("python_done", key, (rows, duration, metadata, columns)))
+            return None
         except SqlorchError as exc:
-            self._queue.put(_Msg("python_failed", key, (exc.message, traceback.format_exc())))
+            return exc.message, traceback.format_exc(), exc
         except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
             msg = f"Python asset {key!r} failed: {type(exc).__name__}: {exc}"
-            self._queue.put(_Msg("python_failed", key, (msg, traceback.format_exc())))
+            return msg, traceback.format_exc(), exc
         finally:
             if session is not None:
                 session.close()
+
+    def _run_side_check(self, uid: str) -> None:
+        """Run one @check or built-in check in a worker; its result goes to the queue."""
+        check = self._checks[uid]
+        key = check.asset_keys[0]
+        logger = logging.Logger(f"sqlorch.check.{check.name}")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(_QueueHandler(self._queue, key))
+        session = None
+        started = time.perf_counter()
+        try:
+            assert self.warehouse is not None, "checks need the warehouse"
+            session = self.warehouse.session()
+            result = run_side_check(
+                check,
+                self.side,
+                session,
+                self.run_id,
+                logger,
+                current=self._observed.get(key),
+            )
+            if result.passed:
+                status = "pass"
+            else:
+                status = "fail" if check.is_blocking else "warn"
+            message, metadata = result.message, dict(result.metadata)
+        except Exception as exc:  # noqa: BLE001 - a raising check is an errored check
+            status = "error"
+            message = _check_error(check, exc)
+            metadata = {"traceback": traceback.format_exc()}
+        finally:
+            if session is not None:
+                session.close()
+        metadata["duration_s"] = round(time.perf_counter() - started, 4)
+        self._queue.put(_Msg("check_done", uid, (status, message, metadata)))
 
     def _run_dbt(
         self,
@@ -708,13 +876,26 @@ class Executor:
             self._on_dbt_chunk_done(msg.key, chunk, result)
             return
         if msg.kind == "python_done":
-            rows, duration, metadata = msg.payload
+            rows, duration, metadata, columns = msg.payload
             self._release_pool(msg.key)
-            self._succeed(msg.key, rows, duration, metadata)
+            self._succeed(msg.key, rows, duration, metadata, columns)
         elif msg.kind == "python_failed":
             error, tb = msg.payload
             self._release_pool(msg.key)
             self._fail(msg.key, error, tb)
+        elif msg.kind == "check_done":
+            self._running_python -= 1
+            status, message, metadata = msg.payload
+            self._on_check_result(msg.key, status, message, metadata)
+        elif msg.kind == "retry":
+            attempt, error, delay = msg.payload
+            self._emit(
+                EventKind.ASSET_RETRY,
+                msg.key,
+                f"attempt {attempt} failed, retrying in {delay:g}s: {error}",
+                level="warning",
+                data={"attempt": attempt, "delay_s": delay, "error": error},
+            )
         elif msg.kind == "log":
             level, text = msg.payload
             self._emit(EventKind.ASSET_LOG, msg.key, text, level=level)
@@ -745,7 +926,10 @@ class Executor:
             return
         # finished
         if uid in self._checks:
-            self._on_check_result(uid, ev.status, ev.message)
+            meta: dict[str, Any] = {"failures": ev.failures} if ev.failures else {}
+            if ev.execution_time is not None:
+                meta["duration_s"] = round(ev.execution_time, 4)
+            self._on_check_result(uid, ev.status, ev.message, meta)
             return
         if key not in self.status or self.status[key] is not Status.RUNNING:
             return
@@ -753,13 +937,23 @@ class Executor:
             return  # a partitioned model: its invocation's result decides
         if ev.status in ("success", "pass"):
             node = self.graph.assets[key]
-            if node.materialized in _TABLE_LIKE_EXCLUDED or self.warehouse is None:
-                self._succeed(key, ev.rows_affected, ev.execution_time, {})
+            metadata = dbt_metadata(ev)
+            if self.warehouse is None:
+                self._succeed(key, ev.rows_affected, ev.execution_time, metadata)
             else:
-                self.status[key] = Status.SUCCEEDED  # unblock children now; rows follow
+                # unblock children now; row counts and columns follow in a batch
+                self.status[key] = Status.SUCCEEDED
                 if not self._to_count:
                     self._count_since = time.perf_counter()
-                self._to_count.append((key, ev.execution_time, ev.rows_affected))
+                self._to_count.append(
+                    _Finished(
+                        key,
+                        ev.execution_time,
+                        ev.rows_affected,
+                        node.materialized not in _TABLE_LIKE_EXCLUDED,
+                        metadata,
+                    )
+                )
         elif ev.status == "skipped":
             self._skip(key, self._skip_reason(key))
         else:
@@ -793,7 +987,14 @@ class Executor:
             message = result.messages.get(uid) or result.error or "dbt did not run the model"
             self._on_chunk_failed(key, chunk, _dbt_error(self.graph, key, message), None)
 
-    def _on_check_result(self, uid: str, status: str, message: str) -> None:
+    def _on_check_result(
+        self,
+        uid: str,
+        status: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        partition: str | None = None,
+    ) -> None:
         check = self._checks[uid]
         self.check_status[uid] = status
         target = check.asset_keys[0] if check.asset_keys else None
@@ -802,7 +1003,12 @@ class Executor:
             "unique_id": uid,
             "status": status,
             "severity": check.severity,
+            "blocking": check.is_blocking or check.is_unit_test,
+            "check_kind": "unit_test" if check.is_unit_test else str(check.kind),
+            "assets": list(check.asset_keys),
+            "partition": partition,
             "file": check.file,
+            "metadata": metadata or {},
         }
         if status in ("pass", "success"):
             self._emit(EventKind.CHECK_PASSED, target, check.name, data=data)
@@ -866,16 +1072,22 @@ class Executor:
     # ---------------------------------------------------------------- transitions
 
     def _flush_counts(self) -> None:
+        """Record a batch of finished dbt nodes with their row counts and columns."""
         batch, self._to_count = self._to_count, []
         counts: dict[str, int] = {}
-        try:
-            if self.warehouse is not None:
-                counts = self.warehouse.row_counts([k for k, _, _ in batch])
-        except Exception:  # noqa: BLE001 - a row count must never fail a run
-            log.debug("row count failed", exc_info=True)
-            counts = {}
-        for key, seconds, rows_affected in batch:
-            self._materialized(key, counts.get(key, rows_affected), seconds, {})
+        columns: dict[str, list[Column]] = {}
+        if self.warehouse is not None:
+            try:
+                counts = self.warehouse.row_counts([f.key for f in batch if f.count_rows])
+            except Exception:  # noqa: BLE001 - a row count must never fail a run
+                log.debug("row count failed", exc_info=True)
+            try:
+                columns = self.warehouse.table_columns([f.key for f in batch])
+            except Exception:  # noqa: BLE001 - nor may reading the catalog
+                log.debug("reading columns failed", exc_info=True)
+        for f in batch:
+            rows = counts.get(f.key, f.rows_affected) if f.count_rows else None
+            self._materialized(f.key, rows, f.seconds, f.metadata, columns.get(f.key))
 
     def _flush_counts_all(self) -> None:
         if self._to_count:
@@ -887,17 +1099,30 @@ class Executor:
             self._running_pools[pool] -= 1
 
     def _succeed(
-        self, key: str, rows: int | None, seconds: float | None, metadata: dict[str, Any]
+        self,
+        key: str,
+        rows: int | None,
+        seconds: float | None,
+        metadata: dict[str, Any],
+        columns: list[Column] | None = None,
     ) -> None:
         self.status[key] = Status.SUCCEEDED
-        self._materialized(key, rows, seconds, metadata)
+        self._materialized(key, rows, seconds, metadata, columns)
 
     def _materialized(
-        self, key: str, rows: int | None, seconds: float | None, metadata: dict[str, Any]
+        self,
+        key: str,
+        rows: int | None,
+        seconds: float | None,
+        metadata: dict[str, Any],
+        columns: list[Column] | None = None,
     ) -> None:
         if seconds is None and key in self.started_at:
             seconds = time.perf_counter() - self.started_at[key]
         node = self.graph.assets[key]
+        self._observed[key] = Observed(
+            rows, [(c.name, c.type) for c in columns] if columns is not None else None, utcnow()
+        )
         self._emit(
             EventKind.ASSET_MATERIALIZED,
             key,
@@ -907,6 +1132,7 @@ class Executor:
                 "duration_s": round(seconds, 4) if seconds is not None else None,
                 "code_version": node.code_version,
                 "metadata": metadata,
+                "columns": ([[c.name, c.type] for c in columns] if columns is not None else None),
             },
         )
 

@@ -91,9 +91,26 @@ class AssetNode:
         return self.kind is not AssetKind.SOURCE
 
 
+class CheckKind(StrEnum):
+    """What runs a check."""
+
+    DBT_TEST = "dbt_test"
+    UNIT_TEST = "unit_test"
+    PYTHON = "python"
+    BUILTIN = "builtin"
+
+    @property
+    def is_dbt(self) -> bool:
+        """True for the checks dbt runs (data tests and unit tests)."""
+        return self in (CheckKind.DBT_TEST, CheckKind.UNIT_TEST)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckNode:
-    """A check of one or more assets: a dbt data test or unit test."""
+    """A check of one or more assets: a dbt data or unit test, a `@check`, or a built-in.
+
+    `config` holds a built-in check's settings (`{"type": "row_count", "max_drop_pct": 50}`).
+    """
 
     unique_id: str
     name: str
@@ -103,11 +120,19 @@ class CheckNode:
     severity: str = "error"
     tags: tuple[str, ...] = ()
     is_unit_test: bool = False
+    kind: CheckKind = CheckKind.DBT_TEST
+    line: int | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_blocking(self) -> bool:
         """True when a failure stops the tested assets' downstream."""
         return self.severity.lower() == "error"
+
+    @property
+    def runs_in_dbt(self) -> bool:
+        """True when dbt runs this check (inside a dbt invocation)."""
+        return self.is_unit_test or CheckKind(self.kind).is_dbt
 
 
 class AssetGraph:

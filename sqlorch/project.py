@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlorch.discovery import FoundAsset, discover
+from sqlorch.checks import CheckDefinition, attach_checks
+from sqlorch.discovery import FoundAsset, discover_all
 from sqlorch.errors import ConfigError, GraphError
 from sqlorch.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.settings import Settings
@@ -31,6 +32,7 @@ class Project:
     dbt: DbtProject
     invoker: DbtInvoker
     target: Target
+    python_checks: dict[str, CheckDefinition] = dataclasses.field(default_factory=dict)
 
 
 def load_project(settings: Settings) -> Project:
@@ -59,9 +61,15 @@ def load_project(settings: Settings) -> Project:
         ),
     )
     dbt = read_manifest(invoker.parse())
-    found = discover(settings.root, settings.ingest)
+    found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
     graph, python_assets = merge(dbt, found, settings.asset_schema)
-    return Project(settings, graph, python_assets, dbt, invoker, target)
+    graph, python_checks = attach_checks(
+        graph,
+        found_checks,
+        settings.checks,
+        str(settings.settings_file) if settings.settings_file else None,
+    )
+    return Project(settings, graph, python_assets, dbt, invoker, target, python_checks)
 
 
 def merge(

@@ -9,18 +9,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.errors import ConfigError, WarehouseError
+from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.planner import Plan, build_plan
+from sqlorch.policies import RunPolicies
 from sqlorch.project import Project
-from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
+from sqlorch.state.store import (
+    StateStore,
+    attempt_row,
+    check_result_row,
+    event_row,
+    materialization_row,
+)
 
 if TYPE_CHECKING:
     from sqlorch.partition_plan import AssetPartitions
     from sqlorch.partitions import PartitionsDefinition, PartitionSet
 
 log = logging.getLogger(__name__)
+
+
+_CHECK_EVENTS = (EventKind.CHECK_PASSED, EventKind.CHECK_WARNED, EventKind.CHECK_FAILED)
 
 
 class StateRecorder:
@@ -47,6 +57,7 @@ class StateRecorder:
         self._events: list[tuple[Any, ...]] = []
         self._attempts: list[tuple[Any, ...]] = []
         self._mats: list[tuple[Any, ...]] = []
+        self._checks: list[tuple[Any, ...]] = []
         self._last = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -102,6 +113,7 @@ class StateRecorder:
                     data.get("duration_s"),
                     data.get("code_version"),
                     data.get("metadata") or None,
+                    columns=data.get("columns"),
                 )
             )
             self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
@@ -110,14 +122,31 @@ class StateRecorder:
             self._attempts.append(
                 attempt_row(event.run_id, key, status, None, event.ts, event.message)
             )
+        elif event.kind in _CHECK_EVENTS and data.get("status") != "skipped":
+            for asset in data.get("assets") or ([key] if key else []):
+                self._checks.append(
+                    check_result_row(
+                        event.run_id,
+                        str(data.get("unique_id") or data.get("check")),
+                        str(data.get("check")),
+                        str(data.get("check_kind") or "dbt_test"),
+                        asset,
+                        str(data.get("status")),
+                        bool(data.get("blocking")),
+                        event.ts,
+                        event.message,
+                        data.get("metadata") or None,
+                        data.get("partition"),
+                    )
+                )
         if event.kind is EventKind.RUN_FINISHED or time.monotonic() - self._last >= self.interval:
             self.flush()
 
     def flush(self) -> None:
         """Write what is buffered."""
-        if self._events or self._attempts or self._mats:
-            self.store.write_batch(self._events, self._attempts, self._mats)
-            self._events, self._attempts, self._mats = [], [], []
+        if self._events or self._attempts or self._mats or self._checks:
+            self.store.write_batch(self._events, self._attempts, self._mats, self._checks)
+            self._events, self._attempts, self._mats, self._checks = [], [], [], []
         if self._ledger:
             from sqlorch import ledger
             from sqlorch.partitions import PartitionError, SegmentStatus, parse_ranges
@@ -300,6 +329,39 @@ def plan_backfill(
     )
 
 
+def run_policies(project: Project, store: StateStore) -> RunPolicies:
+    """Gather what the executor needs besides the plan: checks' inputs, retries, rates.
+
+    Raises:
+        ConfigError: a `retries` setting is malformed or its selector matches nothing.
+    """
+    from sqlorch.checks import Observed
+    from sqlorch.retries import RetryPolicy, policy_from_settings
+
+    settings = project.settings
+    retries: dict[str, RetryPolicy] = {}
+    for selector, raw in settings.retries.items():
+        where = f'[tool.sqlorch.retries."{selector}"] in {settings.settings_file}'
+        policy = policy_from_settings(raw, where)
+        try:
+            keys = select_assets(project, [selector], None)
+        except SelectionError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        for key in keys:
+            retries[key] = policy
+    previous = {
+        asset: Observed(m.rows, m.columns, m.materialized_at)
+        for (asset, partition), m in store.last_materializations().items()
+        if partition is None
+    }
+    return RunPolicies(
+        python_checks=dict(project.python_checks),
+        previous=previous,
+        retries=retries,
+        pool_rates=dict(settings.pool_rates),
+    )
+
+
 def execute(
     project: Project,
     plan: Plan,
@@ -338,6 +400,7 @@ def execute(
             threads=threads or settings.threads,
             listeners=[recorder, *listeners],
             pools=dict(settings.pools),
+            policies=run_policies(project, store),
         )
         try:
             outcome = executor.run()

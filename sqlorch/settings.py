@@ -32,6 +32,12 @@ class Settings:
     threads: int
     pools: Mapping[str, int] = field(default_factory=dict)
     settings_file: Path | None = None
+    # issue 6: extra modules holding @check functions; built-in checks and retry policies by
+    # selector; request rates (per second) of pools
+    check_modules: tuple[str, ...] = ()
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    retries: Mapping[str, Any] = field(default_factory=dict)
+    pool_rates: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -49,6 +55,9 @@ _KNOWN = {
     "threads",
     "max_concurrency",
     "pools",
+    "check_modules",
+    "checks",
+    "retries",
 }
 
 
@@ -123,9 +132,21 @@ def load_settings(
     if n_threads < 1:
         raise ConfigError("--threads must be a positive integer.")
 
-    pools = raw.get("pools", {})
-    if not isinstance(pools, dict) or not all(isinstance(v, int) and v > 0 for v in pools.values()):
-        raise ConfigError(_bad(settings_file, "pools", "a table of pool name = positive int"))
+    pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
+
+    check_modules = raw.get("check_modules", [])
+    if isinstance(check_modules, str):
+        check_modules = [check_modules]
+    if not isinstance(check_modules, list) or not all(isinstance(i, str) for i in check_modules):
+        raise ConfigError(_bad(settings_file, "check_modules", "a list of module folders or names"))
+    checks = raw.get("checks", {})
+    if not isinstance(checks, dict):
+        raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
+    retries = raw.get("retries", {})
+    if not isinstance(retries, dict) or not all(isinstance(v, dict) for v in retries.values()):
+        raise ConfigError(
+            _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
+        )
 
     return Settings(
         root=base,
@@ -136,9 +157,46 @@ def load_settings(
         asset_schema=str(raw.get("asset_schema", DEFAULT_ASSET_SCHEMA)),
         state_path=state_path,
         threads=n_threads,
-        pools=dict(pools),
+        pools=pools,
         settings_file=settings_file,
+        check_modules=tuple(check_modules),
+        checks=checks,
+        retries=retries,
+        pool_rates=pool_rates,
     )
+
+
+def _pools(raw: Any, path: Path | None) -> tuple[dict[str, int], dict[str, float]]:
+    """Read `pools`: `name = N` (at most N at once) or `name = {limit = N, rate = R}`.
+
+    `rate` is requests per second, shared by every asset of the pool through
+    `context.throttle()`.
+    """
+    what = "a table of pool name = positive int, or name = {limit = N, rate = R}"
+    if not isinstance(raw, dict):
+        raise ConfigError(_bad(path, "pools", what))
+    limits: dict[str, int] = {}
+    rates: dict[str, float] = {}
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            unknown = set(value) - {"limit", "rate"}
+            limit = value.get("limit")
+            rate = value.get("rate")
+            if (
+                unknown
+                or (limit is not None and (not isinstance(limit, int) or limit < 1))
+                or (rate is not None and (not isinstance(rate, int | float) or rate <= 0))
+            ):
+                raise ConfigError(_bad(path, f"pools.{name}", what))
+            if limit is not None:
+                limits[name] = limit
+            if rate is not None:
+                rates[name] = float(rate)
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            limits[name] = value
+        else:
+            raise ConfigError(_bad(path, f"pools.{name}", what))
+    return limits, rates
 
 
 def _find_settings(start: Path) -> tuple[Path | None, dict[str, Any]]:

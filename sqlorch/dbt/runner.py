@@ -48,6 +48,11 @@ class DbtNodeEvent:
     level: str = "info"
     rows_affected: int | None = None
     execution_time: float | None = None
+    # dbt's own numbers for a finished node: its adapter response ("rows_affected", "code",
+    # ...), test failure count and per-phase seconds ("compile", "execute")
+    adapter_response: dict[str, Any] = field(default_factory=dict)
+    failures: int | None = None
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -258,6 +263,14 @@ def _translate(msg: Any) -> DbtNodeEvent | None:
                 rows = int(resp["rows_affected"])
             except (TypeError, ValueError):
                 rows = None
+        timing: dict[str, float] = {}
+        for t in getattr(rr, "timing_info", ()):
+            try:
+                seconds = t.completed_at.ToDatetime() - t.started_at.ToDatetime()
+                timing[str(t.name)] = round(seconds.total_seconds(), 4)
+            except (AttributeError, TypeError, ValueError):
+                continue
+        response = {str(k): _plain(v) for k, v in resp.items() if not str(k).startswith("_")}
         return DbtNodeEvent(
             uid,
             DbtPhase.FINISHED,
@@ -265,10 +278,22 @@ def _translate(msg: Any) -> DbtNodeEvent | None:
             message=rr.message,
             rows_affected=rows,
             execution_time=rr.execution_time,
+            adapter_response=response,
+            failures=getattr(rr, "num_failures", None),
+            timing=timing,
         )
     if not uid:
         return None
     return DbtNodeEvent(uid, DbtPhase.LOG, message=info.msg, level=level or "info")
+
+
+def _plain(value: Any) -> Any:
+    """Turn a protobuf Struct value into plain JSON-able Python."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
 
 
 def _one_paragraph(text: str) -> str:

@@ -53,7 +53,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX materializations_asset ON materializations (asset, materialized_at);
     """,
-    # 2 (issue 3): the partition ledger: compacted ranges of partitions per asset, each the
+    # 2 (issue 6): columns and types of each materialization; check results per asset
+    """
+    ALTER TABLE materializations ADD COLUMN columns TEXT;
+    CREATE TABLE check_results (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        check_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        partition TEXT,
+        status TEXT NOT NULL,
+        blocking INTEGER NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        metadata TEXT,
+        checked_at TEXT NOT NULL
+    );
+    CREATE INDEX check_results_asset ON check_results (asset, check_id, id);
+    CREATE INDEX check_results_run ON check_results (run_id, id)
+    """,
+    # 3 (issue 3): the partition ledger: compacted ranges of partitions per asset, each the
     # latest record of those partitions (done or failed), written only after the data commits
     """
     CREATE TABLE partition_ledger (

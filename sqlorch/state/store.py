@@ -72,6 +72,45 @@ class LedgerRow:
     code_version: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MaterializationRecord:
+    """One row of `materializations`."""
+
+    id: int
+    asset: str
+    partition: str | None
+    run_id: str
+    materialized_at: str
+    rows: int | None
+    duration_s: float | None
+    code_version: str | None
+    metadata: dict[str, Any]
+    columns: list[tuple[str, str]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResultRecord:
+    """One row of `check_results`: one check's outcome for one asset (and partition)."""
+
+    id: int
+    run_id: str
+    check_id: str
+    name: str
+    kind: str
+    asset: str
+    partition: str | None
+    status: str
+    blocking: bool
+    message: str
+    metadata: dict[str, Any]
+    checked_at: str
+
+    @property
+    def is_failure(self) -> bool:
+        """True when the check failed or errored."""
+        return self.status in ("fail", "error")
+
+
 class StateStore:
     """Read-write access to `.sqlorch/state.db`; thread-safe through one lock."""
 
@@ -166,8 +205,9 @@ class StateStore:
         events: Sequence[tuple[Any, ...]],
         attempts: Sequence[tuple[Any, ...]],
         materializations: Sequence[tuple[Any, ...]],
+        check_results: Sequence[tuple[Any, ...]] = (),
     ) -> None:
-        """Append many rows in one transaction (row shapes as in the single-row writers)."""
+        """Append many rows in one transaction (rows from the `*_row` functions below)."""
         assert self._con is not None, "state store opened read-only"
         with self._lock:
             self._con.execute("BEGIN")
@@ -184,9 +224,17 @@ class StateStore:
                 )
                 self._con.executemany(
                     "INSERT INTO materializations (asset, partition, run_id, materialized_at, "
-                    "rows, duration_s, code_version, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "rows, duration_s, code_version, metadata, columns) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     materializations,
                 )
+                if check_results:
+                    self._con.executemany(
+                        "INSERT INTO check_results (run_id, check_id, name, kind, asset, "
+                        "partition, status, blocking, message, metadata, checked_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        check_results,
+                    )
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
@@ -330,6 +378,124 @@ class StateStore:
             )
         return out
 
+    def latest_columns(self) -> dict[str, list[tuple[str, str]]]:
+        """Return, per asset, the `(name, type)` columns of its latest materialization.
+
+        Only materializations that recorded columns count (older state stores have none).
+        """
+        out: dict[str, list[tuple[str, str]]] = {}
+        for asset, cols in self._rows(
+            "SELECT asset, columns FROM (SELECT asset, columns, row_number() OVER (PARTITION BY "
+            "asset ORDER BY id DESC) AS rn FROM materializations WHERE columns IS NOT NULL) "
+            "WHERE rn = 1"
+        ):
+            out[asset] = [(str(n), str(t)) for n, t in json.loads(cols)]
+        return out
+
+    def last_materializations(
+        self, before_run: str | None = None
+    ) -> dict[tuple[str, str | None], MaterializationRecord]:
+        """Return the latest materialization of each (asset, partition).
+
+        Args:
+            before_run: ignore materializations of this run (the previous one is wanted).
+        """
+        rows = self._rows(
+            f"SELECT {_MAT_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY asset, "
+            "partition ORDER BY id DESC) AS rn FROM materializations WHERE run_id != ?) "
+            "WHERE rn = 1",
+            (before_run or "",),
+        )
+        return {(r[1], r[2]): _mat_record(r) for r in rows}
+
+    def materializations(self, asset: str, limit: int | None = None) -> list[MaterializationRecord]:
+        """Return an asset's materializations, newest first."""
+        sql = f"SELECT {_MAT_COLUMNS} FROM materializations WHERE asset = ? ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_mat_record(r) for r in self._rows(sql, (asset,))]
+
+    def check_results(
+        self, *, asset: str | None = None, run_id: str | None = None, limit: int | None = None
+    ) -> list[CheckResultRecord]:
+        """Return recorded check results, newest first, filtered by asset and/or run."""
+        where, params = [], []
+        if asset is not None:
+            where.append("asset = ?")
+            params.append(asset)
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        sql = f"SELECT {_CHECK_COLUMNS} FROM check_results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_check_record(r) for r in self._rows(sql, params)]
+
+    def failing_blocking_checks(self) -> dict[str, list[CheckResultRecord]]:
+        """Return, per asset, its blocking checks whose latest result did not pass.
+
+        One result per (asset, partition, check): the newest. An asset (or partition) with a
+        blocking check that failed or errored stays stale until a later run passes it. A
+        check the project no longer has still appears here: callers filter by the checks
+        of the current graph (`CheckResultRecord.check_id`).
+        """
+        rows = self._rows(
+            f"SELECT {_CHECK_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY asset, "
+            "partition, check_id ORDER BY id DESC) AS rn FROM check_results "
+            "WHERE status != 'skipped') WHERE rn = 1 AND blocking = 1 "
+            "AND status IN ('fail', 'error') ORDER BY id"
+        )
+        out: dict[str, list[CheckResultRecord]] = {}
+        for r in rows:
+            rec = _check_record(r)
+            out.setdefault(rec.asset, []).append(rec)
+        return out
+
+
+_MAT_COLUMNS = (
+    "id, asset, partition, run_id, materialized_at, rows, duration_s, code_version, metadata, "
+    "columns"
+)
+_CHECK_COLUMNS = (
+    "id, run_id, check_id, name, kind, asset, partition, status, blocking, message, metadata, "
+    "checked_at"
+)
+
+
+def _mat_record(r: Sequence[Any]) -> MaterializationRecord:
+    return MaterializationRecord(
+        id=r[0],
+        asset=r[1],
+        partition=r[2],
+        run_id=r[3],
+        materialized_at=r[4],
+        rows=r[5],
+        duration_s=r[6],
+        code_version=r[7],
+        metadata=json.loads(r[8]) if r[8] else {},
+        columns=[(str(n), str(t)) for n, t in json.loads(r[9])] if r[9] else None,
+    )
+
+
+def _check_record(r: Sequence[Any]) -> CheckResultRecord:
+    return CheckResultRecord(
+        id=r[0],
+        run_id=r[1],
+        check_id=r[2],
+        name=r[3],
+        kind=r[4],
+        asset=r[5],
+        partition=r[6],
+        status=r[7],
+        blocking=bool(r[8]),
+        message=r[9],
+        metadata=json.loads(r[10]) if r[10] else {},
+        checked_at=r[11],
+    )
+
 
 _RUN_COLUMNS = (
     "run_id, command, selection, started_at, finished_at, status, succeeded, failed, skipped, pid"
@@ -394,8 +560,12 @@ def materialization_row(
     code_version: str | None,
     metadata: dict[str, Any] | None = None,
     partition: str | None = None,
+    columns: Sequence[Sequence[str]] | None = None,
 ) -> tuple[Any, ...]:
-    """Return a `materializations` row for `StateStore.write_batch`."""
+    """Return a `materializations` row for `StateStore.write_batch`.
+
+    `columns` is the relation's `(name, type)` pairs in order (None when unknown).
+    """
     return (
         asset,
         partition,
@@ -405,6 +575,36 @@ def materialization_row(
         duration_s,
         code_version,
         _json(metadata),
+        json.dumps([[str(n), str(t)] for n, t in columns]) if columns is not None else None,
+    )
+
+
+def check_result_row(
+    run_id: str,
+    check_id: str,
+    name: str,
+    kind: str,
+    asset: str,
+    status: str,
+    blocking: bool,
+    checked_at: str,
+    message: str = "",
+    metadata: dict[str, Any] | None = None,
+    partition: str | None = None,
+) -> tuple[Any, ...]:
+    """Return a `check_results` row for `StateStore.write_batch`."""
+    return (
+        run_id,
+        check_id,
+        name,
+        kind,
+        asset,
+        partition,
+        status,
+        1 if blocking else 0,
+        message,
+        _json(metadata),
+        checked_at,
     )
 
 

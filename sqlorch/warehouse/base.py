@@ -63,6 +63,10 @@ class Warehouse(Protocol):
         """Return the columns of `key` (empty when it does not exist)."""
         ...
 
+    def table_columns(self, keys: list[str]) -> dict[str, list[Column]]:
+        """Return the columns of each existing relation among `keys` (one round trip)."""
+        ...
+
     def close(self) -> None:
         """Release this session's connection."""
         ...

@@ -290,6 +290,23 @@ class DuckDBWarehouse:
         ).fetchall()
         return [Column(n, t) for n, t in rows]
 
+    def table_columns(self, keys: list[str]) -> dict[str, list[Column]]:
+        """Return the columns (in order) of each existing table or view among `keys`, at once."""
+        if not keys:
+            return {}
+        wanted = {k.lower(): k for k in keys}
+        rows = self._con.execute(
+            "SELECT lower(schema_name) || '.' || lower(table_name), column_name, data_type "
+            "FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND list_contains(?, lower(schema_name) || '.' || lower(table_name)) "
+            "ORDER BY schema_name, table_name, column_index",
+            [list(wanted)],
+        ).fetchall()
+        out: dict[str, list[Column]] = {}
+        for low, name, dtype in rows:
+            out.setdefault(wanted[low], []).append(Column(name, dtype))
+        return out
+
     def close(self) -> None:
         """Close this session's connection."""
         try:

@@ -1,0 +1,48 @@
+"""What a run's executor is told beyond the plan: checks' inputs, retries, rates, the clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlorch.checks import CheckDefinition, Observed
+from sqlorch.retries import RateLimiter, RetryPolicy
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPolicies:
+    """Per-run inputs of the executor besides the plan (defaults: none, real clock).
+
+    Attributes:
+        python_checks: `@check` definitions by check unique id.
+        previous: each asset's materialization before this run (built-in checks compare).
+        retries: retry policy by asset key (from settings; `@asset(retries=)` is on the
+            definition and loses to settings).
+        pool_rates: requests per second by pool name (`context.throttle()`).
+        now: the wall clock (freshness checks).
+        sleep: waits between attempts (None: real waiting, cut short by Ctrl-C).
+        monotonic: the clock of rate limits.
+    """
+
+    python_checks: Mapping[str, CheckDefinition] = field(default_factory=dict)
+    previous: Mapping[str, Observed] = field(default_factory=dict)
+    retries: Mapping[str, RetryPolicy] = field(default_factory=dict)
+    pool_rates: Mapping[str, float] = field(default_factory=dict)
+    now: Callable[[], datetime] = _now
+    sleep: Callable[[float], Any] | None = None
+    monotonic: Callable[[], float] = time.monotonic
+
+    def rate_limiters(self) -> dict[str, RateLimiter]:
+        """One token bucket per rate-limited pool, for one run."""
+        sleep = self.sleep or time.sleep
+        return {
+            pool: RateLimiter(rate, clock=self.monotonic, sleep=sleep)
+            for pool, rate in self.pool_rates.items()
+        }

@@ -1,0 +1,362 @@
+"""What a build records about each table: columns, metadata, dbt's numbers, check results.
+
+A tiny project mixes a Python asset, a view, tables and dbt tests of both severities; the
+state store is read back through its public read methods (what staleness and lineage use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TinyProject, query, run_cli, tables
+
+from sqlorch.state.store import StateStore
+
+pytestmark = pytest.mark.dbt
+
+Make = Callable[..., TinyProject]
+
+ORDERS = """
+    import pyarrow as pa
+
+    from sqlorch import MaterializeResult, asset
+
+
+    @asset
+    def orders(context):
+        context.add_metadata(source="unit")
+        amounts = {amounts}
+        return MaterializeResult(
+            pa.table({{"id": list(range(1, len(amounts) + 1)), "amount": amounts}}),
+            metadata={{"api_calls": 3}},
+        )
+"""
+
+PROJECT = {
+    "models/sources.yml": """
+        version: 2
+        sources:
+          - name: raw
+            schema: raw
+            tables:
+              - name: orders
+    """,
+    "models/stg_orders.sql": "select id, amount from {{ source('raw', 'orders') }}\n",
+    "models/big_orders.sql": (
+        "{{ config(materialized='table') }}\n"
+        "select id, amount * 2 as doubled from {{ ref('stg_orders') }}\n"
+    ),
+    "models/after_big.sql": (
+        "{{ config(materialized='table') }}\nselect * from {{ ref('big_orders') }}\n"
+    ),
+    "models/schema.yml": """
+        version: 2
+        models:
+          - name: stg_orders
+            columns:
+              - name: id
+                data_tests:
+                  - accepted_values:
+                      arguments:
+                        values: [1, 2]
+                      config:
+                        severity: warn
+          - name: big_orders
+            columns:
+              - name: doubled
+                data_tests:
+                  - not_null
+    """,
+}
+
+
+def orders(amounts: list[float | None]) -> dict[str, str]:
+    return {"ingest/orders.py": ORDERS.format(amounts=repr(amounts))}
+
+
+def store_of(project: TinyProject) -> StateStore:
+    return StateStore(project.path / ".sqlorch" / "state.db", readonly=True)
+
+
+@pytest.fixture
+def failing(make_dbt_project: Make) -> tuple[TinyProject, Any]:
+    """The project after a build whose blocking not_null test on big_orders failed."""
+    project = make_dbt_project(PROJECT, orders([1.5, 2.0, None]))
+    result = run_cli(project.path, "build")
+    return project, result
+
+
+def test_a_failing_blocking_test_stops_downstream_and_a_warn_test_does_not(
+    failing: tuple[TinyProject, Any],
+) -> None:
+    project, result = failing
+    assert result.exit_code == 1, result.describe()
+    status = {s["key"]: s for s in run_cli(project.path, "status", "--json").json()}
+    # the warn test on stg_orders warned; big_orders still ran (and was materialized)
+    assert status["main.big_orders"]["last_outcome"] == "success", result.describe()
+    # its blocking test failed: what reads it was not built
+    assert status["main.after_big"]["last_outcome"] == "skipped", result.describe()
+    assert "main.after_big" not in tables(project.db)
+    assert "not_null_big_orders_doubled" in result.output
+
+
+def test_check_results_are_recorded_per_asset(failing: tuple[TinyProject, Any]) -> None:
+    project, _ = failing
+    store = store_of(project)
+    big = store.check_results(asset="main.big_orders")
+    assert [(r.name, r.status, r.blocking, r.kind) for r in big] == [
+        ("not_null_big_orders_doubled", "fail", True, "dbt_test")
+    ]
+    assert big[0].metadata["failures"] == 1
+    stg = store.check_results(asset="main.stg_orders")
+    assert [(r.status, r.blocking) for r in stg] == [("warn", False)]
+    failing_checks = store.failing_blocking_checks()
+    assert set(failing_checks) == {"main.big_orders"}
+    assert failing_checks["main.big_orders"][0].check_id.startswith("test.tiny.not_null")
+
+
+def test_the_next_build_retries_it_and_a_pass_clears_the_failure(
+    failing: tuple[TinyProject, Any],
+) -> None:
+    project, _ = failing
+    project.write(orders([1.5, 2.0, 4.0]))
+    again = run_cli(project.path, "build")
+    assert again.exit_code == 0, again.describe()
+    assert query(project.db, "select count(*) from main.after_big") == [(3,)]
+    store = store_of(project)
+    assert store.failing_blocking_checks() == {}
+    statuses = [r.status for r in store.check_results(asset="main.big_orders")]
+    assert statuses == ["pass", "fail"]  # newest first
+
+
+def test_columns_and_types_of_every_materialization(failing: tuple[TinyProject, Any]) -> None:
+    project, _ = failing
+    columns = store_of(project).latest_columns()
+    assert columns["raw.orders"] == [("id", "BIGINT"), ("amount", "DOUBLE")]
+    assert columns["main.stg_orders"] == [("id", "BIGINT"), ("amount", "DOUBLE")]  # a view
+    assert columns["main.big_orders"] == [("id", "BIGINT"), ("doubled", "DOUBLE")]
+    assert "main.after_big" not in columns  # never materialized
+
+
+def test_python_metadata_and_dbt_numbers_are_recorded(failing: tuple[TinyProject, Any]) -> None:
+    project, _ = failing
+    store = store_of(project)
+    (py,) = store.materializations("raw.orders")
+    assert py.metadata == {"api_calls": 3, "source": "unit"}
+    assert py.rows == 3 and py.duration_s is not None and py.code_version
+    (big,) = store.materializations("main.big_orders")
+    assert big.rows == 3  # counted: dbt-duckdb reports no rows_affected
+    assert set(big.metadata["dbt_timing"]) == {"compile", "execute"}
+    assert all(v >= 0 for v in big.metadata["dbt_timing"].values())
+    (view,) = store.materializations("main.stg_orders")
+    assert view.rows is None  # a view has no row count
+
+
+def test_state_store_migrates_a_version_one_store(tmp_path: Path) -> None:
+    """A store written before this migration keeps its rows and gains the new tables."""
+    import sqlite3
+
+    from sqlorch.state.migrations import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (1);"
+        + MIGRATIONS[0]
+        + ";INSERT INTO materializations (asset, run_id, materialized_at, rows) "
+        "VALUES ('raw.a', 'r0', '2026-01-01T00:00:00Z', 5);"
+    )
+    con.commit()
+    con.close()
+    store = StateStore(path)
+    (old,) = store.materializations("raw.a")
+    assert old.rows == 5 and old.columns is None
+    assert store.latest_columns() == {}
+    assert store.failing_blocking_checks() == {}
+
+
+def test_dbt_metadata_keeps_what_the_adapter_reports() -> None:
+    from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+    from sqlorch.executor import dbt_metadata
+
+    ev = DbtNodeEvent(
+        "model.p.m",
+        DbtPhase.FINISHED,
+        status="success",
+        rows_affected=42,
+        adapter_response={"code": "INSERT", "rows_affected": 42, "query_id": "q1"},
+        timing={"compile": 0.1, "execute": 2.5},
+    )
+    assert dbt_metadata(ev) == {
+        "rows_affected": 42,
+        "dbt_timing": {"compile": 0.1, "execute": 2.5},
+        "adapter_response": {"code": "INSERT", "query_id": "q1"},
+    }
+    assert dbt_metadata(DbtNodeEvent("model.p.m", DbtPhase.FINISHED)) == {}
+
+
+# --------------------------------------------------------------------------- @check and built-ins
+
+EVENTS = {
+    "pyproject.toml": """
+        [tool.sqlorch]
+        check_modules = ["quality"]
+
+        [tool.sqlorch.checks."raw.events"]
+        row_count = { max_drop_pct = 50 }
+    """,
+    "models/sources.yml": """
+        version: 2
+        sources:
+          - name: raw
+            schema: raw
+            tables:
+              - name: events
+    """,
+    "models/stg_events.sql": (
+        "{{ config(materialized='table') }}\nselect * from {{ source('raw', 'events') }}\n"
+    ),
+    "models/final.sql": (
+        "{{ config(materialized='table') }}\nselect * from {{ ref('stg_events') }}\n"
+    ),
+    "models/schema.yml": """
+        version: 2
+        models:
+          - name: stg_events
+            config:
+              meta:
+                sqlorch:
+                  checks:
+                    schema_change: true
+    """,
+}
+EVENTS_PYTHON = {
+    "ingest/events.py": """
+        from pathlib import Path
+
+        import pyarrow as pa
+
+        from sqlorch import asset
+
+        HERE = Path(__file__).resolve().parent.parent
+
+
+        @asset
+        def events():
+            n = int((HERE / "n.txt").read_text())
+            cols = {"id": list(range(n)), "v": [1.0] * n}
+            if (HERE / "drop_v").exists():
+                del cols["v"]
+            return pa.table(cols)
+    """,
+    "quality/checks.py": """
+        from pathlib import Path
+
+        from sqlorch import CheckResult, check
+
+        HERE = Path(__file__).resolve().parent.parent
+
+
+        @check(asset="stg_events")
+        def ids_are_unique(connection):
+            (dupes,) = connection.execute(
+                "select count(*) - count(distinct id) from main.stg_events"
+            ).fetchone()
+            broken = (HERE / "fail_check").exists()
+            message = "forced" if broken else ""
+            return CheckResult(dupes == 0 and not broken, message, {"dupes": dupes})
+    """,
+}
+
+
+def build_with(project: TinyProject, n: int) -> Any:
+    (project.path / "n.txt").write_text(str(n))
+    return run_cli(project.path, "build")
+
+
+def outcomes(project: TinyProject) -> dict[str, str]:
+    return {s["key"]: s["last_outcome"] for s in run_cli(project.path, "status", "--json").json()}
+
+
+def test_builtin_and_python_checks_from_settings_meta_and_check_modules(
+    make_dbt_project: Make,
+) -> None:
+    project = make_dbt_project(EVENTS, EVENTS_PYTHON)
+    first = build_with(project, 1000)
+    assert first.exit_code == 0, first.describe()
+    store = store_of(project)
+    ran = {(r.name, r.kind, r.status) for r in store.check_results()}
+    assert ran == {
+        ("row_count_events", "builtin", "pass"),
+        ("schema_change_stg_events", "builtin", "pass"),
+        ("ids_are_unique", "python", "pass"),
+    }
+
+    # a 10% drop passes
+    second = build_with(project, 900)
+    assert second.exit_code == 0, second.describe()
+
+    # a 60% drop fails the blocking row-count check: nothing downstream of raw.events runs
+    third = build_with(project, 360)
+    assert third.exit_code == 1, third.describe()
+    assert "rows dropped 60.0% (900 -> 360)" in third.flat
+    assert outcomes(project)["main.stg_events"] == "skipped"
+    assert set(store.failing_blocking_checks()) == {"raw.events"}
+    assert query(project.db, "select count(*) from main.final") == [(900,)]
+
+    # compared with 360 now, the same count passes and the rest catches up
+    fourth = build_with(project, 360)
+    assert fourth.exit_code == 0, fourth.describe()
+    assert query(project.db, "select count(*) from main.final") == [(360,)]
+    assert store.failing_blocking_checks() == {}
+
+    # a column removed from stg_events: schema_change (from dbt meta) blocks final
+    (project.path / "drop_v").touch()
+    fifth = build_with(project, 360)
+    assert fifth.exit_code == 1, fifth.describe()
+    assert "column(s) removed: v" in fifth.flat
+    assert outcomes(project)["main.final"] == "skipped"
+    (project.path / "drop_v").unlink()
+
+    # the Python check from check_modules gates the dbt model downstream of its asset
+    (project.path / "fail_check").touch()
+    sixth = build_with(project, 360)
+    assert sixth.exit_code == 1, sixth.describe()
+    assert "ids_are_unique" in sixth.flat and "forced" in sixth.flat
+    assert outcomes(project)["main.stg_events"] == "success"
+    assert outcomes(project)["main.final"] == "skipped"
+    failing = store.failing_blocking_checks()
+    assert [r.name for r in failing["main.stg_events"]] == ["ids_are_unique"]
+    assert failing["main.stg_events"][0].metadata["dupes"] == 0
+
+
+def test_a_check_of_an_unknown_asset_is_a_clear_error(make_dbt_project: Make) -> None:
+    from conftest import assert_clean_error
+
+    project = make_dbt_project(
+        {"models/a.sql": "select 1 as x\n"},
+        {
+            "ingest/checks.py": """
+                from sqlorch import check
+
+
+                @check(asset="nope")
+                def c(connection):
+                    return True
+            """
+        },
+    )
+    assert_clean_error(run_cli(project.path, "build"), 2, "ingest/checks.py:4", "'nope'")
+    project.write(
+        {
+            "ingest/checks.py": "",
+            "pyproject.toml": """
+                [tool.sqlorch.checks.a]
+                row_cnt = true
+            """,
+        }
+    )
+    assert_clean_error(run_cli(project.path, "build"), 2, "row_cnt", "pyproject.toml")
