@@ -389,6 +389,28 @@ class Executor:
         return [list(r) for r in step.partitions or ()]
 
     def _run_python_chunk(self, key: str, chunk: Chunk) -> None:
+        """Run one chunk of a partitioned Python asset, retrying as its policy allows."""
+        policy = self.side.retries.get(key) or self.python_fns[key].retry
+        attempt = 1
+        while True:
+            error = self._attempt_python_chunk(key, chunk, attempt)
+            if error is None:
+                return
+            message, tb, exc = error
+            delay = None if self.cancelled else next_delay(policy, attempt, exc)
+            if delay is None:
+                self._queue.put(_Msg("chunk_failed", key, (chunk, message, tb)))
+                return
+            self._queue.put(_Msg("retry", key, (attempt, message, delay)))
+            self._sleep(delay)
+            if self.cancelled:
+                self._queue.put(_Msg("chunk_failed", key, (chunk, message + " (cancelled)", tb)))
+                return
+            attempt += 1
+
+    def _attempt_python_chunk(
+        self, key: str, chunk: Chunk, attempt: int
+    ) -> tuple[str, str, BaseException] | None:
         from sqlorch.partition_runs import run_python_chunk
 
         fn = self.python_fns[key]
@@ -409,6 +431,7 @@ class Executor:
                 warehouse=session,
                 log=logger,
                 rate_limiter=self._limiters.get(node.pool or ""),
+                attempt=attempt,
             )
             started = time.perf_counter()
             try:
@@ -425,11 +448,12 @@ class Executor:
                 raise _user_error(key, node.file, exc) from exc
             duration = time.perf_counter() - started
             self._queue.put(_Msg("chunk_done", key, (chunk, rows, duration, metadata)))
+            return None
         except SqlorchError as exc:
-            self._queue.put(_Msg("chunk_failed", key, (chunk, exc.message, traceback.format_exc())))
+            return exc.message, traceback.format_exc(), exc
         except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
             msg = f"Python asset {key!r} failed: {type(exc).__name__}: {exc}"
-            self._queue.put(_Msg("chunk_failed", key, (chunk, msg, traceback.format_exc())))
+            return msg, traceback.format_exc(), exc
         finally:
             if session is not None:
                 session.close()
@@ -466,6 +490,9 @@ class Executor:
             )
             start_hooks = not self._start_hooks_done
             self._start_hooks_done = True
+            end_hooks = not any(self._chunks[k] for k in self._partitioned_dbt) and not any(
+                self.status[k] is Status.PENDING for k in self._dbt_keys
+            )
             self._dbt_busy = True
             self._dbt_invocations += 1
             n = self._dbt_invocations
@@ -476,7 +503,7 @@ class Executor:
             )
             thread = threading.Thread(
                 target=self._run_dbt_chunk,
-                args=(n, key, chunk, selectors, extra, start_hooks),
+                args=(n, key, chunk, selectors, extra, start_hooks, end_hooks),
                 name=f"sqlorch-dbt-{n}",
                 daemon=True,
             )
@@ -492,6 +519,7 @@ class Executor:
         selectors: list[str],
         extra: list[str],
         start_hooks: bool,
+        end_hooks: bool,
     ) -> None:
         def on_event(ev: DbtNodeEvent) -> None:
             from sqlorch.dbt.runner import DbtPhase
@@ -507,7 +535,7 @@ class Executor:
                 threads=self.threads,
                 on_event=on_event,
                 start_hooks=start_hooks,
-                end_hooks=False,
+                end_hooks=end_hooks,
                 extra_args=extra,
             )
         except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
@@ -639,7 +667,7 @@ class Executor:
         in_segment = set(steps)
         remaining_dbt = [
             k for k in self._dbt_keys if self.status[k] is Status.PENDING and k not in in_segment
-        ]
+        ] + [k for k in self._partitioned_dbt if self._chunks[k]]
         start_hooks = not self._start_hooks_done
         end_hooks = not remaining_dbt
         self._start_hooks_done = True

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.assets import AssetContext, MaterializeResult, PartitionContext
 from sqlorch.errors import AssetError
 from sqlorch.partitions import (
+    PartitionError,
     PartitionsDefinition,
     PartitionSet,
     Prefix,
@@ -25,8 +26,11 @@ from sqlorch.partitions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sqlorch.assets import AssetDefinition
-    from sqlorch.graph import AssetNode
+    from sqlorch.graph import AssetGraph, AssetNode
+    from sqlorch.planner import Step
     from sqlorch.warehouse.base import Warehouse
 
 DEFAULT_DBT_MAX_PARTITIONS: int | None = None
@@ -152,3 +156,33 @@ def dbt_window_args(node: AssetNode, chunk: Chunk) -> list[str]:
     if not isinstance(axis, TimeWindows) and axis.column:
         values[f"partition_{axis.column}"] = list(axis.keys[chunk.lo : chunk.hi + 1])
     return ["--vars", json.dumps(values)]
+
+
+def check_partition_columns(graph: AssetGraph, steps: Iterable[Step], warehouse: Warehouse) -> None:
+    """Refuse to run partitions of a table that exists without its partition columns.
+
+    Raises:
+        PartitionError: a planned partitioned asset's table lacks a partition column.
+    """
+    for step in steps:
+        node = graph.assets[step.key]
+        if not step.partitions or node.partitions is None:
+            continue
+        wanted = node.partitions.columns
+        if not wanted:
+            continue
+        have = {c.name.lower() for c in warehouse.columns(step.key)}
+        if not have:
+            continue  # not built yet: the first write checks the output itself
+        missing = [c for c in wanted if c.lower() not in have]
+        if missing:
+            where = f"{node.file}:{node.line}" if node.line else (node.file or node.key)
+            raise PartitionError(
+                f"Asset {node.key} ({where}) is partitioned on {', '.join(wanted)} but its "
+                f"table has no column {', '.join(missing)} (it has: "
+                f"{', '.join(sorted(have))}). Fix `column=` in the partition definition, or "
+                "add the column to the asset's output; nothing ran.",
+                asset=node.key,
+                file=node.file,
+                line=node.line,
+            )

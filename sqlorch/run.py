@@ -376,6 +376,14 @@ def execute(
     settings = project.settings
     run_id = new_run_id()
     warehouse = open_warehouse(project) if plan.steps else None
+    if warehouse is not None and any(s.partitions for s in plan.steps):
+        from sqlorch.partition_runs import check_partition_columns
+
+        try:
+            check_partition_columns(project.graph, plan.steps, warehouse)
+        except BaseException:
+            warehouse.close()
+            raise
     store.mark_abandoned_runs(utcnow())
     store.start_run(run_id, command, selection, utcnow())
     outcome: RunOutcome | None = None

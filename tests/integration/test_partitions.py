@@ -292,3 +292,111 @@ def test_a_microbatch_model_without_begin_is_a_clear_error(
     r = cli(sqlorch, p, "build")
     assert r.exit_code == 2, r.describe()
     assert "begin" in r.flat and "mb" in r.flat
+
+
+SLOW = """
+import time
+from datetime import timedelta
+
+import pyarrow as pa
+
+from sqlorch import AssetContext, asset, daily
+
+
+@asset(schema="raw", partitions=daily("2024-01-01", end="2024-01-31", column="event_date"))
+def slow(context: AssetContext) -> pa.Table:
+    time.sleep(0.3)
+    day = context.partition.start.date()
+    days = [day + timedelta(days=0)] * 1000
+    return pa.table({"event_date": pa.array(days, pa.date32()), "value": list(range(1000))})
+"""
+
+
+def test_kill_9_during_a_backfill_then_build_completes_and_the_ledger_never_lies(
+    sqlorch: Callable[..., CliResult], make_dbt_project: Callable[..., TinyProject]
+) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import clean_environ
+
+    p = make_dbt_project({}, {"ingest/slow.py": SLOW})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sqlorch.cli",
+            "backfill",
+            "raw.slow",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-30",
+            "--threads",
+            "2",
+            "--project-dir",
+            str(p.path),
+        ],
+        cwd=p.path,
+        env=clean_environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = p.path / ".sqlorch" / "state.db"
+    deadline = time.monotonic() + 120
+    done_rows: list[tuple[str, str]] = []
+    while time.monotonic() < deadline and not done_rows:
+        time.sleep(0.2)
+        if state.exists():
+            try:
+                with sqlite3.connect(state) as con:
+                    done_rows = con.execute(
+                        "select lo, hi from partition_ledger where status = 'done'"
+                    ).fetchall()
+            except sqlite3.OperationalError:
+                pass  # the table does not exist yet
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert done_rows, "the backfill recorded nothing before it was killed"
+    # every partition the ledger calls done has its rows
+    doc = cli(sqlorch, p, "partitions", "raw.slow", "--json").json()
+    assert doc["partitions"]["missing"], "killed too late: nothing left to resume"
+    for lo, hi in doc["partitions"]["done"]:
+        n = scalar(
+            p.db, f"select count(*) from raw.slow where event_date between '{lo}' and '{hi}'"
+        )
+        days = scalar(p.db, f"select date_diff('day', date '{lo}', date '{hi}') + 1")
+        assert n == days * 1000
+    r = cli(sqlorch, p, "build")
+    assert r.exit_code == 0, r.describe()
+    assert scalar(p.db, "select count(*) from raw.slow") == 30 * 1000
+    assert scalar(p.db, "select count(distinct event_date) from raw.slow") == 30
+    doc = cli(sqlorch, p, "partitions", "raw.slow", "--json").json()
+    assert doc["partitions"]["done"] == [["2024-01-01", "2024-01-30"]]
+
+
+def test_a_partition_column_the_table_lacks_is_an_error_before_anything_runs(
+    sqlorch: Callable[..., CliResult], project: TinyProject
+) -> None:
+    assert cli(sqlorch, project, "build").exit_code == 0
+    before = table_hash(project.db, "raw.events")
+    events = (project.path / "ingest" / "events.py").read_text()
+    project.write(
+        {
+            "ingest/events.py": events.replace(
+                'end="2024-03-01", column="event_date"))\ndef events(',
+                'end="2024-03-01", column="event_day"))\ndef events(',
+            )
+        }
+    )
+    r = cli(
+        sqlorch, project, "backfill", "raw.events", "--from", "2024-01-01", "--to", "2024-01-02"
+    )
+    assert_clean_error(r, 2, "raw.events", "no column event_day", "nothing ran")
+    assert table_hash(project.db, "raw.events") == before
+    assert len(cli(sqlorch, project, "runs", "--json").json()) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sqlorch.graph import AssetGraph, AssetKind, AssetNode
@@ -151,6 +151,7 @@ def members(rs: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> set[int]
     return {i for lo, hi in rs for i in range(lo, hi + 1)}
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ranges, ranges)
 def test_set_algebra_matches_python_sets(
     a: list[tuple[int, int]], b: list[tuple[int, int]]
@@ -164,8 +165,8 @@ def test_set_algebra_matches_python_sets(
     assert len(ps(*a) | ps(*b)) == len(members(a) | members(b))
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 20), st.booleans()), max_size=30))
-@settings(max_examples=200)
 def test_ledger_records_the_latest_status_of_every_partition(
     writes: list[tuple[int, int, bool]],
 ) -> None:
@@ -231,6 +232,7 @@ def test_static_by_key_and_all_partitions() -> None:
     assert len(upstream_of(b, d, all_partitions(), ps((0, 0)), NOW)) == 31
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 364), st.integers(0, 30))
 def test_mappings_are_consistent_both_ways(lo: int, length: int) -> None:
     d = daily("2013-01-01", end="2014-01-01")
