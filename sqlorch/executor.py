@@ -459,15 +459,74 @@ class Executor:
                 session.close()
 
     def _launch_dbt_chunk(self) -> bool:
-        """Start one invocation for the next chunk of a ready partitioned dbt model."""
+        """Start one invocation for the next chunk of the ready partitioned dbt models.
+
+        Partitioned models whose next chunks hand dbt the same window (the same vars) join
+        one invocation, in which dbt orders them: a backfill of a model and the models
+        downstream that read the same days is one dbt start-up.
+        """
         assert self.invoker is not None and self.dbt_project is not None
+        from sqlorch.dbt.manifest import compress_selection
+        from sqlorch.partition_runs import dbt_window_args
+
+        group: list[tuple[str, Chunk]] = []
+        extra: list[str] | None = None
+        chosen: set[str] = set()
         for key in self._partitioned_dbt:
             st = self.status[key]
-            if st is Status.PENDING:
-                if not self._deps_ready(key) or any(
-                    self.status[a] is not Status.SUCCEEDED for a in self._python_ancestors[key]
-                ):
-                    continue
+            if st not in (Status.PENDING, Status.RUNNING) or not self._chunks[key]:
+                continue
+            if self._inflight[key]:
+                continue
+            ready = all(
+                self.status.get(p, Status.SUCCEEDED) is Status.SUCCEEDED or p in chosen
+                for p in self.graph.parents(key)
+            ) and all(
+                self.status[a] is Status.SUCCEEDED or a in chosen
+                for a in self._python_ancestors[key]
+            )
+            # dbt checks of a parent in this group run in the invocation, before `key`
+            if not ready or any(
+                self.check_status[c] in ("pending", "running")
+                and not set(self._checks[c].asset_keys) & chosen
+                for c in self._awaited_checks(key)
+            ):
+                continue
+            if not all(self.check_status[c] in _PASSED for c in self._gating_checks(key)):
+                continue
+            if any(
+                a in self._chunks and a not in chosen and self._chunks[a]
+                for a in self.graph.ancestors(key)
+            ):
+                continue  # an upstream partitioned model still has chunks to run
+            args = dbt_window_args(self.graph.assets[key], self._chunks[key][0])
+            if extra is None:
+                extra = args
+            elif args != extra:
+                continue
+            group.append((key, self._chunks[key].pop(0)))
+            chosen.add(key)
+        if not group or extra is None:
+            return False
+        # the dbt tests of models whose last chunk this is run with them, as in a segment
+        final = {k for k, _ in group if not self._chunks[k]}
+        checks = [
+            uid
+            for uid, check in self._checks.items()
+            if check.runs_in_dbt
+            and self.check_status[uid] == "pending"
+            and uid not in self._check_blocked
+            and set(check.asset_keys) & final
+            and all(
+                self.status.get(k, Status.SUCCEEDED) is Status.SUCCEEDED or k in final
+                for k in check.asset_keys
+            )
+        ]
+        for c in checks:
+            self.check_status[c] = "running"
+        for key, _chunk in group:
+            self._inflight[key] += 1
+            if self.status[key] is Status.PENDING:
                 self.status[key] = Status.RUNNING
                 self.started_at[key] = time.perf_counter()
                 self._emit(
@@ -475,57 +534,51 @@ class Executor:
                     key,
                     data={"kind": self.kind[key].value, "partitions": self._step_ranges(key)},
                 )
-            elif st is not Status.RUNNING:
-                continue
-            if not self._chunks[key]:
-                continue
-            from sqlorch.dbt.manifest import compress_selection
-            from sqlorch.partition_runs import dbt_window_args
-
-            node = self.graph.assets[key]
-            chunk = self._chunks[key].pop(0)
-            self._inflight[key] += 1
-            selectors = compress_selection(
-                {node.unique_id or ""}, self.dbt_project.runnable_fqns, frozenset()
-            )
-            start_hooks = not self._start_hooks_done
-            self._start_hooks_done = True
-            end_hooks = not any(self._chunks[k] for k in self._partitioned_dbt) and not any(
-                self.status[k] is Status.PENDING for k in self._dbt_keys
-            )
-            self._dbt_busy = True
-            self._dbt_invocations += 1
-            n = self._dbt_invocations
-            extra = dbt_window_args(node, chunk)
-            self._emit(
-                EventKind.DBT_INVOCATION_STARTED,
-                data={"invocation": n, "nodes": 1, "checks": 0, "selectors": len(selectors)},
-            )
-            thread = threading.Thread(
-                target=self._run_dbt_chunk,
-                args=(n, key, chunk, selectors, extra, start_hooks, end_hooks),
-                name=f"sqlorch-dbt-{n}",
-                daemon=True,
-            )
-            thread.start()
-            return True
-        return False
+        selectors = compress_selection(
+            {self.graph.assets[k].unique_id or "" for k, _ in group} | set(checks),
+            self.dbt_project.runnable_fqns,
+            frozenset(),
+        )
+        start_hooks = not self._start_hooks_done
+        self._start_hooks_done = True
+        end_hooks = not any(self._chunks[k] for k in self._partitioned_dbt) and not any(
+            self.status[k] is Status.PENDING for k in self._dbt_keys
+        )
+        self._dbt_busy = True
+        self._dbt_invocations += 1
+        n = self._dbt_invocations
+        self._emit(
+            EventKind.DBT_INVOCATION_STARTED,
+            data={
+                "invocation": n,
+                "nodes": len(group),
+                "checks": len(checks),
+                "selectors": len(selectors),
+                "window": extra,
+            },
+        )
+        thread = threading.Thread(
+            target=self._run_dbt_chunk,
+            args=(n, group, checks, selectors, extra, start_hooks, end_hooks),
+            name=f"sqlorch-dbt-{n}",
+            daemon=True,
+        )
+        thread.start()
+        return True
 
     def _run_dbt_chunk(
         self,
         n: int,
-        key: str,
-        chunk: Chunk,
+        group: list[tuple[str, Chunk]],
+        checks: list[str],
         selectors: list[str],
         extra: list[str],
         start_hooks: bool,
         end_hooks: bool,
     ) -> None:
         def on_event(ev: DbtNodeEvent) -> None:
-            from sqlorch.dbt.runner import DbtPhase
-
-            if ev.phase is DbtPhase.LOG:
-                self._queue.put(_Msg("dbt_event", "", ev))
+            # partitioned models' own results are read from the invocation's result
+            self._queue.put(_Msg("dbt_event", "", ev))
 
         assert self.invoker is not None
         try:
@@ -543,7 +596,7 @@ class Executor:
             from sqlorch.dbt.runner import InvocationResult
 
             result = InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
-        self._queue.put(_Msg("dbt_chunk_done", key, (chunk, result)))
+        self._queue.put(_Msg("dbt_chunk_done", "", (group, checks, result)))
 
     def _on_chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
         node = self.graph.assets[key]
@@ -589,7 +642,13 @@ class Executor:
         elif self._chunks[key]:
             self._skip(key, "run cancelled before every partition ran")
         else:
-            self._succeed(key, self._chunk_rows.get(key), None, {})
+            step = self._step_ranges(key)
+            definition = self.graph.assets[key].partitions
+            assert definition is not None
+            from sqlorch.partitions import parse_ranges
+
+            count = len(parse_ranges(definition, step))
+            self._succeed(key, self._chunk_rows.get(key), None, {"partitions": count})
 
     def _gating_checks(self, key: str) -> list[str]:
         """The blocking checks sqlorch runs on `key`'s ancestors that a dbt node must await.
@@ -899,9 +958,9 @@ class Executor:
             self._on_chunk_failed(msg.key, chunk, error, tb)
             return
         if msg.kind == "dbt_chunk_done":
-            chunk, result = msg.payload
+            group, checks, result = msg.payload
             self._dbt_busy = False
-            self._on_dbt_chunk_done(msg.key, chunk, result)
+            self._on_dbt_chunk_done(group, checks, result)
             return
         if msg.kind == "python_done":
             rows, duration, metadata, columns = msg.payload
@@ -987,10 +1046,13 @@ class Executor:
         else:
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
 
-    def _on_dbt_chunk_done(self, key: str, chunk: Chunk, result: InvocationResult) -> None:
-        node = self.graph.assets[key]
-        uid = node.unique_id or ""
-        st = result.statuses.get(uid)
+    def _on_dbt_chunk_done(
+        self, group: list[tuple[str, Chunk]], checks: list[str], result: InvocationResult
+    ) -> None:
+        for uid in checks:
+            if self.check_status[uid] == "running":
+                st = result.statuses.get(uid)
+                self.check_status[uid] = st or ("error" if result.error else "skipped")
         self._emit(
             EventKind.DBT_INVOCATION_FINISHED,
             level="info" if result.success else "warning",
@@ -1002,18 +1064,35 @@ class Executor:
                 "args": result.args,
             },
         )
-        if st == "success":
-            rows = None
-            if self.warehouse is not None and node.materialized not in _TABLE_LIKE_EXCLUDED:
-                try:
-                    rows = self.warehouse.row_counts([key]).get(key)
-                except Exception:  # noqa: BLE001 - a row count must never fail a run
-                    log.debug("row count failed", exc_info=True)
-            self._chunk_rows[key] = 0
-            self._on_chunk_done(key, chunk, rows, result.seconds)
-        else:
-            message = result.messages.get(uid) or result.error or "dbt did not run the model"
-            self._on_chunk_failed(key, chunk, _dbt_error(self.graph, key, message), None)
+        counted: dict[str, int] = {}
+        if self.warehouse is not None:
+            tables = [
+                k
+                for k, _ in group
+                if result.statuses.get(self.graph.assets[k].unique_id or "") == "success"
+                and self.graph.assets[k].materialized not in _TABLE_LIKE_EXCLUDED
+            ]
+            try:
+                counted = self.warehouse.row_counts(tables) if tables else {}
+            except Exception:  # noqa: BLE001 - a row count must never fail a run
+                log.debug("row count failed", exc_info=True)
+        for key, chunk in group:
+            uid = self.graph.assets[key].unique_id or ""
+            st = result.statuses.get(uid)
+            if st == "success":
+                self._chunk_rows[key] = 0
+                self._on_chunk_done(key, chunk, counted.get(key), result.seconds)
+            else:
+                message = (
+                    result.messages.get(uid)
+                    or result.error
+                    or (
+                        "skipped by dbt (an upstream node failed)"
+                        if st == "skipped"
+                        else "dbt did not run the model"
+                    )
+                )
+                self._on_chunk_failed(key, chunk, _dbt_error(self.graph, key, message), None)
 
     def _on_check_result(
         self,

@@ -292,28 +292,6 @@ def plan_asset(
     return PartitionPlan(missing=missing, failed=failed, stale=stale, code_changed=code_changed)
 
 
-def blocked_by_upstream(
-    definition: PartitionsDefinition,
-    parts: PartitionSet,
-    upstreams: Sequence[Upstream],
-    now: datetime,
-    will_run: Mapping[str, PartitionSet],
-) -> PartitionSet:
-    """The partitions of `parts` whose upstream partitions are neither done nor planned."""
-    blocked = PartitionSet()
-    for u in upstreams:
-        if u.definition is None:
-            continue
-        need = upstream_of(definition, u.definition, u.mapping, parts, now)
-        have = status_set(u.segments, SegmentStatus.DONE) | will_run.get(u.key, PartitionSet())
-        lacking = need - have
-        if lacking:
-            blocked = blocked | (
-                downstream_of(definition, u.definition, u.mapping, lacking, now) & parts
-            )
-    return blocked
-
-
 # -- planning over the graph ------------------------------------------------------------------
 
 _PASS_THROUGH = frozenset({"view", "ephemeral"})

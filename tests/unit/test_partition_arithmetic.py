@@ -301,3 +301,48 @@ def test_plan_graph_propagates_through_views_and_to_coarser_assets() -> None:
     # a newer upstream write makes the month stale
     ledgers["raw.ev"] = [seg(0, 59, "t1"), seg(10, 10, "t3", run="r3")]
     assert plan_graph(graph, list(graph.assets), ledgers, NOW)["marts.m"].parts == ps((0, 0))
+
+
+# -- what a partition run hands to dbt and to Python ------------------------------------------
+
+
+def test_dbt_window_args_for_meta_models_microbatch_and_static_keys() -> None:
+    import json
+
+    from sqlorch.partition_runs import Chunk, context_of, dbt_window_args
+
+    node = AssetNode("m.d", AssetKind.MODEL, "d", partitions=daily("2013-01-01"))
+    args = dbt_window_args(node, Chunk((), 59, 89))
+    assert args[0] == "--vars"
+    assert json.loads(args[1]) == {"start_date": "2013-03-01", "end_date": "2013-04-01"}
+    hourly_node = AssetNode("m.h", AssetKind.MODEL, "h", partitions=hourly("2013-01-01T00:00"))
+    assert json.loads(dbt_window_args(hourly_node, Chunk((), 5, 6))[1]) == {
+        "start_date": "2013-01-01 05:00:00",
+        "end_date": "2013-01-01 07:00:00",
+    }
+    mb = AssetNode(
+        "m.mb",
+        AssetKind.MODEL,
+        "mb",
+        partitions=daily("2013-01-01", timezone="America/New_York"),
+        metadata={"sqlorch_microbatch": True},
+    )
+    # microbatch windows are UTC
+    assert dbt_window_args(mb, Chunk((), 0, 1)) == [
+        "--event-time-start",
+        "2013-01-01T05:00:00",
+        "--event-time-end",
+        "2013-01-03T05:00:00",
+    ]
+    both = multi(daily("2013-01-01", column="day"), static(["JFK", "LGA"], column="origin"))
+    st_node = AssetNode("m.s", AssetKind.MODEL, "s", partitions=both)
+    assert json.loads(dbt_window_args(st_node, Chunk(("LGA",), 0, 0))[1]) == {
+        "start_date": "2013-01-01",
+        "end_date": "2013-01-02",
+        "partition_origin": "LGA",
+    }
+    ctx = context_of(both, Chunk(("LGA",), 1, 2))
+    assert ctx.key == "2013-01-02|LGA" and ctx.keys == ("2013-01-02|LGA", "2013-01-03|LGA")
+    assert ctx.values == {"origin": "LGA"} and ctx.is_range
+    assert ctx.start == datetime(2013, 1, 2, tzinfo=UTC)
+    assert ctx.end == datetime(2013, 1, 4, tzinfo=UTC)
