@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -113,7 +114,8 @@ def cli() -> None:
 @_common
 @_selection
 @click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--full", is_flag=True, help="Rebuild every selected asset, stale or not.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
 @_handle_errors
@@ -125,11 +127,18 @@ def build(
     select: tuple[str, ...],
     exclude: tuple[str, ...],
     threads: int | None,
+    full: bool,
     dry_run: bool,
     as_json: bool,
     verbose: bool,
 ) -> None:
-    """Materialize the selected assets (default: all) in dependency order."""
+    """Materialize the stale selected assets (default: all) in dependency order.
+
+    An asset is stale when it was never materialized, its code (SQL, macros, config, vars,
+    target; a Python function's source) changed, an upstream asset was materialized after
+    it, its last attempt or a blocking check failed, or its table is missing. `sqlorch
+    status` shows why; `--full` rebuilds the selection regardless.
+    """
     from sqlorch.project import load_project
     from sqlorch.run import plan_build
     from sqlorch.state.store import StateStore
@@ -137,76 +146,302 @@ def build(
     settings = _settings(project_dir, profiles_dir, target, threads)
     project = load_project(settings)
     store = StateStore(settings.state_path)
-    plan = plan_build(project, store, select, exclude, _warn)
-    if dry_run:
-        _print_plan(plan, as_json)
-        return
-    if not plan.steps and not plan.checks:
-        _console().print("Nothing to build: the selection holds only observed sources.")
-        return
-    _run_plan(project, plan, store, select, exclude, threads, verbose, "build")
-
-
-def _print_plan(plan: Any, as_json: bool) -> None:
-    from sqlorch.render import escape
-
-    if as_json:
-        _emit_json(
-            {
-                "steps": [
-                    {
-                        "key": s.key,
-                        "kind": s.kind.value,
-                        "partitions": [list(r) for r in s.partitions] if s.partitions else None,
-                        "reasons": list(s.reasons),
-                    }
-                    for s in plan.steps
-                ]
-            }
-        )
-        return
-    console = _console()
-    console.print(f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks")
-    for s in plan.steps:
-        reasons = escape("; ".join(s.reasons))
-        console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
-        if s.partitions:
-            shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in s.partitions[:5])
-            more = f", ... ({len(s.partitions)} ranges)" if len(s.partitions) > 5 else ""
-            console.print(f"  {'':<8} [dim]partitions: {escape(shown)}{more}[/]")
+    plan = plan_build(project, store, select, exclude, _warn, full=full)
+    selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
+    _run_plan(project, store, plan, "build", selection, threads, dry_run, as_json, verbose)
 
 
 def _run_plan(
     project: Any,
-    plan: Any,
     store: Any,
-    select: tuple[str, ...],
-    exclude: tuple[str, ...],
-    threads: int | None,
-    verbose: bool,
+    plan: Any,
     command: str,
+    selection: str,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
 ) -> None:
-    from sqlorch.render import TerminalRenderer
+    """Print (`dry_run`) or execute a plan, and exit 1 when the run did not succeed."""
+    from sqlorch.render import TerminalRenderer, escape
+
+    if dry_run:
+        if as_json:
+            _emit_json(
+                {
+                    "steps": [
+                        {
+                            "key": s.key,
+                            "kind": s.kind.value,
+                            "partitions": [list(r) for r in s.partitions] if s.partitions else None,
+                            "reasons": list(s.reasons),
+                        }
+                        for s in plan.steps
+                    ],
+                    "checks": len(plan.checks),
+                }
+            )
+        else:
+            console = _console()
+            console.print(f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks")
+            for s in plan.steps:
+                reasons = escape("; ".join(s.reasons))
+                console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
+                if s.partitions:
+                    console.print(
+                        f"  {'':<8} [dim]partitions: {escape(_ranges_text(s.partitions))}[/]"
+                    )
+        return
+    if not plan.steps:
+        fresh = sum(
+            1
+            for k in plan.selected
+            if k in project.graph.assets and project.graph.assets[k].is_materializable
+        )
+        if fresh:
+            _console().print(
+                f"0 assets stale: nothing to do ({fresh} selected assets are up to date). "
+                "`sqlorch status` shows each one; `--full` rebuilds anyway."
+            )
+        else:
+            _console().print("Nothing to build: the selection holds only observed sources.")
+        return
     from sqlorch.run import execute
 
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
+    listeners: list[Any] = [renderer]
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from sqlorch.github import GithubReporter
+
+        listeners.append(
+            GithubReporter(
+                lambda line: click.echo(line, err=False),
+                os.environ.get("GITHUB_STEP_SUMMARY"),
+            )
+        )
     outcome = None
     try:
         outcome = execute(
             project,
             plan,
             store,
-            [renderer],
+            listeners,
             command=command,
-            selection=" ".join([*select, *(f"--exclude {e}" for e in exclude)]),
+            selection=selection,
             threads=threads,
         )
+    except KeyboardInterrupt:
+        # second Ctrl-C: the run is recorded as cancelled; threads still inside an asset or
+        # dbt cannot be stopped, so leave without waiting for them (their writes roll back)
+        renderer.close(summary=False)
+        _err().print("[yellow]Interrupted: run recorded as cancelled.[/]")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         renderer.close(summary=outcome is not None)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("select", nargs=-1, required=True)
+@_common
+@click.option("--exclude", multiple=True, help="Assets to leave out (selection syntax).")
+@click.option("--from", "start", help="First date (or key) of the range, inclusive.")
+@click.option("--to", "end", help="Last date (or key) of the range, inclusive.")
+@click.option("--partition", "keys", multiple=True, help="A partition key to rebuild (repeatable).")
+@click.option(
+    "--downstream/--no-downstream",
+    default=True,
+    show_default=True,
+    help="Also rebuild the partitions (and assets) downstream that read the range.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@_handle_errors
+def backfill(
+    select: tuple[str, ...],
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    exclude: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    keys: tuple[str, ...],
+    downstream: bool,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Rebuild a range of partitions of the selected assets (and downstream).
+
+    SELECT uses the selection syntax (`fct_delays`, `+fct_delays`, `tag:x`); e.g.
+    `sqlorch backfill fct_delays --from 2013-03-01 --to 2013-03-31`.
+    """
+    from sqlorch.errors import ConfigError
+    from sqlorch.project import load_project
+    from sqlorch.run import plan_backfill
+    from sqlorch.state.store import StateStore
+
+    if not (start or end or keys):
+        raise ConfigError(
+            "A backfill needs a range: --from DATE and/or --to DATE, or --partition KEY."
+        )
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    project = load_project(settings)
+    store = StateStore(settings.state_path)
+    plan = plan_backfill(
+        project,
+        store,
+        list(select),
+        list(exclude),
+        start=start,
+        end=end,
+        keys=keys,
+        downstream=downstream,
+        warn=_warn,
+    )
+    selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
+    _run_plan(project, store, plan, "backfill", selection, threads, dry_run, as_json, verbose)
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_handle_errors
+def partitions(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Show an asset's partition ledger: done / missing / failed / stale ranges."""
+    from sqlorch.partition_report import partitions_report
+
+    settings = _settings(project_dir, profiles_dir, target)
+    doc = partitions_report(settings, asset)
+    if as_json:
+        _emit_json(doc)
+        return
+    from sqlorch.render import escape
+
+    console = _console()
+    console.print(
+        f"{escape(doc['key'])}: {doc['definition']['type']} partitions, "
+        f"{doc['counts']['expected']:,} expected"
+    )
+    for label in ("done", "missing", "failed", "stale"):
+        ranges = doc["partitions"].get(label) or []
+        n = doc["counts"].get(label, 0)
+        console.print(f"  {label:<8} {n:>8,}  " + escape(_ranges_text(ranges)))
+
+
+def _ranges_text(ranges: Any, limit: int = 8) -> str:
+    if not ranges:
+        return "-"
+    shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges[:limit])
+    return shown + (f", ... ({len(ranges)} ranges)" if len(ranges) > limit else "")
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--from", "start", help="First date (or key), inclusive.")
+@click.option("--to", "end", help="Last date (or key), inclusive.")
+@click.option("--partition", "keys", multiple=True, help="A partition key to wipe (repeatable).")
+@click.option("--delete-data", is_flag=True, help="Also delete the partitions' rows.")
+@_handle_errors
+def wipe(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    start: str | None,
+    end: str | None,
+    keys: tuple[str, ...],
+    delete_data: bool,
+) -> None:
+    """Mark a range of an asset's partitions for rebuild (the next build runs them)."""
+    from sqlorch.errors import ConfigError
+    from sqlorch.partition_report import wipe_partitions
+
+    if not (start or end or keys):
+        raise ConfigError("wipe needs --from DATE and/or --to DATE, or --partition KEY.")
+    settings = _settings(project_dir, profiles_dir, target)
+    n, rows = wipe_partitions(settings, asset, start, end, keys, delete_data)
+    tail = f"; deleted {rows:,} rows" if delete_data else ""
+    _console().print(f"Wiped {n:,} partitions of {asset}{tail}. `sqlorch build` rebuilds them.")
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@_common
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and why; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@_handle_errors
+def retry(
+    run_id: str | None,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Re-run only the assets that failed or were skipped in a run (default: the last).
+
+    Per asset, not per dbt invocation: what succeeded in that run is not run again, and an
+    asset whose blocking check failed is rebuilt with its checks.
+    """
+    from sqlorch.project import load_project
+    from sqlorch.run import plan_retry
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    store = StateStore(settings.state_path)
+    record = _find_run(store, settings, run_id)
+    project = load_project(settings)
+    plan = plan_retry(project, store, record.run_id, _warn)
+    if not plan.steps:
+        _console().print(
+            f"Run {record.run_id} ({record.status}) left nothing failed or skipped: "
+            "nothing to retry."
+        )
+        return
+    _run_plan(
+        project, store, plan, "retry", f"retry {record.run_id}", threads, dry_run, as_json, verbose
+    )
+
+
+def _find_run(store: Any, settings: Any, run_id: str | None) -> Any:
+    from sqlorch.errors import ConfigError
+
+    if run_id is None:
+        last = store.runs(1)
+        if not last:
+            raise ConfigError("No runs yet: `sqlorch build` starts one.")
+        return last[0]
+    found = store.run(run_id)
+    if found is None:
+        raise ConfigError(
+            f"No run {run_id!r} in {settings.state_path}. `sqlorch runs` lists the runs."
+        )
+    return found
 
 
 @cli.command(name="ls")
@@ -277,43 +512,38 @@ def status(
     exclude: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Show each asset's last materialization, rows, duration, last run and outcome."""
+    """Show each asset's last materialization, rows, duration, last run, and why it is stale."""
     from sqlorch.project import load_project
-    from sqlorch.run import select_assets
+    from sqlorch.run import select_assets, state_sets, state_snapshot, warehouse_relations
+    from sqlorch.staleness import stale_reasons
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
-    keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
     store = StateStore(settings.state_path, readonly=True)
+    snapshot = state_snapshot(store, warehouse_relations(project), project.graph)
+    sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
+    keys = (
+        select_assets(project, select, exclude, _warn, state=sets) if (select or exclude) else None
+    )
+    stale = stale_reasons(project.graph, snapshot)
     states = store.asset_states()
-    definitions = {n.key: n.partitions for n in project.graph if n.partitions is not None}
-    ledgers: dict[str, Any] = {}
-    if definitions:
-        from sqlorch import ledger
+    docs: dict[str, Any] = {}
+    if any(n.partitions is not None for n in project.graph):
+        from sqlorch.partition_report import partition_docs
+        from sqlorch.planner import with_partitions
+        from sqlorch.run import plan_partitions
 
-        ledgers = ledger.all_segments(store, definitions)
-    now = datetime.now(UTC)
+        now = datetime.now(UTC)
+        planned = plan_partitions(project, store, list(project.graph.assets), now)
+        stale = with_partitions(project.graph, list(project.graph.assets), stale, planned)
+        docs = partition_docs(project.graph, store, now)
     rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:
             continue
         st = states.get(n.key)
-        reasons = []
-        parts_doc = None
-        if n.is_materializable:
-            if n.partitions is not None:
-                from sqlorch.partition_report import partition_doc
-
-                parts_doc = partition_doc(project.graph, n.key, ledgers, now)
-                counts = parts_doc.pop("counts")
-                for label in ("missing", "failed", "stale"):
-                    if counts[label]:
-                        reasons.append(f"{counts[label]:,} partitions {label}")
-            elif st is None or st.last_materialized_at is None:
-                reasons.append("never materialized")
-            if n.partitions is None and st is not None and st.last_status in ("failed", "skipped"):
-                reasons.append(f"last attempt {st.last_status} (run {st.last_run_id})")
+        reasons = stale.get(n.key, [])
         rows.append(
             {
                 "key": n.key,
@@ -325,7 +555,8 @@ def status(
                 "duration_s": st.duration_s if st else None,
                 "last_run_id": st.last_run_id if st else None,
                 "last_outcome": st.last_status if st else None,
-                "partitions": parts_doc,
+                "code_version": n.code_version,
+                "partitions": docs.get(n.key),
             }
         )
     if as_json:
@@ -419,150 +650,21 @@ def runs(
     _console().print(table)
 
 
-@cli.command()
-@click.argument("select", nargs=-1, required=True)
-@_common
-@click.option("--exclude", multiple=True, help="Assets to leave out (selection syntax).")
-@click.option("--from", "start", help="First date (or key) of the range, inclusive.")
-@click.option("--to", "end", help="Last date (or key) of the range, inclusive.")
-@click.option("--partition", "keys", multiple=True, help="A partition key to rebuild (repeatable).")
-@click.option(
-    "--downstream/--no-downstream",
-    default=True,
-    show_default=True,
-    help="Also rebuild the partitions (and assets) downstream that read the range.",
-)
-@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
-@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
-@_handle_errors
-def backfill(
-    select: tuple[str, ...],
-    project_dir: str | None,
-    profiles_dir: str | None,
-    target: str | None,
-    debug: bool,
-    exclude: tuple[str, ...],
-    start: str | None,
-    end: str | None,
-    keys: tuple[str, ...],
-    downstream: bool,
-    threads: int | None,
-    dry_run: bool,
-    as_json: bool,
-    verbose: bool,
-) -> None:
-    """Rebuild a range of partitions of the selected assets (and downstream).
-
-    SELECT uses the selection syntax (`fct_delays`, `+fct_delays`, `tag:x`); e.g.
-    `sqlorch backfill fct_delays --from 2013-03-01 --to 2013-03-31`.
-    """
-    from sqlorch.errors import ConfigError
-    from sqlorch.project import load_project
-    from sqlorch.run import plan_backfill
-    from sqlorch.state.store import StateStore
-
-    if not (start or end or keys):
-        raise ConfigError(
-            "A backfill needs a range: --from DATE and/or --to DATE, or --partition KEY."
-        )
-    settings = _settings(project_dir, profiles_dir, target, threads)
-    project = load_project(settings)
-    store = StateStore(settings.state_path)
-    plan = plan_backfill(
-        project,
-        store,
-        list(select),
-        list(exclude),
-        start=start,
-        end=end,
-        keys=keys,
-        downstream=downstream,
-        warn=_warn,
-    )
-    if dry_run:
-        _print_plan(plan, as_json)
-        return
-    _run_plan(project, plan, store, select, exclude, threads, verbose, "backfill")
-
-
-@cli.command()
-@click.argument("asset")
-@_common
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_handle_errors
-def partitions(
-    asset: str,
-    project_dir: str | None,
-    profiles_dir: str | None,
-    target: str | None,
-    debug: bool,
-    as_json: bool,
-) -> None:
-    """Show an asset's partition ledger: done / missing / failed / stale ranges."""
-    from sqlorch.partition_report import partitions_report
-
-    settings = _settings(project_dir, profiles_dir, target)
-    doc = partitions_report(settings, asset)
-    if as_json:
-        _emit_json(doc)
-        return
-    from sqlorch.render import escape
-
-    console = _console()
-    console.print(
-        f"{escape(doc['key'])}: {doc['definition']['type']} partitions, "
-        f"{doc['counts']['expected']:,} expected"
-    )
-    for label in ("done", "missing", "failed", "stale"):
-        ranges = doc["partitions"].get(label) or []
-        n = doc["counts"].get(label, 0)
-        console.print(f"  {label:<8} {n:>8,}  " + escape(_ranges_text(ranges)))
-
-
-def _ranges_text(ranges: list[list[str]], limit: int = 8) -> str:
-    if not ranges:
-        return "-"
-    shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges[:limit])
-    return shown + (f", ... ({len(ranges)} ranges)" if len(ranges) > limit else "")
-
-
-@cli.command()
-@click.argument("asset")
-@_common
-@click.option("--from", "start", help="First date (or key), inclusive.")
-@click.option("--to", "end", help="Last date (or key), inclusive.")
-@click.option("--partition", "keys", multiple=True, help="A partition key to wipe (repeatable).")
-@click.option("--delete-data", is_flag=True, help="Also delete the partitions' rows.")
-@_handle_errors
-def wipe(
-    asset: str,
-    project_dir: str | None,
-    profiles_dir: str | None,
-    target: str | None,
-    debug: bool,
-    start: str | None,
-    end: str | None,
-    keys: tuple[str, ...],
-    delete_data: bool,
-) -> None:
-    """Mark a range of an asset's partitions for rebuild (the next build runs them)."""
-    from sqlorch.errors import ConfigError
-    from sqlorch.partition_report import wipe_partitions
-
-    if not (start or end or keys):
-        raise ConfigError("wipe needs --from DATE and/or --to DATE, or --partition KEY.")
-    settings = _settings(project_dir, profiles_dir, target)
-    n, rows = wipe_partitions(settings, asset, start, end, keys, delete_data)
-    tail = f"; deleted {rows:,} rows" if delete_data else ""
-    _console().print(f"Wiped {n:,} partitions of {asset}{tail}. `sqlorch build` rebuilds them.")
+_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 
 @cli.command()
 @click.argument("run_id", required=False)
 @_common
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per line (jq-ready).")
+@click.option("--asset", "assets", multiple=True, help="Only events of this asset (key or name).")
+@click.option(
+    "--level",
+    type=click.Choice(list(_LEVELS), case_sensitive=False),
+    default="debug",
+    show_default=True,
+    help="Only events at or above this level.",
+)
 @_handle_errors
 def logs(
     run_id: str | None,
@@ -571,28 +673,26 @@ def logs(
     target: str | None,
     debug: bool,
     as_json: bool,
+    assets: tuple[str, ...],
+    level: str,
 ) -> None:
-    """Print a run's structured event log (default: the last run)."""
-    from sqlorch.errors import ConfigError
+    """Print a run's structured event log (default: the last run), filtered."""
     from sqlorch.render import escape
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
     store = StateStore(settings.state_path, readonly=True)
-    if run_id is None:
-        last = store.runs(1)
-        if not last:
-            raise ConfigError("No runs yet: `sqlorch build` starts one.")
-        record = last[0]
-    else:
-        found = store.run(run_id)
-        if found is None:
-            raise ConfigError(
-                f"No run {run_id!r} in {settings.state_path}. `sqlorch runs` lists the runs."
-            )
-        record = found
+    record = _find_run(store, settings, run_id)
     console = None if as_json else _console()
+    wanted = {a.lower() for a in assets}
+    floor = _LEVELS[level.lower()]
     for ev in store.events(record.run_id):
+        if wanted and not (
+            ev.asset is not None and (ev.asset in wanted or ev.asset.rsplit(".", 1)[-1] in wanted)
+        ):
+            continue
+        if _LEVELS.get(ev.level, 1) < floor:
+            continue
         if as_json:
             click.echo(
                 json.dumps(
@@ -628,6 +728,94 @@ def logs(
         )
         if debug and ev.data.get("traceback"):
             console.print(ev.data["traceback"], markup=False)
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=30, show_default=True)
+@_handle_errors
+def history(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+    limit: int,
+) -> None:
+    """Show an asset's materializations over time: rows, duration, checks, failures."""
+    from sqlorch.history import asset_history, resolve_asset, sparkline
+    from sqlorch.render import escape, fmt_rows, fmt_seconds
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target)
+    store = StateStore(settings.state_path, readonly=True)
+    key = resolve_asset(store, asset)
+    doc = asset_history(store, key, limit)
+    if as_json:
+        _emit_json(doc)
+        return
+    console = _console()
+    mats = doc["materializations"]
+    console.print(f"[bold]{escape(key)}[/]: {len(mats)} materializations (newest last)")
+    if mats:
+        chrono = list(reversed(mats))
+        for label, field, fmt in (
+            ("rows", "rows", fmt_rows),
+            ("duration", "duration_s", fmt_seconds),
+        ):
+            values = [m[field] for m in chrono]
+            known = [v for v in values if v is not None]
+            if not known:
+                continue
+            console.print(
+                f"{label:<9} {sparkline(values)}  {fmt(values[-1]) or '-'} "
+                f"[dim](min {fmt(min(known))}, max {fmt(max(known))})[/]",
+                highlight=False,
+            )
+        from rich.table import Table
+
+        partitioned = any(m["partition"] for m in chrono)
+        table = Table(box=None, pad_edge=False)
+        for col in ("materialized", "run", "partition", "rows", "duration", "checks"):
+            if col != "partition" or partitioned:
+                table.add_column(
+                    col, no_wrap=col != "checks", justify="right" if col == "rows" else "left"
+                )
+        for m in chrono:
+            counts: dict[str, int] = {}
+            for c in m["checks"]:
+                counts[c["status"]] = counts.get(c["status"], 0) + 1
+            colors = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
+            text = ", ".join(
+                f"[{colors.get(st, 'dim')}]{n} {st}[/]" for st, n in sorted(counts.items())
+            )
+            cells = [
+                m["materialized_at"][:16].replace("T", " "),
+                m["run_id"],
+                *([m["partition"] or "-"] if partitioned else []),
+                f"{m['rows']:,}" if isinstance(m["rows"], int) else "-",
+                fmt_seconds(m["duration_s"]) or "-",
+                text or "-",
+            ]
+            table.add_row(*cells)
+        console.print(table)
+    failing = [c for c in doc["checks"] if c["status"] in ("fail", "error", "warn")]
+    for c in failing[:10]:
+        color = "yellow" if c["status"] == "warn" else "red"
+        console.print(
+            f"[{color}]{c['status'].upper():<5}[/] {c['checked_at'][:16].replace('T', ' ')} "
+            f"{escape(c['message'] or c['check'])}",
+            highlight=False,
+        )
+    for f in doc["failures"][:10]:
+        console.print(
+            f"[red]{f['status'].upper():<7}[/] {(f['at'] or '')[:16].replace('T', ' ')} "
+            f"run {f['run_id']}: {escape(f['error'] or '')}",
+            highlight=False,
+        )
 
 
 def main() -> None:

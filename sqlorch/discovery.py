@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from sqlorch.assets import AssetDefinition
 from sqlorch.checks import CheckDefinition
+from sqlorch.codeversion import python_source_version
 from sqlorch.errors import ProjectError
 
 
@@ -199,7 +199,7 @@ def _found(defn: AssetDefinition, module: str, root: Path) -> FoundAsset:
     except (OSError, TypeError):
         source, line = repr(fn), None
     file = inspect.getsourcefile(fn) or module
-    version = defn.code_version or hashlib.sha256(source.encode()).hexdigest()[:16]
+    version = defn.code_version or python_source_version(source)
     return FoundAsset(defn, module, _rel(Path(file), root), line, version)
 
 

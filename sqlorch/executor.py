@@ -221,6 +221,9 @@ class Executor:
         self._observed: dict[str, Observed] = {}
         self._gates: dict[str, list[str]] = {}
         self._awaited: dict[str, list[str]] = {}
+        self._sessions: set[Any] = set()
+        self._attempts: dict[str, int] = {}
+        self._retry_wait: set[str] = set()
         self.cancelled = False
         self._start_hooks_done = False
 
@@ -242,14 +245,15 @@ class Executor:
                     self._launch_python(pool)
                     self._launch_checks(pool)
                     self._launch_dbt()
-                if self._running_python == 0 and not self._dbt_busy:
+                if self._running_python == 0 and not self._dbt_busy and not self._retry_wait:
                     self._finish_blocked()
                     break
                 try:
                     self._handle(self._next_message())
                 except KeyboardInterrupt:
                     if self.cancelled:
-                        raise  # second Ctrl-C: abandon what still runs
+                        self._abort()  # second Ctrl-C: abandon what still runs
+                        raise
                     # first Ctrl-C: launch nothing more, record what is running as it ends
                     self.cancelled = True
                     self._wake.set()
@@ -282,6 +286,40 @@ class Executor:
             },
         )
         return outcome
+
+    def _abort(self) -> None:
+        """Record every running asset as cancelled and interrupt its warehouse queries.
+
+        A write interrupted mid-way rolls back (one transaction): its table keeps its old
+        content, and the next build runs the asset again.
+        """
+        self._wake.set()
+        for session in list(self._sessions):
+            try:
+                session.connection.interrupt()
+            except Exception:  # noqa: BLE001 - a closed or non-DuckDB session
+                log.debug("could not interrupt a session", exc_info=True)
+        for key in self.plan.keys:
+            if self.status[key] is Status.RUNNING:
+                self._fail(key, f"{key} was cancelled by a second Ctrl-C", None)
+            elif self.status[key] is Status.PENDING:
+                self._skip(key, "run cancelled")
+        # finished dbt tables still waiting for their row counts are recorded without them
+        for f in self._to_count:
+            self._materialized(f.key, f.rows_affected, f.seconds, f.metadata)
+        self._to_count = []
+        self._emit(
+            EventKind.RUN_FINISHED,
+            None,
+            "run cancelled by a second Ctrl-C",
+            level="warning",
+            data={
+                "status": "cancelled",
+                "succeeded": sum(1 for s in self.status.values() if s is Status.SUCCEEDED),
+                "failed": sum(1 for s in self.status.values() if s is Status.FAILED),
+                "skipped": sum(1 for s in self.status.values() if s is Status.SKIPPED),
+            },
+        )
 
     # ---------------------------------------------------------------- scheduling
 
@@ -690,6 +728,10 @@ class Executor:
             key
             for key in self._dbt_keys
             if self.status[key] is Status.PENDING
+            and key not in self._retry_wait
+            and not (
+                self._retry_wait and any(a in self._retry_wait for a in self.graph.ancestors(key))
+            )
             and all(self.status[a] is Status.SUCCEEDED for a in self._python_ancestors[key])
             and all(self.check_status[c] in _PASSED for c in self._gating_checks(key))
         ]
@@ -813,6 +855,7 @@ class Executor:
         try:
             assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
             session = self.warehouse.session()
+            self._sessions.add(session)
             ctx = AssetContext(
                 key=key,
                 run_id=self.run_id,
@@ -875,6 +918,7 @@ class Executor:
             return msg, traceback.format_exc(), exc
         finally:
             if session is not None:
+                self._sessions.discard(session)
                 session.close()
 
     def _run_side_check(self, uid: str) -> None:
@@ -983,6 +1027,8 @@ class Executor:
                 level="warning",
                 data={"attempt": attempt, "delay_s": delay, "error": error},
             )
+        elif msg.kind == "retry_ready":
+            self._retry_wait.discard(msg.key)
         elif msg.kind == "log":
             level, text = msg.payload
             self._emit(EventKind.ASSET_LOG, msg.key, text, level=level)
@@ -1025,6 +1071,8 @@ class Executor:
         if ev.status in ("success", "pass"):
             node = self.graph.assets[key]
             metadata = dbt_metadata(ev)
+            if key in self._attempts:
+                metadata["attempts"] = self._attempts[key]
             if self.warehouse is None:
                 self._succeed(key, ev.rows_affected, ev.execution_time, metadata)
             else:
@@ -1042,8 +1090,8 @@ class Executor:
                     )
                 )
         elif ev.status == "skipped":
-            self._skip(key, self._skip_reason(key))
-        else:
+            self._skip_or_hold(key)
+        elif not self._retry_dbt(key, ev.message):
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
 
     def _on_dbt_chunk_done(
@@ -1115,6 +1163,7 @@ class Executor:
             "assets": list(check.asset_keys),
             "partition": partition,
             "file": check.file,
+            "line": check.line,
             "metadata": metadata or {},
         }
         if status in ("pass", "success"):
@@ -1130,6 +1179,8 @@ class Executor:
             )
             return
         if status == "skipped":
+            if any(self._is_retrying(k) for k in check.asset_keys):
+                self.check_status[uid] = "pending"  # runs again with its asset's retry
             return
         self._emit(
             EventKind.CHECK_FAILED, target, f"{check.name}: {message}", level="error", data=data
@@ -1147,7 +1198,7 @@ class Executor:
                 uid = self.graph.assets[key].unique_id or ""
                 st = result.statuses.get(uid)
                 if st == "skipped":
-                    self._skip(key, self._skip_reason(key))
+                    self._skip_or_hold(key)
                 elif result.error and st is None:
                     self._fail(
                         key,
@@ -1157,11 +1208,16 @@ class Executor:
                     )
                 elif st is None:
                     self._skip(key, "dbt did not run this node")
-                else:
+                elif not self._retry_dbt(key, result.messages.get(uid, "")):
                     self._fail(key, _dbt_error(self.graph, key, result.messages.get(uid, "")), None)
         for uid in checks:
             if self.check_status[uid] == "running":
                 st = result.statuses.get(uid)
+                if st in (None, "skipped") and any(
+                    self._is_retrying(k) for k in self._checks[uid].asset_keys
+                ):
+                    self.check_status[uid] = "pending"
+                    continue
                 self.check_status[uid] = st or ("error" if result.error else "skipped")
         self._dbt_busy = False
         self._emit(
@@ -1175,6 +1231,52 @@ class Executor:
                 "args": result.args,
             },
         )
+
+    # ---------------------------------------------------------------- dbt retries
+
+    def _retry_dbt(self, key: str, message: str) -> bool:
+        """Put a failed dbt node back in line if its policy or a transient error allows."""
+        if self.cancelled:
+            return False
+        attempt = self._attempts.get(key, 1)
+        policy = self.side.retries.get(key)
+        delay = next_delay(policy, attempt, RuntimeError(message))
+        if delay is None:
+            return False
+        self._attempts[key] = attempt + 1
+        self.status[key] = Status.PENDING
+        self._retry_wait.add(key)
+        error = _dbt_error(self.graph, key, message)
+        self._emit(
+            EventKind.ASSET_RETRY,
+            key,
+            f"attempt {attempt} failed, retrying in {delay:g}s: {error}",
+            level="warning",
+            data={"attempt": attempt, "delay_s": delay, "error": error},
+        )
+
+        def wake() -> None:
+            self._sleep(delay)
+            self._queue.put(_Msg("retry_ready", key))
+
+        threading.Thread(target=wake, name=f"sqlorch-retry-{key}", daemon=True).start()
+        return True
+
+    def _is_retrying(self, key: str) -> bool:
+        """True when `key` or an upstream dbt node failed and waits for another attempt."""
+        if not self._attempts:
+            return False
+        return any(
+            self.status.get(k) in (Status.PENDING, Status.RUNNING) and self._attempts.get(k, 1) > 1
+            for k in (key, *self.graph.ancestors(key))
+        )
+
+    def _skip_or_hold(self, key: str) -> None:
+        """dbt skipped `key`: skip it, unless an upstream node will be retried."""
+        if self._is_retrying(key):
+            self.status[key] = Status.PENDING
+        else:
+            self._skip(key, self._skip_reason(key))
 
     # ---------------------------------------------------------------- transitions
 
@@ -1258,6 +1360,7 @@ class Executor:
             data={
                 "kind": node.kind.value,
                 "file": node.file,
+                "line": node.line,
                 "traceback": tb,
                 "duration_s": seconds,
             },

@@ -74,6 +74,8 @@ class AssetNode:
     code_version: str | None = None
     pool: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # the named inputs of `code_version` (see sqlorch.codeversion): what changed, not only that
+    code_parts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> str:

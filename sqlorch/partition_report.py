@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sqlorch.graph import AssetGraph, AssetNode
     from sqlorch.project import Project
     from sqlorch.settings import Settings
+    from sqlorch.state.store import StateStore
 
 
 def partition_doc(
@@ -141,3 +142,17 @@ def wipe_partitions(
     store = StateStore(settings.state_path)
     ledger.wipe(store, node.key, definition, parts)
     return len(parts), rows
+
+
+def partition_docs(graph: AssetGraph, store: StateStore, now: datetime) -> dict[str, Any]:
+    """The §10 `partitions` object of every partitioned asset (for `sqlorch status`)."""
+    from sqlorch import ledger
+
+    definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
+    ledgers = ledger.all_segments(store, definitions)
+    docs = {}
+    for key in definitions:
+        doc = partition_doc(graph, key, ledgers, now)
+        doc.pop("counts")
+        docs[key] = doc
+    return docs

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlorch.checks import CheckDefinition, attach_checks
+from sqlorch.codeversion import combine
 from sqlorch.discovery import FoundAsset, discover_all
 from sqlorch.errors import ConfigError, GraphError
 from sqlorch.graph import AssetGraph, AssetKind, AssetNode
@@ -43,7 +44,6 @@ def load_project(settings: Settings) -> Project:
         ProjectError: dbt cannot parse the project or an ingest module fails to import.
         GraphError: a dependency is unknown, ambiguous or forms a cycle.
     """
-    from sqlorch.dbt.manifest import read_manifest
     from sqlorch.dbt.profiles import find_profiles_dir, read_target
     from sqlorch.dbt.runner import DbtInvoker
 
@@ -60,7 +60,7 @@ def load_project(settings: Settings) -> Project:
             else None
         ),
     )
-    dbt = read_manifest(invoker.parse())
+    dbt = _load_dbt(settings, target, invoker)
     found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
     graph, python_assets = merge(dbt, found, settings.asset_schema)
     graph, python_checks = attach_checks(
@@ -70,6 +70,64 @@ def load_project(settings: Settings) -> Project:
         str(settings.settings_file) if settings.settings_file else None,
     )
     return Project(settings, graph, python_assets, dbt, invoker, target, python_checks)
+
+
+def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtProject:
+    """Return the parsed dbt project: from the manifest cache, else parsed by dbt (and cached).
+
+    The cache path imports nothing of dbt; `invoker.manifest` then stays None and the
+    invoker parses (partially) only if a dbt node must actually run.
+    """
+    from sqlorch.dbt.cache import ManifestCache, context_key, input_dirs, scan
+
+    project_dir = settings.project_dir
+    cache = ManifestCache(settings.state_dir / "dbt" / "graph.pickle", project_dir)
+    context = context_key(
+        {
+            "project": project_dir.resolve(),
+            "profile": target.profile,
+            "target": target.name,
+            "profiles_file": target.profiles_file.resolve(),
+        }
+    )
+    extra = [target.profiles_file]
+    cached = cache.load(context, extra)
+    if cached is not None:
+        log.debug("dbt project loaded from the manifest cache")
+        return cached
+
+    from sqlorch.dbt.codeversion import dbt_code_parts
+    from sqlorch.dbt.manifest import read_manifest
+    from sqlorch.dbt.profiles import read_project_file
+
+    project_file = read_project_file(project_dir)
+    dirs = input_dirs(project_dir, project_file)
+    files = scan(project_dir, dirs, extra)  # before the parse: see ManifestCache.store
+    manifest = invoker.parse()
+    dbt = read_manifest(manifest)
+    project_vars = project_file.get("vars") or {}
+    parts = dbt_code_parts(
+        manifest,
+        project_vars=project_vars if isinstance(project_vars, dict) else {},
+        target={
+            "profile": target.profile,
+            "name": target.name,
+            "type": target.type,
+            "path": target.path,
+        },
+        project_dir=project_dir,
+    )
+    dbt = dataclasses.replace(
+        dbt,
+        assets=tuple(
+            dataclasses.replace(n, code_version=combine(p), code_parts=p)
+            if n.unique_id and (p := parts.get(n.unique_id))
+            else n
+            for n in dbt.assets
+        ),
+    )
+    cache.store(context, dirs, files, dbt)
+    return dbt
 
 
 def merge(
@@ -108,6 +166,7 @@ def merge(
             description=d.description,
             tags=d.tags,
             code_version=fa.code_version,
+            code_parts={"source": fa.code_version},
             pool=d.pool,
             metadata=d.metadata,
             partitions=d.partitions,

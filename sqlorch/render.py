@@ -87,6 +87,11 @@ class TerminalRenderer:
             self._line(
                 "[yellow]SKIP[/]", data.get("kind", ""), event.asset, f"[dim]{event.message}[/]"
             )
+        elif kind is EventKind.ASSET_RETRY and event.asset:
+            self.console.print(
+                f"[yellow]RETRY[/] {escape(event.asset)}: {escape(event.message)}",
+                highlight=False,
+            )
         elif kind is EventKind.CHECK_PASSED:
             self.checks["passed"] += 1
         elif kind is EventKind.CHECK_WARNED:

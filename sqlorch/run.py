@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -12,9 +13,18 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.executor import Executor, RunOutcome, new_run_id
+from sqlorch.graph import AssetGraph
 from sqlorch.planner import Plan, build_plan
 from sqlorch.policies import RunPolicies
 from sqlorch.project import Project
+from sqlorch.selection import STATE_METHODS, StateSets
+from sqlorch.staleness import (
+    AssetRecord,
+    StateSnapshot,
+    fresher_upstream,
+    modified,
+    stale_reasons,
+)
 from sqlorch.state.store import (
     StateStore,
     attempt_row,
@@ -58,6 +68,7 @@ class StateRecorder:
         self._attempts: list[tuple[Any, ...]] = []
         self._mats: list[tuple[Any, ...]] = []
         self._checks: list[tuple[Any, ...]] = []
+        self._started: dict[str, str] = {}
         self._last = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -116,12 +127,18 @@ class StateRecorder:
                     columns=data.get("columns"),
                 )
             )
-            self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
+            self._attempts.append(
+                attempt_row(event.run_id, key, "success", self._started.pop(key, None), event.ts)
+            )
         elif key is not None and event.kind in (EventKind.ASSET_FAILED, EventKind.ASSET_SKIPPED):
             status = "failed" if event.kind is EventKind.ASSET_FAILED else "skipped"
             self._attempts.append(
-                attempt_row(event.run_id, key, status, None, event.ts, event.message)
+                attempt_row(
+                    event.run_id, key, status, self._started.pop(key, None), event.ts, event.message
+                )
             )
+        elif key is not None and event.kind is EventKind.ASSET_STARTED:
+            self._started[key] = event.ts
         elif event.kind in _CHECK_EVENTS and data.get("status") != "skipped":
             for asset in data.get("assets") or ([key] if key else []):
                 self._checks.append(
@@ -179,11 +196,13 @@ def select_assets(
     select: Sequence[str] | None,
     exclude: Sequence[str] | None,
     warn: Callable[[str], None] | None = None,
+    *,
+    state: StateSets | None = None,
 ) -> set[str]:
     """Return the selected asset keys; selectors that matched nothing go to `warn`."""
     from sqlorch.selection import resolve_selection
 
-    result = resolve_selection(project.graph, list(select or ()), list(exclude or ()))
+    result = resolve_selection(project.graph, list(select or ()), list(exclude or ()), state=state)
     if warn is not None:
         for token in result.unmatched:
             warn(f"The selector {token!r} matched no asset.")
@@ -230,6 +249,94 @@ def open_warehouse(project: Project) -> Any:
     return None
 
 
+def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[str] | None:
+    """Return the `schema.name` relations in the target's database (None: unknown).
+
+    A DuckDB file that does not exist holds no relation. Without an open `warehouse` the
+    file is opened read-only for a moment; when another process holds it (a build), the
+    answer is None rather than a wait.
+    """
+    path = project.invoker.duckdb_path
+    if project.target.type != "duckdb" or path is None:
+        return None
+    if not path.exists():
+        return frozenset()
+    sql = (
+        "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
+        "WHERE table_catalog = current_database()"
+    )
+    if warehouse is not None:
+        return frozenset(r[0] for r in warehouse.execute(sql))
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        try:
+            # this process already has the file open (dbt-duckdb, a long-lived process):
+            # a connection with the same configuration shares that instance
+            con = duckdb.connect(str(path), config=dict(project.target.config))
+        except duckdb.Error:
+            log.debug("warehouse busy; table presence not checked", exc_info=True)
+            return None
+    try:
+        return frozenset(r[0] for r in con.execute(sql).fetchall())
+    finally:
+        con.close()
+
+
+def state_snapshot(
+    store: StateStore, relations: frozenset[str] | None = None, graph: AssetGraph | None = None
+) -> StateSnapshot:
+    """Read what the planner needs from the state store.
+
+    Blocking checks whose latest result failed keep their asset stale; checks the project
+    no longer has (by id, when `graph` is given) do not.
+    """
+    failing: dict[str, list[str]] = {}
+    for asset, results in store.failing_blocking_checks().items():
+        names = [
+            r.name
+            for r in results
+            if r.partition is None and (graph is None or r.check_id in graph.checks)
+        ]
+        if names:
+            failing[asset] = list(dict.fromkeys(names))
+    records = {}
+    for key, st in store.asset_states().items():
+        records[key] = AssetRecord(
+            materialized_at=st.last_materialized_at,
+            materialized_run=st.materialized_run,
+            code_version=st.code_version,
+            code_parts=st.code_parts,
+            rows=st.rows,
+            last_status=st.last_status,
+            last_run_id=st.last_run_id,
+            failed_checks=tuple(failing.get(key, ())),
+        )
+    return StateSnapshot(records, relations)
+
+
+def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) -> StateSets:
+    """The asset sets the `state:`, `result:` and `source_status:` selectors stand for."""
+    last = store.runs(1)
+    outcomes = store.run_attempts(last[0].run_id) if last else {}
+    return {
+        "state:modified": modified(graph, snapshot),
+        "state:new": {
+            k
+            for k in graph.assets
+            if graph.assets[k].is_materializable and snapshot.record(k).materialized_at is None
+        },
+        "state:stale": set(stale_reasons(graph, snapshot)),
+        "result:error": {k for k, s in outcomes.items() if s == "failed"},
+        "result:fail": {k for k, s in outcomes.items() if s == "failed"},
+        "result:skipped": {k for k, s in outcomes.items() if s == "skipped"},
+        "result:success": {k for k, s in outcomes.items() if s == "success"},
+        "source_status:fresher": fresher_upstream(graph, snapshot),
+    }
+
+
 def plan_build(
     project: Project,
     store: StateStore,
@@ -237,16 +344,17 @@ def plan_build(
     exclude: Sequence[str] | None,
     warn: Callable[[str], None] | None = None,
     now: datetime | None = None,
+    *,
+    full: bool = False,
+    warehouse: Any = None,
 ) -> Plan:
-    """Select and plan a build."""
-    selected = select_assets(project, select, exclude, warn)
-    states = store.asset_states()
-    return build_plan(
-        project.graph,
-        selected,
-        {k: s.last_materialized_at for k, s in states.items()},
-        partitions=plan_partitions(project, store, selected, now),
-    )
+    """Select and plan a build: the stale selected assets (all selected with `full`), and
+    per partitioned asset the partitions to run."""
+    snapshot = state_snapshot(store, warehouse_relations(project, warehouse), project.graph)
+    sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
+    selected = select_assets(project, select, exclude, warn, state=sets)
+    partitions = plan_partitions(project, store, selected, now, full=full)
+    return build_plan(project.graph, selected, snapshot, full=full, partitions=partitions)
 
 
 def plan_partitions(
@@ -256,8 +364,12 @@ def plan_partitions(
     now: datetime | None = None,
     forced: Mapping[str, PartitionSet] | None = None,
     propagate: bool = True,
+    full: bool = False,
 ) -> dict[str, AssetPartitions]:
-    """Plan the partitions of the partitioned assets among `keys` from the ledger."""
+    """Plan the partitions of the partitioned assets among `keys` from the ledger.
+
+    With `full`, every partition that should exist of each of them.
+    """
     from sqlorch import ledger
     from sqlorch.partition_plan import plan_graph
 
@@ -265,10 +377,12 @@ def plan_partitions(
     definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
     if not definitions:
         return {}
+    now = now or datetime.now(UTC)
+    keys = list(keys)
+    if full and forced is None:
+        forced = {k: d.expected(now) for k, d in definitions.items() if k in set(keys)}
     ledgers = ledger.all_segments(store, definitions)
-    return plan_graph(
-        graph, list(keys), ledgers, now or datetime.now(UTC), forced=forced, propagate=propagate
-    )
+    return plan_graph(graph, keys, ledgers, now, forced=forced, propagate=propagate)
 
 
 def plan_backfill(
@@ -320,13 +434,47 @@ def plan_backfill(
         for key in partitioned:
             keys_to_plan |= graph.descendants(key)
     planned = plan_partitions(project, store, keys_to_plan, now, forced, propagate=downstream)
-    states = store.asset_states()
-    return build_plan(
-        graph,
-        keys_to_plan,
-        {k: s.last_materialized_at for k, s in states.items()},
-        partitions=planned,
+    snapshot = state_snapshot(store, warehouse_relations(project), graph)
+    return build_plan(graph, keys_to_plan, snapshot, partitions=planned)
+
+
+def plan_retry(
+    project: Project,
+    store: StateStore,
+    run_id: str,
+    warn: Callable[[str], None] | None = None,
+) -> Plan:
+    """Plan the assets that failed or were skipped in `run_id`, and those whose blocking
+    check failed there, with their checks."""
+    outcomes = store.run_attempts(run_id)
+    why = {k: f"{s} in run {run_id}" for k, s in outcomes.items() if s in ("failed", "skipped")}
+    for ev in store.events(run_id):
+        if ev.kind == "check_failed" and ev.asset and ev.data.get("severity", "error") == "error":
+            if outcomes.get(ev.asset) == "success":
+                why.setdefault(ev.asset, f"check {ev.data.get('check')} failed in run {run_id}")
+    graph = project.graph
+    gone = sorted(k for k in why if k not in graph.assets)
+    if gone and warn is not None:
+        warn(f"No longer in the project, not retried: {', '.join(gone)}.")
+    keys = {k for k in why if k in graph.assets}
+    if not keys:
+        return Plan(steps=(), checks=(), selected=frozenset())
+    snapshot = state_snapshot(store, warehouse_relations(project), graph)
+    # a partitioned asset retries its missing and failed partitions, not all of them
+    partitions = plan_partitions(project, store, keys)
+    plan = build_plan(graph, keys, snapshot, full=True, partitions=partitions)
+    steps = tuple(
+        dataclasses.replace(s, reasons=(why[s.key], *_not_full(s.reasons))) for s in plan.steps
     )
+    return dataclasses.replace(plan, steps=steps)
+
+
+def _not_full(reasons: Sequence[str]) -> tuple[str, ...]:
+    return tuple(r for r in reasons if not r.startswith("--full"))
+
+
+def _uses_state(*selectors: Sequence[str] | None) -> bool:
+    return any(m in token for sel in selectors for token in sel or () for m in STATE_METHODS)
 
 
 def run_policies(project: Project, store: StateStore) -> RunPolicies:
@@ -385,6 +533,12 @@ def execute(
             warehouse.close()
             raise
     store.mark_abandoned_runs(utcnow())
+    graph = project.graph
+    store.save_code_parts(
+        (s.key, graph.assets[s.key].code_version, graph.assets[s.key].code_parts)
+        for s in plan.steps
+        if graph.assets[s.key].code_version
+    )
     store.start_run(run_id, command, selection, utcnow())
     outcome: RunOutcome | None = None
     executor: Executor | None = None
@@ -440,5 +594,5 @@ def execute(
                 outcome.count(Status.FAILED),
                 outcome.count(Status.SKIPPED),
             )
-        if warehouse is not None:
-            warehouse.close()
+        if warehouse is not None and not interrupted:
+            warehouse.close()  # (after a second Ctrl-C the process exits at once)

@@ -17,7 +17,7 @@ Pure: the graph and the expressions in, a set of keys out.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import translate
 from functools import cached_property
@@ -29,7 +29,7 @@ from sqlorch.graph import AssetGraph, AssetKind
 __all__ = ["METHODS", "Selection", "resolve_selection", "select"]
 
 METHODS: tuple[str, ...] = tuple(
-    "config file fqn kind package path resource_type source tag".split()
+    "config file fqn kind package path resource_type result source source_status state tag".split()
 )
 """The selection methods sqlorch understands (`config` takes a key: `config.materialized`)."""
 
@@ -39,16 +39,31 @@ _CONFIG_KEYS = ("materialized", "schema", "tags")
 _NO_SUCH_NODES = "sqlorch's asset graph has no such nodes"
 _TESTS_RUN = "tests run with the assets they test"
 _DBT_ONLY_METHODS = {
-    "state": "sqlorch tracks changes itself: `sqlorch build` builds exactly what is stale "
-    "(`sqlorch status` shows why)",
-    "result": "use `sqlorch retry RUN` to re-run what failed or was skipped",
-    "source_status": "use `sqlorch status` to see which sources changed",
     **dict.fromkeys(("test_name", "test_type", "unit_test"), _TESTS_RUN),
     **dict.fromkeys(
         ("group", "access", "version", "exposure", "metric", "semantic_model", "saved_query"),
         _NO_SUCH_NODES,
     ),
 }
+
+# state methods: their values, and what each stands for (computed by the caller from state)
+STATE_VALUES: dict[str, dict[str, str]] = {
+    "state": {
+        "modified": "new, or code changed since the last materialization",
+        "new": "never materialized",
+        "stale": "stale (see `sqlorch status`)",
+    },
+    "result": {
+        "error": "failed in the last run",
+        "fail": "failed in the last run",
+        "skipped": "skipped in the last run",
+        "success": "materialized in the last run",
+    },
+    "source_status": {"fresher": "an upstream asset was materialized after it"},
+}
+STATE_METHODS = tuple(f"{m}:" for m in STATE_VALUES)
+StateSets = Mapping[str, "set[str] | frozenset[str]"]
+"""`method:value` -> the asset keys it selects, for the state methods."""
 
 _KIND_VALUES: dict[str, frozenset[AssetKind]] = {
     **{kind.value: frozenset({kind}) for kind in AssetKind},
@@ -88,6 +103,8 @@ def select(
     graph: AssetGraph,
     select: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    *,
+    state: StateSets | None = None,
 ) -> set[str]:
     """Return the keys of the assets that `select` minus `exclude` selects.
 
@@ -103,13 +120,15 @@ def select(
     Raises:
         SelectionError: a selector is malformed, or the selection is empty.
     """
-    return set(resolve_selection(graph, select, exclude).keys)
+    return set(resolve_selection(graph, select, exclude, state=state).keys)
 
 
 def resolve_selection(
     graph: AssetGraph,
     select: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    *,
+    state: StateSets | None = None,
 ) -> Selection:
     """Select like `select`, and also report the selectors that matched nothing.
 
@@ -117,6 +136,8 @@ def resolve_selection(
         graph: the merged asset graph.
         select: `-s` items; None or empty selects every asset.
         exclude: `--exclude` items.
+        state: the asset sets of the `state:`, `result:` and `source_status:` methods
+            (required when a selector uses them).
 
     Returns:
         The keys and the unmatched selectors, for the caller to warn about.
@@ -131,7 +152,7 @@ def resolve_selection(
             "Nothing to select: the project has no assets. Add Python assets under the "
             "ingest paths or dbt models, then check with `sqlorch ls`.",
         )
-    evaluator = _Evaluator(graph)
+    evaluator = _Evaluator(graph, state)
     if include_specs is None:
         included = set(graph.assets)
         unmatched: list[str] = []
@@ -283,6 +304,9 @@ def _parse_method(
                 f"Invalid selector {raw!r}: {value!r} is not an asset kind. Use one of "
                 f"{kinds} (dbt's tests run with the assets they test)."
             )
+    if name in STATE_VALUES and value.lower() not in STATE_VALUES[name]:
+        values = "; ".join(f"`{name}:{v}` ({what})" for v, what in STATE_VALUES[name].items())
+        raise SelectionError(f"Invalid selector {raw!r}: use one of {values}.")
     if name == "source" and value.count(".") > 2:
         raise SelectionError(
             f"Invalid selector {raw!r}: a source is selected as `source:source_name`, "
@@ -447,8 +471,9 @@ class _Index:
 class _Evaluator:
     """Evaluates parsed selectors over one graph, caching each criterion's result."""
 
-    def __init__(self, graph: AssetGraph) -> None:
+    def __init__(self, graph: AssetGraph, state: StateSets | None = None) -> None:
         self.graph = graph
+        self.state = state
         self.index = _Index(graph)
         self.direct: dict[str, set[str]] = {}
         self.cache: dict[_Criterion, set[str]] = {}
@@ -500,6 +525,13 @@ class _Evaluator:
                 method = "file"
             else:
                 return self.default(value)
+        if method in STATE_VALUES:
+            if self.state is None:
+                raise SelectionError(
+                    f"The selector {criterion.raw!r} needs the state store; this command "
+                    "does not read it."
+                )
+            return set(self.state.get(f"{method}:{value.lower()}", ())) & set(index.keys)
         if method == "fqn":
             fqn = _fqn_matcher(value)
             return index.where(index.fqns, lambda fqns: _fqn_matches(fqn, fqns))

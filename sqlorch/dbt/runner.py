@@ -147,6 +147,9 @@ class DbtInvoker:
         """
         from dbt.cli.main import dbtRunner
 
+        if self.manifest is None:
+            # loaded from sqlorch's manifest cache: dbt's partial parse is still warm
+            self.parse()
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "logs"
         args = [

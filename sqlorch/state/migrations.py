@@ -73,7 +73,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX check_results_asset ON check_results (asset, check_id, id);
     CREATE INDEX check_results_run ON check_results (run_id, id)
     """,
-    # 3 (issue 3): the partition ledger: compacted ranges of partitions per asset, each the
+    # 3 (issue 4): the named parts of each code version ("what changed")
+    """
+    CREATE TABLE code_versions (
+        asset TEXT NOT NULL,
+        code_version TEXT NOT NULL,
+        parts TEXT NOT NULL,
+        PRIMARY KEY (asset, code_version)
+    );
+    """,
+    # 4 (issue 3): the partition ledger: compacted ranges of partitions per asset, each the
     # latest record of those partitions (done or failed), written only after the data commits
     """
     CREATE TABLE partition_ledger (

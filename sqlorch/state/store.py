@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class AssetState:
     last_run_id: str | None
     last_status: str | None
     last_error: str | None
+    materialized_run: str | None = None
+    code_parts: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,9 +352,10 @@ class StateStore:
         mats = {
             r[0]: r
             for r in self._rows(
-                "SELECT asset, materialized_at, rows, duration_s, code_version FROM "
-                "materializations m WHERE id = (SELECT max(id) FROM materializations "
-                "WHERE asset = m.asset)"
+                "SELECT m.asset, m.materialized_at, m.rows, m.duration_s, m.code_version, "
+                "m.run_id, c.parts FROM materializations m LEFT JOIN code_versions c "
+                "ON c.asset = m.asset AND c.code_version = m.code_version "
+                "WHERE m.id = (SELECT max(id) FROM materializations WHERE asset = m.asset)"
             )
         }
         attempts = {
@@ -375,8 +378,38 @@ class StateStore:
                 last_run_id=a[1] if a else None,
                 last_status=a[2] if a else None,
                 last_error=a[3] if a else None,
+                materialized_run=m[5] if m else None,
+                code_parts=json.loads(m[6]) if m and m[6] else None,
             )
         return out
+
+    def save_code_parts(self, items: Iterable[tuple[str, str | None, Mapping[str, str]]]) -> None:
+        """Remember the named parts of (asset, code version) pairs, for "what changed"."""
+        rows = [(a, v, json.dumps(dict(p), sort_keys=True)) for a, v, p in items if v and p]
+        if not rows:
+            return
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany(
+                    "INSERT OR IGNORE INTO code_versions (asset, code_version, parts) "
+                    "VALUES (?, ?, ?)",
+                    rows,
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def run_attempts(self, run_id: str) -> dict[str, str]:
+        """Return asset -> outcome (success, failed, skipped) of every attempt in `run_id`."""
+        return {
+            a: st
+            for a, st in self._rows(
+                "SELECT asset, status FROM attempts WHERE run_id = ? ORDER BY rowid", (run_id,)
+            )
+        }
 
     def latest_columns(self) -> dict[str, list[tuple[str, str]]]:
         """Return, per asset, the `(name, type)` columns of its latest materialization.
@@ -414,6 +447,30 @@ class StateStore:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [_mat_record(r) for r in self._rows(sql, (asset,))]
+
+    def known_assets(self) -> set[str]:
+        """Return every asset key with a materialization, attempt or check result."""
+        return {
+            r[0]
+            for r in self._rows(
+                "SELECT DISTINCT asset FROM materializations UNION SELECT DISTINCT asset FROM "
+                "attempts UNION SELECT DISTINCT asset FROM check_results"
+            )
+        }
+
+    def failed_attempts(self, asset: str, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Return an asset's failed and skipped attempts, newest first.
+
+        Returns:
+            `(run_id, finished_at, status, error)` tuples.
+        """
+        sql = (
+            "SELECT run_id, finished_at, status, error FROM attempts WHERE asset = ? "
+            "AND status != 'success' ORDER BY rowid DESC"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._rows(sql, (asset,))
 
     def check_results(
         self, *, asset: str | None = None, run_id: str | None = None, limit: int | None = None

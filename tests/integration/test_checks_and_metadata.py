@@ -274,7 +274,8 @@ EVENTS_PYTHON = {
 
 def build_with(project: TinyProject, n: int) -> Any:
     (project.path / "n.txt").write_text(str(n))
-    return run_cli(project.path, "build")
+    # the source data changed, not the code: rebuild regardless of staleness
+    return run_cli(project.path, "build", "--full")
 
 
 def outcomes(project: TinyProject) -> dict[str, str]:
@@ -360,3 +361,90 @@ def test_a_check_of_an_unknown_asset_is_a_clear_error(make_dbt_project: Make) ->
         }
     )
     assert_clean_error(run_cli(project.path, "build"), 2, "row_cnt", "pyproject.toml")
+
+
+# --------------------------------------------------------------------------- dbt retries
+
+FLAKY_MODEL = """
+from pathlib import Path
+
+
+def model(dbt, session):
+    dbt.config(materialized="table", tags=["flaky"])
+    marker = Path({marker!r})
+    n = int(marker.read_text()) if marker.exists() else 0
+    marker.write_text(str(n + 1))
+    if n < {failures}:
+        raise RuntimeError(f"the upstream API hung up (attempt {{n + 1}})")
+    return session.sql("select 1 as x union all select 2")
+"""
+
+
+def test_a_flaky_dbt_model_is_retried_by_the_settings_policy(make_dbt_project: Make) -> None:
+    def project_files(root: Path, failures: int, retries: int) -> dict[str, str]:
+        return {
+            "models/flaky.py": FLAKY_MODEL.format(
+                marker=str(root / "attempts.txt"), failures=failures
+            ),
+            "models/after_flaky.sql": (
+                "{{ config(materialized='table') }}\nselect * from {{ ref('flaky') }}\n"
+            ),
+            "models/schema.yml": """
+                version: 2
+                models:
+                  - name: flaky
+                    columns:
+                      - name: x
+                        data_tests: [not_null]
+            """,
+            "pyproject.toml": f"""
+                [tool.sqlorch.retries."tag:flaky"]
+                retries = {retries}
+                backoff = "constant"
+                delay = 0
+            """,
+        }
+
+    project = make_dbt_project({"models/a.sql": "select 1 as x\n"}, folder="flaky")
+    project.write(project_files(project.path, failures=2, retries=3))
+    result = run_cli(project.path, "build")
+    assert result.exit_code == 0, result.describe()
+    assert (project.path / "attempts.txt").read_text() == "3"
+    assert query(project.db, "select count(*) from main.after_flaky") == [(2,)]
+    events = run_cli(project.path, "logs", "--json").json_lines()
+    retries = [e for e in events if e["kind"] == "asset_retry"]
+    assert [(e["asset"], e["data"]["attempt"]) for e in retries] == [
+        ("main.flaky", 1),
+        ("main.flaky", 2),
+    ]
+    assert "the upstream API hung up (attempt 1)" in retries[0]["message"]
+    assert not [e for e in events if e["kind"] in ("asset_failed", "asset_skipped")]
+    (mat,) = store_of(project).materializations("main.flaky")
+    assert mat.metadata["attempts"] == 3
+    assert [r.status for r in store_of(project).check_results(asset="main.flaky")] == ["pass"]
+
+    # retries run out: the last error fails the model and skips its downstream
+    (project.path / "attempts.txt").unlink()
+    project.write(project_files(project.path, failures=5, retries=1))
+    failed = run_cli(project.path, "build")
+    assert failed.exit_code == 1, failed.describe()
+    assert (project.path / "attempts.txt").read_text() == "2"
+    status = {s["key"]: s["last_outcome"] for s in run_cli(project.path, "status", "--json").json()}
+    assert status["main.flaky"] == "failed" and status["main.after_flaky"] == "skipped"
+
+
+def test_the_example_runs_python_and_builtin_checks(built_example: Any) -> None:
+    store = StateStore(built_example.path / ".sqlorch" / "state.db", readonly=True)
+    results = {(r.asset, r.name): r for r in store.check_results()}
+    assert results[("raw.flights", "flights_depart_from_nyc")].status == "pass"
+    by_origin = results[("raw.flights", "flights_depart_from_nyc")].metadata["flights_by_origin"]
+    assert sum(by_origin.values()) == 336_776
+    assert results[("analytics.route_delay_score", "worst_route_is_ranked_first")].status == "pass"
+    for table in ("airlines", "airports", "planes", "weather", "flights"):
+        assert results[(f"raw.{table}", f"row_count_{table}")].status == "pass"
+        assert results[(f"raw.{table}", f"schema_change_{table}")].status == "pass"
+    assert results[("marts.fct_flights", "freshness_fct_flights")].status == "pass"
+    assert store.failing_blocking_checks() == {}
+    columns = store.latest_columns()
+    assert ("origin", "VARCHAR") in columns["raw.flights"]
+    assert set(columns) >= {"raw.flights", "marts.fct_flights", "analytics.route_delay_score"}

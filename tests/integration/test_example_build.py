@@ -91,16 +91,6 @@ def materialized_keys(events: list[dict[str, Any]]) -> set[str]:
     return {e["asset"] for e in events if e["kind"] == "asset_materialized"}
 
 
-# partitioned assets: once every partition is done, a build leaves them alone
-PARTITIONED = {
-    "raw.flights",
-    "raw.weather",
-    "marts.fct_flights",
-    "marts.fct_delays",
-    "marts.mart_carrier_ontime_monthly",
-}
-
-
 def touched_keys(events: list[dict[str, Any]]) -> set[str]:
     """Assets the run started, materialized, failed or skipped."""
     kinds = {"asset_started", "asset_materialized", "asset_failed", "asset_skipped"}
@@ -487,8 +477,8 @@ def selection_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build_and_read_run(project: Path, *args: str) -> tuple[dict[str, Any], list[dict]]:
-    """Run `build ARGS`; return its run record and its events."""
-    result = ok(run_cli(project, "build", *args))
+    """Run `build --full ARGS` (selection regardless of staleness); return run and events."""
+    result = ok(run_cli(project, "build", "--full", *args))
     assert "Traceback" not in result.output
     run = ok(run_cli(project, "runs", "--json")).json()[0]
     assert run["run_id"] in result.stdout, "the newest run is not the one just built"
@@ -501,7 +491,6 @@ def test_select_ancestors_builds_exactly_them(
     expected = ancestors(ls_json, "marts.mart_route_scorecard") | {"marts.mart_route_scorecard"}
     assert "raw.flights" in expected and "raw.weather" not in expected
     run, events = build_and_read_run(selection_example, "-s", "+mart_route_scorecard")
-    expected -= PARTITIONED
     assert touched_keys(events) == expected
     assert materialized_keys(events) == expected
     assert run["status"] == "success"
@@ -511,13 +500,12 @@ def test_select_ancestors_builds_exactly_them(
 
 def test_select_kind_python_builds_only_python_assets(selection_example: Path) -> None:
     run, events = build_and_read_run(selection_example, "-s", "kind:python")
-    assert touched_keys(events) == PYTHON_ASSETS - PARTITIONED
-    assert materialized_keys(events) == PYTHON_ASSETS - PARTITIONED
+    assert touched_keys(events) == PYTHON_ASSETS
+    assert materialized_keys(events) == PYTHON_ASSETS
     # dbt may run, but only for the checks (dbt source tests) of the Python assets
     invocations = [e for e in events if e["kind"] == "dbt_invocation_started"]
     assert all(e["data"].get("nodes") == 0 for e in invocations), invocations
-    built = len(PYTHON_ASSETS - PARTITIONED)
-    assert run["assets"] == {"succeeded": built, "failed": 0, "skipped": 0} | {
+    assert run["assets"] == {"succeeded": len(PYTHON_ASSETS), "failed": 0, "skipped": 0} | {
         k: v for k, v in run["assets"].items() if k not in ("succeeded", "failed", "skipped")
     }
 
@@ -538,6 +526,7 @@ def test_select_union_and_intersection(selection_example: Path) -> None:
         "tag:large,kind:python stg_airlines reference.us_federal_holidays_2013",
     )
     assert touched_keys(events) == {
+        "raw.flights",
         "staging.stg_airlines",
         "reference.us_federal_holidays_2013",
     }
@@ -572,7 +561,7 @@ def test_dry_run_plan_follows_the_selection(
     exclude: list[str],
     expected: set[str] | None,
 ) -> None:
-    args = ["build", "--dry-run", "--json"]
+    args = ["build", "--dry-run", "--json", "--full"]
     for s in select:
         args += ["-s", s]
     for x in exclude:
@@ -596,7 +585,7 @@ def test_dry_run_plan_follows_the_selection(
             expected = (ancestors(ls_json, "marts.fct_delays") | {"marts.fct_delays"}) - {
                 k for k, a in kinds.items() if a["kind"] == "python"
             }
-    assert set(keys) == expected - PARTITIONED
+    assert set(keys) == expected
     # steps come in dependency order
     deps = {a["key"]: set(a["deps"]) for a in ls_json}
     for i, key in enumerate(keys):

@@ -248,3 +248,46 @@ def test_ctrl_c_drains_records_cancelled_and_the_next_build_finishes(
         "success",
         "cancelled",
     ]
+
+
+def test_second_ctrl_c_cancels_the_running_asset_and_leaves_consistent_state(
+    make_dbt_project: Make,
+) -> None:
+    project = make_dbt_project(GATED, GATED_PYTHON)
+    proc = start_build(project.path)
+    try:
+        wait_for("the gated asset started", (project.path / "started").exists, proc)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+
+        def cancelling() -> bool:
+            runs = json_of(project.path, "runs", "--json")
+            events = json_of(project.path, "logs", runs[0]["run_id"], "--json")
+            return any("cancel" in e["message"].lower() for e in events)
+
+        wait_for("the build noticed Ctrl-C", cancelling, proc)
+        proc.send_signal(signal.SIGINT)  # the gated asset is never released: abandon it
+        code, output = finish(proc)
+    finally:
+        (project.path / "release").touch()
+    run = json_of(project.path, "runs", "--json")[0]
+    events = json_of(project.path, "logs", run["run_id"], "--json")
+    story = output + "\n" + "\n".join(f"{e['kind']} {e['asset']} {e['message']}" for e in events)
+    assert code == 130, story
+    assert TRACEBACK not in output, story
+    assert run["status"] == "cancelled", story
+    assert run["finished_at"] is not None, story
+    assert run["assets"] == {"succeeded": 1, "failed": 1, "skipped": 1}, story
+    status = {s["key"]: s for s in json_of(project.path, "status", "--json")}
+    assert status["main.a"]["last_outcome"] == "success", story
+    assert status["raw.gated"]["last_outcome"] == "failed", story
+    assert "second Ctrl-C" in events[-1]["message"] or any(
+        "second Ctrl-C" in e["message"] for e in events
+    ), story
+    # the warehouse holds exactly what was recorded: a's table, no gated/b
+    assert query(project.db, "select count(*) from main.a") == [(1,)]
+    assert "raw.gated" not in tables(project.db)
+    assert "main.b" not in tables(project.db)
+    again = run_cli(project.path, "build")
+    assert again.exit_code == 0, again.describe()
+    assert query(project.db, "select count(*) from main.b") == [(2,)]

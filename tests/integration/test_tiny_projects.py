@@ -56,7 +56,7 @@ def test_plain_dbt_project_needs_no_settings(make_dbt_project: Make) -> None:
     status = {s["key"]: s for s in ok(run_cli(project.path, "status", "--json")).json()}
     assert status["main.b"]["rows"] == 1
     assert status["main.a"]["last_outcome"] == "success"
-    ok(run_cli(project.path, "build", "--threads", "1"))
+    ok(run_cli(project.path, "build", "--full", "--threads", "1"))
     assert len(ok(run_cli(project.path, "runs", "--json")).json()) == 2
 
 
@@ -68,7 +68,7 @@ def test_profiles_dir_from_the_environment_and_the_flag(
     elsewhere.mkdir()
     (project.path / "profiles.yml").rename(elsewhere / "profiles.yml")
     ok(run_cli(project.path, "build", env={"DBT_PROFILES_DIR": str(elsewhere)}))
-    ok(run_cli(project.path, "build", "--profiles-dir", str(elsewhere)))
+    ok(run_cli(project.path, "build", "--full", "--profiles-dir", str(elsewhere)))
     assert len(ok(run_cli(project.path, "runs", "--json")).json()) == 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlorch.graph import AssetGraph, AssetKind, AssetNode, CheckNode
 from sqlorch.planner import build_plan
+from sqlorch.staleness import AssetRecord, StateSnapshot
 
 
 def _graph() -> AssetGraph:
@@ -43,7 +44,9 @@ def test_checks_follow_their_assets_like_dbt_eager_selection() -> None:
 
 
 def test_reasons_say_whether_an_asset_was_ever_built() -> None:
-    plan = build_plan(_graph(), {"raw.events", "ml.score"}, {"ml.score": "2026-01-01T00:00:00Z"})
+    built = AssetRecord(materialized_at="2026-01-01T00:00:00Z", materialized_run="r1")
+    state = StateSnapshot({"ml.score": built})
+    plan = build_plan(_graph(), {"raw.events", "ml.score"}, state, full=True)
     reasons = {s.key: s.reasons for s in plan.steps}
     assert reasons["raw.events"] == ("never materialized",)
-    assert "2026-01-01" in reasons["ml.score"][0]
+    assert reasons["ml.score"] == ("--full (last built 2026-01-01 00:00:00)",)

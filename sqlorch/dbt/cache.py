@@ -1,0 +1,193 @@
+"""The manifest cache: reuse the last parsed dbt project when none of its inputs changed.
+
+Importing dbt costs about a second and even a partial parse of a large project a few more;
+a no-op `sqlorch build` must cost neither. The cache keeps sqlorch's compact `DbtProject`
+(code versions included) next to a fingerprint of everything dbt reads to parse:
+
+- every file under the project's model, macro, seed, snapshot, test, analysis and docs
+  paths and its installed packages, plus dbt_project.yml, packages.yml, dependencies.yml,
+  package-lock.yml, selectors.yml and profiles.yml;
+- the target name, dbt's version, the project vars and `DBT_*` environment variables.
+
+A file is compared by size and modification time first; when those differ its content
+hash decides, so touching a file (or a fresh checkout) does not force a parse. The cache
+file never holds credentials: profiles are hashed, not stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlorch.dbt.manifest import DbtProject
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_ROOT_FILES = (
+    "dbt_project.yml",
+    "packages.yml",
+    "dependencies.yml",
+    "package-lock.yml",
+    "selectors.yml",
+)
+_PATH_KEYS = {
+    "model-paths": ["models"],
+    "macro-paths": ["macros"],
+    "seed-paths": ["seeds"],
+    "snapshot-paths": ["snapshots"],
+    "test-paths": ["tests"],
+    "analysis-paths": ["analyses"],
+    "docs-paths": [],
+}
+_SKIP_DIRS = {"__pycache__", "node_modules"}
+
+Stat = tuple[int, int]  # size, mtime_ns
+
+
+@dataclass(slots=True)
+class _Entry:
+    format: int
+    context: str
+    dirs: list[str]
+    files: dict[str, tuple[Stat, str]]  # relative path -> (stat, sha256)
+    project: DbtProject
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def input_dirs(project_dir: Path, project_file: Mapping[str, Any]) -> list[str]:
+    """Return the project-relative folders dbt reads (from dbt_project.yml, with defaults)."""
+    dirs: list[str] = []
+    for key, default in _PATH_KEYS.items():
+        value = project_file.get(key, default)
+        if isinstance(value, str):
+            value = [value]
+        dirs.extend(str(v) for v in value or ())
+    dirs.append(str(project_file.get("packages-install-path", "dbt_packages")))
+    return sorted(dict.fromkeys(dirs))
+
+
+def _walk(root: Path, rel: str) -> Iterator[tuple[str, os.stat_result]]:
+    base = root / rel
+    stack = [base]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith(".") or e.name in _SKIP_DIRS:
+                continue
+            if e.is_dir(follow_symlinks=True):
+                stack.append(Path(e.path))
+            elif e.is_file(follow_symlinks=True):
+                yield os.path.relpath(e.path, root), e.stat()
+
+
+def scan(project_dir: Path, dirs: list[str], extra_files: list[Path]) -> dict[str, Stat]:
+    """Return relative path -> (size, mtime_ns) of every input file."""
+    out: dict[str, Stat] = {}
+    for name in _ROOT_FILES:
+        try:
+            st = (project_dir / name).stat()
+        except OSError:
+            continue
+        out[name] = (st.st_size, st.st_mtime_ns)
+    for path in extra_files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out[str(path)] = (st.st_size, st.st_mtime_ns)
+    for rel in dirs:
+        for found, st in _walk(project_dir, rel):
+            out[found] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _sha(project_dir: Path, rel: str) -> str:
+    try:
+        return hashlib.sha256((project_dir / rel).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+class ManifestCache:
+    """One cache file for one dbt project and target."""
+
+    def __init__(self, path: Path, project_dir: Path) -> None:
+        self.path = path
+        self.project_dir = project_dir
+
+    def load(self, context: str, extra_files: list[Path]) -> DbtProject | None:
+        """Return the cached project if no input changed since it was stored, else None."""
+        try:
+            with self.path.open("rb") as fh:
+                entry = pickle.load(fh)
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001 - a corrupt or old cache is only a cache miss
+            log.debug("manifest cache unreadable", exc_info=True)
+            return None
+        if not isinstance(entry, _Entry) or entry.format != FORMAT or entry.context != context:
+            return None
+        now = scan(self.project_dir, entry.dirs, extra_files)
+        if set(now) != set(entry.files):
+            return None
+        touched = {p: st for p, st in now.items() if entry.files[p][0] != st}
+        if not touched:
+            return entry.project
+        for rel, st in touched.items():
+            digest = _sha(self.project_dir, rel)
+            if digest != entry.files[rel][1]:
+                log.debug("manifest cache: %s changed", rel)
+                return None
+            entry.files[rel] = (st, digest)
+        self._write(entry)  # same content, new times: next time the stat check suffices
+        return entry.project
+
+    def store(
+        self,
+        context: str,
+        dirs: list[str],
+        files: dict[str, Stat],
+        project: DbtProject,
+    ) -> None:
+        """Remember `project` as the parse of the inputs whose stats are `files`.
+
+        `files` must be the scan taken BEFORE the parse: a file edited during the parse then
+        shows up as changed next time instead of being wrongly taken as parsed.
+        """
+        entry = _Entry(
+            format=FORMAT,
+            context=context,
+            dirs=dirs,
+            files={rel: (st, _sha(self.project_dir, rel)) for rel, st in files.items()},
+            project=project,
+        )
+        self._write(entry)
+
+    def _write(self, entry: _Entry) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                pickle.dump(entry, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.path)
+        except OSError:
+            log.debug("could not write the manifest cache", exc_info=True)
+            tmp.unlink(missing_ok=True)
+
+
+def context_key(parts: Mapping[str, Any]) -> str:
+    """Hash what is not a file but changes the parse (target, versions, vars, env)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("DBT_")}
+    text = repr(sorted({**{str(k): str(v) for k, v in parts.items()}, "env": repr(env)}.items()))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,124 @@
+"""Code versions of dbt nodes: raw code, the macros they call, config, vars, target.
+
+dbt's own `checksum` covers only the node's file, so a changed macro or var goes unnoticed
+by `state:modified` (a known blind spot). Here each node's version is built from:
+
+- `sql`: its raw code, normalized (formatting and comments do not count); for seeds the CSV;
+- `config`: its resolved config, minus keys that do not change the output (tags, docs, ...);
+- `macro:<name>`: every macro it calls, transitively (a macro's own code, normalized);
+- `var:<name>`: the value of every var its code or its macros read;
+- `target`: the adapter type, database/path and schema the node is written to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlorch.codeversion import digest, normalize_sql
+
+# config keys that do not change a node's output
+_CONFIG_NOISE = frozenset(
+    {"tags", "docs", "group", "access", "persist_docs", "meta", "description", "enabled"}
+)
+_VAR_CALL = re.compile(r"""\bvar\(\s*['"]([\w.\-]+)['"]""")
+_UNDEFINED = "\0undefined"
+
+
+def dbt_code_parts(
+    manifest: Mapping[str, Any],
+    *,
+    project_vars: Mapping[str, Any],
+    target: Mapping[str, Any],
+    project_dir: Path,
+) -> dict[str, dict[str, str]]:
+    """Return unique_id -> code parts for every model, seed and snapshot of `manifest`.
+
+    Args:
+        manifest: the manifest.json document.
+        project_vars: `vars:` of dbt_project.yml (plus any passed on the command line).
+        target: what identifies where nodes are written (adapter type, database, schema).
+        project_dir: the dbt project folder (seeds are hashed from their CSV files).
+    """
+    macros: Mapping[str, Any] = manifest.get("macros", {})
+    packages = {m.get("package_name") for m in macros.values()}
+    root = (manifest.get("metadata") or {}).get("project_name")
+    target_part = digest(dict(target))
+    macro_cache: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
+
+    def macro_closure(uid: str, seen: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+        """(macro name -> hash, vars read) of `uid` and every macro it calls."""
+        if uid in macro_cache:
+            return macro_cache[uid]
+        m = macros.get(uid)
+        if m is None:
+            return {}, frozenset()
+        sql = m.get("macro_sql") or ""
+        name = m.get("name", uid)
+        if m.get("package_name") not in (root, None):
+            name = f"{m.get('package_name')}.{name}"
+        parts = {name: digest(normalize_sql(sql))}
+        read = set(_VAR_CALL.findall(sql))
+        for dep in (m.get("depends_on") or {}).get("macros", ()):
+            if dep not in seen:
+                p, r = macro_closure(dep, seen | {uid})
+                parts.update(p)
+                read |= r
+        result = (parts, frozenset(read))
+        macro_cache[uid] = result
+        return result
+
+    out: dict[str, dict[str, str]] = {}
+    for uid, n in manifest.get("nodes", {}).items():
+        rtype = n.get("resource_type")
+        if rtype not in ("model", "seed", "snapshot"):
+            continue
+        raw = n.get("raw_code") or ""
+        if rtype == "seed":
+            sql_part = _seed_hash(n, project_dir)
+        else:
+            sql_part = digest(normalize_sql(raw))
+        config = n.get("config") or {}
+        kept = {k: v for k, v in config.items() if k not in _CONFIG_NOISE}
+        sqlorch_meta = (config.get("meta") or {}).get("sqlorch")
+        if sqlorch_meta:
+            kept["meta.sqlorch"] = sqlorch_meta
+        parts = {"sql": sql_part, "config": digest(kept), "target": target_part}
+        read = set(_VAR_CALL.findall(raw))
+        for dep in (n.get("depends_on") or {}).get("macros", ()):
+            mparts, mread = macro_closure(dep, frozenset())
+            parts.update({f"macro:{k}": v for k, v in mparts.items()})
+            read |= mread
+        package = n.get("package_name")
+        for var in sorted(read):
+            parts[f"var:{var}"] = digest(_var_value(var, package, project_vars, packages))
+        out[uid] = parts
+    return out
+
+
+def _var_value(
+    name: str, package: str | None, project_vars: Mapping[str, Any], packages: set[Any]
+) -> Any:
+    """The value dbt resolves for var `name` in `package` (package-scoped over global)."""
+    scoped = project_vars.get(package) if package else None
+    if isinstance(scoped, Mapping) and name in scoped:
+        return scoped[name]
+    if name in project_vars and name not in packages:
+        return project_vars[name]
+    return _UNDEFINED
+
+
+def _seed_hash(node: Mapping[str, Any], project_dir: Path) -> str:
+    checksum = node.get("checksum") or {}
+    if checksum.get("name") == "sha256" and checksum.get("checksum"):
+        return str(checksum["checksum"])[:16]
+    # dbt checksums large seeds by path only: hash the file itself
+    root = Path(node.get("root_path") or project_dir)
+    path = root / (node.get("original_file_path") or "")
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return digest(checksum)

@@ -1,0 +1,166 @@
+"""Staleness: which assets need materializing, and why (pure: graph + state in, reasons out).
+
+An asset is stale when it was never materialized, its code version changed since its last
+materialization, an upstream asset was materialized after it, its last attempt failed, a
+blocking check of it failed, or its table is missing from the warehouse. An asset downstream
+of a stale one is stale too ("upstream X is stale").
+
+Reasons are short strings a person can act on; the first reason of an asset is its main one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlorch.codeversion import describe_changes
+from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRecord:
+    """What the state store knows of one asset, as the planner needs it."""
+
+    materialized_at: str | None = None
+    materialized_run: str | None = None
+    code_version: str | None = None
+    code_parts: Mapping[str, str] | None = None
+    rows: int | None = None
+    last_status: str | None = None
+    last_run_id: str | None = None
+    failed_checks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """The state the planner reads: per-asset records and the relations that exist.
+
+    `tables` is the set of `schema.name` relations in the warehouse (lower-case), or None
+    when it could not be read (then no asset is called missing).
+    """
+
+    assets: Mapping[str, AssetRecord] = field(default_factory=dict)
+    tables: frozenset[str] | None = None
+
+    def record(self, key: str) -> AssetRecord:
+        """The record of `key` (an empty one when it has no history)."""
+        return self.assets.get(key) or _EMPTY
+
+
+_EMPTY = AssetRecord()
+
+
+def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> list[str]:
+    """Return why `node` is stale by itself (not counting upstream assets being rebuilt)."""
+    if not node.is_materializable:
+        return []
+    rec = state.record(node.key)
+    if rec.materialized_at is None:
+        if rec.last_status == "failed":
+            return [f"never materialized; last attempt failed (run {rec.last_run_id})"]
+        return ["never materialized"]
+    reasons: list[str] = []
+    if state.tables is not None and node.key not in state.tables and _makes_table(node, rec):
+        reasons.append("table missing")
+    if node.code_version is not None and rec.code_version != node.code_version:
+        old = rec.code_parts if rec.code_parts else None
+        reasons.extend(describe_changes(old, node.code_parts, file=node.file, line=node.line))
+    if rec.last_status == "failed":
+        reasons.append(f"last attempt failed (run {rec.last_run_id})")
+    for check in rec.failed_checks:
+        reasons.append(f"check {check} failed")
+    for dep in node.deps:
+        up = state.record(dep)
+        if (
+            up.materialized_at is not None
+            and up.materialized_run != rec.materialized_run
+            and up.materialized_at > rec.materialized_at
+        ):
+            reasons.append(f"upstream {dep} materialized {_short(up.materialized_at)} after this")
+    return reasons
+
+
+def stale_reasons(
+    graph: AssetGraph,
+    state: StateSnapshot,
+    keys: Collection[str] | None = None,
+    *,
+    full: bool = False,
+) -> dict[str, list[str]]:
+    """Return key -> reasons for every stale materializable asset among `keys`.
+
+    An asset whose upstream (among `keys`) is stale is stale too: rebuilding the upstream
+    changes its input. With `full`, every materializable asset among `keys` is returned.
+
+    Args:
+        graph: the merged asset graph.
+        state: the state snapshot.
+        keys: the assets to consider (default: all); upstream assets outside it are taken
+            as they are.
+        full: rebuild regardless of staleness (`sqlorch build --full`).
+    """
+    chosen = set(graph.assets if keys is None else keys)
+    out: dict[str, list[str]] = {}
+    for key in graph.topological(chosen):
+        node = graph.assets[key]
+        if not node.is_materializable:
+            continue
+        reasons = own_reasons(node, graph, state)
+        rebuilt = [d for d in node.deps if d in out]
+        if rebuilt and not reasons:
+            reasons = [f"upstream {rebuilt[0]} is stale"]
+        if full and not reasons:
+            rec = state.record(key)
+            reasons = [f"--full (last built {_short(rec.materialized_at)})"]
+        if reasons:
+            out[key] = reasons
+    return out
+
+
+def modified(graph: AssetGraph, state: StateSnapshot) -> set[str]:
+    """Assets that are new or whose code changed since their last materialization."""
+    out = set()
+    for node in graph:
+        if not node.is_materializable:
+            continue
+        rec = state.record(node.key)
+        if rec.materialized_at is None or (
+            node.code_version is not None and rec.code_version != node.code_version
+        ):
+            out.add(node.key)
+    return out
+
+
+def fresher_upstream(graph: AssetGraph, state: StateSnapshot) -> set[str]:
+    """Assets with an upstream asset materialized after them (`source_status:fresher`)."""
+    out = set()
+    for node in graph:
+        rec = state.record(node.key)
+        if rec.materialized_at is None:
+            continue
+        for dep in node.deps:
+            up = state.record(dep)
+            if (
+                up.materialized_at is not None
+                and up.materialized_run != rec.materialized_run
+                and up.materialized_at > rec.materialized_at
+            ):
+                out.add(node.key)
+                break
+    return out
+
+
+def _makes_table(node: AssetNode, rec: AssetRecord) -> bool:
+    """Whether `node` leaves a relation named by its key (Python assets: when they did)."""
+    if node.kind is AssetKind.PYTHON:
+        return rec.rows is not None
+    return node.materialized != "ephemeral"
+
+
+def _short(ts: str | None) -> str:
+    return (ts or "never")[:19].replace("T", " ")
+
+
+def reasons_text(reasons: Iterable[str]) -> str:
+    """Reasons joined for one line of terminal output."""
+    return "; ".join(reasons)
