@@ -187,13 +187,13 @@ def ledger_bench() -> dict[str, float]:
     # a history: one backfill of everything, then a failed day every 30 days, then each
     # later day rebuilt by its own daily run (the rows a scheduled job leaves behind)
     everything = PartitionSet({(): ((0, n - 1),)})
-    ledger.write(store, "raw.hours", d, everything, SegmentStatus.DONE, "backfill", "t0", "v1")
+    ledger.write(store, "raw.hours", d, everything, SegmentStatus.DONE, "backfill", "t0", None)
     for day in range(0, n // 24, 30):
         failed = PartitionSet({(): ((day * 24, day * 24 + 23),)})
-        ledger.write(store, "raw.hours", d, failed, SegmentStatus.FAILED, f"f{day}", "t1", "v1")
+        ledger.write(store, "raw.hours", d, failed, SegmentStatus.FAILED, f"f{day}", "t1", None)
     for day in range(n // 24 - 60, n // 24):
         recent = PartitionSet({(): ((day * 24, day * 24 + 23),)})
-        ledger.write(store, "raw.hours", d, recent, SegmentStatus.DONE, f"d{day}", "t2", "v1")
+        ledger.write(store, "raw.hours", d, recent, SegmentStatus.DONE, f"d{day}", "t2", None)
     rows = len(store.ledger("raw.hours"))
     started = time.perf_counter()
     segs = ledger.segments(store, "raw.hours", d)

@@ -686,7 +686,16 @@ class Executor:
             from sqlorch.partitions import parse_ranges
 
             count = len(parse_ranges(definition, step))
-            self._succeed(key, self._chunk_rows.get(key), None, {"partitions": count})
+            # the asset-level record: the whole table's rows and columns, as for any asset
+            rows = self._chunk_rows.get(key)
+            columns = None
+            if self.warehouse is not None:
+                try:
+                    rows = self.warehouse.row_counts([key]).get(key, rows)
+                    columns = self.warehouse.columns(key) or None
+                except Exception:  # noqa: BLE001 - a row count must never fail a run
+                    log.debug("row count failed", exc_info=True)
+            self._succeed(key, rows, None, {"partitions": count}, columns)
 
     def _gating_checks(self, key: str) -> list[str]:
         """The blocking checks sqlorch runs on `key`'s ancestors that a dbt node must await.

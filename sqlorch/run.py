@@ -108,12 +108,6 @@ class StateRecorder:
                         event.run_id, key, "failed", None, event.ts, event.message, partition=text
                     )
                 )
-        elif (
-            key is not None
-            and event.kind is EventKind.ASSET_MATERIALIZED
-            and key in self.definitions
-        ):
-            self._attempts.append(attempt_row(event.run_id, key, "success", None, event.ts))
         elif key is not None and event.kind is EventKind.ASSET_MATERIALIZED:
             self._mats.append(
                 materialization_row(
