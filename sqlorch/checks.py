@@ -418,7 +418,11 @@ def run_side_check(
         if cols is None:
             return CheckResult(False, f"{key} does not exist in the warehouse")
         rows = session.row_counts([key]).get(key)
-        current = Observed(rows, [(c.name, c.type) for c in cols], None)
+        before = policies.previous.get(key)
+        # as it is now; dated by its last materialization (none for an observed source)
+        current = Observed(
+            rows, [(c.name, c.type) for c in cols], before.materialized_at if before else None
+        )
 
     def newest_value(column: str) -> datetime | None:
         from sqlorch.warehouse.duckdb import quote_key

@@ -210,16 +210,7 @@ def _run_plan(
 
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
-    listeners: list[Any] = [renderer]
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        from sqlorch.github import GithubReporter
-
-        listeners.append(
-            GithubReporter(
-                lambda line: click.echo(line, err=False),
-                os.environ.get("GITHUB_STEP_SUMMARY"),
-            )
-        )
+    listeners: list[Any] = [renderer, *_ci_listeners()]
     outcome = None
     try:
         outcome = execute(
@@ -442,6 +433,78 @@ def _find_run(store: Any, settings: Any, run_id: str | None) -> Any:
             f"No run {run_id!r} in {settings.state_path}. `sqlorch runs` lists the runs."
         )
     return found
+
+
+@cli.command(name="check")
+@_common
+@_selection
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--verbose", "-v", is_flag=True, help="Show check log lines as they arrive.")
+@_handle_errors
+def check_cmd(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    threads: int | None,
+    verbose: bool,
+) -> None:
+    """Run the checks of the selected assets on what the warehouse holds now; build nothing.
+
+    dbt tests, @check functions and built-in checks (freshness is the usual reason: a
+    scheduled `sqlorch check` notices sources that stopped arriving). Results are recorded
+    as a run; exit 1 when a check failed.
+    """
+    from sqlorch.planner import Plan
+    from sqlorch.project import load_project
+    from sqlorch.render import TerminalRenderer
+    from sqlorch.run import execute, select_assets
+    from sqlorch.state.store import StateStore
+
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    project = load_project(settings)
+    store = StateStore(settings.state_path)
+    keys = select_assets(project, select, exclude, _warn)
+    checks = sorted(
+        c.unique_id for c in project.graph.checks.values() if any(k in keys for k in c.asset_keys)
+    )
+    if not checks:
+        _console().print("No checks test the selected assets.")
+        return
+    plan = Plan(steps=(), checks=tuple(checks), selected=frozenset(keys))
+    console = _console()
+    renderer = TerminalRenderer(console, 0, verbose=verbose)
+    outcome = None
+    try:
+        outcome = execute(
+            project,
+            plan,
+            store,
+            [renderer, *_ci_listeners()],
+            command="check",
+            selection=" ".join([*select, *(f"--exclude {e}" for e in exclude)]),
+            threads=threads,
+        )
+    finally:
+        renderer.close(summary=outcome is not None)
+    console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
+    if outcome.status != "success":
+        sys.exit(1)
+
+
+def _ci_listeners() -> list[Any]:
+    """The GitHub Actions reporter when running in GitHub Actions (else nothing)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return []
+    from sqlorch.github import GithubReporter
+
+    return [
+        GithubReporter(
+            lambda line: click.echo(line, err=False), os.environ.get("GITHUB_STEP_SUMMARY")
+        )
+    ]
 
 
 @cli.command(name="ls")

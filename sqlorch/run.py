@@ -517,7 +517,7 @@ def execute(
     """Execute `plan`, recording the run in `store`."""
     settings = project.settings
     run_id = new_run_id()
-    warehouse = open_warehouse(project) if plan.steps else None
+    warehouse = open_warehouse(project) if plan.steps or plan.checks else None
     if warehouse is not None and any(s.partitions for s in plan.steps):
         from sqlorch.partition_runs import check_partition_columns
 

@@ -448,3 +448,70 @@ def test_the_example_runs_python_and_builtin_checks(built_example: Any) -> None:
     columns = store.latest_columns()
     assert ("origin", "VARCHAR") in columns["raw.flights"]
     assert set(columns) >= {"raw.flights", "marts.fct_flights", "analytics.route_delay_score"}
+
+
+# --------------------------------------------------------------------------- sqlorch check
+
+ARRIVALS = {
+    "pyproject.toml": """
+        [tool.sqlorch.checks."source:raw.arrivals"]
+        freshness = { max_age = "26h", column = "loaded_at" }
+        row_count = true
+    """,
+    "models/sources.yml": """
+        version: 2
+        sources:
+          - name: raw
+            schema: raw
+            tables:
+              - name: arrivals
+                columns:
+                  - name: loaded_at
+                    data_tests: [not_null]
+    """,
+    "models/daily.sql": "select count(*) as n from {{ source('raw', 'arrivals') }}\n",
+}
+ARRIVALS_PYTHON = {
+    "ingest/arrivals.py": """
+        from datetime import datetime, timezone
+
+        import pyarrow as pa
+
+        from sqlorch import asset
+
+
+        @asset
+        def arrivals():
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            return pa.table({"id": [1, 2], "loaded_at": [now, now]})
+    """
+}
+
+
+def test_check_command_runs_checks_on_the_warehouse_as_it_is(make_dbt_project: Make) -> None:
+    project = make_dbt_project(ARRIVALS, ARRIVALS_PYTHON)
+    built = run_cli(project.path, "build")
+    assert built.exit_code == 0, built.describe()
+
+    checked = run_cli(project.path, "check")
+    assert checked.exit_code == 0, checked.describe()
+    run = run_cli(project.path, "runs", "--json").json()[0]
+    assert run["command"] == "check" and run["assets"]["succeeded"] == 0
+    names = {r.name: r.status for r in store_of(project).check_results(run_id=run["run_id"])}
+    assert names == {
+        "freshness_arrivals": "pass",
+        "row_count_arrivals": "pass",
+        "source_not_null_raw_arrivals_loaded_at": "pass",
+    }
+
+    # the data grows old (nothing loads it): the next check notices, and nothing was built
+    import duckdb
+
+    con = duckdb.connect(str(project.db))
+    con.execute("update raw.arrivals set loaded_at = loaded_at - interval 3 day")
+    con.close()
+    stale = run_cli(project.path, "check", "-s", "source:raw.arrivals")
+    assert stale.exit_code == 1, stale.describe()
+    assert "newest loaded_at is 3d0h old" in stale.flat and "older than 26h" in stale.flat
+    assert query(project.db, "select count(*) from raw.arrivals") == [(2,)]
+    assert set(store_of(project).failing_blocking_checks()) == {"raw.arrivals"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,44 @@ def test_a_run_whose_process_died_reads_as_failed(tmp_path: Path) -> None:
     assert reader.runs()[0].status == "failed"
     run = reader.run("r1")
     assert run is not None and run.status == "failed"
+
+
+def test_failing_blocking_checks_per_asset_partition_and_check(tmp_path: Path) -> None:
+    from sqlorch.state.store import StateStore, check_result_row
+
+    store = StateStore(tmp_path / "state.db")
+
+    def result(
+        run: str,
+        check: str,
+        asset: str,
+        status: str,
+        part: str | None = None,
+        *,
+        blocking: bool = True,
+    ) -> tuple[Any, ...]:
+        return check_result_row(
+            run, check, check, "python", asset, status, blocking, f"{run}Z", partition=part
+        )
+
+    store.write_batch(
+        [],
+        [],
+        [],
+        [
+            result("r1", "c1", "a", "fail"),
+            result("r1", "c2", "a", "fail", blocking=False),  # warn-only: never blocks
+            result("r1", "c1", "b", "fail", "2013-01-01"),
+            result("r1", "c1", "b", "pass", "2013-01-02"),
+            result("r2", "c1", "b", "skipped", "2013-01-01"),  # a skip changes nothing
+            result("r2", "c1", "c", "error"),
+            result("r3", "c1", "c", "pass"),  # passed later: cleared
+        ],
+    )
+    failing = store.failing_blocking_checks()
+    assert {k: [(r.check_id, r.partition, r.status) for r in v] for k, v in failing.items()} == {
+        "a": [("c1", None, "fail")],
+        "b": [("c1", "2013-01-01", "fail")],
+    }
+    assert [r.run_id for r in store.check_results(asset="c")] == ["r3", "r2"]
+    assert [r.status for r in store.check_results(run_id="r2")] == ["error", "skipped"]
