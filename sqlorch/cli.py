@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -100,6 +101,38 @@ def _settings(
     )
 
 
+def _print_table(
+    headers: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    *,
+    right: set[str] | frozenset[str] = frozenset(),
+    color: Callable[[str, str], str | None] | None = None,
+) -> None:
+    """Print an aligned table, one line per row, fast for thousands of rows.
+
+    (rich's Table measures every cell several times: 1,000 assets took over a second.)
+    Colors only reach a terminal; the last column is not padded, and lines never fold.
+    """
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: tuple[str, ...], style: bool) -> str:
+        out = []
+        for i, (head, cell) in enumerate(zip(headers, cells, strict=True)):
+            last = i == len(headers) - 1
+            text = (
+                cell if last else cell.rjust(widths[i]) if head in right else cell.ljust(widths[i])
+            )
+            fg = color(head, cell) if (style and color is not None) else None
+            out.append(click.style(text, fg=fg) if fg else text)
+        return "  ".join(out).rstrip()
+
+    click.echo(click.style(line(headers, False), bold=True))
+    click.echo("\n".join(line(r, True) for r in rows))
+
+
 def _emit_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, default=str))
 
@@ -118,6 +151,12 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@click.option(
+    "--skip-non-breaking",
+    is_flag=True,
+    help="Skip downstream assets that column lineage shows a non-breaking change "
+    "(columns added, comments) does not affect.",
+)
 @_handle_errors
 def build(
     project_dir: str | None,
@@ -131,6 +170,7 @@ def build(
     dry_run: bool,
     as_json: bool,
     verbose: bool,
+    skip_non_breaking: bool,
 ) -> None:
     """Materialize the stale selected assets (default: all) in dependency order.
 
@@ -147,6 +187,10 @@ def build(
     project = load_project(settings)
     store = StateStore(settings.state_path)
     plan = plan_build(project, store, select, exclude, _warn, full=full)
+    if skip_non_breaking:
+        from sqlorch.lineage.report import skip_non_breaking_downstream
+
+        plan = skip_non_breaking_downstream(project, plan, _warn, _err())
     selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
     _run_plan(project, store, plan, "build", selection, threads, dry_run, as_json, verbose)
 
@@ -232,6 +276,10 @@ def _run_plan(
         os._exit(130)
     finally:
         renderer.close(summary=outcome is not None)
+    from sqlorch.lineage.service import after_run
+
+    for message in after_run(project, project.settings.state_dir / "runs" / outcome.run_id):
+        _warn(message)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":
         sys.exit(1)
@@ -525,10 +573,22 @@ def ls_cmd(
     from sqlorch.project import load_project
     from sqlorch.run import select_assets
 
-    project = load_project(_settings(project_dir, profiles_dir, target))
+    settings = _settings(project_dir, profiles_dir, target)
+    project = load_project(settings)
     keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
+        from sqlorch.graph import Column
+        from sqlorch.state.store import StateStore
+
+        # columns as materialized (recorded with each materialization), else from dbt yml
+        recorded = StateStore(settings.state_path, readonly=True).latest_columns()
+        nodes = [
+            dataclasses.replace(n, columns=tuple(Column(c, t) for c, t in recorded[n.key]))
+            if recorded.get(n.key)
+            else n
+            for n in nodes
+        ]
         _emit_json(
             [
                 {
@@ -546,19 +606,18 @@ def ls_cmd(
             ]
         )
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for col in ("kind", "key", "upstream", "partitions"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("kind", "key"))
-    for n in nodes:
-        table.add_row(
-            n.kind.value,
-            n.key,
-            ", ".join(n.deps) or "-",
-            json.dumps(n.partitions.describe()) if n.partitions else "-",
-        )
-    _console().print(table)
+    _print_table(
+        ("kind", "key", "upstream", "partitions"),
+        [
+            (
+                n.kind.value,
+                n.key,
+                ", ".join(n.deps) or "-",
+                json.dumps(n.partitions.describe()) if n.partitions else "-",
+            )
+            for n in nodes
+        ],
+    )
 
 
 @cli.command()
@@ -625,36 +684,27 @@ def status(
     if as_json:
         _emit_json(rows)
         return
-    from rich.table import Table
-
     from sqlorch.render import fmt_seconds
 
-    table = Table(box=None, pad_edge=False)
-    for col in (
-        "kind",
-        "key",
-        "last materialized",
-        "rows",
-        "duration",
-        "last run",
-        "outcome",
-        "stale",
-    ):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        outcome = r["last_outcome"] or "-"
-        color = {"success": "green", "failed": "red", "skipped": "yellow"}.get(outcome, "dim")
-        table.add_row(
-            r["kind"],
-            r["key"],
-            (r["last_materialized_at"] or "-")[:19].replace("T", " "),
-            f"{r['rows']:,}" if isinstance(r["rows"], int) else "-",
-            fmt_seconds(r["duration_s"]) or "-",
-            r["last_run_id"] or "-",
-            f"[{color}]{outcome}[/]",
-            "; ".join(r["reasons"]) or "no",
-        )
-    _console().print(table)
+    colors = {"success": "green", "failed": "red", "skipped": "yellow"}
+    _print_table(
+        ("kind", "key", "last materialized", "rows", "duration", "last run", "outcome", "stale"),
+        [
+            (
+                r["kind"],
+                r["key"],
+                (r["last_materialized_at"] or "-")[:19].replace("T", " "),
+                f"{r['rows']:,}" if isinstance(r["rows"], int) else "-",
+                fmt_seconds(r["duration_s"]) or "-",
+                r["last_run_id"] or "-",
+                r["last_outcome"] or "-",
+                "; ".join(r["reasons"]) or "no",
+            )
+            for r in rows
+        ],
+        right={"rows", "duration"},
+        color=lambda col, value: colors.get(value) if col == "outcome" else None,
+    )
 
 
 @cli.command()
@@ -791,6 +841,79 @@ def logs(
         )
         if debug and ev.data.get("traceback"):
             console.print(ev.data["traceback"], markup=False)
+
+
+@cli.command()
+@click.argument("target_ref", metavar="KEY[.COLUMN]")
+@_common
+@click.option(
+    "--upstream",
+    "direction",
+    flag_value="upstream",
+    default=True,
+    help="Trace the columns it is derived from (default).",
+)
+@click.option(
+    "--downstream", "direction", flag_value="downstream", help="Trace the columns derived from it."
+)
+@click.option("--depth", type=click.IntRange(min=1), help="Stop after N hops.")
+@click.option(
+    "--keys",
+    "with_keys",
+    is_flag=True,
+    help="Also follow the columns queries filter, join or group on.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (DESIGN.md §10).")
+@_handle_errors
+def lineage(
+    target_ref: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    direction: str,
+    depth: int | None,
+    with_keys: bool,
+    as_json: bool,
+) -> None:
+    """Column lineage: KEY.COLUMN as a tree, or every column of KEY with its direct upstream."""
+    from sqlorch.lineage.report import lineage_command
+
+    lineage_command(
+        _settings(project_dir, profiles_dir, target),
+        target_ref,
+        direction=direction,
+        depth=depth,
+        with_keys=with_keys,
+        as_json=as_json,
+        console=None if as_json else _console(),
+        emit_json=_emit_json,
+        warn=_warn,
+    )
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_handle_errors
+def diff(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Changed models since their last materialization, and the downstream columns affected."""
+    from sqlorch.lineage.report import compute_impact, impact_document, render_impact
+    from sqlorch.project import load_project
+
+    project = load_project(_settings(project_dir, profiles_dir, target))
+    impact, _index = compute_impact(project, _warn)
+    doc = impact_document(impact)
+    if as_json:
+        _emit_json(doc)
+    else:
+        render_impact(_console(), doc)
 
 
 @cli.command()

@@ -200,13 +200,20 @@ class Executor:
             n.unique_id: n.key for n in graph.assets.values() if n.unique_id and n.kind.is_dbt
         }
         self._checks: dict[str, CheckNode] = {c: graph.checks[c] for c in plan.checks}
-        # the planned Python assets upstream of each asset, in one pass in dependency order
+        # the planned Python assets upstream of each asset, in one pass in dependency order;
+        # a dbt parent dbt does not know of (a hidden dependency, sqlorch.lineage) counts too:
+        # dbt would not order the two inside one invocation
         self._python_ancestors: dict[str, frozenset[str]] = {}
         for key in graph.topological():
             above: set[str] = set()
+            hidden = graph.assets[key].hidden_deps
             for parent in graph.parents(key):
                 above |= self._python_ancestors[parent]
-                if self.kind.get(parent) is AssetKind.PYTHON or parent in self._chunks:
+                if (
+                    self.kind.get(parent) is AssetKind.PYTHON
+                    or parent in self._chunks
+                    or (parent in hidden and parent in self.kind)
+                ):
                     above.add(parent)
             self._python_ancestors[key] = frozenset(above)
         # blocking checks of each asset that this run executes

@@ -76,6 +76,8 @@ class AssetNode:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     # the named inputs of `code_version` (see sqlorch.codeversion): what changed, not only that
     code_parts: Mapping[str, str] = field(default_factory=dict)
+    #: deps found in compiled SQL, not declared with ref/source (a subset of `deps`)
+    hidden_deps: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str:

@@ -44,11 +44,13 @@ def load_project(settings: Settings) -> Project:
         ProjectError: dbt cannot parse the project or an ingest module fails to import.
         GraphError: a dependency is unknown, ambiguous or forms a cycle.
     """
-    from sqlorch.dbt.profiles import find_profiles_dir, read_target
+    from sqlorch.dbt.profiles import find_profiles_dir, read_target_cached
     from sqlorch.dbt.runner import DbtInvoker
 
     profiles_dir = find_profiles_dir(settings.profiles_dir)
-    target = read_target(settings.project_dir, profiles_dir, settings.target)
+    target = read_target_cached(
+        settings.project_dir, profiles_dir, settings.target, settings.state_dir / "target.json"
+    )
     invoker = DbtInvoker(
         project_dir=settings.project_dir,
         profiles_dir=profiles_dir,
@@ -63,6 +65,9 @@ def load_project(settings: Settings) -> Project:
     dbt = _load_dbt(settings, target, invoker)
     found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
     graph, python_assets = merge(dbt, found, settings.asset_schema)
+    from sqlorch.lineage.hidden import add_hidden_edges
+
+    graph = add_hidden_edges(graph, settings.state_dir)  # found in compiled SQL before
     graph, python_checks = attach_checks(
         graph,
         found_checks,

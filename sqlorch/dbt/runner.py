@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -187,6 +188,42 @@ class DbtInvoker:
             result.error = _one_paragraph(str(res.exception))
         return result
 
+    def compile(self, selectors: Sequence[str], *, run_dir: Path) -> dict[str, str]:
+        """Run `dbt compile` on exactly `selectors`; return unique_id -> compiled SQL.
+
+        Raises:
+            ProjectError: dbt could not compile the nodes (the message names dbt's error).
+        """
+        from dbt.cli.main import dbtRunner
+
+        if self.manifest is None:
+            self.parse()  # loaded from sqlorch's manifest cache: dbt's partial parse is warm
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "logs"
+        args = [
+            "compile",
+            *self.common_args(run_dir / "target", log_path),
+            "--indirect-selection",
+            "empty",
+            "--select",
+            *selectors,
+        ]
+        started = time.perf_counter()
+        with _INVOKE_LOCK:
+            self._use_duckdb_file()
+            res = dbtRunner(manifest=self.manifest).invoke(args)
+        log.debug(
+            "dbt compile of %d selectors took %.2fs", len(selectors), time.perf_counter() - started
+        )
+        compiled = compiled_code(run_dir / "target" / "run_results.json")
+        if not res.success and not compiled:
+            text = _one_paragraph(str(res.exception or "dbt compile failed"))
+            raise ProjectError(
+                f"dbt could not compile the models lineage needs: {text} dbt's log is "
+                f"{log_path / 'dbt.log'}."
+            )
+        return compiled
+
     def _use_duckdb_file(self) -> None:
         """Make dbt-duckdb open this project's database file (call under the invoke lock).
 
@@ -199,17 +236,21 @@ class DbtInvoker:
         if self.duckdb_path is None or self.duckdb_path == _LAST_DUCKDB_FILE:
             return
         if _LAST_DUCKDB_FILE is not None:
-            try:
-                from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-                with DuckDBConnectionManager._LOCK:
-                    env = DuckDBConnectionManager._ENV
-                    DuckDBConnectionManager._ENV = None
-                if env is not None:
-                    env.close()
-            except Exception:  # noqa: BLE001 - an adapter without this cache needs nothing
-                log.debug("could not reset dbt-duckdb's environment", exc_info=True)
+            _close_duckdb_env()
         _LAST_DUCKDB_FILE = self.duckdb_path
+
+    def release(self) -> None:
+        """Close dbt-duckdb's connection to this project's file (reopened when next needed).
+
+        Nothing happens unless dbt ran in this process.
+        """
+        global _LAST_DUCKDB_FILE
+        if self.duckdb_path is None or "dbt.adapters.duckdb" not in sys.modules:
+            return
+        with _INVOKE_LOCK:
+            if _LAST_DUCKDB_FILE == self.duckdb_path:
+                _close_duckdb_env()
+                _LAST_DUCKDB_FILE = None
 
     @contextlib.contextmanager
     def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:
@@ -240,6 +281,20 @@ class DbtInvoker:
             yield
         finally:
             nodes.update(hidden)
+
+
+def _close_duckdb_env() -> None:
+    """Drop dbt-duckdb's process-wide DuckDB environment (closing its connection)."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        with DuckDBConnectionManager._LOCK:
+            env = DuckDBConnectionManager._ENV
+            DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()
+    except Exception:  # noqa: BLE001 - an adapter without this cache needs nothing
+        log.debug("could not reset dbt-duckdb's environment", exc_info=True)
 
 
 _WANTED = {"NodeStart", "NodeFinished", "JinjaLogInfo", "JinjaLogWarning", "RunResultError"}
@@ -288,6 +343,22 @@ def _translate(msg: Any) -> DbtNodeEvent | None:
     if not uid:
         return None
     return DbtNodeEvent(uid, DbtPhase.LOG, message=info.msg, level=level or "info")
+
+
+def compiled_code(run_results: Path) -> dict[str, str]:
+    """Return unique_id -> compiled SQL of the nodes in a `run_results.json` (none if absent)."""
+    try:
+        with run_results.open() as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, str] = {}
+    for result in doc.get("results") or ():
+        uid = result.get("unique_id")
+        code = result.get("compiled_code")
+        if isinstance(uid, str) and isinstance(code, str) and code.strip():
+            out[uid] = code
+    return out
 
 
 def _plain(value: Any) -> Any:
