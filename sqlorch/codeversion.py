@@ -13,11 +13,9 @@ identifiers, Jinja blocks and both comment styles, and runs at regex speed.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import re
-import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,6 +95,9 @@ def python_source_version(source: str) -> str:
     The source is compared as a syntax tree, so comments, blank lines and reformatting do
     not count as changes; source that does not parse (it always should) is hashed as text.
     """
+    import ast
+    import textwrap
+
     try:
         tree = ast.parse(textwrap.dedent(source))
     except SyntaxError:

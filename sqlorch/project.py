@@ -44,11 +44,13 @@ def load_project(settings: Settings) -> Project:
         ProjectError: dbt cannot parse the project or an ingest module fails to import.
         GraphError: a dependency is unknown, ambiguous or forms a cycle.
     """
-    from sqlorch.dbt.profiles import find_profiles_dir, read_target
+    from sqlorch.dbt.profiles import find_profiles_dir, read_target_cached
     from sqlorch.dbt.runner import DbtInvoker
 
     profiles_dir = find_profiles_dir(settings.profiles_dir)
-    target = read_target(settings.project_dir, profiles_dir, settings.target)
+    target = read_target_cached(
+        settings.project_dir, profiles_dir, settings.target, settings.state_dir / "target.json"
+    )
     invoker = DbtInvoker(
         project_dir=settings.project_dir,
         profiles_dir=profiles_dir,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.executor import Executor, RunOutcome, new_run_id
 from sqlorch.graph import AssetGraph
 from sqlorch.planner import Plan, build_plan
 from sqlorch.policies import RunPolicies
@@ -31,6 +32,9 @@ from sqlorch.state.store import (
     event_row,
     materialization_row,
 )
+
+if TYPE_CHECKING:
+    from sqlorch.executor import Executor, RunOutcome
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +184,23 @@ def open_warehouse(project: Project) -> Any:
 def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[str] | None:
     """Return the `schema.name` relations in the target's database (None: unknown).
 
-    A DuckDB file that does not exist holds no relation. Without an open `warehouse` the
-    file is opened read-only for a moment; when another process holds it (a build), the
-    answer is None rather than a wait.
+    A DuckDB file that does not exist holds no relation. The answer is remembered with the
+    size and modification time of the file and its WAL: while neither changed (a DROP, an
+    INSERT, a checkpoint all change one), the file is not opened at all, so a no-op build
+    does not even import DuckDB. Otherwise, without an open `warehouse`, the file is opened
+    read-only for a moment; when another process holds it (a build), the answer is None
+    rather than a wait.
     """
     path = project.invoker.duckdb_path
     if project.target.type != "duckdb" or path is None:
         return None
     if not path.exists():
         return frozenset()
+    memo = project.settings.state_dir / "relations.json"
+    if warehouse is None:
+        cached = _read_relations(memo, path)
+        if cached is not None:
+            return cached
     sql = (
         "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
         "WHERE table_catalog = current_database()"
@@ -208,9 +220,62 @@ def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[st
             log.debug("warehouse busy; table presence not checked", exc_info=True)
             return None
     try:
-        return frozenset(r[0] for r in con.execute(sql).fetchall())
+        found = frozenset(r[0] for r in con.execute(sql).fetchall())
     finally:
         con.close()
+    remember_relations(memo, path, found)
+    return found
+
+
+def _stamp(path: Path) -> list[list[int]]:
+    out = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = p.stat()
+            out.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([])
+    return out
+
+
+def _read_relations(memo: Path, path: Path) -> frozenset[str] | None:
+    try:
+        doc = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("path") != str(path) or doc.get("stamp") != _stamp(path):
+        return None
+    return frozenset(doc.get("relations", ()))
+
+
+def remember_relations(memo: Path, path: Path, relations: frozenset[str]) -> None:
+    """Remember the relations of the DuckDB file `path` as of its current size and time."""
+    doc = {"path": str(path), "stamp": _stamp(path), "relations": sorted(relations)}
+    tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, memo)
+    except OSError:
+        log.debug("could not write %s", memo, exc_info=True)
+
+
+def _record_relations_after_run(project: Project, warehouse: Any) -> None:
+    """After a run: list the relations, close every handle on the file, stamp it.
+
+    The database is checkpointed when its last connection closes; stamping after that makes
+    the next no-op build read the list without opening the file.
+    """
+    path = project.invoker.duckdb_path
+    try:
+        relations = warehouse_relations(project, warehouse)
+    except Exception:  # noqa: BLE001 - only a cache
+        log.debug("could not list relations", exc_info=True)
+        relations = None
+    warehouse.close()
+    project.invoker.release()
+    if relations is not None and path is not None and path.exists():
+        remember_relations(project.settings.state_dir / "relations.json", path, relations)
 
 
 def state_snapshot(
@@ -364,6 +429,8 @@ def execute(
 ) -> RunOutcome:
     """Execute `plan`, recording the run in `store`."""
     settings = project.settings
+    from sqlorch.executor import Executor, new_run_id
+
     run_id = new_run_id()
     warehouse = open_warehouse(project) if plan.steps or plan.checks else None
     store.mark_abandoned_runs(utcnow())
@@ -425,4 +492,5 @@ def execute(
                 outcome.count(Status.SKIPPED),
             )
         if warehouse is not None and not interrupted:
-            warehouse.close()  # (after a second Ctrl-C the process exits at once)
+            # (after a second Ctrl-C the process exits at once)
+            _record_relations_after_run(project, warehouse)

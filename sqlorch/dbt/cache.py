@@ -187,7 +187,27 @@ class ManifestCache:
 
 
 def context_key(parts: Mapping[str, Any]) -> str:
-    """Hash what is not a file but changes the parse (target, versions, vars, env)."""
+    """Hash what is not a file but changes the parse (target, env, sqlorch's own code).
+
+    sqlorch's modules that read the manifest or define the cached classes count by size and
+    modification time: an upgraded sqlorch (or an edited checkout) never reads a cache
+    written by another version.
+    """
     env = {k: v for k, v in os.environ.items() if k.startswith("DBT_")}
-    text = repr(sorted({**{str(k): str(v) for k, v in parts.items()}, "env": repr(env)}.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
+    package = Path(__file__).resolve().parent.parent
+    code = []
+    for rel in (
+        "graph.py",
+        "codeversion.py",
+        "project.py",
+        "dbt/manifest.py",
+        "dbt/codeversion.py",
+        "dbt/cache.py",
+    ):
+        try:
+            st = (package / rel).stat()
+            code.append((rel, st.st_size, st.st_mtime_ns))
+        except OSError:
+            code.append((rel, 0, 0))
+    doc = {**{str(k): str(v) for k, v in parts.items()}, "env": repr(env), "code": repr(code)}
+    return hashlib.sha256(repr(sorted(doc.items())).encode()).hexdigest()

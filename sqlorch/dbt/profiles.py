@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +127,72 @@ def read_target(
         config=dict(out.get("config_options") or {}),
         threads=int(str(threads)) if str(threads).strip().isdigit() else None,
     )
+
+
+_ENV_VAR = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
+
+
+def read_target_cached(
+    project_dir: Path,
+    profiles_dir: Path,
+    target: str | None,
+    cache_file: Path,
+    env: Mapping[str, str] | None = None,
+) -> Target:
+    """`read_target`, remembered while profiles.yml, dbt_project.yml and the environment
+    variables they read are unchanged (no Jinja or YAML import on the no-op path).
+
+    A target with `config_options` is never written to the cache (they may hold tokens).
+    """
+    env = os.environ if env is None else env
+    try:
+        texts = [
+            (profiles_dir / "profiles.yml").read_bytes(),
+            (project_dir / "dbt_project.yml").read_bytes(),
+        ]
+    except OSError:
+        return read_target(project_dir, profiles_dir, target, env)
+    names = sorted({n for t in texts for n in _ENV_VAR.findall(t.decode(errors="replace"))})
+    h = hashlib.sha256()
+    for part in (*texts, repr(target).encode(), str(profiles_dir.resolve()).encode()):
+        h.update(hashlib.sha256(part).digest())
+    h.update(repr([(n, env.get(n)) for n in names]).encode())
+    key = h.hexdigest()
+    try:
+        doc = json.loads(cache_file.read_text())
+        if doc.get("key") == key:
+            t = doc["target"]
+            return Target(
+                profile=t["profile"],
+                name=t["name"],
+                type=t["type"],
+                profiles_file=Path(t["profiles_file"]),
+                path=t["path"],
+                threads=t["threads"],
+            )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = read_target(project_dir, profiles_dir, target, env)
+    if not found.config:
+        doc = {
+            "key": key,
+            "target": {
+                "profile": found.profile,
+                "name": found.name,
+                "type": found.type,
+                "profiles_file": str(found.profiles_file),
+                "path": found.path,
+                "threads": found.threads,
+            },
+        }
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+    return found
 
 
 def _identity(value: Any) -> Any:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -232,17 +233,21 @@ class DbtInvoker:
         if self.duckdb_path is None or self.duckdb_path == _LAST_DUCKDB_FILE:
             return
         if _LAST_DUCKDB_FILE is not None:
-            try:
-                from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-                with DuckDBConnectionManager._LOCK:
-                    env = DuckDBConnectionManager._ENV
-                    DuckDBConnectionManager._ENV = None
-                if env is not None:
-                    env.close()
-            except Exception:  # noqa: BLE001 - an adapter without this cache needs nothing
-                log.debug("could not reset dbt-duckdb's environment", exc_info=True)
+            _close_duckdb_env()
         _LAST_DUCKDB_FILE = self.duckdb_path
+
+    def release(self) -> None:
+        """Close dbt-duckdb's connection to this project's file (reopened when next needed).
+
+        Nothing happens unless dbt ran in this process.
+        """
+        global _LAST_DUCKDB_FILE
+        if self.duckdb_path is None or "dbt.adapters.duckdb" not in sys.modules:
+            return
+        with _INVOKE_LOCK:
+            if _LAST_DUCKDB_FILE == self.duckdb_path:
+                _close_duckdb_env()
+                _LAST_DUCKDB_FILE = None
 
     @contextlib.contextmanager
     def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:
@@ -273,6 +278,20 @@ class DbtInvoker:
             yield
         finally:
             nodes.update(hidden)
+
+
+def _close_duckdb_env() -> None:
+    """Drop dbt-duckdb's process-wide DuckDB environment (closing its connection)."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        with DuckDBConnectionManager._LOCK:
+            env = DuckDBConnectionManager._ENV
+            DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()
+    except Exception:  # noqa: BLE001 - an adapter without this cache needs nothing
+        log.debug("could not reset dbt-duckdb's environment", exc_info=True)
 
 
 _WANTED = {"NodeStart", "NodeFinished", "JinjaLogInfo", "JinjaLogWarning", "RunResultError"}

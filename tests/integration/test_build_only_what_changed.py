@@ -274,3 +274,12 @@ def test_the_no_op_path_does_not_import_dbt(tiny: TinyProject) -> None:
     assert "dbt.cli.main" in modules and "main.e" in out
     modules, _ = _imported_modules(tiny.path, "build", "--dry-run")
     assert "dbt.cli.main" not in modules
+    # touching files (a fresh checkout) changes times, not content: still no parse
+    for path in (tiny.path / "models").iterdir():
+        os.utime(path)
+    modules, _ = _imported_modules(tiny.path, "status")
+    assert "dbt.cli.main" not in modules
+    # a new file is an input too
+    tiny.write({"models/f.sql": "select 5 as f\n"})
+    modules, out = _imported_modules(tiny.path, "ls")
+    assert "dbt.cli.main" in modules and "main.f" in out
