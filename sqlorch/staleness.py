@@ -76,7 +76,12 @@ def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> lis
             and up.materialized_run != rec.materialized_run
             and up.materialized_at > rec.materialized_at
         ):
-            reasons.append(f"upstream {dep} materialized {_short(up.materialized_at)} after this")
+            what = (
+                f"source {dep} received rows {_short(up.materialized_at)}, after this"
+                if dep in graph.assets and not graph.assets[dep].is_materializable
+                else f"upstream {dep} materialized {_short(up.materialized_at)} after this"
+            )
+            reasons.append(what)
     return reasons
 
 
