@@ -213,11 +213,7 @@ def observe_warehouse(project: Project, warehouse: Any = None) -> WarehouseView:
         return WarehouseView(None)
     if not path.exists():
         return WarehouseView(frozenset())
-    wanted = {
-        n.key: n.loaded_at_field
-        for n in project.graph
-        if n.kind is AssetKind.SOURCE and n.loaded_at_field
-    }
+    wanted = _loaded_at_fields(project)
     memo = project.settings.state_dir / "relations.json"
     if warehouse is None:
         cached = _read_memo(memo, path, wanted)
@@ -242,6 +238,15 @@ def observe_warehouse(project: Project, warehouse: Any = None) -> WarehouseView:
         remember_view(memo, path, wanted, view)
         return view
     return _observe(warehouse.connection, wanted)
+
+
+def _loaded_at_fields(project: Project) -> dict[str, str | None]:
+    """Observed sources that say when their rows arrived: key -> dbt `loaded_at_field`."""
+    return {
+        n.key: n.loaded_at_field
+        for n in project.graph
+        if n.kind is AssetKind.SOURCE and n.loaded_at_field
+    }
 
 
 def _observe(con: Any, wanted: Mapping[str, str | None]) -> WarehouseView:
@@ -349,12 +354,8 @@ def _record_relations_after_run(project: Project, warehouse: Any) -> None:
     warehouse.close()
     project.invoker.release()
     if view is not None and path is not None and path.exists():
-        wanted = {
-            n.key: n.loaded_at_field
-            for n in project.graph
-            if n.kind is AssetKind.SOURCE and n.loaded_at_field
-        }
-        remember_view(project.settings.state_dir / "relations.json", path, wanted, view)
+        memo = project.settings.state_dir / "relations.json"
+        remember_view(memo, path, _loaded_at_fields(project), view)
 
 
 def state_snapshot(
