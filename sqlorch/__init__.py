@@ -2,12 +2,22 @@
 
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
 `MaterializeResult` (data plus metadata), `check` / `CheckResult` / `CheckContext` (Python
-checks of assets), and the error root `SqlorchError`.
+checks of assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
+and partition mappings (`window`, `all_partitions`, `same`), and the error root
+`SqlorchError`.
 """
 
-from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult, asset
+from sqlorch.assets import (
+    AssetContext,
+    AssetDefinition,
+    MaterializeResult,
+    PartitionContext,
+    asset,
+)
 from sqlorch.checks import CheckContext, CheckResult, check
 from sqlorch.errors import SqlorchError
+from sqlorch.partition_plan import all_partitions, same, window
+from sqlorch.partitions import PartitionError, daily, hourly, monthly, multi, static, weekly
 
 __all__ = [
     "AssetContext",
@@ -15,8 +25,19 @@ __all__ = [
     "CheckContext",
     "CheckResult",
     "MaterializeResult",
+    "PartitionContext",
+    "PartitionError",
     "SqlorchError",
+    "all_partitions",
     "asset",
     "check",
+    "daily",
+    "hourly",
+    "monthly",
+    "multi",
+    "same",
+    "static",
+    "weekly",
+    "window",
 ]
 __version__ = "0.1.0"

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlorch.partition_plan import PartitionMapping
+    from sqlorch.partitions import PartitionsDefinition
     from sqlorch.retries import RateLimiter, RetryPolicy
     from sqlorch.warehouse.base import Warehouse
 
@@ -27,6 +31,10 @@ class AssetDefinition:
     code_version: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     pool: str | None = None
+    partitions: PartitionsDefinition | None = None
+    # dep (as written in `deps`) -> partition mapping, for deps given as a mapping
+    dep_mappings: Mapping[str, PartitionMapping] = field(default_factory=dict)
+    max_partitions_per_run: int | None = 1
     retry: RetryPolicy | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -48,12 +56,14 @@ def asset(
     key: str | None = None,
     name: str | None = None,
     schema: str | None = None,
-    deps: Iterable[str] = (),
+    deps: Iterable[str] | Mapping[str, PartitionMapping | None] = (),
     description: str | None = None,
     tags: Iterable[str] = (),
     code_version: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     pool: str | None = None,
+    partitions: PartitionsDefinition | None = None,
+    max_partitions_per_run: int | None = 1,
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
@@ -66,12 +76,14 @@ def asset(
     key: str | None = None,
     name: str | None = None,
     schema: str | None = None,
-    deps: Iterable[str] = (),
+    deps: Iterable[str] | Mapping[str, PartitionMapping | None] = (),
     description: str | None = None,
     tags: Iterable[str] = (),
     code_version: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     pool: str | None = None,
+    partitions: PartitionsDefinition | None = None,
+    max_partitions_per_run: int | None = 1,
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
@@ -93,11 +105,22 @@ def asset(
         code_version: an explicit version; default a hash of the function's source.
         metadata: free-form values recorded with the asset.
         pool: a named concurrency pool (see the `pools` setting).
+        partitions: how the asset is partitioned (`daily(...)`, `static(...)`, `multi(...)`);
+            the function then receives `context.partition` and returns only its rows.
+        max_partitions_per_run: partitions per call of a partitioned asset (default 1: one
+            call per partition, run in parallel); None hands each contiguous range to one call.
         retries: attempts after the first when the asset fails (default: none, except for
             transient warehouse errors, which are retried 3 times).
         backoff: `exponential` (default), `linear` or `constant` growth of the wait.
         retry_delay: the first wait, in seconds or as a duration (`"30s"`, `"2m"`).
     """
+    mappings: dict[str, PartitionMapping] = {}
+    if isinstance(deps, Mapping):
+        mappings = {d: m for d, m in deps.items() if m is not None}
+    if max_partitions_per_run is not None and max_partitions_per_run < 1:
+        from sqlorch.errors import ConfigError
+
+        raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
     policy = None
     if retries is not None:
         from sqlorch.retries import retry_policy
@@ -117,6 +140,9 @@ def asset(
             code_version=code_version,
             metadata=dict(metadata or {}),
             pool=pool,
+            partitions=partitions,
+            dep_mappings=mappings,
+            max_partitions_per_run=max_partitions_per_run,
             retry=policy,
         )
 
@@ -141,7 +167,7 @@ class AssetContext:
     run_id: str
     warehouse: Warehouse
     log: logging.Logger
-    partition: Any = None
+    partition: PartitionContext | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     rate_limiter: RateLimiter | None = None
     attempt: int = 1
@@ -166,3 +192,24 @@ class AssetContext:
         Returns the seconds waited (0 when the pool has no rate, or the asset no pool).
         """
         return self.rate_limiter.acquire() if self.rate_limiter is not None else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionContext:
+    """The partition (or contiguous range of partitions) one call of an asset produces.
+
+    `key` is the first partition's key and `keys` all of them; for time partitions `start`
+    and `end` bound the window [start, end) (time-zone aware, in the definition's zone);
+    `values` holds each static dimension's key by its column.
+    """
+
+    key: str
+    keys: tuple[str, ...]
+    start: datetime | None = None
+    end: datetime | None = None
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_range(self) -> bool:
+        """True when this call covers more than one partition."""
+        return len(self.keys) > 1

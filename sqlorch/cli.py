@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -230,6 +231,10 @@ def _run_plan(
             for s in plan.steps:
                 reasons = escape("; ".join(s.reasons))
                 console.print(f"  {s.kind.value:<8} {escape(s.key):<44} [dim]{reasons}[/]")
+                if s.partitions:
+                    console.print(
+                        f"  {'':<8} [dim]partitions: {escape(_ranges_text(s.partitions))}[/]"
+                    )
         return
     if not plan.steps:
         fresh = sum(
@@ -278,6 +283,144 @@ def _run_plan(
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("select", nargs=-1, required=True)
+@_common
+@click.option("--exclude", multiple=True, help="Assets to leave out (selection syntax).")
+@click.option("--from", "start", help="First date (or key) of the range, inclusive.")
+@click.option("--to", "end", help="Last date (or key) of the range, inclusive.")
+@click.option("--partition", "keys", multiple=True, help="A partition key to rebuild (repeatable).")
+@click.option(
+    "--downstream/--no-downstream",
+    default=True,
+    show_default=True,
+    help="Also rebuild the partitions (and assets) downstream that read the range.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Parallel workers (and dbt threads).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show asset log lines as they arrive.")
+@_handle_errors
+def backfill(
+    select: tuple[str, ...],
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    exclude: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    keys: tuple[str, ...],
+    downstream: bool,
+    threads: int | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Rebuild a range of partitions of the selected assets (and downstream).
+
+    SELECT uses the selection syntax (`fct_delays`, `+fct_delays`, `tag:x`); e.g.
+    `sqlorch backfill fct_delays --from 2013-03-01 --to 2013-03-31`.
+    """
+    from sqlorch.errors import ConfigError
+    from sqlorch.project import load_project
+    from sqlorch.run import plan_backfill
+    from sqlorch.state.store import StateStore
+
+    if not (start or end or keys):
+        raise ConfigError(
+            "A backfill needs a range: --from DATE and/or --to DATE, or --partition KEY."
+        )
+    settings = _settings(project_dir, profiles_dir, target, threads)
+    project = load_project(settings)
+    store = StateStore(settings.state_path)
+    plan = plan_backfill(
+        project,
+        store,
+        list(select),
+        list(exclude),
+        start=start,
+        end=end,
+        keys=keys,
+        downstream=downstream,
+        warn=_warn,
+    )
+    selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
+    _run_plan(project, store, plan, "backfill", selection, threads, dry_run, as_json, verbose)
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_handle_errors
+def partitions(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Show an asset's partition ledger: done / missing / failed / stale ranges."""
+    from sqlorch.partition_report import partitions_report
+
+    settings = _settings(project_dir, profiles_dir, target)
+    doc = partitions_report(settings, asset)
+    if as_json:
+        _emit_json(doc)
+        return
+    from sqlorch.render import escape
+
+    console = _console()
+    console.print(
+        f"{escape(doc['key'])}: {doc['definition']['type']} partitions, "
+        f"{doc['counts']['expected']:,} expected"
+    )
+    for label in ("done", "missing", "failed", "stale"):
+        ranges = doc["partitions"].get(label) or []
+        n = doc["counts"].get(label, 0)
+        console.print(f"  {label:<8} {n:>8,}  " + escape(_ranges_text(ranges)))
+
+
+def _ranges_text(ranges: Any, limit: int = 8) -> str:
+    if not ranges:
+        return "-"
+    shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges[:limit])
+    return shown + (f", ... ({len(ranges)} ranges)" if len(ranges) > limit else "")
+
+
+@cli.command()
+@click.argument("asset")
+@_common
+@click.option("--from", "start", help="First date (or key), inclusive.")
+@click.option("--to", "end", help="Last date (or key), inclusive.")
+@click.option("--partition", "keys", multiple=True, help="A partition key to wipe (repeatable).")
+@click.option("--delete-data", is_flag=True, help="Also delete the partitions' rows.")
+@_handle_errors
+def wipe(
+    asset: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    start: str | None,
+    end: str | None,
+    keys: tuple[str, ...],
+    delete_data: bool,
+) -> None:
+    """Mark a range of an asset's partitions for rebuild (the next build runs them)."""
+    from sqlorch.errors import ConfigError
+    from sqlorch.partition_report import wipe_partitions
+
+    if not (start or end or keys):
+        raise ConfigError("wipe needs --from DATE and/or --to DATE, or --partition KEY.")
+    settings = _settings(project_dir, profiles_dir, target)
+    n, rows = wipe_partitions(settings, asset, start, end, keys, delete_data)
+    tail = f"; deleted {rows:,} rows" if delete_data else ""
+    _console().print(f"Wiped {n:,} partitions of {asset}{tail}. `sqlorch build` rebuilds them.")
 
 
 @cli.command()
@@ -452,7 +595,7 @@ def ls_cmd(
                     "key": n.key,
                     "kind": n.kind.value,
                     "deps": list(n.deps),
-                    "partitions": dict(n.partitions) if n.partitions else None,
+                    "partitions": n.partitions.describe() if n.partitions else None,
                     "file": n.file,
                     "tags": list(n.tags),
                     "columns": [{"name": c.name, "type": c.type} for c in n.columns],
@@ -470,7 +613,7 @@ def ls_cmd(
                 n.kind.value,
                 n.key,
                 ", ".join(n.deps) or "-",
-                json.dumps(dict(n.partitions)) if n.partitions else "-",
+                json.dumps(n.partitions.describe()) if n.partitions else "-",
             )
             for n in nodes
         ],
@@ -507,6 +650,16 @@ def status(
     )
     stale = stale_reasons(project.graph, snapshot)
     states = store.asset_states()
+    docs: dict[str, Any] = {}
+    if any(n.partitions is not None for n in project.graph):
+        from sqlorch.partition_report import partition_docs
+        from sqlorch.planner import with_partitions
+        from sqlorch.run import plan_partitions
+
+        now = datetime.now(UTC)
+        planned = plan_partitions(project, store, list(project.graph.assets), now)
+        stale = with_partitions(project.graph, list(project.graph.assets), stale, planned)
+        docs = partition_docs(project.graph, store, now)
     rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:
@@ -525,7 +678,7 @@ def status(
                 "last_run_id": st.last_run_id if st else None,
                 "last_outcome": st.last_status if st else None,
                 "code_version": n.code_version,
-                "partitions": None,
+                "partitions": docs.get(n.key),
             }
         )
     if as_json:

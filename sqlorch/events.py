@@ -25,6 +25,8 @@ class EventKind(StrEnum):
     CHECK_FAILED = "check_failed"
     DBT_INVOCATION_STARTED = "dbt_invocation_started"
     DBT_INVOCATION_FINISHED = "dbt_invocation_finished"
+    PARTITIONS_MATERIALIZED = "partitions_materialized"
+    PARTITIONS_FAILED = "partitions_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from sqlorch.retries import next_delay
 if TYPE_CHECKING:
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
+    from sqlorch.partition_runs import Chunk
     from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,21 @@ class Executor:
         self.status: dict[str, Status] = {s.key: Status.PENDING for s in plan.steps}
         self.kind: dict[str, AssetKind] = {s.key: s.kind for s in plan.steps}
         self._python_keys = [s.key for s in plan.steps if s.kind is AssetKind.PYTHON]
-        self._dbt_keys = [s.key for s in plan.steps if s.kind.is_dbt]
+        # partitioned steps run chunk by chunk (see sqlorch.partition_runs); partitioned dbt
+        # models run in invocations of their own, with the window as vars
+        self._chunks: dict[str, list[Chunk]] = {}
+        self._inflight: dict[str, int] = {}
+        self._chunk_rows: dict[str, int | None] = {}
+        self._chunk_errors: dict[str, list[str]] = {}
+        if any(s.partitions for s in plan.steps):
+            from sqlorch.partition_runs import chunks
+
+            for s in plan.steps:
+                if s.partitions:
+                    self._chunks[s.key] = chunks(graph.assets[s.key], s.partitions)
+                    self._inflight[s.key] = 0
+        self._partitioned_dbt = [s.key for s in plan.steps if s.kind.is_dbt and s.partitions]
+        self._dbt_keys = [s.key for s in plan.steps if s.kind.is_dbt and s.key not in self._chunks]
         self.check_status: dict[str, str] = {c: "pending" for c in plan.checks}
         self.errors: dict[str, str] = {}
         self.started_at: dict[str, float] = {}
@@ -194,8 +209,10 @@ class Executor:
             hidden = graph.assets[key].hidden_deps
             for parent in graph.parents(key):
                 above |= self._python_ancestors[parent]
-                if self.kind.get(parent) is AssetKind.PYTHON or (
-                    parent in hidden and parent in self.kind
+                if (
+                    self.kind.get(parent) is AssetKind.PYTHON
+                    or parent in self._chunks
+                    or (parent in hidden and parent in self.kind)
                 ):
                     above.add(parent)
             self._python_ancestors[key] = frozenset(above)
@@ -361,6 +378,9 @@ class Executor:
         for key in self._python_keys:
             if self._running_python >= self.threads:
                 break
+            if key in self._chunks:
+                self._launch_python_chunks(pool, key)
+                continue
             if self.status[key] is not Status.PENDING:
                 continue
             if not self._deps_ready(key):
@@ -378,6 +398,311 @@ class Executor:
             self._emit(EventKind.ASSET_STARTED, key, data={"kind": "python"})
             self._running_python += 1
             pool.submit(self._run_python, key)
+
+    def _launch_python_chunks(self, pool: ThreadPoolExecutor, key: str) -> None:
+        """Start the next chunks of a partitioned Python asset, within the pool limits."""
+        st = self.status[key]
+        if st is Status.PENDING:
+            if not self._deps_ready(key):
+                return
+            if self._to_count and any(f.key in self.graph.parents(key) for f in self._to_count):
+                self._flush_counts()
+            self.status[key] = Status.RUNNING
+            self.started_at[key] = time.perf_counter()
+            self._emit(
+                EventKind.ASSET_STARTED,
+                key,
+                data={"kind": "python", "partitions": self._step_ranges(key)},
+            )
+        elif st is not Status.RUNNING:
+            return
+        node = self.graph.assets[key]
+        pending = self._chunks[key]
+        while pending and self._running_python < self.threads:
+            if node.pool:
+                limit = self.pools.get(node.pool)
+                if limit is not None and self._running_pools.get(node.pool, 0) >= limit:
+                    return
+                self._running_pools[node.pool] = self._running_pools.get(node.pool, 0) + 1
+            chunk = pending.pop(0)
+            self._inflight[key] += 1
+            self._running_python += 1
+            pool.submit(self._run_python_chunk, key, chunk)
+
+    def _step_ranges(self, key: str) -> list[list[str]]:
+        step = next(s for s in self.plan.steps if s.key == key)
+        return [list(r) for r in step.partitions or ()]
+
+    def _run_python_chunk(self, key: str, chunk: Chunk) -> None:
+        """Run one chunk of a partitioned Python asset, retrying as its policy allows."""
+        policy = self.side.retries.get(key) or self.python_fns[key].retry
+        attempt = 1
+        while True:
+            error = self._attempt_python_chunk(key, chunk, attempt)
+            if error is None:
+                return
+            message, tb, exc = error
+            delay = None if self.cancelled else next_delay(policy, attempt, exc)
+            if delay is None:
+                self._queue.put(_Msg("chunk_failed", key, (chunk, message, tb)))
+                return
+            self._queue.put(_Msg("retry", key, (attempt, message, delay)))
+            self._sleep(delay)
+            if self.cancelled:
+                self._queue.put(_Msg("chunk_failed", key, (chunk, message + " (cancelled)", tb)))
+                return
+            attempt += 1
+
+    def _attempt_python_chunk(
+        self, key: str, chunk: Chunk, attempt: int
+    ) -> tuple[str, str, BaseException] | None:
+        from sqlorch.partition_runs import run_python_chunk
+
+        fn = self.python_fns[key]
+        node = self.graph.assets[key]
+        definition = node.partitions
+        assert definition is not None
+        logger = logging.Logger(f"sqlorch.asset.{key}")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(_QueueHandler(self._queue, key))
+        session = None
+        span = chunk.span(definition)
+        try:
+            assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
+            session = self.warehouse.session()
+            ctx = AssetContext(
+                key=key,
+                run_id=self.run_id,
+                warehouse=session,
+                log=logger,
+                rate_limiter=self._limiters.get(node.pool or ""),
+                attempt=attempt,
+            )
+            started = time.perf_counter()
+            try:
+                rows, metadata = run_python_chunk(fn, node, ctx, session, chunk)
+            except SqlorchError as exc:
+                where = f"{node.file}:{node.line}" if node.line else str(node.file)
+                raise AssetError(
+                    f"{exc.message} (partitions {span[0]}..{span[1]}; asset defined at {where})",
+                    asset=key,
+                    file=node.file,
+                    line=node.line,
+                ) from exc
+            except Exception as exc:
+                raise _user_error(key, node.file, exc) from exc
+            duration = time.perf_counter() - started
+            self._queue.put(_Msg("chunk_done", key, (chunk, rows, duration, metadata)))
+            return None
+        except SqlorchError as exc:
+            return exc.message, traceback.format_exc(), exc
+        except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
+            msg = f"Python asset {key!r} failed: {type(exc).__name__}: {exc}"
+            return msg, traceback.format_exc(), exc
+        finally:
+            if session is not None:
+                session.close()
+
+    def _launch_dbt_chunk(self) -> bool:
+        """Start one invocation for the next chunk of the ready partitioned dbt models.
+
+        Partitioned models whose next chunks hand dbt the same window (the same vars) join
+        one invocation, in which dbt orders them: a backfill of a model and the models
+        downstream that read the same days is one dbt start-up.
+        """
+        assert self.invoker is not None and self.dbt_project is not None
+        from sqlorch.dbt.manifest import compress_selection
+        from sqlorch.partition_runs import dbt_window_args
+
+        group: list[tuple[str, Chunk]] = []
+        extra: list[str] | None = None
+        chosen: set[str] = set()
+        for key in self._partitioned_dbt:
+            st = self.status[key]
+            if st not in (Status.PENDING, Status.RUNNING) or not self._chunks[key]:
+                continue
+            if self._inflight[key]:
+                continue
+            ready = all(
+                self.status.get(p, Status.SUCCEEDED) is Status.SUCCEEDED or p in chosen
+                for p in self.graph.parents(key)
+            ) and all(
+                self.status[a] is Status.SUCCEEDED or a in chosen
+                for a in self._python_ancestors[key]
+            )
+            # dbt checks of a parent in this group run in the invocation, before `key`
+            if not ready or any(
+                self.check_status[c] in ("pending", "running")
+                and not set(self._checks[c].asset_keys) & chosen
+                for c in self._awaited_checks(key)
+            ):
+                continue
+            if not all(self.check_status[c] in _PASSED for c in self._gating_checks(key)):
+                continue
+            if any(
+                a in self._chunks and a not in chosen and self._chunks[a]
+                for a in self.graph.ancestors(key)
+            ):
+                continue  # an upstream partitioned model still has chunks to run
+            args = dbt_window_args(self.graph.assets[key], self._chunks[key][0])
+            if extra is None:
+                extra = args
+            elif args != extra:
+                continue
+            group.append((key, self._chunks[key].pop(0)))
+            chosen.add(key)
+        if not group or extra is None:
+            return False
+        # the dbt tests of models whose last chunk this is run with them, as in a segment
+        final = {k for k, _ in group if not self._chunks[k]}
+        checks = [
+            uid
+            for uid, check in self._checks.items()
+            if check.runs_in_dbt
+            and self.check_status[uid] == "pending"
+            and uid not in self._check_blocked
+            and set(check.asset_keys) & final
+            and all(
+                self.status.get(k, Status.SUCCEEDED) is Status.SUCCEEDED or k in final
+                for k in check.asset_keys
+            )
+        ]
+        for c in checks:
+            self.check_status[c] = "running"
+        for key, _chunk in group:
+            self._inflight[key] += 1
+            if self.status[key] is Status.PENDING:
+                self.status[key] = Status.RUNNING
+                self.started_at[key] = time.perf_counter()
+                self._emit(
+                    EventKind.ASSET_STARTED,
+                    key,
+                    data={"kind": self.kind[key].value, "partitions": self._step_ranges(key)},
+                )
+        selectors = compress_selection(
+            {self.graph.assets[k].unique_id or "" for k, _ in group} | set(checks),
+            self.dbt_project.runnable_fqns,
+            frozenset(),
+        )
+        start_hooks = not self._start_hooks_done
+        self._start_hooks_done = True
+        end_hooks = not any(self._chunks[k] for k in self._partitioned_dbt) and not any(
+            self.status[k] is Status.PENDING for k in self._dbt_keys
+        )
+        self._dbt_busy = True
+        self._dbt_invocations += 1
+        n = self._dbt_invocations
+        self._emit(
+            EventKind.DBT_INVOCATION_STARTED,
+            data={
+                "invocation": n,
+                "nodes": len(group),
+                "checks": len(checks),
+                "selectors": len(selectors),
+                "window": extra,
+            },
+        )
+        thread = threading.Thread(
+            target=self._run_dbt_chunk,
+            args=(n, group, checks, selectors, extra, start_hooks, end_hooks),
+            name=f"sqlorch-dbt-{n}",
+            daemon=True,
+        )
+        thread.start()
+        return True
+
+    def _run_dbt_chunk(
+        self,
+        n: int,
+        group: list[tuple[str, Chunk]],
+        checks: list[str],
+        selectors: list[str],
+        extra: list[str],
+        start_hooks: bool,
+        end_hooks: bool,
+    ) -> None:
+        def on_event(ev: DbtNodeEvent) -> None:
+            # partitioned models' own results are read from the invocation's result
+            self._queue.put(_Msg("dbt_event", "", ev))
+
+        assert self.invoker is not None
+        try:
+            result = self.invoker.build(
+                selectors,
+                run_dir=self.run_dir / f"dbt-{n}",
+                threads=self.threads,
+                on_event=on_event,
+                start_hooks=start_hooks,
+                end_hooks=end_hooks,
+                extra_args=extra,
+            )
+        except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
+            log.debug("dbt invocation crashed", exc_info=True)
+            from sqlorch.dbt.runner import InvocationResult
+
+            result = InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
+        self._queue.put(_Msg("dbt_chunk_done", "", (group, checks, result)))
+
+    def _on_chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
+        node = self.graph.assets[key]
+        assert node.partitions is not None
+        self._inflight[key] -= 1
+        if rows is not None:
+            self._chunk_rows[key] = (self._chunk_rows.get(key) or 0) + rows
+        self._emit(
+            EventKind.PARTITIONS_MATERIALIZED,
+            key,
+            data={
+                "partitions": [chunk.span(node.partitions)],
+                "rows": rows,
+                "duration_s": round(seconds, 4),
+                "code_version": node.code_version,
+            },
+        )
+        self._maybe_finish_partitioned(key)
+
+    def _on_chunk_failed(self, key: str, chunk: Chunk, error: str, tb: str | None) -> None:
+        node = self.graph.assets[key]
+        assert node.partitions is not None
+        self._inflight[key] -= 1
+        self._chunk_errors.setdefault(key, []).append(error)
+        self._emit(
+            EventKind.PARTITIONS_FAILED,
+            key,
+            error,
+            level="error",
+            data={"partitions": [chunk.span(node.partitions)], "traceback": tb},
+        )
+        self._maybe_finish_partitioned(key)
+
+    def _maybe_finish_partitioned(self, key: str) -> None:
+        if self._inflight[key] or (self._chunks[key] and not self.cancelled):
+            return
+        if self.status[key] is not Status.RUNNING:
+            return
+        errors = self._chunk_errors.get(key)
+        if errors:
+            more = f" (and {len(errors) - 1} more failed partition runs)" if len(errors) > 1 else ""
+            self._fail(key, errors[0] + more, None)
+        elif self._chunks[key]:
+            self._skip(key, "run cancelled before every partition ran")
+        else:
+            step = self._step_ranges(key)
+            definition = self.graph.assets[key].partitions
+            assert definition is not None
+            from sqlorch.partitions import parse_ranges
+
+            count = len(parse_ranges(definition, step))
+            # the asset-level record: the whole table's rows and columns, as for any asset
+            rows = self._chunk_rows.get(key)
+            columns = None
+            if self.warehouse is not None:
+                try:
+                    rows = self.warehouse.row_counts([key]).get(key, rows)
+                    columns = self.warehouse.columns(key) or None
+                except Exception:  # noqa: BLE001 - a row count must never fail a run
+                    log.debug("row count failed", exc_info=True)
+            self._succeed(key, rows, None, {"partitions": count}, columns)
 
     def _gating_checks(self, key: str) -> list[str]:
         """The blocking checks sqlorch runs on `key`'s ancestors that a dbt node must await.
@@ -445,6 +770,8 @@ class Executor:
             return
         steps, checks = self._segment()
         if not steps and not checks:
+            if self._partitioned_dbt and not self.cancelled:
+                self._launch_dbt_chunk()
             return
         chosen_uids = {self.graph.assets[k].unique_id for k in steps} | set(checks)
         from sqlorch.dbt.manifest import compress_selection
@@ -457,7 +784,7 @@ class Executor:
         in_segment = set(steps)
         remaining_dbt = [
             k for k in self._dbt_keys if self.status[k] is Status.PENDING and k not in in_segment
-        ]
+        ] + [k for k in self._partitioned_dbt if self._chunks[k]]
         start_hooks = not self._start_hooks_done
         end_hooks = not remaining_dbt
         self._start_hooks_done = True
@@ -678,8 +1005,23 @@ class Executor:
     # ---------------------------------------------------------------- messages
 
     def _handle(self, msg: _Msg) -> None:
-        if msg.kind in ("python_done", "python_failed"):
+        if msg.kind in ("python_done", "python_failed", "chunk_done", "chunk_failed"):
             self._running_python -= 1
+        if msg.kind == "chunk_done":
+            chunk, rows, duration, metadata = msg.payload
+            self._release_pool(msg.key)
+            self._on_chunk_done(msg.key, chunk, rows, duration)
+            return
+        if msg.kind == "chunk_failed":
+            chunk, error, tb = msg.payload
+            self._release_pool(msg.key)
+            self._on_chunk_failed(msg.key, chunk, error, tb)
+            return
+        if msg.kind == "dbt_chunk_done":
+            group, checks, result = msg.payload
+            self._dbt_busy = False
+            self._on_dbt_chunk_done(group, checks, result)
+            return
         if msg.kind == "python_done":
             rows, duration, metadata, columns = msg.payload
             self._release_pool(msg.key)
@@ -718,7 +1060,7 @@ class Executor:
         uid = ev.unique_id
         key = self._uid_to_key.get(uid)
         if ev.phase is DbtPhase.STARTED:
-            if key in self.status:
+            if key in self.status and key not in self._chunks:
                 self.started_at[key] = time.perf_counter()
                 self._emit(EventKind.ASSET_STARTED, key, data={"kind": self.kind[key].value})
             return
@@ -740,6 +1082,8 @@ class Executor:
             return
         if key not in self.status or self.status[key] is not Status.RUNNING:
             return
+        if key in self._chunks:
+            return  # a partitioned model: its invocation's result decides
         if ev.status in ("success", "pass"):
             node = self.graph.assets[key]
             metadata = dbt_metadata(ev)
@@ -765,6 +1109,54 @@ class Executor:
             self._skip_or_hold(key)
         elif not self._retry_dbt(key, ev.message):
             self._fail(key, _dbt_error(self.graph, key, ev.message), None)
+
+    def _on_dbt_chunk_done(
+        self, group: list[tuple[str, Chunk]], checks: list[str], result: InvocationResult
+    ) -> None:
+        for uid in checks:
+            if self.check_status[uid] == "running":
+                st = result.statuses.get(uid)
+                self.check_status[uid] = st or ("error" if result.error else "skipped")
+        self._emit(
+            EventKind.DBT_INVOCATION_FINISHED,
+            level="info" if result.success else "warning",
+            data={
+                "success": result.success,
+                "seconds": round(result.seconds, 3),
+                "log": str(result.log_path),
+                "error": result.error,
+                "args": result.args,
+            },
+        )
+        counted: dict[str, int] = {}
+        if self.warehouse is not None:
+            tables = [
+                k
+                for k, _ in group
+                if result.statuses.get(self.graph.assets[k].unique_id or "") == "success"
+                and self.graph.assets[k].materialized not in _TABLE_LIKE_EXCLUDED
+            ]
+            try:
+                counted = self.warehouse.row_counts(tables) if tables else {}
+            except Exception:  # noqa: BLE001 - a row count must never fail a run
+                log.debug("row count failed", exc_info=True)
+        for key, chunk in group:
+            uid = self.graph.assets[key].unique_id or ""
+            st = result.statuses.get(uid)
+            if st == "success":
+                self._chunk_rows[key] = 0
+                self._on_chunk_done(key, chunk, counted.get(key), result.seconds)
+            else:
+                message = (
+                    result.messages.get(uid)
+                    or result.error
+                    or (
+                        "skipped by dbt (an upstream node failed)"
+                        if st == "skipped"
+                        else "dbt did not run the model"
+                    )
+                )
+                self._on_chunk_failed(key, chunk, _dbt_error(self.graph, key, message), None)
 
     def _on_check_result(
         self,

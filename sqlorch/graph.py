@@ -10,9 +10,13 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.errors import GraphError
+
+if TYPE_CHECKING:
+    from sqlorch.partition_plan import PartitionMapping
+    from sqlorch.partitions import PartitionsDefinition
 
 
 class AssetKind(StrEnum):
@@ -61,7 +65,11 @@ class AssetNode:
     source_ids: tuple[str, ...] = ()
     source_names: tuple[str, ...] = ()
     materialized: str | None = None
-    partitions: Mapping[str, Any] | None = None
+    partitions: PartitionsDefinition | None = None
+    # upstream key -> how this asset's partitions read it (absent: the default mapping)
+    partition_mappings: Mapping[str, PartitionMapping] = field(default_factory=dict)
+    # partitions per dbt invocation / Python call (None: a whole range at once)
+    max_partitions_per_run: int | None = None
     columns: tuple[Column, ...] = ()
     code_version: str | None = None
     pool: str | None = None

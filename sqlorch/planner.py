@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlorch.graph import AssetGraph, AssetKind
 from sqlorch.staleness import StateSnapshot, stale_reasons
+
+if TYPE_CHECKING:
+    from sqlorch.partition_plan import AssetPartitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ def build_plan(
     state: StateSnapshot | None = None,
     *,
     full: bool = False,
+    partitions: Mapping[str, AssetPartitions] | None = None,
 ) -> Plan:
     """Plan the materialization of the stale assets among `selected` (all of them with `full`).
 
@@ -54,13 +59,21 @@ def build_plan(
         selected: the selected asset keys (sources included).
         state: what the state store and warehouse know (None: nothing was ever built).
         full: rebuild every selected asset, stale or not.
+        partitions: the partitions to run of each partitioned asset (see
+            `partition_plan.plan_graph`): they decide whether a partitioned asset is a step
+            (a partitioned asset with none to run is not), and the step's partition ranges.
     """
     chosen = set(selected)
     stale = stale_reasons(graph, state or StateSnapshot(), chosen, full=full)
+    if partitions is not None:
+        stale = with_partitions(graph, chosen, stale, partitions)
     steps = []
     for key in graph.topological(stale):
         node = graph.assets[key]
-        steps.append(Step(key=key, kind=node.kind, reasons=tuple(stale[key])))
+        ranges = None
+        if partitions is not None and node.partitions is not None and key in partitions:
+            ranges = tuple((a, b) for a, b in node.partitions.key_ranges(partitions[key].parts))
+        steps.append(Step(key=key, kind=node.kind, reasons=tuple(stale[key]), partitions=ranges))
     planned = {s.key for s in steps}
     # an observed source's checks validate the input of what is about to be rebuilt
     feeding = {
@@ -76,3 +89,37 @@ def build_plan(
         if any(k in planned or k in feeding for k in c.asset_keys)
     )
     return Plan(steps=tuple(steps), checks=tuple(checks), selected=frozenset(chosen))
+
+
+def with_partitions(
+    graph: AssetGraph,
+    keys: Collection[str],
+    stale: Mapping[str, list[str]],
+    partitions: Mapping[str, AssetPartitions],
+) -> dict[str, list[str]]:
+    """Let the partition plan decide for partitioned assets, and what follows from it.
+
+    A partitioned asset is stale exactly when it has partitions to run (its ledger knows
+    better than its last materialization); an unpartitioned asset keeps its own reasons and
+    is stale when an upstream asset it reads will be rebuilt.
+    """
+    out: dict[str, list[str]] = {}
+    for key in graph.topological(keys):
+        node = graph.assets[key]
+        if not node.is_materializable:
+            continue
+        if node.partitions is not None and key in partitions:
+            if partitions[key].parts:
+                out[key] = list(partitions[key].reasons) or ["partitions to run"]
+            continue
+        reasons = [r for r in stale.get(key, []) if not _is_upstream_stale(r)]
+        rebuilt = [d for d in node.deps if d in out]
+        if rebuilt and not reasons:
+            reasons = [f"upstream {rebuilt[0]} is stale"]
+        if reasons:
+            out[key] = reasons
+    return out
+
+
+def _is_upstream_stale(reason: str) -> bool:
+    return reason.startswith("upstream ") and reason.endswith(" is stale")

@@ -174,6 +174,8 @@ def merge(
             code_parts={"source": fa.code_version},
             pool=d.pool,
             metadata=d.metadata,
+            partitions=d.partitions,
+            max_partitions_per_run=d.max_partitions_per_run,
         )
         if key in python:
             first = python[key]
@@ -233,7 +235,13 @@ def merge(
         deps = tuple(
             dict.fromkeys(_resolve_dep(dep, index, nodes, node) for dep in fa.definition.deps)
         )
-        nodes[node.key] = dataclasses.replace(nodes[node.key], deps=deps)
+        mappings = {
+            _resolve_dep(dep, index, nodes, node): m
+            for dep, m in fa.definition.dep_mappings.items()
+        }
+        nodes[node.key] = dataclasses.replace(
+            nodes[node.key], deps=deps, partition_mappings=mappings
+        )
 
     graph = AssetGraph([*nodes.values(), *duplicates], dbt.checks)
     return graph, python

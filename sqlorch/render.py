@@ -63,11 +63,13 @@ class TerminalRenderer:
         elif kind is EventKind.ASSET_MATERIALIZED and event.asset:
             self._finished(event.asset)
             self.counts["succeeded"] += 1
+            parts = (data.get("metadata") or {}).get("partitions")
             self._line(
                 "[green]OK  [/]",
                 data.get("kind", ""),
                 event.asset,
-                f"{fmt_rows(data.get('rows')):>16}  {fmt_seconds(data.get('duration_s')):>8}",
+                f"{fmt_rows(data.get('rows')):>16}  {fmt_seconds(data.get('duration_s')):>8}"
+                + (f"  [dim]{parts:,} partitions[/]" if isinstance(parts, int) else ""),
             )
         elif kind is EventKind.ASSET_FAILED and event.asset:
             self._finished(event.asset)

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from sqlorch.state.store import (
 
 if TYPE_CHECKING:
     from sqlorch.executor import Executor, RunOutcome
+    from sqlorch.partition_plan import AssetPartitions
+    from sqlorch.partitions import PartitionsDefinition, PartitionSet
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,16 @@ class StateRecorder:
     the tables themselves are never ahead of a lost record by more than a rebuild.
     """
 
-    def __init__(self, store: StateStore, run_id: str, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        run_id: str,
+        interval: float = 0.2,
+        definitions: Mapping[str, PartitionsDefinition] | None = None,
+    ) -> None:
         self.store = store
+        self.definitions = dict(definitions or {})
+        self._ledger: list[tuple[str, list[list[str]], str, str, str | None]] = []
         self.run_id = run_id
         self.interval = interval
         self._events: list[tuple[Any, ...]] = []
@@ -70,7 +81,36 @@ class StateRecorder:
                 event.run_id, event.ts, event.kind.value, key, event.message, event.level, data
             )
         )
-        if key is not None and event.kind is EventKind.ASSET_MATERIALIZED:
+        if key is not None and event.kind in (
+            EventKind.PARTITIONS_MATERIALIZED,
+            EventKind.PARTITIONS_FAILED,
+        ):
+            done = event.kind is EventKind.PARTITIONS_MATERIALIZED
+            ranges = data.get("partitions") or []
+            text = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges)
+            self._ledger.append(
+                (key, ranges, "done" if done else "failed", event.ts, data.get("code_version"))
+            )
+            if done:
+                self._mats.append(
+                    materialization_row(
+                        key,
+                        event.run_id,
+                        event.ts,
+                        data.get("rows"),
+                        data.get("duration_s"),
+                        data.get("code_version"),
+                        None,
+                        partition=text,
+                    )
+                )
+            else:
+                self._attempts.append(
+                    attempt_row(
+                        event.run_id, key, "failed", None, event.ts, event.message, partition=text
+                    )
+                )
+        elif key is not None and event.kind is EventKind.ASSET_MATERIALIZED:
             self._mats.append(
                 materialization_row(
                     key,
@@ -120,6 +160,30 @@ class StateRecorder:
         if self._events or self._attempts or self._mats or self._checks:
             self.store.write_batch(self._events, self._attempts, self._mats, self._checks)
             self._events, self._attempts, self._mats, self._checks = [], [], [], []
+        if self._ledger:
+            from sqlorch import ledger
+            from sqlorch.partitions import PartitionError, SegmentStatus, parse_ranges
+
+            pending, self._ledger = self._ledger, []
+            for key, ranges, status, ts, code_version in pending:
+                definition = self.definitions.get(key)
+                if definition is None:
+                    continue
+                try:
+                    parts = parse_ranges(definition, ranges)
+                except PartitionError:
+                    log.warning("ledger: unreadable ranges %r of %s", ranges, key)
+                    continue
+                ledger.write(
+                    self.store,
+                    key,
+                    definition,
+                    parts,
+                    SegmentStatus(status),
+                    self.run_id,
+                    ts,
+                    code_version,
+                )
         self._last = time.monotonic()
 
 
@@ -179,11 +243,6 @@ def open_warehouse(project: Project) -> Any:
             f"{what}. Python assets need a DuckDB file: set `path:` to a .duckdb file."
         )
     return None
-
-
-def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[str] | None:
-    """Return the `schema.name` relations in the target's database (None: unknown)."""
-    return observe_warehouse(project, warehouse).relations
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -423,15 +482,99 @@ def plan_build(
     select: Sequence[str] | None,
     exclude: Sequence[str] | None,
     warn: Callable[[str], None] | None = None,
+    now: datetime | None = None,
     *,
     full: bool = False,
     warehouse: Any = None,
 ) -> Plan:
-    """Select and plan a build: the stale selected assets (all selected with `full`)."""
+    """Select and plan a build: the stale selected assets (all selected with `full`), and
+    per partitioned asset the partitions to run."""
     snapshot = state_snapshot(store, observe_warehouse(project, warehouse), project.graph)
     sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
     selected = select_assets(project, select, exclude, warn, state=sets)
-    return build_plan(project.graph, selected, snapshot, full=full)
+    partitions = plan_partitions(project, store, selected, now, full=full)
+    return build_plan(project.graph, selected, snapshot, full=full, partitions=partitions)
+
+
+def plan_partitions(
+    project: Project,
+    store: StateStore,
+    keys: Iterable[str],
+    now: datetime | None = None,
+    forced: Mapping[str, PartitionSet] | None = None,
+    propagate: bool = True,
+    full: bool = False,
+) -> dict[str, AssetPartitions]:
+    """Plan the partitions of the partitioned assets among `keys` from the ledger.
+
+    With `full`, every partition that should exist of each of them.
+    """
+    from sqlorch import ledger
+    from sqlorch.partition_plan import plan_graph
+
+    graph = project.graph
+    definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
+    if not definitions:
+        return {}
+    now = now or datetime.now(UTC)
+    keys = list(keys)
+    if full and forced is None:
+        forced = {k: d.expected(now) for k, d in definitions.items() if k in set(keys)}
+    ledgers = ledger.all_segments(store, definitions)
+    return plan_graph(graph, keys, ledgers, now, forced=forced, propagate=propagate)
+
+
+def plan_backfill(
+    project: Project,
+    store: StateStore,
+    select: Sequence[str],
+    exclude: Sequence[str] | None,
+    *,
+    start: str | None,
+    end: str | None,
+    keys: Sequence[str] = (),
+    downstream: bool = True,
+    now: datetime | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Plan:
+    """Plan a backfill: the partitions `start`..`end` (or `keys`) of the selected assets
+    and, with `downstream`, the partitions that read them and the assets downstream.
+
+    Raises:
+        PartitionError: a date or key is invalid or outside an asset's partitions, or the
+            selection holds no partitioned asset.
+    """
+    from sqlorch.partitions import PartitionError
+
+    now = now or datetime.now(UTC)
+    graph = project.graph
+    selected = select_assets(project, select, exclude, warn)
+    partitioned = [k for k in graph.topological(selected) if graph.assets[k].partitions]
+    if not partitioned:
+        raise PartitionError(
+            f"The selection {' '.join(select)!r} holds no partitioned asset; a backfill "
+            "rebuilds partitions. `sqlorch ls` shows which assets have partitions "
+            "(use `sqlorch build` for the others)."
+        )
+    forced: dict[str, PartitionSet] = {}
+    for key in partitioned:
+        definition = graph.assets[key].partitions
+        assert definition is not None
+        try:
+            forced[key] = definition.select(now, start, end, keys)
+        except PartitionError as exc:
+            node = graph.assets[key]
+            where = (
+                f" ({node.file}{':' + str(node.line) if node.line else ''})" if node.file else ""
+            )
+            raise PartitionError(f"Asset {key}{where}: {exc.message}", asset=key) from exc
+    keys_to_plan = set(partitioned)
+    if downstream:
+        for key in partitioned:
+            keys_to_plan |= graph.descendants(key)
+    planned = plan_partitions(project, store, keys_to_plan, now, forced, propagate=downstream)
+    snapshot = state_snapshot(store, observe_warehouse(project), graph)
+    return build_plan(graph, keys_to_plan, snapshot, partitions=planned)
 
 
 def plan_retry(
@@ -456,7 +599,9 @@ def plan_retry(
     if not keys:
         return Plan(steps=(), checks=(), selected=frozenset())
     snapshot = state_snapshot(store, observe_warehouse(project), graph)
-    plan = build_plan(graph, keys, snapshot, full=True)
+    # a partitioned asset retries its missing and failed partitions, not all of them
+    partitions = plan_partitions(project, store, keys)
+    plan = build_plan(graph, keys, snapshot, full=True, partitions=partitions)
     steps = tuple(
         dataclasses.replace(s, reasons=(why[s.key], *_not_full(s.reasons))) for s in plan.steps
     )
@@ -520,6 +665,14 @@ def execute(
 
     run_id = new_run_id()
     warehouse = open_warehouse(project) if plan.steps or plan.checks else None
+    if warehouse is not None and any(s.partitions for s in plan.steps):
+        from sqlorch.partition_runs import check_partition_columns
+
+        try:
+            check_partition_columns(project.graph, plan.steps, warehouse)
+        except BaseException:
+            warehouse.close()
+            raise
     store.mark_abandoned_runs(utcnow())
     graph = project.graph
     store.save_code_parts(
@@ -533,7 +686,11 @@ def execute(
     interrupted = False
     recorder: StateRecorder | None = None
     try:
-        recorder = StateRecorder(store, run_id)
+        recorder = StateRecorder(
+            store,
+            run_id,
+            definitions={n.key: n.partitions for n in project.graph if n.partitions is not None},
+        )
         executor = Executor(
             graph=project.graph,
             plan=plan,

@@ -4,6 +4,8 @@
         unique_key='flight_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        meta={'sqlorch': {'partitions': {'type': 'daily', 'start': '2013-01-01', 'end': '2014-01-01',
+                           'timezone': 'America/New_York', 'column': 'flight_date'}}},
     )
 }}
 

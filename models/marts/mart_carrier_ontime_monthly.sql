@@ -1,3 +1,16 @@
+{#- Monthly on-time performance per carrier: monthly partitions over the daily delay facts.
+    sqlorch passes each month's window as vars start_date/end_date (a month reads every day
+    of it); plain dbt runs rebuild from the last loaded month. -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='flight_month',
+        incremental_strategy='delete+insert',
+        meta={'sqlorch': {'partitions': {'type': 'monthly', 'start': '2013-01', 'end': '2014-01',
+                           'timezone': 'America/New_York', 'column': 'flight_month'}}},
+    )
+}}
+
 with daily as (
     select
         carrier_code,
@@ -10,6 +23,15 @@ with daily as (
         total_dep_delay_min,
         total_arr_delay_min
     from {{ ref('fct_delays') }}
+    where
+    {%- if var('start_date', none) is not none %}
+        flight_date >= date '{{ var("start_date") }}'
+        and flight_date < date '{{ var("end_date", "9999-12-31") }}'
+    {%- elif is_incremental() %}
+        flight_date >= (select max(flight_month) from {{ this }})
+    {%- else %}
+        true
+    {%- endif %}
 ),
 
 monthly as (

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlorch.errors import ProjectError
 from sqlorch.graph import AssetKind, AssetNode, CheckNode, Column
+from sqlorch.partitions import PartitionsDefinition
 
 _KINDS = {"model": AssetKind.MODEL, "seed": AssetKind.SEED, "snapshot": AssetKind.SNAPSHOT}
 RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test"})
@@ -129,6 +130,7 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
             runnable[uid] = tuple(n.get("fqn", ()))
         if rtype in _KINDS and uid in key_of:
             deps = tuple(dict.fromkeys(resolve(n.get("depends_on", {}).get("nodes", ()))))
+            partitions, per_run, meta = _partitions(n, config)
             assets.append(
                 AssetNode(
                     key=key_of[uid],
@@ -144,7 +146,9 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
                     materialized=config.get("materialized"),
                     columns=_columns(n.get("columns")),
                     code_version=(n.get("checksum") or {}).get("checksum"),
-                    metadata=dict(n.get("meta") or {}),
+                    metadata=meta,
+                    partitions=partitions,
+                    max_partitions_per_run=per_run,
                 )
             )
         elif rtype == "test":
@@ -185,6 +189,71 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         hook_count=hooks,
         adapter_type=meta.get("adapter_type"),
     )
+
+
+_MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
+
+
+def _partitions(
+    n: Mapping[str, Any], config: Mapping[str, Any]
+) -> tuple[PartitionsDefinition | None, int | None, dict[str, Any]]:
+    """Read a model's partitions: a microbatch config, or `meta: {sqlorch: {partitions:}}`.
+
+    Returns (definition, max partitions per invocation, the node's meta).
+
+    Raises:
+        ProjectError: the configuration does not describe valid partitions.
+    """
+    from sqlorch.partitions import PartitionError, from_config
+
+    meta = dict(n.get("meta") or config.get("meta") or {})
+    file = n.get("original_file_path")
+    where = f"dbt model {n.get('name')!r} ({file})"
+    raw_own = meta.get("sqlorch")
+    own: Mapping[str, Any] = raw_own if isinstance(raw_own, Mapping) else {}
+    per_run = own.get("max_partitions_per_run")
+    if per_run is not None and (not isinstance(per_run, int) or per_run < 1):
+        raise ProjectError(
+            f"{where}: meta.sqlorch.max_partitions_per_run must be a whole number >= 1.",
+            file=file,
+        )
+    try:
+        if (
+            config.get("incremental_strategy") == "microbatch"
+            and config.get("materialized") == "incremental"
+        ):
+            grain = _MICROBATCH_GRAINS.get(str(config.get("batch_size", "")).lower())
+            if grain is None:
+                raise ProjectError(
+                    f"{where} is a microbatch model with batch_size "
+                    f"{config.get('batch_size')!r}; sqlorch partitions microbatch models by "
+                    "hour, day or month. Use one of those batch sizes.",
+                    file=file,
+                )
+            begin = config.get("begin")
+            if not begin:
+                raise ProjectError(
+                    f"{where} is a microbatch model without `begin`: sqlorch cannot tell "
+                    "which partitions should exist. Add `begin='2013-01-01'` (the first "
+                    "event time) to its config.",
+                    file=file,
+                )
+            start = str(begin).replace(" ", "T")[: 13 if grain == "hourly" else 10]
+            if grain == "hourly":
+                start += ":00"
+            elif grain == "monthly":
+                start = start[:7]
+            raw = {"type": grain, "start": start, "column": config.get("event_time")}
+            extra = own.get("partitions")
+            if isinstance(extra, Mapping) and extra.get("end"):
+                raw["end"] = extra["end"]
+            meta["sqlorch_microbatch"] = True
+            return from_config(raw, where), per_run, meta
+        if own.get("partitions") is not None:
+            return from_config(own["partitions"], where), per_run, meta
+    except PartitionError as exc:
+        raise ProjectError(exc.message, file=file) from exc
+    return None, per_run, meta
 
 
 def compress_selection(

@@ -133,6 +133,7 @@ class DbtInvoker:
         on_event: Callable[[DbtNodeEvent], None],
         start_hooks: bool = True,
         end_hooks: bool = True,
+        extra_args: Sequence[str] = (),
     ) -> InvocationResult:
         """Run `dbt build` on exactly `selectors` and stream node events to `on_event`.
 
@@ -143,6 +144,7 @@ class DbtInvoker:
             on_event: called from dbt's threads for every node start, finish and log line.
             start_hooks: run the project's on-run-start hooks in this invocation.
             end_hooks: run the project's on-run-end hooks in this invocation.
+            extra_args: more flags (a partition window: `--vars`, `--event-time-start`).
         """
         from dbt.cli.main import dbtRunner
 
@@ -158,6 +160,7 @@ class DbtInvoker:
             str(threads),
             "--indirect-selection",
             "empty",
+            *extra_args,
             "--select",
             *selectors,
         ]

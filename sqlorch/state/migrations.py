@@ -82,4 +82,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (asset, code_version)
     );
     """,
+    # 4 (issue 3): the partition ledger: compacted ranges of partitions per asset, each the
+    # latest record of those partitions (done or failed), written only after the data commits
+    """
+    CREATE TABLE partition_ledger (
+        asset TEXT NOT NULL,
+        prefix TEXT NOT NULL DEFAULT '',
+        lo TEXT NOT NULL,
+        hi TEXT NOT NULL,
+        status TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        code_version TEXT
+    );
+    CREATE INDEX partition_ledger_asset ON partition_ledger (asset);
+    """,
 )

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,19 @@ class AssetState:
     last_error: str | None
     materialized_run: str | None = None
     code_parts: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One row of `partition_ledger`: a range of partitions of one asset, by key."""
+
+    prefix: str
+    lo: str
+    hi: str
+    status: str
+    run_id: str
+    at: str
+    code_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +241,58 @@ class StateStore:
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+
+    def update_ledger(
+        self, asset: str, change: Callable[[list[LedgerRow]], list[LedgerRow]]
+    ) -> None:
+        """Replace `asset`'s ledger rows with `change(rows)` in one write transaction."""
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._ledger_rows(asset)
+                new = change(rows)
+                self._con.execute("DELETE FROM partition_ledger WHERE asset = ?", (asset,))
+                self._con.executemany(
+                    "INSERT INTO partition_ledger (asset, prefix, lo, hi, status, run_id, at, "
+                    "code_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (asset, r.prefix, r.lo, r.hi, r.status, r.run_id, r.at, r.code_version)
+                        for r in new
+                    ],
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def ledger(self, asset: str) -> list[LedgerRow]:
+        """Return the ledger rows of one asset."""
+        if self._con is None:
+            return []
+        with self._lock:
+            return self._ledger_rows(asset)
+
+    def ledgers(self) -> dict[str, list[LedgerRow]]:
+        """Return the ledger rows of every asset that has any."""
+        out: dict[str, list[LedgerRow]] = {}
+        for r in self._rows(
+            "SELECT asset, prefix, lo, hi, status, run_id, at, code_version "
+            "FROM partition_ledger ORDER BY asset, rowid"
+        ):
+            out.setdefault(r[0], []).append(LedgerRow(*r[1:]))
+        return out
+
+    def _ledger_rows(self, asset: str) -> list[LedgerRow]:
+        assert self._con is not None
+        return [
+            LedgerRow(*r)
+            for r in self._con.execute(
+                "SELECT prefix, lo, hi, status, run_id, at, code_version FROM partition_ledger "
+                "WHERE asset = ? ORDER BY rowid",
+                (asset,),
+            ).fetchall()
+        ]
 
     def mark_abandoned_runs(self, now: str) -> int:
         """Mark runs left 'running' by a process that no longer exists as failed."""

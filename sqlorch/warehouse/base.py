@@ -37,6 +37,16 @@ class Warehouse(Protocol):
         """Write Arrow-compatible `data` to table `key` in one transaction; return its rows."""
         ...
 
+    def write_partition(
+        self, key: str, data: Any, where: str, params: list[Any], columns: tuple[str, ...]
+    ) -> int:
+        """Replace the rows of `key` matching `where` with `data` in one transaction."""
+        ...
+
+    def delete_where(self, key: str, where: str, params: list[Any]) -> int:
+        """Delete the rows of `key` matching `where`; return how many."""
+        ...
+
     def ensure_schema(self, schema: str) -> None:
         """Create `schema` if it does not exist."""
         ...

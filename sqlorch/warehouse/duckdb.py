@@ -152,6 +152,92 @@ class DuckDBWarehouse:
                 f"Writing asset {key!r} to DuckDB failed: {exc}", asset=key
             ) from exc
 
+    def write_partition(
+        self, key: str, data: Any, where: str, params: list[Any], columns: tuple[str, ...]
+    ) -> int:
+        """Replace the rows of `key` matching `where` with `data`, in one transaction.
+
+        Every row of `data` must match `where` (the partition's filter) and `data` must have
+        every partition column; otherwise nothing is written. Returns the rows written.
+
+        Raises:
+            AssetError: the data lacks a partition column or holds rows outside the partition.
+        """
+        import duckdb
+        import pyarrow as pa
+
+        stream = to_arrow_stream(data, key)
+        if isinstance(stream, pa.RecordBatchReader):
+            stream = stream.read_all()  # scanned twice: the filter check, then the insert
+        missing = [c for c in columns if c not in stream.column_names]
+        if missing:
+            raise AssetError(
+                f"Asset {key!r} is partitioned on {', '.join(columns)} but its output has no "
+                f"column {', '.join(missing)} (it has: {', '.join(stream.column_names)}). "
+                "Return that column, or fix `column=` in the partition definition.",
+                asset=key,
+            )
+        target = quote_key(key)
+        schema = key.split(".", 1)[0]
+
+        def create() -> None:
+            # its own short transaction: partitions written in parallel would all race to
+            # create the table inside their writes (a write-write conflict in DuckDB)
+            con = self._con.cursor()
+            try:
+                con.register("__sqlorch_input", stream)
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM __sqlorch_input LIMIT 0"
+                )
+            finally:
+                con.close()
+
+        def attempt() -> int:
+            con = self._con.cursor()
+            con.register("__sqlorch_input", stream)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                outside = con.execute(
+                    f"SELECT count(*) FROM __sqlorch_input WHERE NOT coalesce(({where}), false)",
+                    params,
+                ).fetchone()[0]
+                if outside:
+                    raise AssetError(
+                        f"Asset {key!r} returned {outside:,} row(s) outside the partition it "
+                        f"was asked for (filter: {where} with {params}); nothing was written. "
+                        "Return only the rows of `context.partition`.",
+                        asset=key,
+                    )
+                con.execute(f"DELETE FROM {target} WHERE {where}", params)
+                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __sqlorch_input")
+                con.execute("COMMIT")
+                return int(stream.num_rows)
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                con.close()
+
+        try:
+            if not self.table_exists(key):
+                self._retry(create, retries=5)
+            return int(self._retry(attempt, retries=5))
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"Writing a partition of asset {key!r} to DuckDB failed: {exc}", asset=key
+            ) from exc
+
+    def delete_where(self, key: str, where: str, params: list[Any]) -> int:
+        """Delete the rows of `key` matching `where` (a wipe); return how many."""
+        if not self.table_exists(key):
+            return 0
+        row = self._con.execute(f"DELETE FROM {quote_key(key)} WHERE {where}", params).fetchone()
+        return int(row[0]) if row else 0
+
     def table_exists(self, key: str) -> bool:
         """Return True when a table or view `key` exists."""
         schema, name = key.split(".", 1)

@@ -1,0 +1,238 @@
+"""Time a 90-day backfill of a daily partitioned model, and the partition ledger's read path.
+
+    python benchmarks/run_partitions.py [--events 2000000] [--days 90] [--ledger-only]
+
+In one run, on a generated project (raw.events over `--days` days and a daily incremental
+model `daily_totals` that opts into partitions and, as a twin, a dbt microbatch model):
+
+- sqlorch: `sqlorch backfill daily_totals --from D0 --to D89` (one dbt invocation);
+- dbt microbatch: `dbt run -s daily_mb --event-time-start D0 --event-time-end D90`;
+- dbt per partition: one `dbt run -s daily_totals --vars {start_date, end_date}` process per
+  day (the common orchestrator pattern; timed on the first 5 days and scaled to 90);
+- floor: the same SQL as one DuckDB statement.
+
+And the ledger: an hourly asset with 5 years of history (43,824 partitions) recorded in the
+state store; `sqlorch partitions` and `sqlorch status` are timed as processes, and their
+ledger work (read, plan, summarize) in process. Figures are noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+MODEL = """
+{{{{ config(materialized='incremental', unique_key='event_date',
+            incremental_strategy='delete+insert',
+            meta={{'sqlorch': {{'partitions': {{'type': 'daily', 'start': '{start}',
+                   'end': '{end}', 'column': 'event_date'}}}}}}) }}}}
+select event_ts::date as event_date, kind, count(*) as n, sum(amount) as amount
+from {{{{ source('raw', 'events') }}}}
+where event_ts >= '{{{{ var("start_date", "1900-01-01") }}}}'
+  and event_ts < '{{{{ var("end_date", "2999-01-01") }}}}'
+group by 1, 2
+"""
+
+MICROBATCH = """
+{{{{ config(materialized='incremental', incremental_strategy='microbatch',
+            event_time='event_date', batch_size='day', begin='{start}') }}}}
+select event_ts::date::timestamp as event_date, kind, count(*) as n, sum(amount) as amount
+from {{{{ source('raw', 'events') }}}}
+group by 1, 2
+"""
+
+FLOOR = """
+create or replace table main.floor_totals as
+select event_ts::date as event_date, kind, count(*) as n, sum(amount) as amount
+from raw.events group by 1, 2
+"""
+
+
+def write_project(root: Path, events: int, days: int) -> None:
+    """Generate the project and its raw.events table."""
+    import duckdb
+
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "models").mkdir(parents=True)
+    start, end = "2024-01-01", f"2024-01-01'::date + interval {days} day"
+    con = duckdb.connect(str(root / "bench.duckdb"))
+    con.execute("create schema raw")
+    con.execute(
+        f"""create table raw.events as select
+            timestamp '2024-01-01'
+                + to_microseconds(((i::hugeint * 86400000000 * {days}) // {events})::bigint)
+                as event_ts,
+            (i % 7)::int as kind, (i % 1000) / 10.0 as amount
+        from range({events}) t(i)"""
+    )
+    last = con.execute(f"select ('{start}'::date + interval {days} day)::date").fetchone()
+    con.close()
+    del end
+    end_date = str(last[0]) if last else start
+    (root / "dbt_project.yml").write_text(
+        "name: bench\nversion: '1.0.0'\nconfig-version: 2\nprofile: bench\nmodel-paths: [models]\n"
+    )
+    (root / "profiles.yml").write_text(
+        f"bench:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: '{root / 'bench.duckdb'}'\n      threads: 2\n"
+    )
+    (root / "models" / "sources.yml").write_text(
+        "version: 2\nsources:\n  - name: raw\n    schema: raw\n    tables: [{name: events}]\n"
+    )
+    (root / "models" / "daily_totals.sql").write_text(MODEL.format(start=start, end=end_date))
+    (root / "models" / "daily_mb.sql").write_text(MICROBATCH.format(start=start))
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    """Run `cmd`, fail loudly, return seconds."""
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def backfill_bench(events: int, days: int) -> dict[str, float]:
+    """Time the four ways of building `days` daily partitions."""
+    import duckdb
+
+    root = HERE / "projects" / f"partitions_{events}"
+    write_project(root, events, days)
+    flags = ["--project-dir", str(root), "--profiles-dir", str(root)]
+    timed([str(BIN / "dbt"), "parse", *flags], root)  # warm partial parse for dbt
+    d0 = "2024-01-01"
+    last = f"2024-{1 + (days - 1) // 31:02d}-01"  # only for display
+    del last
+    con = duckdb.connect(str(root / "bench.duckdb"))
+    end_row = con.execute(f"select ('{d0}'::date + interval {days} day)::date").fetchone()
+    last_row = con.execute(f"select ('{d0}'::date + interval {days - 1} day)::date").fetchone()
+    started = time.perf_counter()
+    con.execute(FLOOR)
+    floor = time.perf_counter() - started
+    con.close()
+    d_end, d_last = str(end_row[0]), str(last_row[0])
+    out = {"floor_s": floor}
+    out["sqlorch_backfill_s"] = timed(
+        [str(BIN / "sqlorch"), "backfill", "daily_totals", "--from", d0, "--to", d_last, *flags],
+        root,
+    )
+    out["dbt_microbatch_s"] = timed(
+        [
+            str(BIN / "dbt"),
+            "run",
+            "-s",
+            "daily_mb",
+            "--event-time-start",
+            d0,
+            "--event-time-end",
+            d_end,
+            *flags,
+        ],
+        root,
+    )
+    sample = 5
+    per = 0.0
+    for i in range(sample):
+        con = duckdb.connect(str(root / "bench.duckdb"))
+        a, b = con.execute(
+            f"select ('{d0}'::date + interval {i} day)::date, "
+            f"('{d0}'::date + interval {i + 1} day)::date"
+        ).fetchone() or ("", "")
+        con.close()
+        vars_ = json.dumps({"start_date": str(a), "end_date": str(b)})
+        per += timed([str(BIN / "dbt"), "run", "-s", "daily_totals", "--vars", vars_, *flags], root)
+    out["dbt_per_partition_s"] = per / sample * days
+    return out
+
+
+def ledger_bench() -> dict[str, float]:
+    """Record 5 years of hourly partitions and time the read path."""
+    from datetime import UTC, datetime
+
+    from sqlorch import ledger
+    from sqlorch.partitions import PartitionSet, SegmentStatus, hourly
+    from sqlorch.state.store import StateStore
+
+    root = HERE / "projects" / "ledger"
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "ingest").mkdir(parents=True)
+    (root / "ingest" / "__init__.py").write_text("")
+    (root / "ingest" / "hours.py").write_text(
+        "from sqlorch import asset, hourly\n\n"
+        "@asset(partitions=hourly('2021-01-01T00:00', end='2026-01-01T00:00', column='h'))\n"
+        "def hours(context):\n    raise RuntimeError('never run in the benchmark')\n"
+    )
+    (root / "dbt_project.yml").write_text(
+        "name: ledger\nversion: '1.0.0'\nconfig-version: 2\nprofile: ledger\n"
+    )
+    (root / "profiles.yml").write_text(
+        f"ledger:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: '{root / 'l.duckdb'}'\n"
+    )
+    d = hourly("2021-01-01T00:00", end="2026-01-01T00:00", column="h")
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    n = d.count(now)
+    store = StateStore(root / ".sqlorch" / "state.db")
+    # a history: one backfill of everything, then a failed day every 30 days, then each
+    # later day rebuilt by its own daily run (the rows a scheduled job leaves behind)
+    everything = PartitionSet({(): ((0, n - 1),)})
+    ledger.write(store, "raw.hours", d, everything, SegmentStatus.DONE, "backfill", "t0", None)
+    for day in range(0, n // 24, 30):
+        failed = PartitionSet({(): ((day * 24, day * 24 + 23),)})
+        ledger.write(store, "raw.hours", d, failed, SegmentStatus.FAILED, f"f{day}", "t1", None)
+    for day in range(n // 24 - 60, n // 24):
+        recent = PartitionSet({(): ((day * 24, day * 24 + 23),)})
+        ledger.write(store, "raw.hours", d, recent, SegmentStatus.DONE, f"d{day}", "t2", None)
+    rows = len(store.ledger("raw.hours"))
+    started = time.perf_counter()
+    segs = ledger.segments(store, "raw.hours", d)
+    summary = ledger.summary(d, segs, now)
+    in_process = time.perf_counter() - started
+    flags = ["--project-dir", str(root), "--profiles-dir", str(root)]
+    timed([str(BIN / "sqlorch"), "ls", *flags], root)  # warm the dbt parse
+    part_s = timed([str(BIN / "sqlorch"), "partitions", "raw.hours", "--json", *flags], root)
+    status_s = timed([str(BIN / "sqlorch"), "status", "--json", *flags], root)
+    return {
+        "partitions": float(n),
+        "ledger_rows": float(rows),
+        "done_ranges": float(len(summary["done"])),
+        "ledger_read_and_summary_s": in_process,
+        "cli_partitions_s": part_s,
+        "cli_status_s": status_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[2_000_000])
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--ledger-only", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {"ledger": ledger_bench()}
+    if not args.ledger_only:
+        for n in args.events:
+            results[f"backfill_{n}"] = backfill_bench(n, args.days)
+    for name, r in results.items():
+        print(name)
+        for k, v in r.items():
+            print(f"  {k:<28} {v:10.3f}")
+        if "floor_s" in r:
+            s = r["sqlorch_backfill_s"]
+            print(f"  sqlorch / floor             {s / r['floor_s']:10.2f}x")
+            print(f"  dbt microbatch / sqlorch    {r['dbt_microbatch_s'] / s:10.2f}x")
+            print(f"  dbt per partition / sqlorch {r['dbt_per_partition_s'] / s:10.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""Partition mappings and partition planning: which partitions of which asset to run.
+
+Pure functions over `sqlorch.partitions` values, the graph and the ledger's segments, with
+`now` as a parameter. A mapping says which upstream partitions a downstream partition reads:
+overlapping time windows (the default, which covers daily -> monthly and monthly -> daily),
+a window offset/lookback, static keys by equality, or every upstream partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sqlorch.partitions import (
+    PartitionError,
+    PartitionsDefinition,
+    PartitionSet,
+    Prefix,
+    Range,
+    Segment,
+    SegmentStatus,
+    StaticKeys,
+    status_set,
+)
+
+if TYPE_CHECKING:
+    from sqlorch.graph import AssetGraph
+
+
+# -- mappings ---------------------------------------------------------------------------------
+
+
+class MappingKind(StrEnum):
+    """How a downstream partition depends on an upstream asset's partitions."""
+
+    SAME = "same"  # overlapping windows (covers coarser<-finer and finer<-coarser) / same key
+    WINDOW = "window"  # the windows offset..offset-lookback of the downstream's grain
+    ALL = "all"  # every upstream partition
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionMapping:
+    """A partition mapping; build one with `window(...)`, `all_partitions()` or `same()`."""
+
+    kind: MappingKind = MappingKind.SAME
+    offset: int = 0
+    lookback: int = 0
+    keys: Mapping[str, str] = field(default_factory=dict)
+
+
+def same(keys: Mapping[str, str] | None = None) -> PartitionMapping:
+    """The default: overlapping time windows; static keys by equality (or through `keys`,
+    downstream key -> upstream key)."""
+    return PartitionMapping(MappingKind.SAME, keys=dict(keys or {}))
+
+
+def window(offset: int = 0, lookback: int = 0) -> PartitionMapping:
+    """Depend on the upstream windows of downstream windows `offset - lookback .. offset`.
+
+    `window(offset=-1)`: each day reads the day before. `window(lookback=6)`: each day reads
+    the seven days up to it.
+    """
+    if lookback < 0:
+        raise PartitionError("window(lookback=...) must be 0 or more.")
+    return PartitionMapping(MappingKind.WINDOW, offset=offset, lookback=lookback)
+
+
+def all_partitions() -> PartitionMapping:
+    """Depend on every partition of the upstream asset."""
+    return PartitionMapping(MappingKind.ALL)
+
+
+def upstream_of(
+    down: PartitionsDefinition,
+    up: PartitionsDefinition,
+    mapping: PartitionMapping,
+    parts: PartitionSet,
+    now: datetime,
+) -> PartitionSet:
+    """The upstream partitions that the downstream partitions `parts` read."""
+    exist = up.expected(now)
+    if mapping.kind is MappingKind.ALL or not parts:
+        return exist
+    out: dict[Prefix, list[Range]] = {}
+    up_prefixes = up.prefixes()
+    for prefix, lo, hi in parts.ranges():
+        axis = _map_axis(down, up, mapping, lo, hi)
+        ups = [p for p in up_prefixes if _prefix_matches(down, prefix, up, p, mapping)]
+        for p in ups:
+            if axis is None:
+                out.setdefault(p, []).append((0, up.count(now) - 1))
+            else:
+                out.setdefault(p, []).append(axis)
+    return PartitionSet({p: tuple(r) for p, r in out.items()}) & exist
+
+
+def downstream_of(
+    down: PartitionsDefinition,
+    up: PartitionsDefinition,
+    mapping: PartitionMapping,
+    parts: PartitionSet,
+    now: datetime,
+) -> PartitionSet:
+    """The downstream partitions that read any of the upstream partitions `parts`."""
+    exist = down.expected(now)
+    if mapping.kind is MappingKind.ALL or not parts:
+        return exist if parts else PartitionSet()
+    out: dict[Prefix, list[Range]] = {}
+    down_prefixes = down.prefixes()
+    for prefix, lo, hi in parts.ranges():
+        axis = _map_axis_back(down, up, mapping, lo, hi)
+        for p in down_prefixes:
+            if _prefix_matches(down, p, up, prefix, mapping):
+                if axis is None:
+                    out.setdefault(p, []).append((0, down.count(now) - 1))
+                else:
+                    out.setdefault(p, []).append(axis)
+    return PartitionSet({p: tuple(r) for p, r in out.items()}) & exist
+
+
+def _map_axis(
+    down: PartitionsDefinition,
+    up: PartitionsDefinition,
+    mapping: PartitionMapping,
+    lo: int,
+    hi: int,
+) -> Range | None:
+    """Upstream axis range read by downstream axis range lo..hi (None: the whole axis)."""
+    dt, ut = down.time, up.time
+    if dt is not None and ut is not None:
+        if mapping.kind is MappingKind.WINDOW:
+            lo, hi = lo + mapping.offset - mapping.lookback, hi + mapping.offset
+        start, end = dt.window_start(lo), dt.window_end(hi)
+        return ut.index_at(start), ut.index_at(end - timedelta(microseconds=1))
+    if dt is None and ut is None:
+        da, ua = down.axis_dim, up.axis_dim
+        if da.column is not None and da.column == ua.column or len(down.dimensions) == 1:
+            assert isinstance(da, StaticKeys) and isinstance(ua, StaticKeys)
+            idx = [
+                ua.keys.index(u)
+                for k in da.keys[lo : hi + 1]
+                if (u := mapping.keys.get(k, k)) in ua.keys
+            ]
+            return (min(idx), max(idx)) if idx else (1, 0)
+    return None
+
+
+def _map_axis_back(
+    down: PartitionsDefinition,
+    up: PartitionsDefinition,
+    mapping: PartitionMapping,
+    lo: int,
+    hi: int,
+) -> Range | None:
+    """Downstream axis range that reads upstream axis range lo..hi (None: the whole axis)."""
+    dt, ut = down.time, up.time
+    if dt is not None and ut is not None:
+        start, end = ut.window_start(lo), ut.window_end(hi)
+        a = dt.index_at(start)
+        b = dt.index_at(end - timedelta(microseconds=1))
+        if mapping.kind is MappingKind.WINDOW:
+            a, b = a - mapping.offset, b - mapping.offset + mapping.lookback
+        return a, b
+    if dt is None and ut is None:
+        da, ua = down.axis_dim, up.axis_dim
+        if da.column is not None and da.column == ua.column or len(down.dimensions) == 1:
+            assert isinstance(da, StaticKeys) and isinstance(ua, StaticKeys)
+            wanted = set(ua.keys[lo : hi + 1])
+            idx = [i for i, k in enumerate(da.keys) if mapping.keys.get(k, k) in wanted]
+            return (min(idx), max(idx)) if idx else (1, 0)
+    return None
+
+
+def _prefix_matches(
+    down: PartitionsDefinition,
+    dprefix: Prefix,
+    up: PartitionsDefinition,
+    uprefix: Prefix,
+    mapping: PartitionMapping,
+) -> bool:
+    """True when the static keys of both prefixes agree on every column both have."""
+    dkeys = {d.column: k for d, k in zip(down.others, dprefix, strict=True)}
+    for d, k in zip(up.others, uprefix, strict=True):
+        if d.column in dkeys and mapping.keys.get(dkeys[d.column], dkeys[d.column]) != k:
+            return False
+    return True
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """What the planner knows of one upstream asset of a partitioned asset."""
+
+    key: str
+    definition: PartitionsDefinition | None
+    mapping: PartitionMapping
+    segments: tuple[Segment, ...] = ()
+    # for an unpartitioned upstream: its last materialization (ISO-8601) and run
+    materialized_at: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPlan:
+    """Which partitions of one asset to run, and why."""
+
+    missing: PartitionSet
+    failed: PartitionSet
+    stale: PartitionSet
+    code_changed: PartitionSet
+
+    @property
+    def to_run(self) -> PartitionSet:
+        """Everything that needs a run."""
+        return self.missing | self.failed | self.stale | self.code_changed
+
+    def reasons(self, definition: PartitionsDefinition) -> tuple[str, ...]:
+        """Short reasons for a plan step."""
+        out = []
+        for label, ps in (
+            ("missing", self.missing),
+            ("failed", self.failed),
+            ("upstream newer", self.stale),
+            ("code changed", self.code_changed),
+        ):
+            if ps:
+                out.append(f"{label}: {describe_set(definition, ps)}")
+        return tuple(out)
+
+
+def describe_set(definition: PartitionsDefinition, parts: PartitionSet, limit: int = 3) -> str:
+    """`2013-01-01..2013-03-31 (90 partitions)` style text."""
+    rs = definition.key_ranges(parts)
+    shown = ", ".join(a if a == b else f"{a}..{b}" for a, b in rs[:limit])
+    if len(rs) > limit:
+        shown += f", ... ({len(rs)} ranges)"
+    n = len(parts)
+    return f"{shown} ({n} partition{'s' if n != 1 else ''})"
+
+
+def plan_asset(
+    definition: PartitionsDefinition,
+    segments: Sequence[Segment],
+    upstreams: Sequence[Upstream],
+    now: datetime,
+    code_version: str | None = None,
+) -> PartitionPlan:
+    """Decide which partitions of an asset to (re)build.
+
+    Missing: expected at `now` and never done. Failed: the latest attempt failed. Stale: a
+    done partition some upstream partition it maps to was materialized after (by another
+    run). Code changed: a done partition written by another code version.
+    """
+    exist = definition.expected(now)
+    done = status_set(segments, SegmentStatus.DONE) & exist
+    failed = status_set(segments, SegmentStatus.FAILED) & exist
+    missing = exist - done - failed
+    stale_acc = PartitionSet()
+    changed: dict[Prefix, list[Range]] = {}
+    for s in segments:
+        if s.status is not SegmentStatus.DONE:
+            continue
+        if code_version is not None and s.code_version not in (None, code_version):
+            changed.setdefault(s.prefix, []).append((s.lo, s.hi))
+        mine = PartitionSet({s.prefix: ((s.lo, s.hi),)})
+        for u in upstreams:
+            if u.definition is None:
+                if u.materialized_at and u.materialized_at > s.at and u.run_id != s.run_id:
+                    stale_acc = stale_acc | mine
+                continue
+            newer = [
+                us
+                for us in u.segments
+                if us.status is SegmentStatus.DONE and us.at > s.at and us.run_id != s.run_id
+            ]
+            if not newer:
+                continue
+            acc: dict[Prefix, list[Range]] = {}
+            for x in newer:
+                acc.setdefault(x.prefix, []).append((x.lo, x.hi))
+            touched = PartitionSet({p: tuple(r) for p, r in acc.items()})
+            stale_acc = stale_acc | (
+                downstream_of(definition, u.definition, u.mapping, touched, now) & mine
+            )
+    code_changed = PartitionSet({p: tuple(r) for p, r in changed.items()}) & exist
+    stale = (stale_acc & exist) - code_changed
+    return PartitionPlan(missing=missing, failed=failed, stale=stale, code_changed=code_changed)
+
+
+# -- planning over the graph ------------------------------------------------------------------
+
+_PASS_THROUGH = frozenset({"view", "ephemeral"})
+
+
+@dataclass(frozen=True, slots=True)
+class AssetPartitions:
+    """The partitions of one asset a run will materialize, and why."""
+
+    parts: PartitionSet
+    reasons: tuple[str, ...]
+
+
+def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, PartitionMapping]]:
+    """The partitioned assets `key` reads, looking through unpartitioned views.
+
+    A view holds no data of its own: a partition of a model that selects from a view of a
+    partitioned table depends on that table's partitions.
+    """
+    node = graph.assets[key]
+    out: dict[str, PartitionMapping] = {}
+    stack = [(p, node.partition_mappings.get(p, PartitionMapping())) for p in node.deps]
+    seen: set[str] = set()
+    while stack:
+        parent, mapping = stack.pop()
+        if parent in seen:
+            continue
+        seen.add(parent)
+        pnode = graph.assets[parent]
+        if pnode.partitions is not None:
+            out.setdefault(parent, mapping)
+        elif pnode.materialized in _PASS_THROUGH:
+            stack.extend((g, mapping) for g in pnode.deps)
+    return sorted(out.items())
+
+
+def plan_graph(
+    graph: AssetGraph,
+    keys: Sequence[str],
+    ledgers: Mapping[str, Sequence[Segment]],
+    now: datetime,
+    forced: Mapping[str, PartitionSet] | None = None,
+    propagate: bool = True,
+) -> dict[str, AssetPartitions]:
+    """Plan the partitions of every partitioned asset among `keys` (in dependency order).
+
+    Without `forced` (a build): each asset's missing, failed, stale and code-changed
+    partitions. With `forced` (a backfill): exactly those partitions of the named assets.
+    With `propagate`, a partition planned upstream also plans the downstream partitions that
+    read it, so one run leaves nothing stale behind.
+    """
+    planned: dict[str, AssetPartitions] = {}
+    for key in graph.topological(keys):
+        node = graph.assets[key]
+        definition = node.partitions
+        if definition is None:
+            continue
+        segs = ledgers.get(key, ())
+        parents = partitioned_parents(graph, key)
+        reasons: tuple[str, ...]
+        if forced is not None:
+            parts = forced.get(key, PartitionSet())
+            reasons = ("backfill",) if parts else ()
+        else:
+            ups = [
+                Upstream(
+                    p,
+                    graph.assets[p].partitions,
+                    m,
+                    tuple(ledgers.get(p, ())),
+                )
+                for p, m in parents
+            ]
+            plan = plan_asset(definition, segs, ups, now, node.code_version)
+            parts = plan.to_run
+            reasons = plan.reasons(definition)
+        if propagate:
+            extra = PartitionSet()
+            for p, m in parents:
+                up = planned.get(p)
+                updef = graph.assets[p].partitions
+                if up is not None and updef is not None and up.parts:
+                    extra = extra | downstream_of(definition, updef, m, up.parts, now)
+            extra = extra - parts
+            if extra:
+                parts = parts | extra
+                reasons = (*reasons, f"upstream planned: {describe_set(definition, extra)}")
+        planned[key] = AssetPartitions(parts, reasons)
+    return planned

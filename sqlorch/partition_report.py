@@ -1,0 +1,158 @@
+"""What `sqlorch partitions`, `status` and `wipe` show and do with the partition ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlorch.errors import ConfigError
+from sqlorch.partition_plan import Upstream, partitioned_parents, plan_asset
+from sqlorch.partitions import PartitionError, Segment, SegmentStatus, status_set
+
+if TYPE_CHECKING:
+    from sqlorch.graph import AssetGraph, AssetNode
+    from sqlorch.project import Project
+    from sqlorch.settings import Settings
+    from sqlorch.state.store import StateStore
+
+
+def partition_doc(
+    graph: AssetGraph,
+    key: str,
+    ledgers: Mapping[str, Sequence[Segment]],
+    now: datetime,
+) -> dict[str, Any]:
+    """The §10 `partitions` object of one asset: done / missing / failed / stale ranges."""
+    node = graph.assets[key]
+    definition = node.partitions
+    assert definition is not None
+    segs = ledgers.get(key, ())
+    ups = [
+        Upstream(p, graph.assets[p].partitions, m, tuple(ledgers.get(p, ())))
+        for p, m in partitioned_parents(graph, key)
+    ]
+    plan = plan_asset(definition, segs, ups, now, node.code_version)
+    exist = definition.expected(now)
+    done = status_set(segs, SegmentStatus.DONE) & exist
+    stale = plan.stale | plan.code_changed
+    return {
+        "done": definition.key_ranges(done),
+        "missing": definition.key_ranges(plan.missing),
+        "failed": definition.key_ranges(plan.failed),
+        "stale": definition.key_ranges(stale),
+        "counts": {
+            "expected": len(exist),
+            "done": len(done),
+            "missing": len(plan.missing),
+            "failed": len(plan.failed),
+            "stale": len(stale),
+        },
+    }
+
+
+def _node(project: Project, asset: str) -> AssetNode:
+    from sqlorch.selection import resolve_selection
+
+    keys = resolve_selection(project.graph, [asset], []).keys
+    if len(keys) != 1:
+        raise ConfigError(f"{asset!r} names {len(keys)} assets; name exactly one (`schema.name`).")
+    node = project.graph.assets[next(iter(keys))]
+    if node.partitions is None:
+        where = f" ({node.file})" if node.file else ""
+        raise PartitionError(
+            f"Asset {node.key}{where} has no partitions. Declare them with "
+            "`@asset(partitions=daily(...))` or, for a dbt model, a microbatch config or "
+            "`meta: {sqlorch: {partitions: ...}}`.",
+            asset=node.key,
+            file=node.file,
+        )
+    return node
+
+
+def partitions_report(
+    settings: Settings, asset: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Load the project and describe one asset's partitions (for `sqlorch partitions`)."""
+    from sqlorch import ledger
+    from sqlorch.project import load_project
+    from sqlorch.state.store import StateStore
+
+    project = load_project(settings)
+    node = _node(project, asset)
+    assert node.partitions is not None
+    store = StateStore(settings.state_path, readonly=True)
+    keys = [node.key, *(p for p, _ in partitioned_parents(project.graph, node.key))]
+    definitions = {k: project.graph.assets[k].partitions for k in keys}
+    ledgers = ledger.all_segments(store, {k: d for k, d in definitions.items() if d is not None})
+    doc = partition_doc(project.graph, node.key, ledgers, now or datetime.now(UTC))
+    counts = doc.pop("counts")
+    return {
+        "key": node.key,
+        "definition": node.partitions.describe(),
+        "partitions": doc,
+        "counts": counts,
+    }
+
+
+def wipe_partitions(
+    settings: Settings,
+    asset: str,
+    start: str | None,
+    end: str | None,
+    keys: Sequence[str],
+    delete_data: bool,
+    now: datetime | None = None,
+) -> tuple[int, int]:
+    """Forget a range of an asset's partitions (and delete its rows); return (partitions, rows).
+
+    Raises:
+        PartitionError: the range or keys are invalid.
+    """
+    from sqlorch import ledger
+    from sqlorch.partitions import filter_sql
+    from sqlorch.project import load_project
+    from sqlorch.state.store import StateStore
+
+    project = load_project(settings)
+    node = _node(project, asset)
+    definition = node.partitions
+    assert definition is not None
+    parts = definition.select(now or datetime.now(UTC), start, end, keys)
+    rows = 0
+    if delete_data and not definition.columns:
+        raise PartitionError(
+            f"Asset {node.key}'s partitions name no `column`, so their rows cannot be told "
+            "apart: --delete-data would delete the whole table. Wipe without it, or add "
+            "`column=` to the definition.",
+            asset=node.key,
+        )
+    if delete_data:
+        from sqlorch.run import open_warehouse
+
+        warehouse = open_warehouse(project)
+        if warehouse is None:
+            raise ConfigError("--delete-data needs the target's DuckDB file.")
+        try:
+            for prefix, lo, hi in parts.ranges():
+                where, params = filter_sql(definition, prefix, lo, hi)
+                rows += warehouse.delete_where(node.key, where, params)
+        finally:
+            warehouse.close()
+    store = StateStore(settings.state_path)
+    ledger.wipe(store, node.key, definition, parts)
+    return len(parts), rows
+
+
+def partition_docs(graph: AssetGraph, store: StateStore, now: datetime) -> dict[str, Any]:
+    """The §10 `partitions` object of every partitioned asset (for `sqlorch status`)."""
+    from sqlorch import ledger
+
+    definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
+    ledgers = ledger.all_segments(store, definitions)
+    docs = {}
+    for key in definitions:
+        doc = partition_doc(graph, key, ledgers, now)
+        doc.pop("counts")
+        docs[key] = doc
+    return docs

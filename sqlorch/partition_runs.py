@@ -1,0 +1,188 @@
+"""Running partitions: cut a step's ranges into runs, call Python assets, pass windows to dbt.
+
+The executor hands a partitioned step to these helpers; each run (a chunk of contiguous
+partitions) is one Python call or one dbt invocation, written in one transaction, and
+reported as a `partitions_materialized` event after commit, which the state recorder turns
+into ledger ranges.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from sqlorch.assets import AssetContext, MaterializeResult, PartitionContext
+from sqlorch.errors import AssetError
+from sqlorch.partitions import (
+    PartitionError,
+    PartitionsDefinition,
+    PartitionSet,
+    Prefix,
+    TimeWindows,
+    filter_sql,
+    parse_ranges,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sqlorch.assets import AssetDefinition
+    from sqlorch.graph import AssetGraph, AssetNode
+    from sqlorch.planner import Step
+    from sqlorch.warehouse.base import Warehouse
+
+DEFAULT_DBT_MAX_PARTITIONS: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Contiguous partitions lo..hi (axis indices) of one prefix, run as one unit."""
+
+    prefix: Prefix
+    lo: int
+    hi: int
+
+    def keys(self, definition: PartitionsDefinition) -> tuple[str, ...]:
+        """The keys of every partition of the chunk."""
+        return tuple(definition.key(self.prefix, i) for i in range(self.lo, self.hi + 1))
+
+    def span(self, definition: PartitionsDefinition) -> list[str]:
+        """[first key, last key]."""
+        return [definition.key(self.prefix, self.lo), definition.key(self.prefix, self.hi)]
+
+    def as_set(self) -> PartitionSet:
+        """The chunk as a partition set."""
+        return PartitionSet({self.prefix: ((self.lo, self.hi),)})
+
+
+def chunks(node: AssetNode, ranges: tuple[tuple[str, str], ...]) -> list[Chunk]:
+    """Cut a step's ranges into chunks of at most the asset's `max_partitions_per_run`."""
+    assert node.partitions is not None
+    parts = parse_ranges(node.partitions, ranges)
+    return [Chunk(p, lo, hi) for p, lo, hi in parts.chunks(node.max_partitions_per_run)]
+
+
+def context_of(definition: PartitionsDefinition, chunk: Chunk) -> PartitionContext:
+    """The `context.partition` of one chunk."""
+    keys = chunk.keys(definition)
+    window = definition.window(chunk.lo, chunk.hi)
+    values = {
+        d.column or f"dim{i}": k
+        for i, (d, k) in enumerate(zip(definition.others, chunk.prefix, strict=True))
+    }
+    axis = definition.axis_dim
+    if not isinstance(axis, TimeWindows) and axis.column and chunk.lo == chunk.hi:
+        values[axis.column] = axis.key(chunk.lo)
+    return PartitionContext(
+        key=keys[0],
+        keys=keys,
+        start=window[0] if window else None,
+        end=window[1] if window else None,
+        values=values,
+    )
+
+
+def run_python_chunk(
+    fn: AssetDefinition,
+    node: AssetNode,
+    ctx: AssetContext,
+    session: Warehouse,
+    chunk: Chunk,
+) -> tuple[int | None, dict[str, Any]]:
+    """Call a partitioned Python asset for `chunk` and replace exactly its rows.
+
+    Returns (rows written, metadata). The asset's exceptions propagate to the caller.
+
+    Raises:
+        AssetError: the asset returned None without writing, lacks a partition column or
+            returned rows outside the chunk.
+    """
+    definition = node.partitions
+    assert definition is not None
+    ctx.partition = context_of(definition, chunk)
+    result = fn(ctx) if fn.takes_context else fn()
+    metadata: dict[str, Any] = {}
+    if isinstance(result, MaterializeResult):
+        metadata.update(result.metadata)
+        result = result.data
+    metadata.update(ctx.metadata)
+    if result is None:
+        if not fn.takes_context:
+            raise AssetError(
+                f"Partitioned Python asset {node.key!r} ({node.file}:{node.line}) returned None. "
+                "Return the rows of `context.partition`.",
+                asset=node.key,
+                file=node.file,
+                line=node.line,
+            )
+        return None, metadata  # the asset wrote its partition itself
+    where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
+    rows = session.write_partition(node.key, result, where, params, definition.columns)
+    return rows, metadata
+
+
+def dbt_window_args(node: AssetNode, chunk: Chunk) -> list[str]:
+    """The dbt flags that hand `chunk` to a partitioned model.
+
+    A microbatch model gets `--event-time-start/--event-time-end` (dbt runs its batches);
+    any other model the vars `start_date` and `end_date` (the window [start, end): dates for
+    daily and coarser, timestamps for hourly) and, for static dimensions,
+    `partition_<column>` (the key, or the list of keys of the chunk).
+    """
+    definition = node.partitions
+    assert definition is not None
+    window = definition.window(chunk.lo, chunk.hi)
+    microbatch = node.metadata.get("sqlorch_microbatch") is True
+    if microbatch and window is not None:
+        fmt = "%Y-%m-%dT%H:%M:%S"
+        return [
+            "--event-time-start",
+            window[0].astimezone(UTC).strftime(fmt),
+            "--event-time-end",
+            window[1].astimezone(UTC).strftime(fmt),
+        ]
+    values: dict[str, Any] = {}
+    time = definition.time
+    if window is not None and time is not None:
+        fmt = "%Y-%m-%d %H:%M:%S" if time.grain.value == "hourly" else "%Y-%m-%d"
+        values["start_date"] = window[0].strftime(fmt)
+        values["end_date"] = window[1].strftime(fmt)
+    for d, k in zip(definition.others, chunk.prefix, strict=True):
+        if d.column:
+            values[f"partition_{d.column}"] = k
+    axis = definition.axis_dim
+    if not isinstance(axis, TimeWindows) and axis.column:
+        values[f"partition_{axis.column}"] = list(axis.keys[chunk.lo : chunk.hi + 1])
+    return ["--vars", json.dumps(values)]
+
+
+def check_partition_columns(graph: AssetGraph, steps: Iterable[Step], warehouse: Warehouse) -> None:
+    """Refuse to run partitions of a table that exists without its partition columns.
+
+    Raises:
+        PartitionError: a planned partitioned asset's table lacks a partition column.
+    """
+    for step in steps:
+        node = graph.assets[step.key]
+        if not step.partitions or node.partitions is None:
+            continue
+        wanted = node.partitions.columns
+        if not wanted:
+            continue
+        have = {c.name.lower() for c in warehouse.columns(step.key)}
+        if not have:
+            continue  # not built yet: the first write checks the output itself
+        missing = [c for c in wanted if c.lower() not in have]
+        if missing:
+            where = f"{node.file}:{node.line}" if node.line else (node.file or node.key)
+            raise PartitionError(
+                f"Asset {node.key} ({where}) is partitioned on {', '.join(wanted)} but its "
+                f"table has no column {', '.join(missing)} (it has: "
+                f"{', '.join(sorted(have))}). Fix `column=` in the partition definition, or "
+                "add the column to the asset's output; nothing ran.",
+                asset=node.key,
+                file=node.file,
+                line=node.line,
+            )
