@@ -22,6 +22,7 @@ from sqlorch.errors import ConfigError, SelectionError
 if TYPE_CHECKING:
     from sqlorch.discovery import FoundCheck
     from sqlorch.graph import AssetGraph, CheckNode
+    from sqlorch.partitions import PartitionsDefinition
     from sqlorch.policies import RunPolicies
     from sqlorch.warehouse.base import Warehouse
 
@@ -122,6 +123,7 @@ class CheckContext:
     log: logging.Logger
     partition: Any = None
     partition_filter: str | None = None
+    partition_params: Sequence[Any] = ()
 
     @property
     def connection(self) -> Any:
@@ -138,7 +140,9 @@ class CheckContext:
     def rows(self) -> Any:
         """Return the asset's rows (the partition's, when partitioned) as a pyarrow Table."""
         where = f" WHERE {self.partition_filter}" if self.partition_filter else ""
-        return self.connection.sql(f"SELECT * FROM {self.table}{where}").to_arrow_table()
+        sql = f"SELECT * FROM {self.table}{where}"
+        params = list(self.partition_params) or None
+        return self.connection.sql(sql, params=params).to_arrow_table()
 
 
 def run_python_check(defn: CheckDefinition, ctx: CheckContext) -> CheckResult:
@@ -229,10 +233,11 @@ def builtin_check_configs(raw: Any, where: str) -> list[dict[str, Any]]:
                 raise ConfigError(f"`min_rows` of check row_count in {where} must be an int >= 0.")
             config.update(max_drop_pct=float(pct), min_rows=min_rows)
         elif kind == "freshness":
-            if "max_age" not in opts:
-                raise ConfigError(f'Check freshness in {where} needs `max_age` (e.g. "26h").')
-            config["max_age_s"] = parse_duration(opts["max_age"], f"max_age in {where}")
-            config["max_age"] = str(opts["max_age"])
+            # without max_age only a partitioned asset's check makes sense (its latest
+            # complete partition must be present); attach_checks enforces that
+            if "max_age" in opts:
+                config["max_age_s"] = parse_duration(opts["max_age"], f"max_age in {where}")
+                config["max_age"] = str(opts["max_age"])
             if "column" in opts:
                 if not isinstance(opts["column"], str):
                     raise ConfigError(f"`column` of check freshness in {where} must be a name.")
@@ -397,6 +402,7 @@ def run_side_check(
     run_id: str,
     log: logging.Logger,
     current: Observed | None,
+    partitions: PartitionsDefinition | None = None,
 ) -> CheckResult:
     """Run a `@check` or built-in check of `check.asset_keys[0]` on a warehouse session.
 
@@ -431,9 +437,45 @@ def run_side_check(
         value = session.connection.execute(f"SELECT max({ident}) FROM {quote_key(key)}").fetchone()
         return _as_datetime(value[0] if value else None)
 
-    return run_builtin(
-        check.config, key, current, policies.previous.get(key), policies.now(), newest_value
-    )
+    now = policies.now()
+    if check.config["type"] == "freshness" and partitions is not None:
+        latest = latest_partition_present(partitions, session, key, now)
+        if not latest.passed or "max_age_s" not in check.config:
+            return latest
+    return run_builtin(check.config, key, current, policies.previous.get(key), now, newest_value)
+
+
+def latest_partition_present(
+    definition: PartitionsDefinition, session: Warehouse, key: str, now: datetime
+) -> CheckResult:
+    """Pass when the table holds rows of the latest complete partition (of every prefix)."""
+    from sqlorch.partitions import filter_sql
+    from sqlorch.warehouse.duckdb import quote_key
+
+    n = definition.count(now)
+    if n <= 0:
+        return CheckResult(True, "no partition is complete yet")
+    missing: list[str] = []
+    for prefix in definition.prefixes():
+        where, params = filter_sql(definition, prefix, n - 1, n - 1)
+        if not where:
+            return CheckResult(
+                False,
+                f"{key} declares no partition column, so the latest partition cannot be looked "
+                "up in its table; give the partitions a `column` or the check a `max_age`",
+            )
+        row = session.connection.execute(
+            f"SELECT count(*) FROM {quote_key(key)} WHERE {where}", params
+        ).fetchone()
+        if not row or not row[0]:
+            missing.append(definition.key(prefix, n - 1))
+    latest = definition.key(definition.prefixes()[0], n - 1)
+    meta = {"latest_partition": latest, "missing": missing}
+    if missing:
+        return CheckResult(
+            False, f"the latest complete partition is missing: {', '.join(missing)}", meta
+        )
+    return CheckResult(True, "", meta)
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -532,6 +574,12 @@ def attach_checks(
         for config in builtin_check_configs(meta["checks"], where):
             builtins[(node.key, config["type"])] = (config, node.file)
     for (key, kind), (config, file) in sorted(builtins.items()):
+        if kind == "freshness" and "max_age_s" not in config and not graph.assets[key].partitions:
+            raise ConfigError(
+                f'The freshness check of {key} ({file}) needs `max_age` (e.g. "26h"): only a '
+                "partitioned asset's freshness can do without (its latest complete partition "
+                "must be present)."
+            )
         table = key.rsplit(".", 1)[1]
         uid = f"check.builtin.{key}.{kind}"
         nodes[uid] = CheckNode(

@@ -27,7 +27,7 @@ from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult
 from sqlorch.checks import Observed, run_side_check
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.graph import AssetGraph, AssetKind, CheckNode, Column
+from sqlorch.graph import AssetGraph, AssetKind, CheckKind, CheckNode, Column
 from sqlorch.planner import Plan
 from sqlorch.policies import RunPolicies
 from sqlorch.retries import next_delay
@@ -230,6 +230,8 @@ class Executor:
         self._awaited: dict[str, list[str]] = {}
         self._sessions: set[Any] = set()
         self._attempts: dict[str, int] = {}
+        self._chunk_checks: list[tuple[str, str, Chunk]] = []
+        self._partition_check_worst: dict[str, str] = {}
         self._retry_wait: set[str] = set()
         self.cancelled = False
         self._start_hooks_done = False
@@ -647,6 +649,10 @@ class Executor:
         node = self.graph.assets[key]
         assert node.partitions is not None
         self._inflight[key] -= 1
+        # the asset's Python checks run on each partition run's rows, after it committed
+        for uid in self._partition_checks(key):
+            self._inflight[key] += 1
+            self._chunk_checks.append((uid, key, chunk))
         if rows is not None:
             self._chunk_rows[key] = (self._chunk_rows.get(key) or 0) + rows
         self._emit(
@@ -680,6 +686,9 @@ class Executor:
             return
         if self.status[key] is not Status.RUNNING:
             return
+        for uid in self._partition_checks(key):
+            if self.check_status[uid] == "pending":
+                self.check_status[uid] = self._partition_check_worst.get(uid, "pass")
         errors = self._chunk_errors.get(key)
         if errors:
             more = f" (and {len(errors) - 1} more failed partition runs)" if len(errors) > 1 else ""
@@ -704,6 +713,14 @@ class Executor:
                     log.debug("row count failed", exc_info=True)
             self._succeed(key, rows, None, {"partitions": count}, columns)
 
+    def _partition_checks(self, key: str) -> list[str]:
+        """The planned Python checks of partitioned `key` (they run per partition run)."""
+        return [
+            u
+            for u in self._side_checks
+            if self._per_partition(u) and key in self._checks[u].asset_keys
+        ]
+
     def _gating_checks(self, key: str) -> list[str]:
         """The blocking checks sqlorch runs on `key`'s ancestors that a dbt node must await.
 
@@ -723,11 +740,17 @@ class Executor:
 
     def _launch_checks(self, pool: ThreadPoolExecutor) -> None:
         """Start the @check and built-in checks whose assets are materialized (or observed)."""
+        while self._chunk_checks and self._running_python < self.threads:
+            uid, key, chunk = self._chunk_checks.pop(0)
+            self._running_python += 1
+            pool.submit(self._run_chunk_check, uid, key, chunk)
         for uid in self._side_checks:
             if self._running_python >= self.threads:
                 break
             if self.check_status[uid] != "pending":
                 continue
+            if self._per_partition(uid):
+                continue  # runs after each partition run; its status is set at the end
             keys = self._checks[uid].asset_keys
             if not all(
                 k not in self.status or (self.status[k] is Status.SUCCEEDED and k in self._observed)
@@ -737,6 +760,103 @@ class Executor:
             self.check_status[uid] = "running"
             self._running_python += 1
             pool.submit(self._run_side_check, uid)
+
+    def _per_partition(self, uid: str) -> bool:
+        """True for a Python check of a partitioned asset this run builds in partition runs."""
+        check = self._checks[uid]
+        return check.kind == CheckKind.PYTHON and check.asset_keys[0] in self._chunks
+
+    def _run_chunk_check(self, uid: str, key: str, chunk: Chunk) -> None:
+        """Run a Python check on the rows of one partition run of its asset."""
+        from sqlorch.checks import CheckContext, run_python_check
+        from sqlorch.partition_runs import context_of
+        from sqlorch.partitions import filter_sql
+
+        check = self._checks[uid]
+        definition = self.graph.assets[key].partitions
+        assert definition is not None
+        logger = logging.Logger(f"sqlorch.check.{check.name}")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(_QueueHandler(self._queue, key))
+        session = None
+        started = time.perf_counter()
+        try:
+            assert self.warehouse is not None, "checks need the warehouse"
+            session = self.warehouse.session()
+            where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
+            ctx = CheckContext(
+                asset=key,
+                run_id=self.run_id,
+                warehouse=session,
+                log=logger,
+                partition=context_of(definition, chunk),
+                partition_filter=where or None,
+                partition_params=params,
+            )
+            result = run_python_check(self.side.python_checks[uid], ctx)
+            if result.passed:
+                status = "pass"
+            else:
+                status = "fail" if check.is_blocking else "warn"
+            message, metadata = result.message, dict(result.metadata)
+        except Exception as exc:  # noqa: BLE001 - a raising check is an errored check
+            status = "error"
+            message = _check_error(check, exc)
+            metadata = {"traceback": traceback.format_exc()}
+        finally:
+            if session is not None:
+                session.close()
+        metadata["duration_s"] = round(time.perf_counter() - started, 4)
+        self._queue.put(_Msg("chunk_check_done", key, (uid, chunk, status, message, metadata)))
+
+    def _on_chunk_check(
+        self,
+        uid: str,
+        key: str,
+        chunk: Chunk,
+        status: str,
+        message: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        """Record one partition run's check; a blocking failure fails those partitions only."""
+        check = self._checks[uid]
+        definition = self.graph.assets[key].partitions
+        assert definition is not None
+        self._inflight[key] -= 1
+        first, last = chunk.span(definition)
+        span = first if first == last else f"{first}..{last}"
+        data = {
+            "check": check.name,
+            "unique_id": uid,
+            "status": status,
+            "severity": check.severity,
+            "blocking": check.is_blocking,
+            "check_kind": str(check.kind),
+            "assets": [key],
+            "partition": span,
+            "file": check.file,
+            "line": check.line,
+            "metadata": metadata,
+        }
+        text = f"{check.name} [{span}]: {message}" if message else f"{check.name} [{span}]"
+        if status == "pass":
+            self._emit(EventKind.CHECK_PASSED, key, f"{check.name} [{span}]", data=data)
+        elif status == "warn":
+            self._partition_check_worst[uid] = self._partition_check_worst.get(uid) or "warn"
+            self._emit(EventKind.CHECK_WARNED, key, text, level="warning", data=data)
+        else:
+            self._partition_check_worst[uid] = "fail"
+            self._emit(EventKind.CHECK_FAILED, key, text, level="error", data=data)
+            if check.is_blocking or status == "error":
+                self._chunk_errors.setdefault(key, []).append(f"check {text}")
+                self._emit(
+                    EventKind.PARTITIONS_FAILED,
+                    key,
+                    f"check {text}",
+                    level="error",
+                    data={"partitions": [[first, last]], "check": check.name},
+                )
+        self._maybe_finish_partitioned(key)
 
     def _segment(self) -> tuple[list[str], list[str]]:
         """Return the dbt steps and checks that can run now, in one invocation."""
@@ -830,6 +950,12 @@ class Executor:
 
     def _finish_blocked(self) -> None:
         """Skip what can never run once nothing is running."""
+        # partition checks that never started (a cancelled run) no longer hold their asset
+        dropped, self._chunk_checks = self._chunk_checks, []
+        for _uid, key, _chunk in dropped:
+            self._inflight[key] -= 1
+        for key in {k for _u, k, _c in dropped}:
+            self._maybe_finish_partitioned(key)
         reason = "run cancelled" if self.cancelled else "an upstream asset did not succeed"
         for key in self.plan.keys:
             if self.status[key] is Status.PENDING:
@@ -956,6 +1082,7 @@ class Executor:
                 self.run_id,
                 logger,
                 current=self._observed.get(key),
+                partitions=self.graph.assets[key].partitions,
             )
             if result.passed:
                 status = "pass"
@@ -1043,6 +1170,10 @@ class Executor:
                 level="warning",
                 data={"attempt": attempt, "delay_s": delay, "error": error},
             )
+        elif msg.kind == "chunk_check_done":
+            self._running_python -= 1
+            uid, chunk, status, message, metadata = msg.payload
+            self._on_chunk_check(uid, msg.key, chunk, status, message, metadata)
         elif msg.kind == "retry_ready":
             self._retry_wait.discard(msg.key)
         elif msg.kind == "log":

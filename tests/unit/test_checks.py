@@ -112,7 +112,6 @@ def test_freshness_by_materialization_time_and_by_column() -> None:
         ({"row_cnt": True}, "Unknown built-in check 'row_cnt'"),
         ({"row_count": {"max_drop": 5}}, "Unknown option(s) max_drop"),
         ({"row_count": {"max_drop_pct": 150}}, "0-100"),
-        ({"freshness": True}, "needs `max_age`"),
         ({"freshness": {"max_age": "soon"}}, "not a duration"),
         ({"schema_change": {"severity": "fatal"}}, "error or warn"),
         (["row_count"], "must be a table"),
@@ -224,3 +223,24 @@ def test_rate_limiter_spaces_requests_at_the_rate() -> None:
     clock.t += 10
     assert limiter.acquire() == 0.0
     assert limiter.acquire() == pytest.approx(0.25)
+
+
+def test_freshness_without_max_age_needs_a_partitioned_asset() -> None:
+    from sqlorch.checks import attach_checks
+    from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+    from sqlorch.partitions import daily
+
+    graph = AssetGraph(
+        [
+            AssetNode("main.plain", AssetKind.MODEL, "plain"),
+            AssetNode("main.daily", AssetKind.MODEL, "daily", partitions=daily("2024-01-01")),
+        ]
+    )
+    with pytest.raises(ConfigError, match=r"freshness check of main.plain .* needs `max_age`"):
+        attach_checks(graph, [], {"main.plain": {"freshness": True}}, "pyproject.toml")
+    with_checks, _ = attach_checks(graph, [], {"main.daily": {"freshness": True}})
+    (node,) = with_checks.checks.values()
+    assert node.name == "freshness_daily" and node.config == {
+        "type": "freshness",
+        "severity": "error",
+    }
