@@ -278,7 +278,21 @@ def _run_plan(
         renderer.close(summary=outcome is not None)
     from sqlorch.lineage.service import after_run
 
-    for message in after_run(project, project.settings.state_dir / "runs" / outcome.run_id):
+    found = after_run(project, project.settings.state_dir / "runs" / outcome.run_id)
+    if found:
+        from sqlorch.events import utcnow
+        from sqlorch.state.store import event_row
+
+        # into the run's log too: `sqlorch logs --level warning` shows them
+        store.write_batch(
+            [
+                event_row(outcome.run_id, utcnow(), "hidden_dependency", key, message, "warning")
+                for key, message in found
+            ],
+            [],
+            [],
+        )
+    for _key, message in found:
         _warn(message)
     console.print(f"[dim]run {outcome.run_id} — `sqlorch logs {outcome.run_id}`[/]")
     if outcome.status != "success":

@@ -174,6 +174,13 @@ def hidden_tables(node: AssetNode, tables: Sequence[str]) -> tuple[str, ...]:
 
 def hidden_warnings(hidden: Mapping[str, HiddenDependency], graph: AssetGraph) -> list[str]:
     """Return one warning per model that reads relations it does not declare."""
+    return [m for _k, m in hidden_messages(hidden, graph)]
+
+
+def hidden_messages(
+    hidden: Mapping[str, HiddenDependency], graph: AssetGraph
+) -> list[tuple[str, str]]:
+    """Return (model key, warning) per model that reads relations it does not declare."""
     out = []
     for key, h in sorted(hidden.items()):
         if not h.tables or key not in graph:
@@ -190,8 +197,11 @@ def hidden_warnings(hidden: Mapping[str, HiddenDependency], graph: AssetGraph) -
             parts.append(f"{', '.join(unknown)} (no asset of this project produces it)")
         where = h.file or key
         out.append(
-            f"Model {key} ({where}) reads {'; '.join(parts)} without a ref() or source(): a "
-            "hidden dependency."
+            (
+                key,
+                f"Model {key} ({where}) reads {'; '.join(parts)} without a ref() or source(): "
+                "a hidden dependency.",
+            )
         )
     return out
 
@@ -227,7 +237,7 @@ def record_compiled(project: Project, run_dir: Path) -> dict[str, str]:
     return out
 
 
-def scan_hidden_after_run(project: Project, run_dir: Path) -> list[str]:
+def scan_hidden_after_run(project: Project, run_dir: Path) -> list[tuple[str, str]]:
     """After a build: cache its compiled SQL, record hidden dependencies, return warnings.
 
     Only the models the run compiled at a code version not scanned before are parsed (no
@@ -258,10 +268,10 @@ def scan_hidden_after_run(project: Project, run_dir: Path) -> list[str]:
         changed[key] = h
         found[key] = h
     write_hidden(project.settings.state_dir, found)
-    return hidden_warnings(changed, project.graph)
+    return hidden_messages(changed, project.graph)
 
 
-def after_run(project: Project, run_dir: Path) -> list[str]:
+def after_run(project: Project, run_dir: Path) -> list[tuple[str, str]]:
     """`scan_hidden_after_run`, never raising: lineage must not fail a build."""
     try:
         return scan_hidden_after_run(project, run_dir)

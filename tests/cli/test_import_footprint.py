@@ -78,7 +78,7 @@ def test_help_loads_no_heavy_module() -> None:
             cli(["--help"], prog_name="sqlorch")
         except SystemExit as exc:
             assert exc.code == 0, exc.code
-        for command in ("build", "ls", "status", "runs", "logs"):
+        for command in ("build", "ls", "status", "runs", "logs", "lineage", "diff"):
             try:
                 cli([command, "--help"], prog_name="sqlorch")
             except SystemExit as exc:

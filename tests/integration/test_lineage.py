@@ -217,6 +217,11 @@ def test_hidden_dependency_is_reported_and_orders_the_graph(make_dbt_project: Ma
     assert "hidden dependency" in message
     assert "legacy.codes (no asset of this project produces it)" in message
 
+    logged = [e for e in ok(run_cli(project.path, "logs", "--json")).json_lines()]
+    hidden = [e for e in logged if e["kind"] == "hidden_dependency"]
+    assert [(e["asset"], e["level"]) for e in hidden] == [("main.c", "warning")]
+    assert "legacy.codes" in hidden[0]["message"]
+
     after = {a["key"]: a for a in ok(run_cli(project.path, "ls", "--json")).json()}
     assert after["main.c"]["deps"] == ["main.a"]
     assert after["main.a"]["columns"] == [
