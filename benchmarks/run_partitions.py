@@ -110,6 +110,7 @@ def backfill_bench(events: int, days: int) -> dict[str, float]:
     write_project(root, events, days)
     flags = ["--project-dir", str(root), "--profiles-dir", str(root)]
     timed([str(BIN / "dbt"), "parse", *flags], root)  # warm partial parse for dbt
+    timed([str(BIN / "sqlorch"), "ls", *flags], root)  # and sqlorch's manifest cache
     d0 = "2024-01-01"
     last = f"2024-{1 + (days - 1) // 31:02d}-01"  # only for display
     del last

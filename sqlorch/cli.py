@@ -636,14 +636,14 @@ def status(
 ) -> None:
     """Show each asset's last materialization, rows, duration, last run, and why it is stale."""
     from sqlorch.project import load_project
-    from sqlorch.run import select_assets, state_sets, state_snapshot, warehouse_relations
+    from sqlorch.run import observe_warehouse, select_assets, state_sets, state_snapshot
     from sqlorch.staleness import stale_reasons
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
     store = StateStore(settings.state_path, readonly=True)
-    snapshot = state_snapshot(store, warehouse_relations(project), project.graph)
+    snapshot = state_snapshot(store, observe_warehouse(project), project.graph)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
     keys = (
         select_assets(project, select, exclude, _warn, state=sets) if (select or exclude) else None

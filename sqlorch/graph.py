@@ -76,6 +76,8 @@ class AssetNode:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     # the named inputs of `code_version` (see sqlorch.codeversion): what changed, not only that
     code_parts: Mapping[str, str] = field(default_factory=dict)
+    # an observed source's dbt `loaded_at_field`: when its newest row arrived
+    loaded_at_field: str | None = None
     #: deps found in compiled SQL, not declared with ref/source (a subset of `deps`)
     hidden_deps: tuple[str, ...] = ()
 

@@ -227,6 +227,7 @@ def merge(
                 source_ids=(src.unique_id,),
                 source_names=(name,),
                 columns=src.columns,
+                loaded_at_field=src.loaded_at_field,
             )
 
     index = _name_index(nodes)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlorch.errors import ConfigError, SelectionError, WarehouseError
 from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.graph import AssetGraph
+from sqlorch.graph import AssetGraph, AssetKind
 from sqlorch.planner import Plan, build_plan
 from sqlorch.policies import RunPolicies
 from sqlorch.project import Project
@@ -245,50 +245,110 @@ def open_warehouse(project: Project) -> Any:
     return None
 
 
-def warehouse_relations(project: Project, warehouse: Any = None) -> frozenset[str] | None:
-    """Return the `schema.name` relations in the target's database (None: unknown).
+@dataclasses.dataclass(frozen=True, slots=True)
+class WarehouseView:
+    """What the planner reads from the warehouse itself.
 
-    A DuckDB file that does not exist holds no relation. The answer is remembered with the
-    size and modification time of the file and its WAL: while neither changed (a DROP, an
-    INSERT, a checkpoint all change one), the file is not opened at all, so a no-op build
-    does not even import DuckDB. Otherwise, without an open `warehouse`, the file is opened
-    read-only for a moment; when another process holds it (a build), the answer is None
-    rather than a wait.
+    `relations`: the `schema.name` relations that exist (None: unknown). `loaded_at`: for
+    observed sources with a dbt `loaded_at_field`, the newest value of it (UTC, ISO-8601).
+    """
+
+    relations: frozenset[str] | None
+    loaded_at: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def observe_warehouse(project: Project, warehouse: Any = None) -> WarehouseView:
+    """Read which relations exist and when observed sources last received rows.
+
+    A DuckDB file that does not exist holds nothing. The answer is remembered with the size
+    and modification time of the file and its WAL: while neither changed (a DROP, an INSERT,
+    a checkpoint all change one), the file is not opened at all, so a no-op build does not
+    even import DuckDB. Otherwise, without an open `warehouse`, the file is opened read-only
+    for a moment; when another process holds it (a build), nothing is known (None) rather
+    than waited for.
     """
     path = project.invoker.duckdb_path
     if project.target.type != "duckdb" or path is None:
-        return None
+        return WarehouseView(None)
     if not path.exists():
-        return frozenset()
+        return WarehouseView(frozenset())
+    wanted = _loaded_at_fields(project)
     memo = project.settings.state_dir / "relations.json"
     if warehouse is None:
-        cached = _read_relations(memo, path)
+        cached = _read_memo(memo, path, wanted)
         if cached is not None:
             return cached
-    sql = (
-        "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
-        "WHERE table_catalog = current_database()"
-    )
-    if warehouse is not None:
-        return frozenset(r[0] for r in warehouse.execute(sql))
-    import duckdb
+        import duckdb
 
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error:
         try:
-            # this process already has the file open (dbt-duckdb, a long-lived process):
-            # a connection with the same configuration shares that instance
-            con = duckdb.connect(str(path), config=dict(project.target.config))
+            con = duckdb.connect(str(path), read_only=True)
         except duckdb.Error:
-            log.debug("warehouse busy; table presence not checked", exc_info=True)
+            try:
+                # this process already has the file open (dbt-duckdb, a long-lived process):
+                # a connection with the same configuration shares that instance
+                con = duckdb.connect(str(path), config=dict(project.target.config))
+            except duckdb.Error:
+                log.debug("warehouse busy; table presence not checked", exc_info=True)
+                return WarehouseView(None)
+        try:
+            view = _observe(con, wanted)
+        finally:
+            con.close()
+        remember_view(memo, path, wanted, view)
+        return view
+    return _observe(warehouse.connection, wanted)
+
+
+def _loaded_at_fields(project: Project) -> dict[str, str | None]:
+    """Observed sources that say when their rows arrived: key -> dbt `loaded_at_field`."""
+    return {
+        n.key: n.loaded_at_field
+        for n in project.graph
+        if n.kind is AssetKind.SOURCE and n.loaded_at_field
+    }
+
+
+def _observe(con: Any, wanted: Mapping[str, str | None]) -> WarehouseView:
+    from sqlorch.warehouse.duckdb import quote_key
+
+    relations = frozenset(
+        r[0]
+        for r in con.execute(
+            "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
+            "WHERE table_catalog = current_database()"
+        ).fetchall()
+    )
+    loaded: dict[str, str] = {}
+    for key, field in wanted.items():
+        if key not in relations:
+            continue
+        try:
+            row = con.execute(f"SELECT max({field}) FROM {quote_key(key)}").fetchone()
+        except Exception as exc:  # noqa: BLE001 - a bad loaded_at_field only loses freshness
+            log.warning("source %s: loaded_at_field %r could not be read: %s", key, field, exc)
+            continue
+        stamp = _utc_iso(row[0] if row else None)
+        if stamp is not None:
+            loaded[key] = stamp
+    return WarehouseView(relations, loaded)
+
+
+def _utc_iso(value: Any) -> str | None:
+    """A timestamp (naive = UTC), date or ISO string as `events.utcnow()` formats it."""
+    from datetime import UTC, date, datetime
+
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
             return None
-    try:
-        found = frozenset(r[0] for r in con.execute(sql).fetchall())
-    finally:
-        con.close()
-    remember_relations(memo, path, found)
-    return found
+    if isinstance(value, datetime):
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    elif isinstance(value, date):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    else:
+        return None
+    return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def _stamp(path: Path) -> list[list[int]]:
@@ -302,19 +362,33 @@ def _stamp(path: Path) -> list[list[int]]:
     return out
 
 
-def _read_relations(memo: Path, path: Path) -> frozenset[str] | None:
+def _read_memo(memo: Path, path: Path, wanted: Mapping[str, str | None]) -> WarehouseView | None:
     try:
         doc = json.loads(memo.read_text())
     except (OSError, ValueError):
         return None
-    if doc.get("path") != str(path) or doc.get("stamp") != _stamp(path):
+    if (
+        doc.get("path") != str(path)
+        or doc.get("stamp") != _stamp(path)
+        or doc.get("wanted") != wanted
+    ):
         return None
-    return frozenset(doc.get("relations", ()))
+    return WarehouseView(frozenset(doc.get("relations", ())), dict(doc.get("loaded_at", {})))
 
 
-def remember_relations(memo: Path, path: Path, relations: frozenset[str]) -> None:
-    """Remember the relations of the DuckDB file `path` as of its current size and time."""
-    doc = {"path": str(path), "stamp": _stamp(path), "relations": sorted(relations)}
+def remember_view(
+    memo: Path, path: Path, wanted: Mapping[str, str | None], view: WarehouseView
+) -> None:
+    """Remember what the DuckDB file `path` holds as of its current size and time."""
+    if view.relations is None:
+        return
+    doc = {
+        "path": str(path),
+        "stamp": _stamp(path),
+        "wanted": wanted,
+        "relations": sorted(view.relations),
+        "loaded_at": view.loaded_at,
+    }
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
@@ -325,31 +399,36 @@ def remember_relations(memo: Path, path: Path, relations: frozenset[str]) -> Non
 
 
 def _record_relations_after_run(project: Project, warehouse: Any) -> None:
-    """After a run: list the relations, close every handle on the file, stamp it.
+    """After a run: observe the warehouse, close every handle on the file, stamp it.
 
     The database is checkpointed when its last connection closes; stamping after that makes
-    the next no-op build read the list without opening the file.
+    the next no-op build read the observation without opening the file.
     """
     path = project.invoker.duckdb_path
     try:
-        relations = warehouse_relations(project, warehouse)
+        view: WarehouseView | None = observe_warehouse(project, warehouse)
     except Exception:  # noqa: BLE001 - only a cache
-        log.debug("could not list relations", exc_info=True)
-        relations = None
+        log.debug("could not observe the warehouse", exc_info=True)
+        view = None
     warehouse.close()
     project.invoker.release()
-    if relations is not None and path is not None and path.exists():
-        remember_relations(project.settings.state_dir / "relations.json", path, relations)
+    if view is not None and path is not None and path.exists():
+        memo = project.settings.state_dir / "relations.json"
+        remember_view(memo, path, _loaded_at_fields(project), view)
 
 
 def state_snapshot(
-    store: StateStore, relations: frozenset[str] | None = None, graph: AssetGraph | None = None
+    store: StateStore,
+    relations: frozenset[str] | WarehouseView | None = None,
+    graph: AssetGraph | None = None,
 ) -> StateSnapshot:
-    """Read what the planner needs from the state store.
+    """Read what the planner needs from the state store (and what the warehouse showed).
 
     Blocking checks whose latest result failed keep their asset stale; checks the project
-    no longer has (by id, when `graph` is given) do not.
+    no longer has (by id, when `graph` is given) do not. An observed source's newest
+    `loaded_at_field` value stands for its materialization time.
     """
+    view = relations if isinstance(relations, WarehouseView) else WarehouseView(relations)
     failing: dict[str, list[str]] = {}
     for asset, results in store.failing_blocking_checks().items():
         names = [
@@ -359,7 +438,10 @@ def state_snapshot(
         ]
         if names:
             failing[asset] = list(dict.fromkeys(names))
-    records = {}
+    records = {
+        key: AssetRecord(materialized_at=ts, materialized_run="observed")
+        for key, ts in view.loaded_at.items()
+    }
     for key, st in store.asset_states().items():
         records[key] = AssetRecord(
             materialized_at=st.last_materialized_at,
@@ -371,7 +453,7 @@ def state_snapshot(
             last_run_id=st.last_run_id,
             failed_checks=tuple(failing.get(key, ())),
         )
-    return StateSnapshot(records, relations)
+    return StateSnapshot(records, view.relations)
 
 
 def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) -> StateSets:
@@ -407,7 +489,7 @@ def plan_build(
 ) -> Plan:
     """Select and plan a build: the stale selected assets (all selected with `full`), and
     per partitioned asset the partitions to run."""
-    snapshot = state_snapshot(store, warehouse_relations(project, warehouse), project.graph)
+    snapshot = state_snapshot(store, observe_warehouse(project, warehouse), project.graph)
     sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
     selected = select_assets(project, select, exclude, warn, state=sets)
     partitions = plan_partitions(project, store, selected, now, full=full)
@@ -491,7 +573,7 @@ def plan_backfill(
         for key in partitioned:
             keys_to_plan |= graph.descendants(key)
     planned = plan_partitions(project, store, keys_to_plan, now, forced, propagate=downstream)
-    snapshot = state_snapshot(store, warehouse_relations(project), graph)
+    snapshot = state_snapshot(store, observe_warehouse(project), graph)
     return build_plan(graph, keys_to_plan, snapshot, partitions=planned)
 
 
@@ -516,7 +598,7 @@ def plan_retry(
     keys = {k for k in why if k in graph.assets}
     if not keys:
         return Plan(steps=(), checks=(), selected=frozenset())
-    snapshot = state_snapshot(store, warehouse_relations(project), graph)
+    snapshot = state_snapshot(store, observe_warehouse(project), graph)
     # a partitioned asset retries its missing and failed partitions, not all of them
     partitions = plan_partitions(project, store, keys)
     plan = build_plan(graph, keys, snapshot, full=True, partitions=partitions)

@@ -71,12 +71,13 @@ def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> lis
         reasons.append(f"check {check} failed")
     for dep in node.deps:
         up = state.record(dep)
-        if (
-            up.materialized_at is not None
-            and up.materialized_run != rec.materialized_run
-            and up.materialized_at > rec.materialized_at
-        ):
-            reasons.append(f"upstream {dep} materialized {_short(up.materialized_at)} after this")
+        if _newer(up, rec):
+            what = (
+                f"source {dep} received rows {_short(up.materialized_at)}, after this"
+                if dep in graph.assets and not graph.assets[dep].is_materializable
+                else f"upstream {dep} materialized {_short(up.materialized_at)} after this"
+            )
+            reasons.append(what)
     return reasons
 
 
@@ -138,16 +139,23 @@ def fresher_upstream(graph: AssetGraph, state: StateSnapshot) -> set[str]:
         rec = state.record(node.key)
         if rec.materialized_at is None:
             continue
-        for dep in node.deps:
-            up = state.record(dep)
-            if (
-                up.materialized_at is not None
-                and up.materialized_run != rec.materialized_run
-                and up.materialized_at > rec.materialized_at
-            ):
-                out.add(node.key)
-                break
+        if any(_newer(state.record(dep), rec) for dep in node.deps):
+            out.add(node.key)
     return out
+
+
+def _newer(up: AssetRecord, rec: AssetRecord) -> bool:
+    """Whether upstream `up` was materialized after `rec`, in another run.
+
+    Within one run the dependency order already guarantees it was read after it was built
+    (a batched record may carry a later time than its downstream's).
+    """
+    return (
+        up.materialized_at is not None
+        and rec.materialized_at is not None
+        and up.materialized_run != rec.materialized_run
+        and up.materialized_at > rec.materialized_at
+    )
 
 
 def _makes_table(node: AssetNode, rec: AssetRecord) -> bool:

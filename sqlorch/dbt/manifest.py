@@ -28,6 +28,8 @@ class DbtSource:
     tags: tuple[str, ...]
     package: str
     columns: tuple[Column, ...]
+    # the column saying when a row was loaded (dbt source freshness), if declared
+    loaded_at_field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
                 tags=tuple(s.get("tags", ())),
                 package=s.get("package_name", ""),
                 columns=_columns(s.get("columns")),
+                loaded_at_field=s.get("loaded_at_field") or None,
             )
         )
 

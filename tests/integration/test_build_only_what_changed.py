@@ -283,3 +283,47 @@ def test_the_no_op_path_does_not_import_dbt(tiny: TinyProject) -> None:
     tiny.write({"models/f.sql": "select 5 as f\n"})
     modules, out = _imported_modules(tiny.path, "ls")
     assert "dbt.cli.main" in modules and "main.f" in out
+
+
+def test_an_observed_source_with_loaded_at_field_makes_downstream_stale(
+    make_dbt_project: Make,
+) -> None:
+    project = make_dbt_project(
+        {
+            "models/sources.yml": """
+                version: 2
+                sources:
+                  - name: ext
+                    schema: ext
+                    tables:
+                      - name: events
+                        loaded_at_field: loaded_at
+                      - name: plain
+            """,
+            "models/latest.sql": """
+                {{ config(materialized='table') }}
+                select count(*) as n from {{ source('ext', 'events') }}
+            """,
+            "models/plain_count.sql": """
+                {{ config(materialized='table') }}
+                select count(*) as n from {{ source('ext', 'plain') }}
+            """,
+        }
+    )
+    query(
+        project.db,
+        "create schema ext; "
+        "create table ext.events as select 1 as id, now() - interval 1 day as loaded_at; "
+        "create table ext.plain as select 1 as id",
+    )
+    assert build(project.path) == {"main.latest", "main.plain_count"}
+    assert plan(project.path) == {}
+    # rows arrive behind sqlorch's back: only a source that says when rows arrive is seen
+    query(project.db, "insert into ext.events select 2, now() + interval 1 minute")
+    query(project.db, "insert into ext.plain select 2")
+    reasons = plan(project.path)
+    assert list(reasons) == ["main.latest"]
+    assert reasons["main.latest"][0].startswith("source ext.events received rows ")
+    assert set(plan(project.path, "-s", "source_status:fresher")) == {"main.latest"}
+    assert build(project.path) == {"main.latest"}
+    assert query(project.db, "select n from main.latest") == [(2,)]
