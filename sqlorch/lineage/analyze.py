@@ -43,7 +43,7 @@ _RANK = {
 class _Collector:
     edges: dict[tuple[str, str], Transform] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
-    steps: set[str] = field(default_factory=set)
+    steps: dict[int, Any] = field(default_factory=dict)
 
     def add(self, table: str, column: str, kind: Transform) -> None:
         key = (table, column)
@@ -83,6 +83,15 @@ def _tables(tree: exp.Expr) -> list[str]:
     return list(out)
 
 
+def _drop_catalogs(tree: exp.Expr) -> None:
+    """Drop the database part of table names: asset keys are `schema.name`."""
+    from sqlglot import exp
+
+    for table in tree.find_all(exp.Table):
+        if table.args.get("catalog") is not None and isinstance(table.this, exp.Identifier):
+            table.set("catalog", None)
+
+
 def table_key(table: exp.Table) -> str:
     """Return the asset key of a table reference (`schema.name`, lower-cased)."""
     return f"{(table.db or 'main')}.{table.name}".lower()
@@ -115,15 +124,13 @@ def analyze(
     if tree is None:
         return ModelLineage(error="the compiled SQL is empty")
     tables = _tables(tree)
-    for table in tree.find_all(exp.Table):
-        if table.args.get("catalog") is not None and isinstance(table.this, exp.Identifier):
-            table.set("catalog", None)
+    _drop_catalogs(tree)
     if not isinstance(tree, exp.Query):
         return ModelLineage(
             tables=tuple(tables), error=f"not a query ({type(tree).__name__.upper()})"
         )
     try:
-        return _analyze(tree, dialect, schemas, tables, self_key)
+        return _analyze(sql, tree, dialect, schemas, tables, self_key)
     except (SqlglotError, ValueError, KeyError, IndexError, RecursionError) as exc:
         log.debug("lineage failed", exc_info=True)
         return ModelLineage(
@@ -132,13 +139,16 @@ def analyze(
 
 
 def _analyze(
+    sql: str,
     tree: exp.Query,
     dialect: str | None,
     schemas: Mapping[str, Sequence[tuple[str, str]]],
     tables: list[str],
     self_key: str | None,
 ) -> ModelLineage:
+    import sqlglot
     from sqlglot import exp
+    from sqlglot.dialects.dialect import Dialect
     from sqlglot.errors import SqlglotError
     from sqlglot.lineage import lineage, to_node
     from sqlglot.optimizer.qualify import qualify
@@ -157,9 +167,10 @@ def _analyze(
             c: t if _is_type(t) else "unknown" for c, t in cols
         }
     schema = MappingSchema(dict[str, object](mapping), dialect=dialect, normalize=True)
+    qualified: exp.Expr
     try:
         qualified = qualify(
-            tree.copy(),
+            tree,
             dialect=dialect,
             schema=schema,
             validate_qualify_columns=False,
@@ -171,13 +182,15 @@ def _analyze(
         # columns, as an incremental model's `select max(x) from {{ this }}`): give each
         # relation of unknown columns every column name the query uses; the innermost scope
         # then wins, as in SQL
-        names = {c.name: "unknown" for c in tree.find_all(exp.Column) if c.name}
+        fresh = sqlglot.parse_one(sql, dialect=dialect)  # qualify may have half-changed it
+        _drop_catalogs(fresh)
+        names = {c.name: "unknown" for c in fresh.find_all(exp.Column) if c.name}
         for key in unknown:
             schema_name, name = key.rsplit(".", 1)
             mapping.setdefault(schema_name, {})[name] = dict(names)
         schema = MappingSchema(dict[str, object](mapping), dialect=dialect, normalize=True)
         qualified = qualify(
-            tree,
+            fresh,
             dialect=dialect,
             schema=schema,
             validate_qualify_columns=False,
@@ -197,7 +210,9 @@ def _analyze(
             + " whose columns are unknown: its columns are not listed"
         )
     try:
-        nodes = lineage(None, qualified, schema, dialect=dialect, scope=scope, copy=False)
+        nodes = lineage(
+            None, qualified, schema, dialect=dialect, scope=scope, copy=False, trim_selects=False
+        )
         per_column: dict[str, Any] = dict(nodes)
     except (SqlglotError, ValueError, KeyError, IndexError) as exc:
         # one bad column must not hide the others: trace them one by one
@@ -209,42 +224,37 @@ def _analyze(
                 continue
             try:
                 per_column[name] = lineage(
-                    name, qualified, schema, dialect=dialect, scope=scope, copy=False
+                    name,
+                    qualified,
+                    schema,
+                    dialect=dialect,
+                    scope=scope,
+                    copy=False,
+                    trim_selects=False,
                 )
             except (SqlglotError, ValueError, KeyError, IndexError) as inner:
                 per_column[name] = _Failure(_first_line(inner) or _first_line(exc))
 
-    columns: list[ColumnLineage] = []
+    pending: list[tuple[str, _Collector | str]] = []
     for name, node in per_column.items():
         if _is_star_name(name):
             continue
         if isinstance(node, _Failure):
-            columns.append(ColumnLineage(name=name, error=node.message))
+            pending.append((name, node.message))
             continue
         found = _Collector()
-        _walk(node, Transform.COPY, found, set(), dialect)
-        error = None
-        if found.unresolved:
-            error = "cannot tell which relation " + ", ".join(sorted(set(found.unresolved)))
-            error += " comes from (qualify the column or give the upstream's columns)"
-        columns.append(
-            ColumnLineage(
-                name=name,
-                upstream=tuple(Edge(t, c, k) for (t, c), k in sorted(found.edges.items())),
-                error=error,
-                fingerprint=_digest([*sorted(found.steps), *map(str, sorted(found.edges))]),
-            )
-        )
+        _walk(node, Transform.COPY, found, set(), collect=True)
+        pending.append((name, found))
 
     keys: dict[tuple[str, str, Transform], None] = {}
-    clauses: list[str] = []
+    clauses: list[tuple[str, exp.Expr]] = []
     cache: dict[tuple[Any, ...], Any] = {}
     for sub in scope.traverse():
         if not isinstance(sub.expression, exp.Select):
             continue
         select = sub.expression
         for clause, kind in _key_clauses(select):
-            clauses.append(f"{kind.value}:{clause.sql(dialect=dialect)}")
+            clauses.append((kind.value, clause))
             for col in clause.find_all(exp.Column):
                 if _inside_subquery(col, clause):
                     continue
@@ -254,7 +264,13 @@ def _analyze(
                 elif isinstance(source, Scope):
                     try:
                         traced = to_node(
-                            col.name, source, dialect, schema, scope_name=col.table, _cache=cache
+                            col.name,
+                            source,
+                            dialect,
+                            schema,
+                            scope_name=col.table,
+                            trim_selects=False,
+                            _cache=cache,
                         )
                     except (SqlglotError, ValueError, KeyError, IndexError):
                         continue
@@ -263,13 +279,43 @@ def _analyze(
                     for t, c in leaves.edges:
                         keys[(t, c, kind)] = None
     key_edges = tuple(Edge(t, c, k) for t, c, k in sorted(keys) if t != self_key)
+
+    # fingerprints last: generating SQL without copying may rewrite the tree in place
+    generator = Dialect.get_or_raise(dialect)
+    texts: dict[int, str] = {}
+
+    def text(expression: exp.Expr) -> str:
+        key = id(expression)
+        if key not in texts:
+            texts[key] = generator.generate(expression, copy=False)
+        return texts[key]
+
+    columns: list[ColumnLineage] = []
+    for name, got in pending:
+        if isinstance(got, str):
+            columns.append(ColumnLineage(name=name, error=got))
+            continue
+        error = None
+        if got.unresolved:
+            error = "cannot tell which relation " + ", ".join(sorted(set(got.unresolved)))
+            error += " comes from (qualify the column or give the upstream's columns)"
+        steps = sorted(text(e) for e in got.steps.values())
+        columns.append(
+            ColumnLineage(
+                name=name,
+                upstream=tuple(Edge(t, c, k) for (t, c), k in sorted(got.edges.items())),
+                error=error,
+                fingerprint=_digest([*steps, *map(str, sorted(got.edges))]),
+            )
+        )
+    keys_fingerprint = _digest(f"{kind}:{text(clause)}" for kind, clause in clauses)
     return ModelLineage(
         columns=tuple(columns),
         keys=key_edges,
         tables=tuple(tables),
         unknown_tables=tuple(k for k in unknown if k != self_key),
         notes=tuple(notes),
-        keys_fingerprint=_digest(clauses),
+        keys_fingerprint=keys_fingerprint,
         incomplete=bool(stars),
     )
 
@@ -292,7 +338,7 @@ def _walk(
     kind: Transform,
     found: _Collector,
     seen: set[tuple[int, Transform]],
-    dialect: str | None | bool = False,
+    collect: bool = False,
 ) -> None:
     from sqlglot import exp
 
@@ -308,15 +354,15 @@ def _walk(
     if isinstance(expression, exp.Placeholder):
         found.unresolved.append(node.name)
         return
-    if dialect is not False:
-        found.steps.add(expression.sql(dialect=dialect))
+    if collect:
+        found.steps[id(expression)] = expression
     if not node.downstream:
         return
     step = _classify(expression)
     if _RANK[step] > _RANK[kind]:
         kind = step
     for child in node.downstream:
-        _walk(child, kind, found, seen, dialect)
+        _walk(child, kind, found, seen, collect)
 
 
 def _classify(expression: exp.Expr) -> Transform:
