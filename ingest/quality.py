@@ -10,17 +10,18 @@ NYC_AIRPORTS = ("EWR", "JFK", "LGA")
 
 
 @check(asset="raw.flights", blocking=True)
-def flights_depart_from_nyc(connection: Any) -> CheckResult:
-    """Every flight departs from one of the three NYC airports, and each has flights."""
-    rows = connection.execute(
-        "select origin, count(*) from raw.flights group by origin order by origin"
-    ).fetchall()
-    by_origin = {origin: n for origin, n in rows}
-    others = sorted(o for o in by_origin if o not in NYC_AIRPORTS)
+def flights_depart_from_nyc(rows: Any) -> CheckResult:
+    """Every flight departs from one of the three NYC airports, and each has flights.
+
+    `raw.flights` is partitioned by day: the check sees the rows of each partition run.
+    """
+    counts = rows.group_by("origin").aggregate([("origin", "count")]).to_pylist()
+    by_origin = {c["origin"]: c["origin_count"] for c in counts}
+    others = sorted(str(o) for o in by_origin if o not in NYC_AIRPORTS)
     missing = [a for a in NYC_AIRPORTS if a not in by_origin]
     problems = []
     if others:
-        problems.append(f"flights from {', '.join(map(str, others))}")
+        problems.append(f"flights from {', '.join(others)}")
     if missing:
         problems.append(f"no flights from {', '.join(missing)}")
     return CheckResult(not problems, "; ".join(problems), {"flights_by_origin": by_origin})

@@ -962,11 +962,13 @@ def history(
     console.print(f"[bold]{escape(key)}[/]: {len(mats)} materializations (newest last)")
     if mats:
         chrono = list(reversed(mats))
+        # a partitioned asset records each partition run and the whole table: plot the table
+        whole = [m for m in chrono if m["partition"] is None] or chrono
         for label, field, fmt in (
             ("rows", "rows", fmt_rows),
             ("duration", "duration_s", fmt_seconds),
         ):
-            values = [m[field] for m in chrono]
+            values = [m[field] for m in whole]
             known = [v for v in values if v is not None]
             if not known:
                 continue

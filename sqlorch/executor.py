@@ -781,7 +781,11 @@ class Executor:
         session = None
         started = time.perf_counter()
         try:
-            assert self.warehouse is not None, "checks need the warehouse"
+            if self.warehouse is None:
+                raise RuntimeError(
+                    "sqlorch runs Python and built-in checks on a DuckDB file target only; "
+                    "this target's warehouse cannot be queried by sqlorch yet"
+                )
             session = self.warehouse.session()
             where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
             ctx = CheckContext(
@@ -1073,7 +1077,11 @@ class Executor:
         session = None
         started = time.perf_counter()
         try:
-            assert self.warehouse is not None, "checks need the warehouse"
+            if self.warehouse is None:
+                raise RuntimeError(
+                    "sqlorch runs Python and built-in checks on a DuckDB file target only; "
+                    "this target's warehouse cannot be queried by sqlorch yet"
+                )
             session = self.warehouse.session()
             result = run_side_check(
                 check,

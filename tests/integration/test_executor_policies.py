@@ -307,3 +307,33 @@ def test_a_check_that_raises_is_an_error_naming_its_line(tmp_path: Path) -> None
     assert "test_executor_policies.py:" in messages["divides"]
     logs = [e.message for e in of_kind(events, EventKind.ASSET_LOG)]
     assert 'looking at "raw"."t"' in logs
+
+
+def test_checks_without_a_queryable_warehouse_are_clear_errors(tmp_path: Path) -> None:
+    from sqlorch.planner import Plan
+
+    source = AssetNode("raw.src", AssetKind.SOURCE, "src")
+    builtin = CheckNode(
+        unique_id="check.builtin.raw.src.row_count",
+        name="row_count_src",
+        asset_keys=("raw.src",),
+        kind=CheckKind.BUILTIN,
+        config={"type": "row_count", "severity": "error", "max_drop_pct": 50.0, "min_rows": 1},
+    )
+    graph = AssetGraph([source], [builtin])
+    events: list[Event] = []
+    outcome = Executor(
+        graph=graph,
+        plan=Plan(steps=(), checks=(builtin.unique_id,), selected=frozenset({"raw.src"})),
+        python_fns={},
+        warehouse=None,
+        invoker=None,
+        dbt_project=None,
+        run_id="r1",
+        run_dir=tmp_path / "run",
+        threads=2,
+        listeners=[events.append],
+    ).run()
+    assert outcome.status == "failed"
+    (failed,) = of_kind(events, EventKind.CHECK_FAILED)
+    assert "on a DuckDB file target only" in failed.message

@@ -72,6 +72,12 @@ def test_a_partition_check_fails_only_its_partition(make_dbt_project: Make) -> N
     assert store.failing_blocking_checks() == {}
     doc = run_cli(project.path, "partitions", "raw.readings", "--json").json()
     assert doc["partitions"]["failed"] == []
+    # history plots the whole table (10 rows), not the partition runs (2 rows each)
+    history = run_cli(project.path, "history", "readings")
+    rows_line = next(line for line in history.output.splitlines() if line.startswith("rows"))
+    assert "10 rows (min 10 rows, max 10 rows)" in rows_line, history.output
+    doc = run_cli(project.path, "history", "readings", "--json").json()
+    assert {m["partition"] for m in doc["materializations"]} >= {None, "2024-01-03"}
 
 
 DAYS = """
