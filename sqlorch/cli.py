@@ -671,7 +671,9 @@ def status(
         from sqlorch.run import plan_partitions
 
         now = datetime.now(UTC)
-        planned = plan_partitions(project, store, list(project.graph.assets), now)
+        planned = plan_partitions(
+            project, store, list(project.graph.assets), now, snapshot=snapshot
+        )
         stale = with_partitions(project.graph, list(project.graph.assets), stale, planned)
         docs = partition_docs(project.graph, store, now)
     rows: list[dict[str, Any]] = []

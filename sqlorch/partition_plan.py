@@ -328,6 +328,40 @@ def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, Partitio
     return sorted(out.items())
 
 
+@dataclass(frozen=True, slots=True)
+class PlainUpstream:
+    """An unpartitioned asset as partition planning sees it: its last materialization, and
+    whether this plan rebuilds it on its own account (code changed, missing, --full, ...)."""
+
+    materialized_at: str | None
+    run_id: str | None
+    stale: bool = False
+
+
+def plain_parents(graph: AssetGraph, key: str) -> list[str]:
+    """The unpartitioned materializable assets `key` reads, looking through views.
+
+    Every partition of `key` reads all of such an asset ("all partitions" of an
+    unpartitioned upstream). Observed sources are left out: data arriving in them is what
+    new partitions are for.
+    """
+    out: set[str] = set()
+    stack = list(graph.assets[key].deps)
+    seen: set[str] = set()
+    while stack:
+        parent = stack.pop()
+        if parent in seen:
+            continue
+        seen.add(parent)
+        pnode = graph.assets[parent]
+        if pnode.partitions is not None or not pnode.is_materializable:
+            continue
+        out.add(parent)
+        if pnode.materialized in _PASS_THROUGH:
+            stack.extend(pnode.deps)
+    return sorted(out)
+
+
 def plan_graph(
     graph: AssetGraph,
     keys: Sequence[str],
@@ -335,6 +369,7 @@ def plan_graph(
     now: datetime,
     forced: Mapping[str, PartitionSet] | None = None,
     propagate: bool = True,
+    plain: Mapping[str, PlainUpstream] | None = None,
 ) -> dict[str, AssetPartitions]:
     """Plan the partitions of every partitioned asset among `keys` (in dependency order).
 
@@ -342,13 +377,25 @@ def plan_graph(
     partitions. With `forced` (a backfill): exactly those partitions of the named assets.
     With `propagate`, a partition planned upstream also plans the downstream partitions that
     read it, so one run leaves nothing stale behind.
+
+    With `plain` (the unpartitioned assets' state), a partition is also stale when an
+    unpartitioned asset it reads was materialized after it, and every partition is planned
+    when this plan rebuilds such an asset.
     """
     planned: dict[str, AssetPartitions] = {}
+    rebuilt: set[str] = set()  # unpartitioned assets among `keys` this plan rebuilds
     for key in graph.topological(keys):
         node = graph.assets[key]
         definition = node.partitions
         if definition is None:
+            info = plain.get(key) if plain is not None else None
+            if info is not None and (
+                info.stale
+                or any(d in rebuilt or (d in planned and planned[d].parts) for d in node.deps)
+            ):
+                rebuilt.add(key)
             continue
+        plains = plain_parents(graph, key) if plain is not None else []
         segs = ledgers.get(key, ())
         parents = partitioned_parents(graph, key)
         reasons: tuple[str, ...]
@@ -365,6 +412,12 @@ def plan_graph(
                 )
                 for p, m in parents
             ]
+            for p in plains:
+                info = plain.get(p) if plain is not None else None
+                if info is not None:
+                    ups.append(
+                        Upstream(p, None, PartitionMapping(), (), info.materialized_at, info.run_id)
+                    )
             plan = plan_asset(definition, segs, ups, now, node.code_version)
             parts = plan.to_run
             reasons = plan.reasons(definition)
@@ -379,5 +432,10 @@ def plan_graph(
             if extra:
                 parts = parts | extra
                 reasons = (*reasons, f"upstream planned: {describe_set(definition, extra)}")
+            hit = [p for p in plains if p in rebuilt]
+            every = definition.expected(now) - parts if hit else PartitionSet()
+            if every:
+                parts = parts | every
+                reasons = (*reasons, f"upstream {hit[0]} is rebuilt: every partition reads it")
         planned[key] = AssetPartitions(parts, reasons)
     return planned

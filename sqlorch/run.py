@@ -24,6 +24,7 @@ from sqlorch.staleness import (
     StateSnapshot,
     fresher_upstream,
     modified,
+    own_reasons,
     stale_reasons,
 )
 from sqlorch.state.store import (
@@ -492,7 +493,7 @@ def plan_build(
     snapshot = state_snapshot(store, observe_warehouse(project, warehouse), project.graph)
     sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
     selected = select_assets(project, select, exclude, warn, state=sets)
-    partitions = plan_partitions(project, store, selected, now, full=full)
+    partitions = plan_partitions(project, store, selected, now, full=full, snapshot=snapshot)
     return build_plan(project.graph, selected, snapshot, full=full, partitions=partitions)
 
 
@@ -504,13 +505,15 @@ def plan_partitions(
     forced: Mapping[str, PartitionSet] | None = None,
     propagate: bool = True,
     full: bool = False,
+    snapshot: StateSnapshot | None = None,
 ) -> dict[str, AssetPartitions]:
     """Plan the partitions of the partitioned assets among `keys` from the ledger.
 
-    With `full`, every partition that should exist of each of them.
+    With `full`, every partition that should exist of each of them. With `snapshot`, the
+    unpartitioned assets they read count too (see `partition_plan.plan_graph`).
     """
     from sqlorch import ledger
-    from sqlorch.partition_plan import plan_graph
+    from sqlorch.partition_plan import PlainUpstream, plan_graph
 
     graph = project.graph
     definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
@@ -521,7 +524,18 @@ def plan_partitions(
     if full and forced is None:
         forced = {k: d.expected(now) for k, d in definitions.items() if k in set(keys)}
     ledgers = ledger.all_segments(store, definitions)
-    return plan_graph(graph, keys, ledgers, now, forced=forced, propagate=propagate)
+    plain = None
+    if snapshot is not None:
+        plain = {
+            n.key: PlainUpstream(
+                snapshot.record(n.key).materialized_at,
+                snapshot.record(n.key).materialized_run,
+                full or bool(own_reasons(n, graph, snapshot)),
+            )
+            for n in graph
+            if n.partitions is None and n.is_materializable
+        }
+    return plan_graph(graph, keys, ledgers, now, forced=forced, propagate=propagate, plain=plain)
 
 
 def plan_backfill(

@@ -327,3 +327,53 @@ def test_an_observed_source_with_loaded_at_field_makes_downstream_stale(
     assert set(plan(project.path, "-s", "source_status:fresher")) == {"main.latest"}
     assert build(project.path) == {"main.latest"}
     assert query(project.db, "select n from main.latest") == [(2,)]
+
+
+RATED = """
+import pyarrow as pa
+
+from sqlorch import AssetContext, asset, daily
+
+
+@asset(schema="raw")
+def rates() -> pa.Table:
+    return pa.table({"rate": [2]})
+
+
+@asset(
+    schema="raw",
+    deps=["raw.rates"],
+    partitions=daily("2024-01-01", end="2024-01-04", column="d"),
+)
+def sales(context: AssetContext) -> pa.Table:
+    (rate,) = context.warehouse.connection.execute("select rate from raw.rates").fetchone()
+    day = context.partition.start.date()
+    return pa.table({"d": pa.array([day], pa.date32()), "amount": [10 * rate]})
+"""
+
+
+def test_partitions_of_an_asset_read_every_unpartitioned_upstream(
+    make_dbt_project: Make,
+) -> None:
+    project = make_dbt_project({"models/one.sql": "select 1 as one\n"}, {"ingest/a.py": RATED})
+    assert build(project.path) == {"raw.rates", "raw.sales", "main.one"}
+    assert query(project.db, "select count(*), sum(amount) from raw.sales") == [(3, 60)]
+    assert build(project.path) == set()
+
+    # the upstream's code changes: it is rebuilt, and so is every partition that reads it
+    project.write({"ingest/a.py": RATED.replace("[2]", "[3]")})
+    doc = ok(run_cli(project.path, "build", "--dry-run", "--json")).json()
+    steps = {s["key"]: s for s in doc["steps"]}
+    assert set(steps) == {"raw.rates", "raw.sales"}
+    assert steps["raw.sales"]["partitions"] == [["2024-01-01", "2024-01-03"]]
+    assert any("raw.rates" in r for r in steps["raw.sales"]["reasons"]), steps["raw.sales"]
+    build(project.path)
+    assert query(project.db, "select count(*), sum(amount) from raw.sales") == [(3, 90)]
+    assert build(project.path) == set()
+
+    # the upstream alone is rebuilt: the partitions are older than it now
+    build(project.path, "--full", "-s", "raw.rates")
+    doc = ok(run_cli(project.path, "build", "--dry-run", "--json")).json()
+    assert [(s["key"], s["partitions"]) for s in doc["steps"]] == [
+        ("raw.sales", [["2024-01-01", "2024-01-03"]])
+    ]
