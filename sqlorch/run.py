@@ -601,10 +601,13 @@ def plan_retry(
     check failed there, with their checks."""
     outcomes = store.run_attempts(run_id)
     why = {k: f"{s} in run {run_id}" for k, s in outcomes.items() if s in ("failed", "skipped")}
-    for ev in store.events(run_id):
-        if ev.kind == "check_failed" and ev.asset and ev.data.get("severity", "error") == "error":
-            if outcomes.get(ev.asset) == "success":
-                why.setdefault(ev.asset, f"check {ev.data.get('check')} failed in run {run_id}")
+    for result in store.check_results(run_id=run_id):
+        if (
+            result.blocking
+            and result.status in ("fail", "error")
+            and outcomes.get(result.asset) == "success"
+        ):
+            why.setdefault(result.asset, f"check {result.name} failed in run {run_id}")
     graph = project.graph
     gone = sorted(k for k in why if k not in graph.assets)
     if gone and warn is not None:

@@ -118,6 +118,21 @@ def test_check_results_are_recorded_per_asset(failing: tuple[TinyProject, Any]) 
     assert failing_checks["main.big_orders"][0].check_id.startswith("test.tiny.not_null")
 
 
+def test_a_failed_blocking_check_keeps_its_asset_stale_and_retry_rebuilds_it(
+    failing: tuple[TinyProject, Any],
+) -> None:
+    project, _ = failing
+    run_id = run_cli(project.path, "runs", "--json").json()[0]["run_id"]
+    status = {s["key"]: s for s in run_cli(project.path, "status", "--json").json()}
+    assert status["main.big_orders"]["reasons"] == ["check not_null_big_orders_doubled failed"]
+    retry = run_cli(project.path, "retry", "--dry-run", "--json")
+    assert retry.exit_code == 0, retry.describe()
+    assert {s["key"]: s["reasons"][0] for s in retry.json()["steps"]} == {
+        "main.big_orders": f"check not_null_big_orders_doubled failed in run {run_id}",
+        "main.after_big": f"skipped in run {run_id}",
+    }
+
+
 def test_the_next_build_retries_it_and_a_pass_clears_the_failure(
     failing: tuple[TinyProject, Any],
 ) -> None:
