@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -623,26 +623,8 @@ class Executor:
         start_hooks: bool,
         end_hooks: bool,
     ) -> None:
-        def on_event(ev: DbtNodeEvent) -> None:
-            # partitioned models' own results are read from the invocation's result
-            self._queue.put(_Msg("dbt_event", "", ev))
-
-        assert self.invoker is not None
-        try:
-            result = self.invoker.build(
-                selectors,
-                run_dir=self.run_dir / f"dbt-{n}",
-                threads=self.threads,
-                on_event=on_event,
-                start_hooks=start_hooks,
-                end_hooks=end_hooks,
-                extra_args=extra,
-            )
-        except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
-            log.debug("dbt invocation crashed", exc_info=True)
-            from sqlorch.dbt.runner import InvocationResult
-
-            result = InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
+        # partitioned models' own results are read from the invocation's result
+        result = self._invoke_dbt(n, selectors, start_hooks, end_hooks, extra)
         self._queue.put(_Msg("dbt_chunk_done", "", (group, checks, result)))
 
     def _on_chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
@@ -1116,26 +1098,38 @@ class Executor:
         start_hooks: bool,
         end_hooks: bool,
     ) -> None:
+        result = self._invoke_dbt(n, selectors, start_hooks, end_hooks)
+        self._queue.put(_Msg("dbt_done", "", (steps, checks, result)))
+
+    def _invoke_dbt(
+        self,
+        n: int,
+        selectors: list[str],
+        start_hooks: bool,
+        end_hooks: bool,
+        extra: Sequence[str] = (),
+    ) -> InvocationResult:
+        """Run dbt invocation `n` (node events go to the queue); a crash becomes a failure."""
+
         def on_event(ev: DbtNodeEvent) -> None:
             self._queue.put(_Msg("dbt_event", "", ev))
 
         assert self.invoker is not None
         try:
-            result = self.invoker.build(
+            return self.invoker.build(
                 selectors,
                 run_dir=self.run_dir / f"dbt-{n}",
                 threads=self.threads,
                 on_event=on_event,
                 start_hooks=start_hooks,
                 end_hooks=end_hooks,
+                extra_args=list(extra),
             )
-            self._queue.put(_Msg("dbt_done", "", (steps, checks, result)))
         except Exception as exc:  # noqa: BLE001 - dbt crashing must not kill the run
             log.debug("dbt invocation crashed", exc_info=True)
             from sqlorch.dbt.runner import InvocationResult
 
-            crashed = InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
-            self._queue.put(_Msg("dbt_done", "", (steps, checks, crashed)))
+            return InvocationResult(success=False, error=f"{type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- messages
 
