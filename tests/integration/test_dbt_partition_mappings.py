@@ -54,7 +54,7 @@ MONTHLY = "{'type': 'monthly', 'start': '2024-01', 'end': '2024-03', 'column': '
 DEPS = {
     "prev_day": "{'raw.events': {'window': {'offset': -1}}}",
     "rolling_3d": "{'daily_events': {'window': {'lookback': 2}}}",
-    "daily_share": "{'main.daily_events': 'all'}",
+    "daily_share": "{main.daily_events: all}",  # in models/schema.yml
 }
 
 MODELS = {
@@ -107,9 +107,21 @@ MODELS = {
         where {{ window_filter('day') }}
         group by 1
     """,
-    # every day reads every day of the upstream (its share of the grand total)
-    "models/daily_share.sql": _config(DAILY, DEPS["daily_share"])
-    + """
+    # every day reads every day of the upstream (its share of the grand total); its meta is
+    # in the .yml
+    "models/schema.yml": f"""
+        version: 2
+        models:
+          - name: daily_share
+            config:
+              meta:
+                sqlorch:
+                  partitions: {{type: daily, start: "2024-01-01", end: "2024-03-01", column: day}}
+                  deps: {DEPS["daily_share"]}
+    """,
+    "models/daily_share.sql": """
+        {{ config(materialized='incremental', incremental_strategy='delete+insert',
+                  unique_key='day') }}
         select day, total / (select sum(total) from {{ ref('daily_events') }}) as share
         from {{ ref('daily_events') }}
         where {{ window_filter('day') }}
@@ -273,8 +285,11 @@ def test_changing_a_mapping_changes_the_code_version(
         ),
         (
             "daily_share",
-            "{'daily_events': 'everything'}",
-            ["dbt model 'daily_share'", "unknown mapping 'everything'"],
+            "{daily_events: everything}",
+            [
+                "dbt model 'daily_share' (models/daily_share.sql, models/schema.yml)",
+                "unknown mapping 'everything'",
+            ],
         ),
     ],
 )
@@ -286,7 +301,7 @@ def test_bad_mappings_are_clear_errors_before_anything_runs(
     needles: list[str],
 ) -> None:
     files = dict(MODELS)
-    path = f"models/{model}.sql"
+    path = "models/schema.yml" if model == "daily_share" else f"models/{model}.sql"
     files[path] = files[path].replace(DEPS[model], deps)
     assert files[path] != MODELS[path]
     p = make_dbt_project(files, {"ingest/events.py": EVENTS})
