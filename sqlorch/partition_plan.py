@@ -419,6 +419,30 @@ def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, Partitio
     return sorted(out.items())
 
 
+def reads_pending(
+    graph: AssetGraph,
+    key: str,
+    parts: PartitionSet,
+    pending: Mapping[str, PartitionSet],
+    now: datetime,
+) -> bool:
+    """True when partitions `parts` of `key` read any upstream partition in `pending`.
+
+    `pending` holds, per upstream asset, the partitions a run has yet to write: a chunk that
+    reads one of them (an offset forward, `all`, a key rename) must wait for it.
+    """
+    node = graph.assets[key]
+    if node.partitions is None:
+        return False
+    for parent, mapping in partitioned_parents(graph, key):
+        waiting = pending.get(parent)
+        updef = graph.assets[parent].partitions
+        if waiting and updef is not None:
+            if upstream_of(node.partitions, updef, mapping, parts, now) & waiting:
+                return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class PlainUpstream:
     """An unpartitioned asset as partition planning sees it: its last materialization, and
