@@ -131,6 +131,8 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         if rtype in _KINDS and uid in key_of:
             deps = tuple(dict.fromkeys(resolve(n.get("depends_on", {}).get("nodes", ()))))
             partitions, per_run, meta = _partitions(n, config)
+            if partitions is not None:
+                meta.update(_direct_facts(n, config, nodes, sources_raw))
             assets.append(
                 AssetNode(
                     key=key_of[uid],
@@ -192,6 +194,57 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
 
 
 _MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
+
+
+def _direct_facts(
+    n: Mapping[str, Any],
+    config: Mapping[str, Any],
+    nodes: Mapping[str, Any],
+    sources: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What sqlorch needs to write a partitioned model's windows itself (sqlorch.dbt.templates).
+
+    `sqlorch_direct_blocker` is why dbt must run the model's materialization (empty when
+    sqlorch may run dbt's compiled SQL as its own delete-then-insert of the window);
+    `sqlorch_render_inputs` digests what the compiled SQL depends on beyond the model's code
+    version: the relation names it renders and the code of ephemeral models it inlines.
+    """
+    import hashlib
+
+    blocker = ""
+    own = (config.get("meta") or n.get("meta") or {}).get("sqlorch") or {}
+    if isinstance(own, Mapping) and own.get("window_writes") == "dbt":
+        blocker = "meta.sqlorch.window_writes is 'dbt'"
+    elif config.get("materialized") != "incremental":
+        blocker = f"materialized={config.get('materialized')!r}"
+    elif n.get("language", "sql") != "sql":
+        blocker = "a Python model"
+    elif config.get("pre-hook") or config.get("post-hook"):
+        blocker = "pre/post hooks"
+    elif (config.get("contract") or {}).get("enforced"):
+        blocker = "an enforced contract"
+    elif config.get("grants"):
+        blocker = "grants"
+    elif any((config.get("persist_docs") or {}).values()):
+        blocker = "persist_docs"
+    elif config.get("full_refresh"):
+        blocker = "full_refresh"
+    parts: list[str] = [str(n.get("relation_name") or "")]
+    stack = list((n.get("depends_on") or {}).get("nodes") or ())
+    seen: set[str] = set()
+    while stack:
+        dep = stack.pop()
+        if dep in seen:
+            continue
+        seen.add(dep)
+        other = nodes.get(dep) or sources.get(dep) or {}
+        parts.append(f"{dep}={other.get('relation_name') or ''}")
+        if (other.get("config") or {}).get("materialized") == "ephemeral":
+            parts.append(str((other.get("checksum") or {}).get("checksum") or ""))
+            parts.append(str(other.get("raw_code") or ""))
+            stack.extend((other.get("depends_on") or {}).get("nodes") or ())
+    digest = hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:20]
+    return {"sqlorch_direct_blocker": blocker, "sqlorch_render_inputs": digest}
 
 
 def _partitions(
