@@ -149,7 +149,8 @@ def test_an_edited_model_recompiles_its_template_and_new_columns_go_through_dbt(
     first = templates(project)["main.daily_sum"]
     # a new column: the template changes, its columns no longer match, dbt appends it
     path = project.path / "models" / "daily_sum.sql"
-    path.write_text(path.read_text().replace("sum(value) as total", "sum(value) as total, 1 as one"))
+    sql = path.read_text()
+    path.write_text(sql.replace("sum(value) as total", "sum(value) as total, 1 as one"))
     r = sqlorch(project.path, "build")
     assert r.exit_code == 0, r.describe()
     assert templates(project)["main.daily_sum"]["inputs"] != first["inputs"]
@@ -161,11 +162,14 @@ def test_an_edited_model_recompiles_its_template_and_new_columns_go_through_dbt(
     r = sqlorch(project.path, "build")
     assert r.exit_code == 0, r.describe()
     assert [a[0] for a in invocations(sqlorch, project)][0].startswith("sqlorch: window writes")
-    assert scalar(
-        project.db,
-        "select count(*) from main.daily_sum d join main.daily_sum_dbt o using (event_date) "
-        "where d.total <> 2 * o.total",
-    ) == 0
+    assert (
+        scalar(
+            project.db,
+            "select count(*) from main.daily_sum d join main.daily_sum_dbt o using (event_date) "
+            "where d.total <> 2 * o.total",
+        )
+        == 0
+    )
     assert scalar(project.db, "select count(*) from main.daily_sum") == 60
 
 
