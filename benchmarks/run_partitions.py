@@ -5,9 +5,10 @@
 In one run, on a generated project (raw.events over `--days` days and a daily incremental
 model `daily_totals` that opts into partitions and, as a twin, a dbt microbatch model):
 
-- sqlorch: `sqlorch backfill daily_totals --from D0 --to D89`, the first time (dbt compiles
-  the model's window template) and again (sqlorch writes the range from the cached template
-  without starting dbt); the same for the microbatch twin (one statement per day);
+- sqlorch: `sqlorch backfill daily_totals --from D0 --to D89` (sqlorch writes the range from
+  the model's window template, compiled by dbt when it created the table: no dbt start-up),
+  the same for the microbatch twin (one statement per day), and `daily_totals` again after
+  an edit of its SQL (a re-parse, dbt compiles the new template, then the writes);
 - dbt microbatch: `dbt run -s daily_mb --event-time-start D0 --event-time-end D90` (the
   source declares `event_time`, so each batch reads its own day);
 - dbt per partition: one `dbt run -s daily_totals --vars {start_date, end_date}` process per
@@ -172,13 +173,17 @@ def backfill_bench(events: int, days: int) -> dict[str, float]:
         root,
     )
     backfill = [sqlorch, "backfill", "--from", d0, "--to", d_last, *flags]
-    # the first 90-day backfill compiles the window templates (one dbt start-up) ...
-    out["sqlorch_backfill_first_s"] = timed([*backfill[:2], "daily_totals", *backfill[2:]], root)
-    # ... later ones (after the first run, or any run since the model last changed) do not
+    # the warm-up's dbt invocation also compiled the window templates: no dbt start-up now
     out["sqlorch_backfill_s"] = timed([*backfill[:2], "daily_totals", *backfill[2:]], root)
     mb = [*backfill[:2], "daily_mb", *backfill[2:]]
-    out["sqlorch_backfill_microbatch_first_s"] = timed(mb, root)
     out["sqlorch_backfill_microbatch_s"] = timed(mb, root)
+    # after an edit of the model: sqlorch re-parses (dbt's partial parse), dbt compiles the
+    # new template, sqlorch writes the 90 days
+    model = root / "models" / "daily_totals.sql"
+    model.write_text(model.read_text().replace("count(*) as n", "count(1) as n"))
+    out["sqlorch_backfill_after_edit_s"] = timed(
+        [*backfill[:2], "daily_totals", *backfill[2:]], root
+    )
     out["rows_match_floor"] = float(
         content_hash(root / "bench.duckdb", "main.daily_totals")
         == content_hash(root / "bench.duckdb", "main.floor_totals")
@@ -275,18 +280,16 @@ def main() -> None:
         for k, v in r.items():
             print(f"  {k:<28} {v:10.3f}")
         if "floor_s" in r:
-            s, first = r["sqlorch_backfill_s"], r["sqlorch_backfill_first_s"]
-            mb = r["sqlorch_backfill_microbatch_s"]
+            s, edit = r["sqlorch_backfill_s"], r["sqlorch_backfill_after_edit_s"]
+            mb, proc = r["sqlorch_backfill_microbatch_s"], r["floor_process_s"]
+            dbt_mb, per = r["dbt_microbatch_s"], r["dbt_per_partition_s"]
             print(f"  sqlorch / floor (in process)        {s / r['floor_s']:10.2f}x")
-            print(f"  sqlorch / floor (as a process)      {s / r['floor_process_s']:10.2f}x")
-            print(f"  dbt microbatch / sqlorch            {r['dbt_microbatch_s'] / s:10.2f}x")
-            print(f"  dbt microbatch / sqlorch microbatch {r['dbt_microbatch_s'] / mb:10.2f}x")
-            print(f"  dbt per partition / sqlorch         {r['dbt_per_partition_s'] / s:10.2f}x")
-            print(
-                f"  first backfill (compiles): dbt microbatch / sqlorch "
-                f"{r['dbt_microbatch_s'] / first:.2f}x, sqlorch / floor process "
-                f"{first / r['floor_process_s']:.2f}x"
-            )
+            print(f"  sqlorch / floor (as a process)      {s / proc:10.2f}x")
+            print(f"  dbt microbatch / sqlorch            {dbt_mb / s:10.2f}x")
+            print(f"  dbt microbatch / sqlorch microbatch {dbt_mb / mb:10.2f}x")
+            print(f"  dbt per partition / sqlorch         {per / s:10.2f}x")
+            print(f"  after an edit: dbt microbatch / sqlorch {dbt_mb / edit:.2f}x, ")
+            print(f"                 sqlorch / floor process  {edit / proc:.2f}x")
 
 
 if __name__ == "__main__":

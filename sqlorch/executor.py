@@ -628,6 +628,18 @@ class Executor:
         direct, rest = self._direct_chunk(n, group)
         if direct is None:
             result = self._invoke_dbt(n, selectors, start_hooks, end_hooks, extra)
+            if self._direct is not None:
+                # dbt is warm in this process now: compile the templates of the models whose
+                # tables this invocation created, so their next windows need no dbt start-up
+                made = [
+                    k
+                    for k, _ in group
+                    if result.statuses.get(self.graph.assets[k].unique_id or "") == "success"
+                ]
+                try:
+                    self._direct.templates(n, made)
+                except Exception:  # noqa: BLE001 - only a missed shortcut for later runs
+                    log.debug("compiling window templates failed", exc_info=True)
         else:
             result = self._finish_direct(n, direct, rest, checks, (start_hooks, end_hooks), extra)
         self._queue.put(_Msg("dbt_chunk_done", "", (group, checks, result)))

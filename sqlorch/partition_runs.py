@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.assets import AssetContext, MaterializeResult, PartitionContext
@@ -29,7 +30,6 @@ from sqlorch.partitions import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from pathlib import Path
 
     from sqlorch.assets import AssetDefinition
     from sqlorch.dbt.manifest import DbtProject
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from sqlorch.graph import AssetGraph, AssetNode
     from sqlorch.planner import Step
     from sqlorch.warehouse.base import Warehouse
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse, Relation
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,10 @@ class DirectWindows:
         from sqlorch.dbt.templates import blocker, compile_templates
 
         # the dbt target must be the DuckDB file sqlorch writes to
-        adapter = "duckdb" if self.invoker.duckdb_path is not None else self.project.adapter_type
+        same_file = self.invoker.duckdb_path is not None and (
+            Path(self.warehouse.path).resolve() == self.invoker.duckdb_path
+        )
+        adapter = "duckdb" if same_file else f"{self.project.adapter_type} (another database)"
         found: dict[str, Template] = {}
         missing: list[AssetNode] = []
         for key in keys:
@@ -250,10 +253,9 @@ class DirectWindows:
         if missing:
             session = self.warehouse.session()
             try:
-                present = session.table_columns([m.key for m in missing])
+                missing = [m for m in missing if session.relation_exists(self.relation(m))]
             finally:
                 session.close()
-            missing = [m for m in missing if present.get(m.key)]
         if missing:
             selectors = {
                 m.key: compress_selection(
@@ -312,13 +314,14 @@ class DirectWindows:
                     result.statuses[uid] = "skipped"
                     continue
                 where, params = filter_sql(node.partitions, chunk.prefix, chunk.lo, chunk.hi)
+                relation = self.relation(node)
                 try:
-                    drift = session.schema_drift(key, queries[key][0])
+                    drift = session.schema_drift(relation, queries[key][0])
                     if drift:
                         # dbt writes the whole group again (every window write is idempotent)
                         self.reasons[key] = f"its columns changed ({drift})"
                         return None
-                    rows = session.replace_window_sql(key, queries[key], where, params)
+                    rows = session.replace_window_sql(relation, queries[key], where, params)
                 except (WarehouseError, SchemaDrift, duckdb.Error) as exc:
                     failed.add(key)
                     result.success = False
@@ -331,6 +334,12 @@ class DirectWindows:
             session.close()
         result.seconds = time.perf_counter() - started
         return result
+
+    @staticmethod
+    def relation(node: AssetNode) -> Relation:
+        """The table dbt writes `node` to: (database, schema, name)."""
+        database, schema, name = node.metadata["sqlorch_relation"]
+        return (database, schema, name)
 
     @staticmethod
     def queries(node: AssetNode, chunk: Chunk, template: Template) -> list[str]:

@@ -244,7 +244,12 @@ def _direct_facts(
             parts.append(str(other.get("raw_code") or ""))
             stack.extend((other.get("depends_on") or {}).get("nodes") or ())
     digest = hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:20]
-    return {"sqlorch_direct_blocker": blocker, "sqlorch_render_inputs": digest}
+    relation = [n.get("database"), n.get("schema"), n.get("alias") or n.get("name")]
+    return {
+        "sqlorch_direct_blocker": blocker,
+        "sqlorch_render_inputs": digest,
+        "sqlorch_relation": relation,
+    }
 
 
 def _partitions(

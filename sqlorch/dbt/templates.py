@@ -84,7 +84,7 @@ def blocker(node: AssetNode, adapter_type: str | None, hook_count: int) -> str:
     if hook_count:
         return "project hooks"
     reason = node.metadata.get("sqlorch_direct_blocker")
-    if reason is None:
+    if reason is None or "sqlorch_relation" not in node.metadata:
         return "no compile facts"
     return str(reason)
 

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _TRANSIENT = ("write-write conflict", "Conflicting lock", "could not set lock")
 
+# (database or None for the file's own, schema, table)
+Relation = tuple[str | None, str, str]
+
 
 def quote_key(key: str) -> str:
     """Return `schema.name` as a quoted DuckDB identifier."""
@@ -254,32 +257,38 @@ class DuckDBWarehouse:
                 f"Writing a partition of asset {key!r} to DuckDB failed: {exc}", asset=key
             ) from exc
 
-    def schema_drift(self, key: str, query: str) -> str | None:
-        """How `query`'s columns differ from table `key`'s (None when they match)."""
-        have = self._column_types(self._con, key)
+    def schema_drift(self, relation: Relation, query: str) -> str | None:
+        """How `query`'s columns differ from `relation`'s (None when they match)."""
+        have = self._column_types(self._con, relation)
         got = {
             str(r[0]).lower(): str(r[1])
             for r in self._con.execute(f"DESCRIBE SELECT * FROM ({_body(query)}\n)").fetchall()
         }
         return _drift(have, got) if got != have else None
 
+    def relation_exists(self, relation: Relation) -> bool:
+        """Whether `relation` (database or None, schema, table) exists as a table."""
+        return bool(self._column_types(self._con, relation))
+
     @staticmethod
-    def _column_types(con: Any, key: str) -> dict[str, str]:
+    def _column_types(con: Any, relation: Relation) -> dict[str, str]:
+        database, schema, name = relation
         return {
             str(n).lower(): str(t)
             for n, t in con.execute(
                 "SELECT column_name, data_type FROM duckdb_columns() "
-                "WHERE database_name = current_database() "
+                "WHERE lower(database_name) = lower(coalesce(?, current_database())) "
                 "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
-                key.split(".", 1),
+                [database, schema, name],
             ).fetchall()
         }
 
     def replace_window_sql(
-        self, key: str, queries: list[str], where: str, params: list[Any]
+        self, relation: Relation, queries: list[str], where: str, params: list[Any]
     ) -> int:
-        """Replace the rows of `key` matching `where` with those of `queries`, in one transaction.
+        """Replace the rows of `relation` matching `where` with `queries`' rows, in one transaction.
 
+        `relation` is (database or None for the file's own, schema, table), as dbt names it.
         Each query's rows outside `where` are filtered out, so a window never writes another
         window's rows. Returns the rows written.
 
@@ -290,14 +299,15 @@ class DuckDBWarehouse:
         """
         import duckdb
 
-        target = quote_key(key)
+        target = ".".join('"' + p.replace('"', '""') + '"' for p in relation if p is not None)
+        key = ".".join(p for p in relation[1:])
         bodies = [_body(q) for q in queries]
 
         def attempt() -> int:
             con = self._con.cursor()
             con.execute("BEGIN TRANSACTION")
             try:
-                have = self._column_types(con, key)
+                have = self._column_types(con, relation)
                 for body in bodies[:1]:
                     got = {
                         str(r[0]).lower(): str(r[1])
