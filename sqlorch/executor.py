@@ -35,6 +35,7 @@ from sqlorch.retries import next_delay
 if TYPE_CHECKING:
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
+    from sqlorch.dbt.templates import Template
     from sqlorch.partition_runs import Chunk, DirectWindows
     from sqlorch.warehouse.base import Warehouse
 
@@ -236,6 +237,7 @@ class Executor:
         self.cancelled = False
         self._start_hooks_done = False
         self._direct: DirectWindows | None = None
+        self._direct_templates: dict[str, Template] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -677,6 +679,7 @@ class Executor:
                 (rest if later else mine).append((key, chunk))
             if not mine:
                 return None, group
+            self._direct_templates = templates
             result = self._direct.run(mine, templates)
         except Exception:  # noqa: BLE001 - dbt then writes the windows, as without templates
             log.debug("direct window writes failed to start", exc_info=True)
@@ -707,6 +710,31 @@ class Executor:
             else:
                 run.append(uid)
         due = [c for c in checks if not failed.intersection(self._checks[c].asset_keys)]
+        # the written models' own tests that have compiled SQL run here, as dbt would
+        assert self._direct is not None and self._direct_templates is not None
+        later = {k for k, _ in rest}
+        ready = {
+            t.unique_id: t
+            for key, tpl in self._direct_templates.items()
+            if key not in later
+            for t in tpl.tests
+        }
+        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+
+        for uid in [c for c in due if c in ready]:
+            status, message, failures, seconds = self._direct.run_test(ready[uid])
+            result.statuses[uid] = status
+            result.messages[uid] = message
+            ev = DbtNodeEvent(
+                uid,
+                DbtPhase.FINISHED,
+                status=status,
+                message=message,
+                failures=failures,
+                execution_time=seconds,
+            )
+            self._queue.put(_Msg("dbt_event", "", ev))
+        due = [c for c in due if c not in ready]
         if not run and not due:
             return result
         assert self.dbt_project is not None

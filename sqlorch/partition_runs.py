@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from sqlorch.assets import AssetDefinition
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, InvocationResult
-    from sqlorch.dbt.templates import Template
+    from sqlorch.dbt.templates import DataTestTemplate, Template
     from sqlorch.graph import AssetGraph, AssetNode
     from sqlorch.planner import Step
     from sqlorch.warehouse.base import Warehouse
@@ -257,15 +257,16 @@ class DirectWindows:
             finally:
                 session.close()
         if missing:
+            tests_of = {m.key: self.tests_of(m.key) for m in missing}
             selectors = {
                 m.key: compress_selection(
-                    {m.unique_id or ""}, self.project.runnable_fqns, frozenset()
+                    {m.unique_id or "", *tests_of[m.key]}, self.project.runnable_fqns, frozenset()
                 )
                 for m in missing
             }
             try:
                 folder = self.run_dir / f"dbt-{n}"
-                made = compile_templates(self.invoker, missing, selectors, folder)
+                made = compile_templates(self.invoker, missing, selectors, folder, tests_of)
             except Exception:  # noqa: BLE001 - dbt then writes the windows, as without templates
                 log.debug("compiling window templates failed", exc_info=True)
                 return found
@@ -334,6 +335,34 @@ class DirectWindows:
             session.close()
         result.seconds = time.perf_counter() - started
         return result
+
+    def tests_of(self, key: str) -> list[str]:
+        """The dbt data tests on model `key` alone (a test of several models stays with dbt)."""
+        return [
+            uid
+            for uid, c in self.graph.checks.items()
+            if c.runs_in_dbt and not c.is_unit_test and tuple(c.asset_keys) == (key,)
+        ]
+
+    def run_test(self, test: DataTestTemplate) -> tuple[str, str, int, float]:
+        """Run one dbt data test as dbt would: (status, message, failures, seconds).
+
+        A query error is the test's `error`, as in dbt.
+        """
+        import duckdb
+
+        started = time.perf_counter()
+        session = self.warehouse.session()
+        try:
+            row = session.execute(test.query())[0]
+        except duckdb.Error as exc:
+            return "error", f"Database Error in test {test.unique_id}: {exc}", 0, 0.0
+        finally:
+            session.close()
+        failures = int(row[0] or 0)
+        status, message = test.outcome(failures, bool(row[1]), bool(row[2]))
+        seconds = time.perf_counter() - started
+        return status, message, failures if status != "pass" else 0, seconds
 
     @staticmethod
     def relation(node: AssetNode) -> Relation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,29 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
                 out.extend(resolve(ephemeral[dep], seen | {dep}))
         return out
 
+    # what each model's data tests compile from (sqlorch.dbt.templates keeps them compiled)
+    macros_raw: Mapping[str, Any] = manifest.get("macros", {}) or {}
+    test_inputs: dict[str, list[str]] = {}
+    for uid, n in nodes.items():
+        if n.get("resource_type") != "test":
+            continue
+        config = n.get("config") or {}
+        depends = n.get("depends_on") or {}
+        text = json.dumps(
+            [
+                uid,
+                n.get("raw_code") or "",
+                (n.get("checksum") or {}).get("checksum"),
+                n.get("test_metadata"),
+                {k: config.get(k) for k in _TEST_CONFIG},
+                [(macros_raw.get(m) or {}).get("macro_sql") for m in depends.get("macros") or ()],
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        for dep in depends.get("nodes") or ():
+            test_inputs.setdefault(dep, []).append(text)
+
     assets: list[AssetNode] = []
     checks: list[CheckNode] = []
     runnable: dict[str, tuple[str, ...]] = {}
@@ -132,7 +156,7 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
             deps = tuple(dict.fromkeys(resolve(n.get("depends_on", {}).get("nodes", ()))))
             partitions, per_run, meta = _partitions(n, config)
             if partitions is not None:
-                meta.update(_direct_facts(n, config, nodes, sources_raw))
+                meta.update(_direct_facts(n, config, nodes, sources_raw, test_inputs.get(uid)))
             assets.append(
                 AssetNode(
                     key=key_of[uid],
@@ -196,18 +220,33 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
 _MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
 
 
+_TEST_CONFIG = (
+    "severity",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "limit",
+    "where",
+    "store_failures",
+    "store_failures_as",
+    "sql_header",
+)
+
+
 def _direct_facts(
     n: Mapping[str, Any],
     config: Mapping[str, Any],
     nodes: Mapping[str, Any],
     sources: Mapping[str, Any],
+    tests: list[str] | None = None,
 ) -> dict[str, Any]:
     """What sqlorch needs to write a partitioned model's windows itself (sqlorch.dbt.templates).
 
     `sqlorch_direct_blocker` is why dbt must run the model's materialization (empty when
     sqlorch may run dbt's compiled SQL as its own delete-then-insert of the window);
     `sqlorch_render_inputs` digests what the compiled SQL depends on beyond the model's code
-    version: the relation names it renders and the code of ephemeral models it inlines.
+    version: the relation names it renders, the code of ephemeral models it inlines, and
+    its data tests (`tests`: their code, configuration and macros).
     """
     import hashlib
 
@@ -229,7 +268,7 @@ def _direct_facts(
         blocker = "persist_docs"
     elif config.get("full_refresh"):
         blocker = "full_refresh"
-    parts: list[str] = [str(n.get("relation_name") or "")]
+    parts: list[str] = [str(n.get("relation_name") or ""), *(tests or ())]
     stack = list((n.get("depends_on") or {}).get("nodes") or ())
     seen: set[str] = set()
     while stack:

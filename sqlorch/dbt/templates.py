@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 
 # two sentinel windows, far from any real data, that must survive dbt's rendering verbatim
 _DATES = (("2987-03-11", "2987-03-12"), ("2986-07-23", "2986-07-24"))
@@ -53,6 +53,39 @@ _BATCHES = (
 
 
 @dataclass(frozen=True, slots=True)
+class DataTestTemplate:
+    """A dbt data test of one templated model, compiled, with its configuration."""
+
+    unique_id: str
+    sql: str
+    fail_calc: str = "count(*)"
+    warn_if: str = "!= 0"
+    error_if: str = "!= 0"
+    severity: str = "ERROR"
+    limit: int | None = None
+
+    def query(self) -> str:
+        """dbt's `get_test_sql` around the test: failures, should_warn, should_error."""
+        main = self.sql.strip().rstrip(";")
+        if self.limit is not None:
+            main = f"select * from (\n{main}\n) _dbt_limit_subq limit {int(self.limit)}"
+        fc = self.fail_calc
+        return (
+            f"select {fc} as failures, {fc} {self.warn_if} as should_warn, "
+            f"{fc} {self.error_if} as should_error from (\n{main}\n) dbt_internal_test"
+        )
+
+    def outcome(self, failures: int, should_warn: bool, should_error: bool) -> tuple[str, str]:
+        """(status, message) as dbt reports them for this result."""
+        n = f"{failures} result{'' if failures == 1 else 's'}"
+        if self.severity.upper() == "ERROR" and should_error:
+            return "fail", f"Got {n}, configured to fail if {self.error_if}"
+        if should_warn:
+            return "warn", f"Got {n}, configured to warn if {self.warn_if}"
+        return "pass", ""
+
+
+@dataclass(frozen=True, slots=True)
 class Template:
     """A model's compiled SQL with its window bounds as named holes."""
 
@@ -61,6 +94,8 @@ class Template:
     # literal text and hole names alternate: text, name, text, name, ..., text
     parts: tuple[str, ...]
     microbatch: bool
+    # the model's own data tests that sqlorch can run from their compiled SQL
+    tests: tuple[DataTestTemplate, ...] = ()
 
     def render(self, values: Mapping[str, str]) -> str:
         """The SQL for one window (`values`: hole name -> bound as dbt would render it)."""
@@ -141,6 +176,7 @@ class TemplateCache:
             inputs=entry["inputs"],
             parts=tuple(entry["parts"]),
             microbatch=bool(entry.get("microbatch")),
+            tests=tuple(DataTestTemplate(**t) for t in entry.get("tests") or ()),
         )
 
     def put(self, node: AssetNode, value: Template | str) -> None:
@@ -151,6 +187,18 @@ class TemplateCache:
                 "inputs": value.inputs,
                 "parts": list(value.parts),
                 "microbatch": value.microbatch,
+                "tests": [
+                    {
+                        "unique_id": t.unique_id,
+                        "sql": t.sql,
+                        "fail_calc": t.fail_calc,
+                        "warn_if": t.warn_if,
+                        "error_if": t.error_if,
+                        "severity": t.severity,
+                        "limit": t.limit,
+                    }
+                    for t in value.tests
+                ],
             }
         else:
             doc[node.key] = {"inputs": inputs_of(node), "reason": value}
@@ -187,11 +235,14 @@ def compile_templates(
     nodes: Sequence[AssetNode],
     selectors_of: Mapping[str, list[str]],
     run_dir: Path,
+    tests_of: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Template | str]:
     """Have dbt compile each model for two sentinel windows; return key -> template or reason.
 
-    `selectors_of` maps a model key to the dbt selectors of that model. Models whose vars are
-    timestamps (hourly) and dates compile in separate invocations (the vars are global).
+    `selectors_of` maps a model key to the dbt selectors of that model and its tests
+    (`tests_of`: model key -> the unique_ids of the data tests on that model alone). Models
+    whose vars are timestamps (hourly) and dates compile in separate invocations (the vars
+    are global).
 
     Raises:
         ProjectError: dbt could not compile the models at all.
@@ -221,9 +272,62 @@ def compile_templates(
                     purpose="partitioned models for their window templates",
                 )
             )
+        overridden = _test_sql_overridden(invoker)
         for node in group:
-            out[node.key] = _template(node, compiled[0], compiled[1], sentinels)
+            made = _template(node, compiled[0], compiled[1], sentinels)
+            if isinstance(made, Template) and not overridden:
+                tests = [
+                    t
+                    for uid in (tests_of or {}).get(node.key, ())
+                    if (t := _test_template(invoker, uid, compiled[0], compiled[1])) is not None
+                ]
+                made = Template(made.key, made.inputs, made.parts, made.microbatch, tuple(tests))
+            out[node.key] = made
     return out
+
+
+_TEST_MACROS = frozenset({"get_test_sql", "default__get_test_sql", "duckdb__get_test_sql"})
+_TEST_MACROS |= {"get_limit_subquery_sql", "default__get_limit_subquery_sql"}
+_TEST_MACROS |= {"duckdb__get_limit_subquery_sql"}
+
+
+def _test_sql_overridden(invoker: DbtInvoker) -> bool:
+    """Whether the project or a package redefines how dbt wraps a test's SQL."""
+    macros = getattr(invoker.manifest, "macros", None) or {}
+    return any(
+        getattr(m, "name", "") in _TEST_MACROS
+        and getattr(m, "package_name", "") not in ("dbt", "dbt_duckdb", "dbt_postgres")
+        for m in macros.values()
+    )
+
+
+def _test_template(
+    invoker: DbtInvoker, uid: str, first: Mapping[str, str], second: Mapping[str, str]
+) -> DataTestTemplate | None:
+    """A test sqlorch can run as dbt would (None: leave it to dbt).
+
+    The test must compile to the same SQL for both sentinel windows (it does not read the
+    window), and neither store its failures nor need a SQL header.
+    """
+    sql = first.get(uid)
+    if sql is None or second.get(uid) != sql:
+        return None
+    node = getattr(invoker.manifest, "nodes", {}).get(uid)
+    config = getattr(node, "config", None)
+    if config is None or getattr(node, "resource_type", None) != "test":
+        return None
+    if getattr(config, "store_failures", None) or getattr(config, "sql_header", None):
+        return None
+    limit = getattr(config, "limit", None)
+    return DataTestTemplate(
+        unique_id=uid,
+        sql=sql,
+        fail_calc=str(getattr(config, "fail_calc", None) or "count(*)"),
+        warn_if=str(getattr(config, "warn_if", None) or "!= 0"),
+        error_if=str(getattr(config, "error_if", None) or "!= 0"),
+        severity=str(getattr(config, "severity", None) or "ERROR").upper(),
+        limit=int(limit) if limit is not None else None,
+    )
 
 
 def _template(
