@@ -593,6 +593,7 @@ def ls_cmd(
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
         from sqlorch.graph import Column
+        from sqlorch.partition_plan import describe_mapping
         from sqlorch.state.store import StateStore
 
         # columns as materialized (recorded with each materialization), else from dbt yml
@@ -610,6 +611,10 @@ def ls_cmd(
                     "kind": n.kind.value,
                     "deps": list(n.deps),
                     "partitions": n.partitions.describe() if n.partitions else None,
+                    # upstream key -> mapping as declared (absent: the default, `same`)
+                    "partition_mappings": {
+                        k: describe_mapping(m) for k, m in sorted(n.partition_mappings.items())
+                    },
                     "file": n.file,
                     "tags": list(n.tags),
                     "columns": [{"name": c.name, "type": c.type} for c in n.columns],

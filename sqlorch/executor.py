@@ -549,6 +549,8 @@ class Executor:
                 for a in self.graph.ancestors(key)
             ):
                 continue  # an upstream partitioned model still has chunks to run
+            if self._reads_later_chunks(key, chosen):
+                continue  # its mapping reads partitions of a chunk not run yet (issue 3)
             args = dbt_window_args(self.graph.assets[key], self._chunks[key][0])
             if extra is None:
                 extra = args
@@ -615,6 +617,24 @@ class Executor:
         )
         thread.start()
         return True
+
+    def _reads_later_chunks(self, key: str, chosen: set[str]) -> bool:
+        """True when the next chunk of `key` reads partitions that chunks of the models in
+        `chosen` (joining this invocation) have yet to write: a partition mapping with an
+        offset forward, `all` or renamed keys. Then `key` waits for them."""
+        from datetime import UTC, datetime
+
+        from sqlorch.partition_plan import reads_pending
+        from sqlorch.partitions import PartitionSet
+
+        pending: dict[str, PartitionSet] = {}
+        for a in chosen:
+            for c in self._chunks[a]:
+                pending[a] = pending.get(a, PartitionSet()) | c.as_set()
+        if not pending:
+            return False
+        now = datetime.now(UTC)
+        return reads_pending(self.graph, key, self._chunks[key][0].as_set(), pending, now)
 
     def _run_dbt_chunk(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.partitions import (
     PartitionError,
@@ -71,6 +71,97 @@ def window(offset: int = 0, lookback: int = 0) -> PartitionMapping:
 def all_partitions() -> PartitionMapping:
     """Depend on every partition of the upstream asset."""
     return PartitionMapping(MappingKind.ALL)
+
+
+MAPPING_SYNTAX = (
+    "`same` (the default: overlapping windows, static keys by equality), "
+    "`{same: {keys: {DOWNSTREAM_KEY: UPSTREAM_KEY}}}`, `{window: {offset: -1}}`, "
+    "`{window: {lookback: 6}}` (offset and lookback together allowed) or `all`"
+)
+
+
+def mapping_from_config(raw: Any) -> PartitionMapping:
+    """Build a mapping from config data (a value of a dbt model's `meta.sqlorch.deps`).
+
+    Accepted, mirroring the Python API: `same` or null (`same()`), `all` or `{all: {}}`
+    (`all_partitions()`), `{same: {keys: {down: up}}}` (`same(keys=...)`) and
+    `{window: {offset: N, lookback: M}}` (`window(offset=N, lookback=M)`).
+
+    Raises:
+        PartitionError: the data is no mapping; the message says what is wrong, without
+            saying where (the caller prefixes that).
+    """
+    if raw is None:
+        return same()
+    if isinstance(raw, str):
+        name = raw.strip().lower()
+        if name == "same":
+            return same()
+        if name in ("all", "all_partitions"):
+            return all_partitions()
+        raise PartitionError(f"unknown mapping {raw!r}; use {MAPPING_SYNTAX}.")
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        raise PartitionError(
+            f"a mapping is one of {MAPPING_SYNTAX}; got {raw!r}"
+            + (" (one kind per upstream)." if isinstance(raw, Mapping) and raw else ".")
+        )
+    ((kind_raw, args),) = raw.items()
+    kind = str(kind_raw).strip().lower()
+    if kind in ("all", "all_partitions"):
+        if args not in (None, {}, True):
+            raise PartitionError(f"`all` takes no arguments; got {raw!r}. Write `all`.")
+        return all_partitions()
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise PartitionError(
+            f"`{kind_raw}` takes a mapping of arguments, got {args!r}; use {MAPPING_SYNTAX}."
+        )
+    if kind == "same":
+        _only(args, {"keys"}, kind)
+        keys = args.get("keys") or {}
+        if not isinstance(keys, Mapping) or not all(
+            isinstance(k, str | int) and isinstance(v, str | int) for k, v in keys.items()
+        ):
+            raise PartitionError(
+                "`same: {keys: ...}` maps downstream partition keys to upstream partition keys "
+                f"(`{{keys: {{JFK: jfk}}}}`); got {keys!r}."
+            )
+        return same({str(k): str(v) for k, v in keys.items()})
+    if kind == "window":
+        _only(args, {"offset", "lookback"}, kind)
+        offset, lookback = args.get("offset", 0), args.get("lookback", 0)
+        for label, value in (("offset", offset), ("lookback", lookback)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise PartitionError(
+                    f"`window: {{{label}: ...}}` must be a whole number of windows; got {value!r}."
+                )
+        if lookback < 0:
+            raise PartitionError(
+                f"`window: {{lookback: {lookback}}}` must be 0 or more (the number of "
+                "windows before the offset window that are read too)."
+            )
+        return window(offset=offset, lookback=lookback)
+    raise PartitionError(f"unknown mapping kind {kind_raw!r}; use {MAPPING_SYNTAX}.")
+
+
+def _only(args: Mapping[Any, Any], allowed: set[str], kind: str) -> None:
+    extra = sorted(str(k) for k in args if str(k) not in allowed)
+    if extra:
+        raise PartitionError(
+            f"`{kind}` does not take {', '.join(extra)}; it takes {', '.join(sorted(allowed))}."
+        )
+
+
+def describe_mapping(mapping: PartitionMapping) -> Any:
+    """The config form of `mapping` (what `mapping_from_config` reads back)."""
+    if mapping.kind is MappingKind.ALL:
+        return "all"
+    if mapping.kind is MappingKind.WINDOW:
+        return {"window": {"offset": mapping.offset, "lookback": mapping.lookback}}
+    if mapping.keys:
+        return {"same": {"keys": dict(mapping.keys)}}
+    return "same"
 
 
 def upstream_of(
@@ -326,6 +417,30 @@ def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, Partitio
         elif pnode.materialized in _PASS_THROUGH:
             stack.extend((g, mapping) for g in pnode.deps)
     return sorted(out.items())
+
+
+def reads_pending(
+    graph: AssetGraph,
+    key: str,
+    parts: PartitionSet,
+    pending: Mapping[str, PartitionSet],
+    now: datetime,
+) -> bool:
+    """True when partitions `parts` of `key` read any upstream partition in `pending`.
+
+    `pending` holds, per upstream asset, the partitions a run has yet to write: a chunk that
+    reads one of them (an offset forward, `all`, a key rename) must wait for it.
+    """
+    node = graph.assets[key]
+    if node.partitions is None:
+        return False
+    for parent, mapping in partitioned_parents(graph, key):
+        waiting = pending.get(parent)
+        updef = graph.assets[parent].partitions
+        if waiting and updef is not None:
+            if upstream_of(node.partitions, updef, mapping, parts, now) & waiting:
+                return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

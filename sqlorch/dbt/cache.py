@@ -199,6 +199,8 @@ def context_key(parts: Mapping[str, Any]) -> str:
     for rel in (
         "graph.py",
         "codeversion.py",
+        "partitions.py",
+        "partition_plan.py",
         "project.py",
         "dbt/manifest.py",
         "dbt/codeversion.py",

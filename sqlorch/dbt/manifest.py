@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlorch.errors import ProjectError
 from sqlorch.graph import AssetKind, AssetNode, CheckNode, Column
-from sqlorch.partitions import PartitionsDefinition
+from sqlorch.partition_plan import (
+    MAPPING_SYNTAX,
+    MappingKind,
+    PartitionMapping,
+    mapping_from_config,
+)
+from sqlorch.partitions import PartitionError, PartitionsDefinition, StaticKeys
 
 _KINDS = {"model": AssetKind.MODEL, "seed": AssetKind.SEED, "snapshot": AssetKind.SNAPSHOT}
 RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test"})
@@ -140,6 +146,22 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         for dep in depends.get("nodes") or ():
             test_inputs.setdefault(dep, []).append(text)
 
+    def parent_names(uid: str) -> tuple[str, frozenset[str]]:
+        """How a model may name its parent `uid` in `meta.sqlorch.deps`: (shown, accepted)."""
+        if uid in sources_raw:
+            s = sources_raw[uid]
+            shown = f"{s.get('source_name')}.{s['name']}"
+            names = {shown, s["name"], key_of[uid]}
+        elif uid in nodes:
+            p = nodes[uid]
+            shown = p["name"]
+            names = {shown, p.get("alias") or shown, f"{p.get('package_name')}.{shown}"}
+            if uid in key_of:
+                names.add(key_of[uid])
+        else:
+            shown, names = uid, set()
+        return shown, frozenset(x.lower() for x in (*names, uid))
+
     assets: list[AssetNode] = []
     checks: list[CheckNode] = []
     runnable: dict[str, tuple[str, ...]] = {}
@@ -153,10 +175,19 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         if rtype in RUNNABLE_TYPES:
             runnable[uid] = tuple(n.get("fqn", ()))
         if rtype in _KINDS and uid in key_of:
-            deps = tuple(dict.fromkeys(resolve(n.get("depends_on", {}).get("nodes", ()))))
+            parent_ids = tuple(n.get("depends_on", {}).get("nodes", ()))
+            deps = tuple(dict.fromkeys(resolve(parent_ids)))
             partitions, per_run, meta = _partitions(n, config)
             if partitions is not None:
                 meta.update(_direct_facts(n, config, nodes, sources_raw, test_inputs.get(uid)))
+
+            mappings = _dep_mappings(
+                n,
+                key_of[uid],
+                partitions,
+                {p: parent_names(p) for p in dict.fromkeys(parent_ids)},
+                lambda p: tuple(dict.fromkeys(resolve((p,)))),
+            )
             assets.append(
                 AssetNode(
                     key=key_of[uid],
@@ -174,6 +205,7 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
                     code_version=(n.get("checksum") or {}).get("checksum"),
                     metadata=meta,
                     partitions=partitions,
+                    partition_mappings=mappings,
                     max_partitions_per_run=per_run,
                 )
             )
@@ -301,7 +333,7 @@ def _partitions(
     Raises:
         ProjectError: the configuration does not describe valid partitions.
     """
-    from sqlorch.partitions import PartitionError, from_config
+    from sqlorch.partitions import from_config
 
     meta = dict(n.get("meta") or config.get("meta") or {})
     file = n.get("original_file_path")
@@ -351,6 +383,111 @@ def _partitions(
     except PartitionError as exc:
         raise ProjectError(exc.message, file=file) from exc
     return None, per_run, meta
+
+
+def _dep_mappings(
+    n: Mapping[str, Any],
+    key: str,
+    partitions: PartitionsDefinition | None,
+    parents: Mapping[str, tuple[str, frozenset[str]]],
+    keys_of: Callable[[str], tuple[str, ...]],
+) -> dict[str, PartitionMapping]:
+    """Read a model's partition mappings, `meta: {sqlorch: {deps: {UPSTREAM: MAPPING}}}`.
+
+    UPSTREAM names one of the model's parents (a ref name, `source_name.table`, or the
+    asset key `schema.name`); MAPPING is read by `mapping_from_config`. Returns asset key ->
+    mapping (an ephemeral parent's mapping applies to the assets behind it).
+
+    Raises:
+        ProjectError: `deps` is malformed, names no parent, or the model has no partitions.
+    """
+    meta = n.get("meta") or (n.get("config") or {}).get("meta") or {}
+    own = meta.get("sqlorch") if isinstance(meta, Mapping) else None
+    raw = own.get("deps") if isinstance(own, Mapping) else None
+    if raw is None:
+        return {}
+    file = n.get("original_file_path")
+    patch = str(n.get("patch_path") or "").split("://", 1)[-1]
+    where = f"dbt model {n.get('name')!r} ({file}{', ' + patch if patch else ''})"
+    example = "meta: {sqlorch: {deps: {stg_events: {window: {offset: -1}}, raw.weather: all}}}"
+    if not isinstance(raw, Mapping):
+        raise ProjectError(
+            f"{where}: meta.sqlorch.deps must map upstream names to partition mappings, like "
+            f"`{example}`; got {raw!r}. Fix it in the model's config.",
+            asset=key,
+            file=file,
+        )
+    if partitions is None:
+        raise ProjectError(
+            f"{where} declares partition mappings in meta.sqlorch.deps but has no partitions: "
+            "a mapping says which upstream partitions each of its partitions reads. Declare "
+            "its partitions (meta.sqlorch.partitions, or make it a microbatch model) or remove "
+            "meta.sqlorch.deps.",
+            asset=key,
+            file=file,
+        )
+    static_keys = {k for d in partitions.dimensions if isinstance(d, StaticKeys) for k in d.keys}
+    accepted = ", ".join(sorted(shown for shown, _ in parents.values())) or "none"
+    out: dict[str, PartitionMapping] = {}
+    named: dict[str, str] = {}
+    for name_raw, value in raw.items():
+        name = str(name_raw)
+        try:
+            mapping = mapping_from_config(value)
+        except PartitionError as exc:
+            raise ProjectError(
+                f"{where}: meta.sqlorch.deps[{name!r}] is malformed: {exc.message} Fix it in "
+                "the model's config.",
+                asset=key,
+                file=file,
+            ) from exc
+        if mapping.kind is MappingKind.WINDOW and partitions.time is None:
+            raise ProjectError(
+                f"{where}: meta.sqlorch.deps[{name!r}] is a `window` mapping, but the model's "
+                "partitions have no time dimension to offset. Use `same` or `all`, or give "
+                "the model time partitions.",
+                asset=key,
+                file=file,
+            )
+        unknown = sorted(set(mapping.keys) - static_keys)
+        if unknown:
+            have = ", ".join(sorted(static_keys)) or "none"
+            raise ProjectError(
+                f"{where}: meta.sqlorch.deps[{name!r}] renames partition keys "
+                f"{', '.join(unknown)}, which are not static partition keys of the model "
+                f"(it has: {have}). `same: {{keys: {{DOWNSTREAM_KEY: UPSTREAM_KEY}}}}` maps "
+                "the model's partition keys to the upstream's.",
+                asset=key,
+                file=file,
+            )
+        wanted = name.lower()
+        hits = [uid for uid, (_shown, names) in parents.items() if wanted in names]
+        if len(hits) != 1:
+            problem = (
+                f"names several of its parents ({', '.join(parents[h][0] for h in hits)}); "
+                "use the asset key `schema.name` or `source_name.table`"
+                if hits
+                else "is not one of its parents (its refs and sources): it reads "
+                f"{accepted}. Use a ref name, `source_name.table` or the asset key "
+                "`schema.name` of one of those, or add the ref/source to the model"
+            )
+            raise ProjectError(
+                f"{where}: meta.sqlorch.deps names {name!r}, which {problem}. Mappings "
+                f"are {MAPPING_SYNTAX}.",
+                asset=key,
+                file=file,
+            )
+        for up in keys_of(hits[0]):
+            if up in out and out[up] != mapping:
+                raise ProjectError(
+                    f"{where}: meta.sqlorch.deps gives {up!r} two different mappings (as "
+                    f"{named[up]!r} and {name!r}). Keep one.",
+                    asset=key,
+                    file=file,
+                )
+            out[up] = mapping
+            named[up] = name
+    return out
 
 
 def compress_selection(

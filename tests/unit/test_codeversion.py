@@ -121,3 +121,15 @@ def test_dbt_config_noise_does_not_count_but_real_config_does() -> None:
     assert _parts(loud)["config"] != base["config"]
     sqlorch_meta = _manifest(config={"materialized": "table", "meta": {"sqlorch": {"x": 1}}})
     assert _parts(sqlorch_meta)["config"] != base["config"]
+
+
+def test_a_changed_partition_mapping_changes_the_dbt_code_version() -> None:
+    def with_deps(deps: Any) -> dict[str, str]:
+        meta = {"sqlorch": {"partitions": {"type": "daily", "start": "2024-01-01"}, "deps": deps}}
+        return _parts(_manifest(config={"materialized": "incremental", "meta": meta}))
+
+    offset = with_deps({"up": {"window": {"offset": -1}}})
+    assert with_deps({"up": {"window": {"offset": -1}}}) == offset
+    assert with_deps({"up": {"window": {"offset": -2}}})["config"] != offset["config"]
+    assert with_deps({"up": "all"})["config"] != offset["config"]
+    assert with_deps({"up": {"window": {"offset": -2}}})["sql"] == offset["sql"]
