@@ -229,3 +229,81 @@ def test_a_failing_dbt_test_after_window_writes_is_a_failed_check(
     ran = {c["check"]: c["status"] for c in latest["checks"]}
     assert ran["three_events_a_day"] == "fail", latest
     assert ran["not_null_daily_sum_n"] == "pass", latest
+
+
+SLOW_DAILY = """
+    {{ config(materialized='incremental', unique_key='event_date',
+              incremental_strategy='delete+insert',
+              meta={'sqlorch': {'max_partitions_per_run': 1, 'partitions': {'type': 'daily',
+                    'start': '2024-01-01', 'end': '2024-01-21', 'column': 'event_date'}}}) }}
+    select event_date, count(*) as n, sum(value) as total
+    from {{ source('raw', 'events') }}
+    where event_date >= date '{{ var("start_date", "1900-01-01") }}'
+      and event_date < date '{{ var("end_date", "2999-01-01") }}'
+      -- work enough that a window takes a moment
+      and (select sum(i % 7) from range(60000000) t(i)) >= 0
+    group by 1
+"""
+
+
+def test_kill_9_during_window_writes_then_build_completes_and_the_ledger_never_lies(
+    sqlorch: Callable[..., CliResult], make_dbt_project: Callable[..., TinyProject]
+) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import clean_environ
+
+    files = {"models/slow_daily.sql": SLOW_DAILY, "models/sources.yml": FILES["models/sources.yml"]}
+    p = make_dbt_project(files, {"ingest/events.py": EVENTS})
+    r = sqlorch(p.path, "build", "-s", "+slow_daily")
+    assert r.exit_code == 0, r.describe()
+    assert "parts" in templates(p)["main.slow_daily"]  # the windows after the first: sqlorch's
+    wiped = sqlorch(
+        p.path, "wipe", "slow_daily", "--from", "2024-01-01", "--to", "2024-01-20", "--delete-data"
+    )
+    assert wiped.exit_code == 0, wiped.describe()
+    assert scalar(p.db, "select count(*) from main.slow_daily") == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlorch.cli", "build", "-s", "slow_daily"],
+        cwd=p.path,
+        env=clean_environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = p.path / ".sqlorch" / "state.db"
+    with sqlite3.connect(state) as con:
+        before = con.execute("select count(*) from partition_ledger").fetchone()[0]
+    deadline = time.monotonic() + 120
+    grew = False
+    while time.monotonic() < deadline and not grew and proc.poll() is None:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(state) as con:
+                grew = con.execute("select count(*) from partition_ledger").fetchone()[0] > before
+        except sqlite3.OperationalError:
+            pass  # locked for a moment
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert grew, "the build recorded no window before it was killed"
+    doc = sqlorch(p.path, "partitions", "slow_daily", "--json").json()
+    assert doc["partitions"]["missing"], "killed too late: nothing left to resume"
+    for lo, hi in doc["partitions"]["done"]:
+        n = scalar(
+            p.db,
+            f"select count(*) from main.slow_daily where event_date between '{lo}' and '{hi}'",
+        )
+        assert n == scalar(p.db, f"select date_diff('day', date '{lo}', date '{hi}') + 1")
+    assert scalar(p.db, "select count(*) from main.slow_daily where n <> 3") == 0
+    r = sqlorch(p.path, "build", "-s", "slow_daily")
+    assert r.exit_code == 0, r.describe()
+    assert scalar(p.db, "select count(*) from main.slow_daily") == 20
+    assert scalar(p.db, "select count(distinct event_date) from main.slow_daily") == 20
+    assert scalar(p.db, "select count(*) from main.slow_daily where n <> 3") == 0
+    doc = sqlorch(p.path, "partitions", "slow_daily", "--json").json()
+    assert doc["partitions"]["done"] == [["2024-01-01", "2024-01-20"]]
