@@ -35,7 +35,8 @@ from sqlorch.retries import next_delay
 if TYPE_CHECKING:
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
-    from sqlorch.partition_runs import Chunk
+    from sqlorch.dbt.templates import Template
+    from sqlorch.partition_runs import Chunk, DirectWindows
     from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,8 @@ class Executor:
         self._retry_wait: set[str] = set()
         self.cancelled = False
         self._start_hooks_done = False
+        self._direct: DirectWindows | None = None
+        self._direct_templates: dict[str, Template] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -644,8 +647,131 @@ class Executor:
         end_hooks: bool,
     ) -> None:
         # partitioned models' own results are read from the invocation's result
-        result = self._invoke_dbt(n, selectors, start_hooks, end_hooks, extra)
+        direct, rest = self._direct_chunk(n, group)
+        if direct is None:
+            result = self._invoke_dbt(n, selectors, start_hooks, end_hooks, extra)
+            if self._direct is not None:
+                # dbt is warm in this process now: compile the templates of the models whose
+                # tables this invocation created, so their next windows need no dbt start-up
+                made = [
+                    k
+                    for k, _ in group
+                    if result.statuses.get(self.graph.assets[k].unique_id or "") == "success"
+                ]
+                try:
+                    self._direct.templates(n, made)
+                except Exception:  # noqa: BLE001 - only a missed shortcut for later runs
+                    log.debug("compiling window templates failed", exc_info=True)
+        else:
+            result = self._finish_direct(n, direct, rest, checks, (start_hooks, end_hooks), extra)
         self._queue.put(_Msg("dbt_chunk_done", "", (group, checks, result)))
+
+    def _direct_chunk(
+        self, n: int, group: list[tuple[str, Chunk]]
+    ) -> tuple[InvocationResult | None, list[tuple[str, Chunk]]]:
+        """Write the windows of the group's models that have templates, without dbt.
+
+        Returns (their results, the rest of the group for dbt), or (None, group) when dbt
+        must build the whole group (see `partition_runs.DirectWindows`). A model downstream
+        of one dbt writes stays with dbt, which orders the two.
+        """
+        from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+        if (
+            not self.side.direct_windows
+            or self.invoker is None
+            or self.dbt_project is None
+            or not isinstance(self.warehouse, DuckDBWarehouse)
+        ):
+            return None, group
+        if self._direct is None:
+            from sqlorch.partition_runs import DirectWindows
+
+            self._direct = DirectWindows(
+                self.graph, self.dbt_project, self.invoker, self.warehouse, self.run_dir
+            )
+        try:
+            templates = self._direct.templates(n, [k for k, _ in group])
+            mine: list[tuple[str, Chunk]] = []
+            rest: list[tuple[str, Chunk]] = []
+            for key, chunk in group:
+                later = key not in templates or any(k in self.graph.ancestors(key) for k, _ in rest)
+                (rest if later else mine).append((key, chunk))
+            if not mine:
+                return None, group
+            self._direct_templates = templates
+            result = self._direct.run(mine, templates)
+        except Exception:  # noqa: BLE001 - dbt then writes the windows, as without templates
+            log.debug("direct window writes failed to start", exc_info=True)
+            return None, group
+        return (None, group) if result is None else (result, rest)
+
+    def _finish_direct(
+        self,
+        n: int,
+        result: InvocationResult,
+        rest: list[tuple[str, Chunk]],
+        checks: list[str],
+        hooks: tuple[bool, bool],
+        extra: Sequence[str],
+    ) -> InvocationResult:
+        """Have dbt write the rest of a group and run the tests due after its windows."""
+        failed = {
+            self._uid_to_key[uid]
+            for uid, st in result.statuses.items()
+            if st in ("error", "skipped") and uid in self._uid_to_key
+        }
+        run: list[str] = []
+        for key, _chunk in rest:
+            uid = self.graph.assets[key].unique_id or ""
+            if failed & self.graph.ancestors(key):
+                result.statuses[uid] = "skipped"
+                failed.add(key)
+            else:
+                run.append(uid)
+        due = [c for c in checks if not failed.intersection(self._checks[c].asset_keys)]
+        # the written models' own tests that have compiled SQL run here, as dbt would
+        assert self._direct is not None and self._direct_templates is not None
+        later = {k for k, _ in rest}
+        ready = {
+            t.unique_id: t
+            for key, tpl in self._direct_templates.items()
+            if key not in later
+            for t in tpl.tests
+        }
+        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+
+        for uid in [c for c in due if c in ready]:
+            status, message, failures, seconds = self._direct.run_test(ready[uid])
+            result.statuses[uid] = status
+            result.messages[uid] = message
+            ev = DbtNodeEvent(
+                uid,
+                DbtPhase.FINISHED,
+                status=status,
+                message=message,
+                failures=failures,
+                execution_time=seconds,
+            )
+            self._queue.put(_Msg("dbt_event", "", ev))
+        due = [c for c in due if c not in ready]
+        if not run and not due:
+            return result
+        assert self.dbt_project is not None
+        from sqlorch.dbt.manifest import compress_selection
+
+        selectors = compress_selection(
+            set(run) | set(due), self.dbt_project.runnable_fqns, frozenset()
+        )
+        dbt = self._invoke_dbt(n, selectors, hooks[0], hooks[1], extra if run else ())
+        result.statuses.update(dbt.statuses)
+        result.messages.update(dbt.messages)
+        result.success = result.success and dbt.success
+        result.error = dbt.error
+        result.log_path = dbt.log_path
+        result.args += ["+ dbt tests:" if not run else "+ dbt:", *dbt.args]
+        result.seconds += dbt.seconds
+        return result
 
     def _on_chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
         node = self.graph.assets[key]
@@ -1287,6 +1413,7 @@ class Executor:
                 k
                 for k, _ in group
                 if result.statuses.get(self.graph.assets[k].unique_id or "") == "success"
+                and (self.graph.assets[k].unique_id or "") not in result.rows
                 and self.graph.assets[k].materialized not in _TABLE_LIKE_EXCLUDED
             ]
             try:
@@ -1298,7 +1425,8 @@ class Executor:
             st = result.statuses.get(uid)
             if st == "success":
                 self._chunk_rows[key] = 0
-                self._on_chunk_done(key, chunk, counted.get(key), result.seconds)
+                rows = result.rows.get(uid, counted.get(key))
+                self._on_chunk_done(key, chunk, rows, result.seconds)
             else:
                 message = (
                     result.messages.get(uid)

@@ -29,6 +29,8 @@ class RunPolicies:
         now: the wall clock (freshness checks).
         sleep: waits between attempts (None: real waiting, cut short by Ctrl-C).
         monotonic: the clock of rate limits.
+        direct_windows: write partitioned dbt models' windows from their compiled SQL
+            (sqlorch.dbt.templates) where eligible; False leaves every window to dbt.
     """
 
     python_checks: Mapping[str, CheckDefinition] = field(default_factory=dict)
@@ -38,6 +40,7 @@ class RunPolicies:
     now: Callable[[], datetime] = _now
     sleep: Callable[[float], Any] | None = None
     monotonic: Callable[[], float] = time.monotonic
+    direct_windows: bool = True
 
     def rate_limiters(self) -> dict[str, RateLimiter]:
         """One token bucket per rate-limited pool, for one run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,29 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
                 out.extend(resolve(ephemeral[dep], seen | {dep}))
         return out
 
+    # what each model's data tests compile from (sqlorch.dbt.templates keeps them compiled)
+    macros_raw: Mapping[str, Any] = manifest.get("macros", {}) or {}
+    test_inputs: dict[str, list[str]] = {}
+    for uid, n in nodes.items():
+        if n.get("resource_type") != "test":
+            continue
+        config = n.get("config") or {}
+        depends = n.get("depends_on") or {}
+        text = json.dumps(
+            [
+                uid,
+                n.get("raw_code") or "",
+                (n.get("checksum") or {}).get("checksum"),
+                n.get("test_metadata"),
+                {k: config.get(k) for k in _TEST_CONFIG},
+                [(macros_raw.get(m) or {}).get("macro_sql") for m in depends.get("macros") or ()],
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        for dep in depends.get("nodes") or ():
+            test_inputs.setdefault(dep, []).append(text)
+
     def parent_names(uid: str) -> tuple[str, frozenset[str]]:
         """How a model may name its parent `uid` in `meta.sqlorch.deps`: (shown, accepted)."""
         if uid in sources_raw:
@@ -154,6 +178,9 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
             parent_ids = tuple(n.get("depends_on", {}).get("nodes", ()))
             deps = tuple(dict.fromkeys(resolve(parent_ids)))
             partitions, per_run, meta = _partitions(n, config)
+            if partitions is not None:
+                meta.update(_direct_facts(n, config, nodes, sources_raw, test_inputs.get(uid)))
+
             mappings = _dep_mappings(
                 n,
                 key_of[uid],
@@ -223,6 +250,77 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
 
 
 _MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
+
+
+_TEST_CONFIG = (
+    "severity",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "limit",
+    "where",
+    "store_failures",
+    "store_failures_as",
+    "sql_header",
+)
+
+
+def _direct_facts(
+    n: Mapping[str, Any],
+    config: Mapping[str, Any],
+    nodes: Mapping[str, Any],
+    sources: Mapping[str, Any],
+    tests: list[str] | None = None,
+) -> dict[str, Any]:
+    """What sqlorch needs to write a partitioned model's windows itself (sqlorch.dbt.templates).
+
+    `sqlorch_direct_blocker` is why dbt must run the model's materialization (empty when
+    sqlorch may run dbt's compiled SQL as its own delete-then-insert of the window);
+    `sqlorch_render_inputs` digests what the compiled SQL depends on beyond the model's code
+    version: the relation names it renders, the code of ephemeral models it inlines, and
+    its data tests (`tests`: their code, configuration and macros).
+    """
+    import hashlib
+
+    blocker = ""
+    own = (config.get("meta") or n.get("meta") or {}).get("sqlorch") or {}
+    if isinstance(own, Mapping) and own.get("window_writes") == "dbt":
+        blocker = "meta.sqlorch.window_writes is 'dbt'"
+    elif config.get("materialized") != "incremental":
+        blocker = f"materialized={config.get('materialized')!r}"
+    elif n.get("language", "sql") != "sql":
+        blocker = "a Python model"
+    elif config.get("pre-hook") or config.get("post-hook"):
+        blocker = "pre/post hooks"
+    elif (config.get("contract") or {}).get("enforced"):
+        blocker = "an enforced contract"
+    elif config.get("grants"):
+        blocker = "grants"
+    elif any((config.get("persist_docs") or {}).values()):
+        blocker = "persist_docs"
+    elif config.get("full_refresh"):
+        blocker = "full_refresh"
+    parts: list[str] = [str(n.get("relation_name") or ""), *(tests or ())]
+    stack = list((n.get("depends_on") or {}).get("nodes") or ())
+    seen: set[str] = set()
+    while stack:
+        dep = stack.pop()
+        if dep in seen:
+            continue
+        seen.add(dep)
+        other = nodes.get(dep) or sources.get(dep) or {}
+        parts.append(f"{dep}={other.get('relation_name') or ''}")
+        if (other.get("config") or {}).get("materialized") == "ephemeral":
+            parts.append(str((other.get("checksum") or {}).get("checksum") or ""))
+            parts.append(str(other.get("raw_code") or ""))
+            stack.extend((other.get("depends_on") or {}).get("nodes") or ())
+    digest = hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:20]
+    relation = [n.get("database"), n.get("schema"), n.get("alias") or n.get("name")]
+    return {
+        "sqlorch_direct_blocker": blocker,
+        "sqlorch_render_inputs": digest,
+        "sqlorch_relation": relation,
+    }
 
 
 def _partitions(

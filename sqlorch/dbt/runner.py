@@ -14,8 +14,9 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class InvocationResult:
     args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     seconds: float = 0.0
+    # rows written per unique_id, where known exactly (sqlorch's own window writes)
+    rows: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -188,8 +191,24 @@ class DbtInvoker:
             result.error = _one_paragraph(str(res.exception))
         return result
 
-    def compile(self, selectors: Sequence[str], *, run_dir: Path) -> dict[str, str]:
+    def compile(
+        self,
+        selectors: Sequence[str],
+        *,
+        run_dir: Path,
+        extra_args: Sequence[str] = (),
+        batches: Mapping[str, tuple[datetime, datetime]] | None = None,
+        purpose: str = "the models lineage needs",
+    ) -> dict[str, str]:
         """Run `dbt compile` on exactly `selectors`; return unique_id -> compiled SQL.
+
+        Args:
+            selectors: dbt selectors.
+            run_dir: folder for this invocation's target/ and logs/.
+            extra_args: more flags (`--vars`).
+            batches: microbatch model unique_id -> the batch window [start, end) to compile
+                it for (dbt renders its inputs' event-time filters and `model.batch`).
+            purpose: what the compiled SQL is for, named in the error.
 
         Raises:
             ProjectError: dbt could not compile the nodes (the message names dbt's error).
@@ -205,11 +224,12 @@ class DbtInvoker:
             *self.common_args(run_dir / "target", log_path),
             "--indirect-selection",
             "empty",
+            *extra_args,
             "--select",
             *selectors,
         ]
         started = time.perf_counter()
-        with _INVOKE_LOCK:
+        with _INVOKE_LOCK, self._batches(batches or {}):
             self._use_duckdb_file()
             res = dbtRunner(manifest=self.manifest).invoke(args)
         log.debug(
@@ -219,10 +239,30 @@ class DbtInvoker:
         if not res.success and not compiled:
             text = _one_paragraph(str(res.exception or "dbt compile failed"))
             raise ProjectError(
-                f"dbt could not compile the models lineage needs: {text} dbt's log is "
-                f"{log_path / 'dbt.log'}."
+                f"dbt could not compile {purpose}: {text} dbt's log is {log_path / 'dbt.log'}."
             )
         return compiled
+
+    @contextlib.contextmanager
+    def _batches(self, batches: Mapping[str, tuple[datetime, datetime]]) -> Iterator[None]:
+        """Give microbatch models a batch for one compile (as dbt does for each batch it runs)."""
+        if not batches:
+            yield
+            return
+        from dbt.contracts.graph.nodes import BatchContext
+
+        nodes = self.manifest.nodes
+        before = {uid: nodes[uid].batch for uid in batches if uid in nodes}
+        for uid in before:
+            start, end = batches[uid]
+            nodes[uid].batch = BatchContext(
+                id=start.strftime("%Y%m%d%H"), event_time_start=start, event_time_end=end
+            )
+        try:
+            yield
+        finally:
+            for uid, batch in before.items():
+                nodes[uid].batch = batch
 
     def _use_duckdb_file(self) -> None:
         """Make dbt-duckdb open this project's database file (call under the invoke lock).

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _TRANSIENT = ("write-write conflict", "Conflicting lock", "could not set lock")
 
+# (database or None for the file's own, schema, table)
+Relation = tuple[str | None, str, str]
+
 
 def quote_key(key: str) -> str:
     """Return `schema.name` as a quoted DuckDB identifier."""
@@ -55,6 +58,29 @@ def to_arrow_stream(data: Any, key: str) -> Any:
         "a `context` argument, write through `context.warehouse` yourself and return None.",
         asset=key,
     )
+
+
+class SchemaDrift(Exception):  # noqa: N818 - a signal to fall back to dbt, not a user error
+    """A window's query has other columns than its table (dbt's on_schema_change decides)."""
+
+
+def _body(sql: str) -> str:
+    """A compiled query as a subquery body: no trailing semicolon."""
+    return sql.strip().rstrip(";").rstrip()
+
+
+def _drift(have: Mapping[str, str], got: Mapping[str, str]) -> str:
+    added = sorted(set(got) - set(have))
+    removed = sorted(set(have) - set(got))
+    changed = sorted(c for c in set(have) & set(got) if have[c] != got[c])
+    parts = []
+    if added:
+        parts.append("new columns " + ", ".join(added))
+    if removed:
+        parts.append("dropped columns " + ", ".join(removed))
+    if changed:
+        parts.append(", ".join(f"{c} {have[c]} -> {got[c]}" for c in changed))
+    return "; ".join(parts) or "columns differ"
 
 
 class DuckDBWarehouse:
@@ -229,6 +255,91 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"Writing a partition of asset {key!r} to DuckDB failed: {exc}", asset=key
+            ) from exc
+
+    def schema_drift(self, relation: Relation, query: str) -> str | None:
+        """How `query`'s columns differ from `relation`'s (None when they match)."""
+        have = self._column_types(self._con, relation)
+        got = {
+            str(r[0]).lower(): str(r[1])
+            for r in self._con.execute(f"DESCRIBE SELECT * FROM ({_body(query)}\n)").fetchall()
+        }
+        return _drift(have, got) if got != have else None
+
+    def relation_exists(self, relation: Relation) -> bool:
+        """Whether `relation` (database or None, schema, table) exists as a table."""
+        return bool(self._column_types(self._con, relation))
+
+    @staticmethod
+    def _column_types(con: Any, relation: Relation) -> dict[str, str]:
+        database, schema, name = relation
+        return {
+            str(n).lower(): str(t)
+            for n, t in con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() "
+                "WHERE lower(database_name) = lower(coalesce(?, current_database())) "
+                "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
+                [database, schema, name],
+            ).fetchall()
+        }
+
+    def replace_window_sql(
+        self, relation: Relation, queries: list[str], where: str, params: list[Any]
+    ) -> int:
+        """Replace the rows of `relation` matching `where` with `queries`' rows, in one transaction.
+
+        `relation` is (database or None for the file's own, schema, table), as dbt names it.
+        Each query's rows outside `where` are filtered out, so a window never writes another
+        window's rows. Returns the rows written.
+
+        Raises:
+            SchemaDrift: a query's columns (names or types) differ from the table's: the
+                model's `on_schema_change` must decide, so dbt has to write this window.
+            WarehouseError: DuckDB failed; nothing was written.
+        """
+        import duckdb
+
+        target = ".".join('"' + p.replace('"', '""') + '"' for p in relation if p is not None)
+        key = ".".join(p for p in relation[1:])
+        bodies = [_body(q) for q in queries]
+
+        def attempt() -> int:
+            con = self._con.cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                have = self._column_types(con, relation)
+                for body in bodies[:1]:
+                    got = {
+                        str(r[0]).lower(): str(r[1])
+                        for r in con.execute(f"DESCRIBE SELECT * FROM ({body}\n)").fetchall()
+                    }
+                    if got != have:
+                        raise SchemaDrift(_drift(have, got))
+                con.execute(f"DELETE FROM {target} WHERE {where}", params)
+                rows = 0
+                for body in bodies:
+                    row = con.execute(
+                        f"INSERT INTO {target} BY NAME SELECT * FROM ({body}\n) "
+                        f"AS __sqlorch_window WHERE {where}",
+                        params,
+                    ).fetchone()
+                    rows += int(row[0]) if row else 0
+                con.execute("COMMIT")
+                return rows
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                con.close()
+
+        try:
+            return int(self._retry(attempt, retries=5))
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"Writing a partition window of {key!r} to DuckDB failed: {exc}", asset=key
             ) from exc
 
     def delete_where(self, key: str, where: str, params: list[Any]) -> int:

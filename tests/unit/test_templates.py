@@ -1,0 +1,55 @@
+"""Window templates: cutting sentinel bounds out of compiled SQL, dbt's test outcome rules."""
+
+from __future__ import annotations
+
+import duckdb
+
+from sqlorch.dbt.templates import DataTestTemplate, Template, cut
+
+
+def test_cut_and_render_round_trip() -> None:
+    sql = "select * from t where d >= '2987-03-11' and d < '2987-03-12' -- '2987-03-11'"
+    parts = cut(sql, {"start_date": "2987-03-11", "end_date": "2987-03-12"})
+    assert parts == (
+        "select * from t where d >= '",
+        "start_date",
+        "' and d < '",
+        "end_date",
+        "' -- '",
+        "start_date",
+        "'",
+    )
+    t = Template("m", "x", parts, microbatch=False)
+    assert t.render({"start_date": "2013-03-01", "end_date": "2013-04-01"}) == (
+        "select * from t where d >= '2013-03-01' and d < '2013-04-01' -- '2013-03-01'"
+    )
+
+
+def test_cut_prefers_the_longest_sentinel_and_none_without_one() -> None:
+    values = {"a": "2987-03-11", "b": "2987-03-11 05:00:00"}
+    assert cut("x '2987-03-11 05:00:00' y", values) == ("x '", "b", "' y")
+    assert cut("select 1", values) is None
+
+
+def run(test: DataTestTemplate) -> tuple[str, str]:
+    con = duckdb.connect()
+    con.execute("create table t as select * from range(5) r(i)")
+    row = con.execute(test.query()).fetchone()
+    assert row is not None
+    return test.outcome(int(row[0]), bool(row[1]), bool(row[2]))
+
+
+def test_test_outcomes_follow_dbts_rules() -> None:
+    failing = "select * from t where i > 2"  # two rows
+    fail = ("fail", "Got 2 results, configured to fail if != 0")
+    assert run(DataTestTemplate("t1", failing)) == fail
+    assert run(DataTestTemplate("t2", "select * from t where i > 9")) == ("pass", "")
+    warn = DataTestTemplate("t3", failing, severity="WARN")
+    assert run(warn) == ("warn", "Got 2 results, configured to warn if != 0")
+    # thresholds: fail above 2, warn above 1
+    both = DataTestTemplate("t4", failing, warn_if=">1", error_if=">2")
+    assert run(both) == ("warn", "Got 2 results, configured to warn if >1")
+    limited = DataTestTemplate("t5", failing, limit=1)
+    assert run(limited) == ("fail", "Got 1 result, configured to fail if != 0")
+    summed = DataTestTemplate("t6", failing + ";", fail_calc="sum(i)")
+    assert run(summed) == ("fail", "Got 7 results, configured to fail if != 0")
