@@ -345,3 +345,29 @@ def test_mappings_that_cannot_mean_what_they_say_are_errors(
         "ingest/down.py",
         12,
     )
+
+
+@pytest.mark.parametrize(
+    ("mapping", "chunk_day", "waits"),
+    [
+        (same(), 3, False),  # reads day 3, written by this invocation's upstream chunk
+        (window(offset=-1), 3, False),  # day 2: written before
+        (window(offset=1), 3, True),  # day 4: a later upstream chunk
+        (window(offset=1), 9, False),  # day 10: not pending (outside the run)
+        (window(lookback=2), 3, False),
+        (all_partitions(), 3, True),
+    ],
+)
+def test_a_chunk_waits_only_for_pending_upstream_partitions_it_reads(
+    mapping: PartitionMapping, chunk_day: int, waits: bool
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlorch.partition_plan import reads_pending
+    from sqlorch.partitions import PartitionSet
+
+    graph = _graph(DAILY, mapping, DAILY)
+    pending = {"raw.up": PartitionSet({(): ((3, 7),)})}  # days 4..8 still to write
+    chunk = PartitionSet({(): ((chunk_day - 1, chunk_day - 1),)})
+    now = datetime(2024, 2, 1, tzinfo=UTC)
+    assert reads_pending(graph, "raw.down", chunk, pending, now) is waits
