@@ -419,6 +419,90 @@ def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, Partitio
     return sorted(out.items())
 
 
+def check_mappings(graph: AssetGraph) -> None:
+    """Refuse mappings that cannot mean what they say, before anything runs.
+
+    A `window` needs time partitions on both sides; renamed keys must be static partition
+    keys of both assets; and a `window` or a key rename on an upstream with no partitions
+    (nor partitioned assets behind its views) would be silently ignored.
+
+    Raises:
+        PartitionError: naming the asset, its file and what to change.
+    """
+    from sqlorch.partitions import StaticKeys
+
+    for node in graph:
+        down = node.partitions
+        if down is None or not node.partition_mappings:
+            continue
+        where = f"{node.file}:{node.line}" if node.line else (node.file or node.key)
+        what = "dbt model" if node.kind.is_dbt else f"{node.kind.value} asset"
+        for dep, mapping in sorted(node.partition_mappings.items()):
+            if mapping.kind is MappingKind.ALL or (
+                mapping.kind is MappingKind.SAME and not mapping.keys
+            ):
+                continue
+            shown = (
+                f"window(offset={mapping.offset}, lookback={mapping.lookback})"
+                if mapping.kind is MappingKind.WINDOW
+                else f"same(keys={dict(mapping.keys)!r})"
+            )
+            head = f"{what} {node.key} ({where}) maps upstream {dep} with {shown}"
+            targets = _partitioned_behind(graph, dep)
+            problem = ""
+            if not targets:
+                problem = (
+                    f"{dep} has no partitions (every partition of {node.key} reads all of it), "
+                    "so the mapping would be ignored. Remove it"
+                )
+            for t in targets:
+                up = graph.assets[t].partitions
+                assert up is not None
+                if mapping.kind is MappingKind.WINDOW and (down.time is None or up.time is None):
+                    side = node.key if down.time is None else t
+                    problem = (
+                        f"a window offsets time partitions, and {side} has none. Use `same` "
+                        "or `all`"
+                    )
+                    break
+                up_keys = {k for d in up.dimensions if isinstance(d, StaticKeys) for k in d.keys}
+                down_keys = {
+                    k for d in down.dimensions if isinstance(d, StaticKeys) for k in d.keys
+                }
+                bad_down = sorted(set(mapping.keys) - down_keys)
+                bad_up = sorted(set(mapping.keys.values()) - up_keys)
+                if bad_down or bad_up:
+                    problem = (
+                        "its keys map the downstream's static partition keys to the "
+                        "upstream's, but "
+                        + "; ".join(
+                            f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not a key "
+                            f"of {k} (it has: {', '.join(sorted(have)) or 'none'})"
+                            for bad, k, have in (
+                                (bad_down, node.key, down_keys),
+                                (bad_up, t, up_keys),
+                            )
+                            if bad
+                        )
+                        + ". Fix the key names"
+                    )
+                    break
+            if problem:
+                raise PartitionError(
+                    f"{head}: {problem}.", asset=node.key, file=node.file, line=node.line
+                )
+
+
+def _partitioned_behind(graph: AssetGraph, key: str) -> list[str]:
+    """`key` itself when partitioned, else the partitioned assets behind its views."""
+    node = graph.assets[key]
+    if node.partitions is not None:
+        return [key]
+    if node.materialized not in _PASS_THROUGH:
+        return []
+    return sorted({t for parent in node.deps for t in _partitioned_behind(graph, parent)})
+
+
 def reads_pending(
     graph: AssetGraph,
     key: str,

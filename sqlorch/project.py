@@ -13,6 +13,7 @@ from sqlorch.codeversion import combine
 from sqlorch.discovery import FoundAsset, discover_all
 from sqlorch.errors import ConfigError, GraphError
 from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.partition_plan import check_mappings
 from sqlorch.settings import Settings
 
 if TYPE_CHECKING:
@@ -244,6 +245,7 @@ def merge(
         )
 
     graph = AssetGraph([*nodes.values(), *duplicates], dbt.checks)
+    check_mappings(graph)
     return graph, python
 
 

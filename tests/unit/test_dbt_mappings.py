@@ -242,3 +242,106 @@ def test_bad_dbt_mappings_name_the_model_its_files_and_what_to_do(
 def test_mappings_keep_their_kind_in_the_graph_node() -> None:
     got = _read({"up": {"same": {"keys": {"JFK": "jfk"}}}}, ["model.p.up"], [DAILY, STATIC])
     assert got["marts.up"].kind is MappingKind.SAME and dict(got["marts.up"].keys) == {"JFK": "jfk"}
+
+
+def _graph(down_parts: Any, mapping: PartitionMapping, up_parts: Any, view: bool = False) -> Any:
+    from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+    from sqlorch.partitions import from_config
+
+    up = AssetNode(
+        "raw.up",
+        AssetKind.PYTHON,
+        "up",
+        file="ingest/up.py",
+        line=3,
+        partitions=from_config(up_parts, "up") if up_parts else None,
+    )
+    nodes = [up]
+    dep = "raw.up"
+    if view:
+        nodes.append(
+            AssetNode("main.v", AssetKind.MODEL, "v", deps=("raw.up",), materialized="view")
+        )
+        dep = "main.v"
+    down = AssetNode(
+        "raw.down",
+        AssetKind.PYTHON,
+        "down",
+        deps=(dep,),
+        file="ingest/down.py",
+        line=12,
+        partitions=from_config(down_parts, "down"),
+        partition_mappings={dep: mapping},
+    )
+    return AssetGraph([*nodes, down])
+
+
+UP_STATIC = {"type": "static", "keys": ["jfk", "lga"], "column": "airport"}
+
+
+@pytest.mark.parametrize(
+    ("down", "mapping", "up", "view"),
+    [
+        (DAILY, window(offset=-1), DAILY, False),
+        (DAILY, window(offset=-1), DAILY, True),  # through a view
+        ([DAILY, STATIC], same({"JFK": "jfk", "LGA": "lga"}), [DAILY, UP_STATIC], False),
+        (DAILY, all_partitions(), None, False),  # harmless on an unpartitioned upstream
+        (DAILY, same(), None, False),
+    ],
+)
+def test_sound_mappings_pass_the_graph_check(
+    down: Any, mapping: PartitionMapping, up: Any, view: bool
+) -> None:
+    from sqlorch.partition_plan import check_mappings
+
+    check_mappings(_graph(down, mapping, up, view))
+
+
+@pytest.mark.parametrize(
+    ("down", "mapping", "up", "needles"),
+    [
+        (
+            DAILY,
+            window(offset=-1),
+            None,
+            [
+                "python asset raw.down (ingest/down.py:12) maps upstream raw.up with "
+                "window(offset=-1, lookback=0)",
+                "raw.up has no partitions",
+                "would be ignored",
+            ],
+        ),
+        (
+            DAILY,
+            window(lookback=2),
+            UP_STATIC,
+            ["a window offsets time partitions, and raw.up has none"],
+        ),
+        (
+            [DAILY, STATIC],
+            same({"JFK": "JFK"}),
+            [DAILY, UP_STATIC],
+            ["JFK is not a key of raw.up (it has: jfk, lga)"],
+        ),
+        (
+            [DAILY, STATIC],
+            same({"EWR": "jfk"}),
+            [DAILY, UP_STATIC],
+            ["EWR is not a key of raw.down (it has: JFK, LGA)"],
+        ),
+    ],
+)
+def test_mappings_that_cannot_mean_what_they_say_are_errors(
+    down: Any, mapping: PartitionMapping, up: Any, needles: list[str]
+) -> None:
+    from sqlorch.partition_plan import check_mappings
+
+    with pytest.raises(PartitionError) as info:
+        check_mappings(_graph(down, mapping, up))
+    for needle in needles:
+        assert needle in info.value.message, info.value.message
+    assert (info.value.asset, info.value.file, info.value.line) == (
+        "raw.down",
+        "ingest/down.py",
+        12,
+    )
