@@ -1402,9 +1402,11 @@ class Executor:
             data={
                 "success": result.success,
                 "seconds": round(result.seconds, 3),
-                "log": str(result.log_path),
+                "log": str(result.log_path) if result.log_path else None,
                 "error": result.error,
                 "args": result.args,
+                # models whose windows sqlorch wrote from their templates (no dbt build)
+                "window_writes": sorted(self._uid_to_key.get(u, u) for u in result.rows),
             },
         )
         counted: dict[str, int] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,7 +180,9 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
             deps = tuple(dict.fromkeys(resolve(parent_ids)))
             partitions, per_run, meta = _partitions(n, config)
             if partitions is not None:
-                meta.update(_direct_facts(n, config, nodes, sources_raw, test_inputs.get(uid)))
+                facts = _direct_facts(n, config, nodes, sources_raw, test_inputs.get(uid))
+                meta.update(facts)
+                meta["sqlorch_env_vars"] = _env_vars_read(n, nodes, macros_raw)
 
             mappings = _dep_mappings(
                 n,
@@ -250,6 +253,30 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
 
 
 _MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
+
+
+_ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
+
+
+def _env_vars_read(
+    n: Mapping[str, Any], nodes: Mapping[str, Any], macros: Mapping[str, Any]
+) -> list[str]:
+    """The environment variables a model's SQL, its ephemeral inputs or its macros read."""
+    texts = [str(n.get("raw_code") or "")]
+    for dep in (n.get("depends_on") or {}).get("nodes") or ():
+        other = nodes.get(dep) or {}
+        if (other.get("config") or {}).get("materialized") == "ephemeral":
+            texts.append(str(other.get("raw_code") or ""))
+    seen: set[str] = set()
+    stack = list((n.get("depends_on") or {}).get("macros") or ())
+    while stack:
+        m = stack.pop()
+        if m in seen or m not in macros:
+            continue
+        seen.add(m)
+        texts.append(str(macros[m].get("macro_sql") or ""))
+        stack.extend((macros[m].get("depends_on") or {}).get("macros") or ())
+    return sorted({name for t in texts for name in _ENV_VAR_RE.findall(t)})
 
 
 _TEST_CONFIG = (

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,8 +126,16 @@ def blocker(node: AssetNode, adapter_type: str | None, hook_count: int) -> str:
 
 
 def inputs_of(node: AssetNode) -> str:
-    """The digest a template of `node` is valid for."""
-    text = f"{FORMAT}|{node.code_version}|{node.metadata.get('sqlorch_render_inputs', '')}"
+    """The digest a template of `node` is valid for.
+
+    Beyond the model's code version and render inputs: the values of the environment
+    variables its SQL or macros read (`env_var()`), which dbt renders into the SQL.
+    """
+    env = {k: os.environ.get(k) for k in node.metadata.get("sqlorch_env_vars") or ()}
+    text = (
+        f"{FORMAT}|{node.code_version}|{node.metadata.get('sqlorch_render_inputs', '')}|"
+        f"{json.dumps(env, sort_keys=True)}"
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

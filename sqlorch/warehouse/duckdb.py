@@ -267,8 +267,15 @@ class DuckDBWarehouse:
         return _drift(have, got) if got != have else None
 
     def relation_exists(self, relation: Relation) -> bool:
-        """Whether `relation` (database or None, schema, table) exists as a table."""
-        return bool(self._column_types(self._con, relation))
+        """Whether `relation` (database or None, schema, table) exists as a table (not a view)."""
+        database, schema, name = relation
+        row = self._con.execute(
+            "SELECT count(*) FROM duckdb_tables() "
+            "WHERE lower(database_name) = lower(coalesce(?, current_database())) "
+            "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
+            [database, schema, name],
+        ).fetchone()
+        return bool(row and row[0])
 
     @staticmethod
     def _column_types(con: Any, relation: Relation) -> dict[str, str]:

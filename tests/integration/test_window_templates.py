@@ -143,6 +143,13 @@ def test_windows_written_from_templates_equal_dbts_and_need_no_dbt_once_compiled
         ["sqlorch: window writes from dbt's compiled SQL", "main.daily_sum"],
         ["sqlorch: window writes from dbt's compiled SQL", "main.mb"],
     ], args
+    finished = [
+        e["data"]
+        for e in sqlorch(project.path, "logs", "--json").json_lines()
+        if e["kind"] == "dbt_invocation_finished"
+    ]
+    assert sorted(w for d in finished for w in d["window_writes"]) == ["main.daily_sum", "main.mb"]
+    assert [d["log"] for d in finished] == [None, None]  # dbt wrote no log: it did not run
     # daily_sum's tests ran from their compiled SQL, as dbt runs them
     history = sqlorch(project.path, "history", "main.daily_sum", "--json").json()
     latest = history["materializations"][0]

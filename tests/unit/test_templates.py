@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 
-from sqlorch.dbt.templates import DataTestTemplate, Template, cut
+from sqlorch.dbt.templates import DataTestTemplate, Template, cut, inputs_of
 
 
 def test_cut_and_render_round_trip() -> None:
@@ -53,3 +54,29 @@ def test_test_outcomes_follow_dbts_rules() -> None:
     assert run(limited) == ("fail", "Got 1 result, configured to fail if != 0")
     summed = DataTestTemplate("t6", failing + ";", fail_calc="sum(i)")
     assert run(summed) == ("fail", "Got 7 results, configured to fail if != 0")
+
+
+def test_a_template_is_valid_for_the_env_vars_its_sql_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlorch.dbt.manifest import _env_vars_read
+    from sqlorch.graph import AssetKind, AssetNode
+
+    nodes = {"model.p.eph": {"config": {"materialized": "ephemeral"}, "raw_code": ""}}
+    macros = {
+        "macro.p.m": {"macro_sql": "{{ env_var('FROM_MACRO') }}", "depends_on": {"macros": []}}
+    }
+    model = {
+        "raw_code": "select '{{ env_var(\"REGION\", 'eu') }}'",
+        "depends_on": {"nodes": ["model.p.eph"], "macros": ["macro.p.m"]},
+    }
+    names = _env_vars_read(model, nodes, macros)
+    assert names == ["FROM_MACRO", "REGION"]
+    node = AssetNode(
+        key="main.m", kind=AssetKind.MODEL, name="m", metadata={"sqlorch_env_vars": names}
+    )
+    monkeypatch.setenv("REGION", "eu")
+    first = inputs_of(node)
+    assert inputs_of(node) == first
+    monkeypatch.setenv("REGION", "us")
+    assert inputs_of(node) != first
