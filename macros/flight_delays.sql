@@ -18,18 +18,3 @@
             then make_time(({{ column }} // 100) % 24, {{ column }} % 100, 0)
     end
 {%- endmacro %}
-
-{% macro partition_window_filter(date_column) -%}
-    {#- Which rows an incremental run rebuilds, by day. With `--vars '{start_date: 2013-03-01,
-        end_date: 2013-04-01}'` the window [start_date, end_date) is rebuilt (a backfill, on a
-        new table too); otherwise an incremental run rebuilds from the last day already loaded,
-        and a full build takes every row. -#}
-    {%- if var('start_date', none) is not none -%}
-        {{ date_column }} >= date '{{ var("start_date") }}'
-        and {{ date_column }} < date '{{ var("end_date", "9999-12-31") }}'
-    {%- elif is_incremental() -%}
-        {{ date_column }} >= (select max({{ date_column }}) from {{ this }})
-    {%- else -%}
-        true
-    {%- endif -%}
-{%- endmacro %}

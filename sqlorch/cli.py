@@ -938,6 +938,31 @@ def diff(
 
 
 @cli.command()
+@_common
+@click.option("--print", "to_stdout", is_flag=True, help="Print the macros instead of writing.")
+@_handle_errors
+def macros(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    to_stdout: bool,
+) -> None:
+    """Write sqlorch's dbt macros (sqlorch_window: a partition's filter) into the project."""
+    from sqlorch.dbt.package import install_macros, macros_text
+
+    if to_stdout:
+        click.echo(macros_text(), nl=False)
+        return
+    settings = _settings(project_dir, profiles_dir, target)
+    path, changed = install_macros(settings.project_dir)
+    state = "written" if changed else "already up to date"
+    _console().print(
+        f"{path}: {state}. Use {{{{ sqlorch_window('your_time_column') }}}} in a model."
+    )
+
+
+@cli.command()
 @click.argument("asset")
 @_common
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")

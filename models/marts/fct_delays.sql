@@ -28,5 +28,5 @@ select
     round(avg(dep_delay_min), 2) as avg_dep_delay,
     round(avg(arr_delay_min), 2) as avg_arr_delay
 from {{ ref('fct_flights') }}
-where {{ partition_window_filter('flight_date') }}
+where {{ sqlorch_window('flight_date') }}
 group by flight_date, origin, carrier_code

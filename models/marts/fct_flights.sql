@@ -12,7 +12,7 @@
 with flights as (
     select *
     from {{ ref('stg_flights') }}
-    where {{ partition_window_filter('flight_date') }}
+    where {{ sqlorch_window('flight_date') }}
 ),
 
 holidays as (

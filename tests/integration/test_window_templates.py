@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sqlorch.dbt.package import macros_text
 from tests.conftest import CliResult, TinyProject, query, scalar
 from tests.integration.test_partitions import EVENTS, table_hash
 
@@ -23,8 +24,7 @@ DAILY = """
                     'end': '2024-03-01', 'column': 'event_date'}}{extra}}}}}) }}}}
     select event_date, count(*) as n, sum(value) as total
     from {{{{ source('raw', 'events') }}}}
-    where event_date >= date '{{{{ var("start_date", "1900-01-01") }}}}'
-      and event_date < date '{{{{ var("end_date", "2999-01-01") }}}}'
+    where {{{{ sqlorch_window('event_date') }}}}
     group by 1
 """
 
@@ -38,6 +38,7 @@ MICRO = """
 DBT_WRITES = ", 'window_writes': 'dbt'"
 
 FILES = {
+    "macros/sqlorch.sql": macros_text(),  # as `sqlorch macros` writes it
     "models/daily_sum.sql": DAILY.format(extra=""),
     "models/daily_sum_dbt.sql": DAILY.format(extra=DBT_WRITES),
     "models/mb.sql": MICRO.format(extra=""),
@@ -198,9 +199,10 @@ def test_a_model_that_computes_with_its_window_stays_with_dbt(
     files = dict(FILES)
     # the day before the window too (a lookback computed in Jinja): not a template
     files["models/daily_sum.sql"] = DAILY.format(extra="").replace(
-        """date '{{ var("start_date", "1900-01-01") }}'""",
-        """date '{{ (modules.datetime.date.fromisoformat(var("start_date", "1900-01-02"))"""
-        """ - modules.datetime.timedelta(days=1)).isoformat() }}'""",
+        "where {{ sqlorch_window('event_date') }}",
+        """where event_date >= date '{{ (modules.datetime.date.fromisoformat("""
+        """var("start_date", "1900-01-02")) - modules.datetime.timedelta(days=1)).isoformat() }}'"""
+        """ and event_date < date '{{ var("end_date", "2999-01-01") }}'""",
     )
     p = make_dbt_project(files, {"ingest/events.py": EVENTS})
     assert sqlorch(p.path, "build").exit_code == 0
@@ -314,3 +316,78 @@ def test_kill_9_during_window_writes_then_build_completes_and_the_ledger_never_l
     assert scalar(p.db, "select count(*) from main.slow_daily where n <> 3") == 0
     doc = sqlorch(p.path, "partitions", "slow_daily", "--json").json()
     assert doc["partitions"]["done"] == [["2024-01-01", "2024-01-20"]]
+
+
+SITE_DAILY = """
+    {{ config(materialized='incremental', incremental_strategy='delete+insert',
+              unique_key=['event_date', 'site'],
+              meta={'sqlorch': {'partitions': [
+                  {'type': 'daily', 'start': '2024-01-01', 'end': '2024-01-05',
+                   'column': 'event_date'},
+                  {'type': 'static', 'keys': ['a', 'b'], 'column': 'site'}]}}) }}
+    select event_date, site, count(*) as n, sum(value) as total
+    from {{ source('raw', 'by_site') }}
+    where {{ sqlorch_window('event_date', ['site']) }}
+    group by 1, 2
+"""
+
+
+def test_a_dbt_model_partitioned_by_day_and_site_with_the_provided_macro(
+    sqlorch: Callable[..., CliResult], make_dbt_project: Callable[..., TinyProject]
+) -> None:
+    files = {
+        "macros/sqlorch.sql": macros_text(),
+        "models/site_daily.sql": SITE_DAILY,
+        "models/sources.yml": """
+            version: 2
+            sources:
+              - name: raw
+                schema: raw
+                tables: [{name: by_site}]
+        """,
+    }
+    p = make_dbt_project(files, {"ingest/events.py": EVENTS})
+    r = sqlorch(p.path, "build", "-s", "+site_daily")
+    assert r.exit_code == 0, r.describe()
+    expected = "select event_date, site, count(*), sum(value) from raw.by_site group by all"
+    assert sorted(query(p.db, "select * from main.site_daily")) == sorted(query(p.db, expected))
+    doc = sqlorch(p.path, "partitions", "site_daily", "--json").json()
+    assert doc["partitions"]["missing"] == [], doc
+    # one site's days, damaged then rebuilt: the other site's rows are left alone
+    query(p.db, "update main.site_daily set n = 0")
+    r = sqlorch(
+        p.path,
+        "backfill",
+        "site_daily",
+        "--partition",
+        "2024-01-02|a",
+        "--partition",
+        "2024-01-03|a",
+    )
+    assert r.exit_code == 0, r.describe()
+    fixed = query(p.db, "select event_date::varchar, site from main.site_daily where n > 0")
+    assert sorted(fixed) == [("2024-01-02", "a"), ("2024-01-03", "a")]
+    args = invocations(sqlorch, p)
+    assert len(args) == 1 and "--vars" in args[0], args  # static dimensions: dbt writes
+    passed = json.loads(args[0][args[0].index("--vars") + 1])
+    assert passed == {"start_date": "2024-01-02", "end_date": "2024-01-04", "partition_site": "a"}
+
+
+def test_sqlorch_macros_writes_updates_and_refuses_a_foreign_file(
+    sqlorch: Callable[..., CliResult], make_dbt_project: Callable[..., TinyProject]
+) -> None:
+    p = make_dbt_project({"models/one.sql": "select 1 as x"})
+    r = sqlorch(p.path, "macros")
+    assert r.exit_code == 0, r.describe()
+    path = p.path / "macros" / "sqlorch.sql"
+    assert path.read_text() == macros_text()
+    assert "written" in r.output
+    assert "already up to date" in sqlorch(p.path, "macros").output
+    path.write_text(macros_text().replace("sqlorch_window", "old_window"))  # an older version
+    assert sqlorch(p.path, "macros").exit_code == 0
+    assert path.read_text() == macros_text()
+    path.write_text("{% macro mine() %}1{% endmacro %}\n")
+    r = sqlorch(p.path, "macros")
+    assert r.exit_code == 2 and "was not written by sqlorch" in r.output, r.describe()
+    assert path.read_text() == "{% macro mine() %}1{% endmacro %}\n"
+    assert sqlorch(p.path, "macros", "--print").output == macros_text()
