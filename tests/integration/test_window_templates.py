@@ -391,3 +391,63 @@ def test_sqlorch_macros_writes_updates_and_refuses_a_foreign_file(
     assert r.exit_code == 2 and "was not written by sqlorch" in r.output, r.describe()
     assert path.read_text() == "{% macro mine() %}1{% endmacro %}\n"
     assert sqlorch(p.path, "macros", "--print").output == macros_text()
+
+
+HOURS = """
+from datetime import timedelta
+
+import pyarrow as pa
+
+from sqlorch import AssetContext, asset, hourly
+
+
+@asset(schema="raw", partitions=hourly("2024-01-01T00:00", end="2024-01-03T00:00", column="ts"))
+def readings(context: AssetContext) -> pa.Table:
+    start = context.partition.start.replace(tzinfo=None)
+    stamps = [start + timedelta(minutes=10 * i) for i in range(6)]
+    return pa.table({"ts": pa.array(stamps, pa.timestamp("us")), "value": list(range(6))})
+"""
+
+HOURLY = """
+    {{{{ config(materialized='incremental', incremental_strategy='delete+insert',
+              unique_key='hour',
+              meta={{'sqlorch': {{'partitions': {{'type': 'hourly', 'start': '2024-01-01T00:00',
+                    'end': '2024-01-03T00:00', 'column': 'hour'}}{extra}}}}}) }}}}
+    select date_trunc('hour', ts) as hour, count(*) as n, sum(value) as total
+    from {{{{ source('raw', 'readings') }}}}
+    where {{{{ sqlorch_window('ts') }}}}
+    group by 1
+"""
+
+
+def test_hourly_windows_from_templates_equal_dbts(
+    sqlorch: Callable[..., CliResult], make_dbt_project: Callable[..., TinyProject]
+) -> None:
+    files = {
+        "macros/sqlorch.sql": macros_text(),
+        "models/by_hour.sql": HOURLY.format(extra=""),
+        "models/by_hour_dbt.sql": HOURLY.format(extra=DBT_WRITES),
+        "models/sources.yml": """
+            version: 2
+            sources:
+              - name: raw
+                schema: raw
+                tables: [{name: readings}]
+        """,
+    }
+    p = make_dbt_project(files, {"ingest/readings.py": HOURS})
+    assert sqlorch(p.path, "build").exit_code == 0
+    assert "parts" in templates(p)["main.by_hour"]
+    for table in ("main.by_hour", "main.by_hour_dbt"):
+        query(p.db, f"update {table} set n = 0")
+    window = ("--from", "2024-01-01T05:00", "--to", "2024-01-02T02:00")
+    backfill(sqlorch, p, "by_hour", "by_hour_dbt", *window)
+    args = {a[1]: a for a in invocations(sqlorch, p)}
+    assert args["main.by_hour"][0].startswith("sqlorch: window writes"), args
+    passed = json.loads(args["main.by_hour"][args["main.by_hour"].index("--vars") + 1])
+    assert passed == {"start_date": "2024-01-01 05:00:00", "end_date": "2024-01-02 03:00:00"}
+    assert same_rows(p.db, "main.by_hour", "main.by_hour_dbt")
+    assert scalar(p.db, "select count(*) from main.by_hour where n = 6") == 22
+    assert scalar(p.db, "select min(hour)::varchar from main.by_hour where n = 6") == (
+        "2024-01-01 05:00:00"
+    )
