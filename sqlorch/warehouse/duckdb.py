@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlorch.errors import AssetError, WarehouseError
@@ -134,45 +134,31 @@ class DuckDBWarehouse:
         target = quote_key(key)
         schema = key.split(".", 1)[0]
 
-        def attempt() -> int:
-            # a cursor of its own: a DuckDB relation the asset returned may hold an open
+        def work(con: Any) -> int:
+            # `con` is a cursor of its own: a DuckDB relation the asset returned may hold an open
             # result on the session's connection while it streams into this write
-            con = self._con.cursor()
-            con.execute("BEGIN TRANSACTION")
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            con.register("__sqlorch_input", stream)
             try:
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                con.register("__sqlorch_input", stream)
-                try:
-                    if mode is WriteMode.REPLACE:
-                        con.execute(
-                            f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __sqlorch_input"
-                        )
-                    else:
-                        con.execute(
-                            f"CREATE TABLE IF NOT EXISTS {target} AS "
-                            "SELECT * FROM __sqlorch_input LIMIT 0"
-                        )
-                        con.execute(f"INSERT INTO {target} SELECT * FROM __sqlorch_input")
-                finally:
-                    con.unregister("__sqlorch_input")
-                if rows_hint is not None and mode is WriteMode.REPLACE:
-                    rows = int(rows_hint)
+                if mode is WriteMode.REPLACE:
+                    con.execute(
+                        f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __sqlorch_input"
+                    )
                 else:
-                    rows = int(con.execute(f"SELECT count(*) FROM {target}").fetchone()[0])
-                con.execute("COMMIT")
-                return rows
-            except BaseException:
-                try:
-                    con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
+                    con.execute(
+                        f"CREATE TABLE IF NOT EXISTS {target} AS "
+                        "SELECT * FROM __sqlorch_input LIMIT 0"
+                    )
+                    con.execute(f"INSERT INTO {target} SELECT * FROM __sqlorch_input")
             finally:
-                con.close()
+                con.unregister("__sqlorch_input")
+            if rows_hint is not None and mode is WriteMode.REPLACE:
+                return int(rows_hint)
+            return int(con.execute(f"SELECT count(*) FROM {target}").fetchone()[0])
 
         try:
             # a reader is consumed by the first attempt: only tables can be retried
-            return int(self._retry(attempt, retries=3 if rows_hint is not None else 0))
+            return self._transaction(work, retries=3 if rows_hint is not None else 0)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"Writing asset {key!r} to DuckDB failed: {exc}", asset=key
@@ -219,39 +205,27 @@ class DuckDBWarehouse:
             finally:
                 con.close()
 
-        def attempt() -> int:
-            con = self._con.cursor()
+        def work(con: Any) -> int:
             con.register("__sqlorch_input", stream)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                outside = con.execute(
-                    f"SELECT count(*) FROM __sqlorch_input WHERE NOT coalesce(({where}), false)",
-                    params,
-                ).fetchone()[0]
-                if outside:
-                    raise AssetError(
-                        f"Asset {key!r} returned {outside:,} row(s) outside the partition it "
-                        f"was asked for (filter: {where} with {params}); nothing was written. "
-                        "Return only the rows of `context.partition`.",
-                        asset=key,
-                    )
-                con.execute(f"DELETE FROM {target} WHERE {where}", params)
-                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __sqlorch_input")
-                con.execute("COMMIT")
-                return int(stream.num_rows)
-            except BaseException:
-                try:
-                    con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
-            finally:
-                con.close()
+            outside = con.execute(
+                f"SELECT count(*) FROM __sqlorch_input WHERE NOT coalesce(({where}), false)",
+                params,
+            ).fetchone()[0]
+            if outside:
+                raise AssetError(
+                    f"Asset {key!r} returned {outside:,} row(s) outside the partition it "
+                    f"was asked for (filter: {where} with {params}); nothing was written. "
+                    "Return only the rows of `context.partition`.",
+                    asset=key,
+                )
+            con.execute(f"DELETE FROM {target} WHERE {where}", params)
+            con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __sqlorch_input")
+            return int(stream.num_rows)
 
         try:
             if not self.table_exists(key):
                 self._retry(create, retries=5)
-            return int(self._retry(attempt, retries=5))
+            return self._transaction(work, retries=5)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"Writing a partition of asset {key!r} to DuckDB failed: {exc}", asset=key
@@ -310,40 +284,27 @@ class DuckDBWarehouse:
         key = ".".join(p for p in relation[1:])
         bodies = [_body(q) for q in queries]
 
-        def attempt() -> int:
-            con = self._con.cursor()
-            con.execute("BEGIN TRANSACTION")
-            try:
-                have = self._column_types(con, relation)
-                for body in bodies[:1]:
-                    got = {
-                        str(r[0]).lower(): str(r[1])
-                        for r in con.execute(f"DESCRIBE SELECT * FROM ({body}\n)").fetchall()
-                    }
-                    if got != have:
-                        raise SchemaDrift(_drift(have, got))
-                con.execute(f"DELETE FROM {target} WHERE {where}", params)
-                rows = 0
-                for body in bodies:
-                    row = con.execute(
-                        f"INSERT INTO {target} BY NAME SELECT * FROM ({body}\n) "
-                        f"AS __sqlorch_window WHERE {where}",
-                        params,
-                    ).fetchone()
-                    rows += int(row[0]) if row else 0
-                con.execute("COMMIT")
-                return rows
-            except BaseException:
-                try:
-                    con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
-            finally:
-                con.close()
+        def work(con: Any) -> int:
+            have = self._column_types(con, relation)
+            got = {
+                str(r[0]).lower(): str(r[1])
+                for r in con.execute(f"DESCRIBE SELECT * FROM ({bodies[0]}\n)").fetchall()
+            }
+            if got != have:
+                raise SchemaDrift(_drift(have, got))
+            con.execute(f"DELETE FROM {target} WHERE {where}", params)
+            rows = 0
+            for body in bodies:
+                row = con.execute(
+                    f"INSERT INTO {target} BY NAME SELECT * FROM ({body}\n) "
+                    f"AS __sqlorch_window WHERE {where}",
+                    params,
+                ).fetchone()
+                rows += int(row[0]) if row else 0
+            return rows
 
         try:
-            return int(self._retry(attempt, retries=5))
+            return self._transaction(work, retries=5)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"Writing a partition window of {key!r} to DuckDB failed: {exc}", asset=key
@@ -431,6 +392,29 @@ class DuckDBWarehouse:
             self._con.close()
         except Exception:  # noqa: BLE001 - closing twice or after the parent is harmless
             log.debug("closing DuckDB connection failed", exc_info=True)
+
+    def _transaction(self, work: Callable[[Any], int], retries: int) -> int:
+        """Run `work(cursor)` in one transaction on a cursor of its own; any error rolls it
+        back. Transient conflicts are retried up to `retries` times."""
+        import duckdb
+
+        def attempt() -> int:
+            con = self._con.cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                out = work(con)
+                con.execute("COMMIT")
+                return out
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                con.close()
+
+        return int(self._retry(attempt, retries=retries))
 
     def _retry(self, fn: Any, retries: int = 3) -> Any:
         import duckdb
