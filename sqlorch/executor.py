@@ -237,7 +237,6 @@ class Executor:
         self.cancelled = False
         self._start_hooks_done = False
         self._direct: DirectWindows | None = None
-        self._direct_templates: dict[str, Template] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -647,7 +646,7 @@ class Executor:
         end_hooks: bool,
     ) -> None:
         # partitioned models' own results are read from the invocation's result
-        direct, rest = self._direct_chunk(n, group)
+        direct, rest, templates = self._direct_chunk(n, group)
         if direct is None:
             result = self._invoke_dbt(n, selectors, start_hooks, end_hooks, extra)
             if self._direct is not None:
@@ -663,17 +662,19 @@ class Executor:
                 except Exception:  # noqa: BLE001 - only a missed shortcut for later runs
                     log.debug("compiling window templates failed", exc_info=True)
         else:
-            result = self._finish_direct(n, direct, rest, checks, (start_hooks, end_hooks), extra)
+            hooks = (start_hooks, end_hooks)
+            result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self._queue.put(_Msg("dbt_chunk_done", "", (group, checks, result)))
 
     def _direct_chunk(
         self, n: int, group: list[tuple[str, Chunk]]
-    ) -> tuple[InvocationResult | None, list[tuple[str, Chunk]]]:
+    ) -> tuple[InvocationResult | None, list[tuple[str, Chunk]], dict[str, Template]]:
         """Write the windows of the group's models that have templates, without dbt.
 
-        Returns (their results, the rest of the group for dbt), or (None, group) when dbt
-        must build the whole group (see `partition_runs.DirectWindows`). A model downstream
-        of one dbt writes stays with dbt, which orders the two.
+        Returns (their results, the rest of the group for dbt, the templates used), or
+        (None, group, {}) when dbt must build the whole group (see
+        `partition_runs.DirectWindows`). A model downstream of one dbt writes stays with dbt,
+        which orders the two.
         """
         from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
@@ -683,7 +684,7 @@ class Executor:
             or self.dbt_project is None
             or not isinstance(self.warehouse, DuckDBWarehouse)
         ):
-            return None, group
+            return None, group, {}
         if self._direct is None:
             from sqlorch.partition_runs import DirectWindows
 
@@ -698,19 +699,19 @@ class Executor:
                 later = key not in templates or any(k in self.graph.ancestors(key) for k, _ in rest)
                 (rest if later else mine).append((key, chunk))
             if not mine:
-                return None, group
-            self._direct_templates = templates
+                return None, group, {}
             result = self._direct.run(mine, templates)
         except Exception:  # noqa: BLE001 - dbt then writes the windows, as without templates
             log.debug("direct window writes failed to start", exc_info=True)
-            return None, group
-        return (None, group) if result is None else (result, rest)
+            return None, group, {}
+        return (None, group, {}) if result is None else (result, rest, templates)
 
     def _finish_direct(
         self,
         n: int,
         result: InvocationResult,
         rest: list[tuple[str, Chunk]],
+        templates: dict[str, Template],
         checks: list[str],
         hooks: tuple[bool, bool],
         extra: Sequence[str],
@@ -731,13 +732,10 @@ class Executor:
                 run.append(uid)
         due = [c for c in checks if not failed.intersection(self._checks[c].asset_keys)]
         # the written models' own tests that have compiled SQL run here, as dbt would
-        assert self._direct is not None and self._direct_templates is not None
+        assert self._direct is not None
         later = {k for k, _ in rest}
         ready = {
-            t.unique_id: t
-            for key, tpl in self._direct_templates.items()
-            if key not in later
-            for t in tpl.tests
+            t.unique_id: t for key, tpl in templates.items() if key not in later for t in tpl.tests
         }
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
 
@@ -1405,8 +1403,14 @@ class Executor:
                 "log": str(result.log_path) if result.log_path else None,
                 "error": result.error,
                 "args": result.args,
-                # models whose windows sqlorch wrote from their templates (no dbt build)
+                # models whose windows sqlorch wrote from their templates (no dbt build),
+                # and why dbt wrote the others'
                 "window_writes": sorted(self._uid_to_key.get(u, u) for u in result.rows),
+                "dbt_writes_because": {
+                    k: self._direct.reasons[k]
+                    for k, _ in group
+                    if self._direct is not None and k in self._direct.reasons
+                },
             },
         )
         counted: dict[str, int] = {}

@@ -219,6 +219,7 @@ class DirectWindows:
         self.warehouse = warehouse
         self.run_dir = run_dir
         self.cache = TemplateCache(invoker.artifacts_dir / "templates.json")
+        # model key -> why dbt writes its windows (shown in the run's events)
         self.reasons: dict[str, str] = {}
 
     def templates(self, n: int, keys: list[str]) -> dict[str, Template]:
@@ -239,23 +240,28 @@ class DirectWindows:
         found: dict[str, Template] = {}
         missing: list[AssetNode] = []
         for key in keys:
+            self.reasons.pop(key, None)
             node = self.graph.assets[key]
             reason = blocker(node, adapter, self.project.hook_count)
-            cached = None if reason else self.cache.get(node)
-            if isinstance(cached, str):
-                reason = cached
             if reason:
                 self.reasons[key] = reason
-            elif cached is None:
+                continue
+            cached = self.cache.get(node)
+            if cached is None:
                 missing.append(node)
-            elif not isinstance(cached, str):
+            elif isinstance(cached, str):
+                self.reasons[key] = cached
+            else:
                 found[key] = cached
         if missing:
             session = self.warehouse.session()
             try:
-                missing = [m for m in missing if session.relation_exists(self.relation(m))]
+                absent = {m.key for m in missing if not session.relation_exists(self.relation(m))}
             finally:
                 session.close()
+            for key in absent:
+                self.reasons[key] = "its table does not exist yet (dbt creates it)"
+            missing = [m for m in missing if m.key not in absent]
         if missing:
             tests_of = {m.key: self.tests_of(m.key) for m in missing}
             selectors = {
@@ -267,8 +273,10 @@ class DirectWindows:
             try:
                 folder = self.run_dir / f"dbt-{n}"
                 made = compile_templates(self.invoker, missing, selectors, folder, tests_of)
-            except Exception:  # noqa: BLE001 - dbt then writes the windows, as without templates
+            except Exception as exc:  # noqa: BLE001 - dbt then writes the windows, as before
                 log.debug("compiling window templates failed", exc_info=True)
+                for m in missing:
+                    self.reasons[m.key] = f"dbt could not compile its template: {exc}"
                 return found
             for m in missing:
                 value = made[m.key]

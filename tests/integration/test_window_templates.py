@@ -121,6 +121,17 @@ def test_windows_written_from_templates_equal_dbts_and_need_no_dbt_once_compiled
     runs = sorted((project.path / ".sqlorch" / "runs").iterdir())
     assert not list(runs[-1].glob("dbt-*/templates-*")), list(runs[-1].rglob("*"))
     args = invocations(sqlorch, project)
+    events = sqlorch(project.path, "logs", "--json").json_lines()
+    because = {
+        k: v
+        for e in events
+        if e["kind"] == "dbt_invocation_finished"
+        for k, v in e["data"]["dbt_writes_because"].items()
+    }
+    assert because == {
+        "main.daily_sum_dbt": "meta.sqlorch.window_writes is 'dbt'",
+        "main.mb_dbt": "meta.sqlorch.window_writes is 'dbt'",
+    }, because
     # one group per window shape (vars, event time); the twins join it as dbt's part
     direct = {a[1]: a for a in args if a[0].startswith("sqlorch: window writes")}
     assert set(direct) == {"main.daily_sum", "main.mb"}, args
@@ -209,6 +220,9 @@ def test_a_model_that_computes_with_its_window_stays_with_dbt(
     backfill(sqlorch, p, "daily_sum", "--from", "2024-01-05", "--to", "2024-01-06")
     reason = templates(p)["main.daily_sum"]["reason"]
     assert "uses the window in ways other than its bounds" in str(reason)
+    events = sqlorch(p.path, "logs", "--json").json_lines()
+    finished = [e["data"] for e in events if e["kind"] == "dbt_invocation_finished"]
+    assert finished[0]["dbt_writes_because"]["main.daily_sum"] == reason
     assert "--vars" in invocations(sqlorch, p)[0]
     assert scalar(p.db, "select count(*) from main.daily_sum") == 60
     assert scalar(p.db, "select count(*) from main.daily_sum where n <> 3") == 0
