@@ -236,13 +236,12 @@ class DirectWindows:
         same_file = self.invoker.duckdb_path is not None and (
             Path(self.warehouse.path).resolve() == self.invoker.duckdb_path
         )
-        adapter = "duckdb" if same_file else f"{self.project.adapter_type} (another database)"
         found: dict[str, Template] = {}
         missing: list[AssetNode] = []
         for key in keys:
             self.reasons.pop(key, None)
             node = self.graph.assets[key]
-            reason = blocker(node, adapter, self.project.hook_count)
+            reason = blocker(node, same_file, self.project.hook_count)
             if reason:
                 self.reasons[key] = reason
                 continue

@@ -180,9 +180,8 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
             deps = tuple(dict.fromkeys(resolve(parent_ids)))
             partitions, per_run, meta = _partitions(n, config)
             if partitions is not None:
-                facts = _direct_facts(n, config, nodes, sources_raw, test_inputs.get(uid))
-                meta.update(facts)
-                meta["sqlorch_env_vars"] = _env_vars_read(n, nodes, macros_raw)
+                tests = test_inputs.get(uid)
+                meta.update(_direct_facts(n, config, nodes, sources_raw, macros_raw, tests))
 
             mappings = _dep_mappings(
                 n,
@@ -258,27 +257,6 @@ _MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
 _ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
 
 
-def _env_vars_read(
-    n: Mapping[str, Any], nodes: Mapping[str, Any], macros: Mapping[str, Any]
-) -> list[str]:
-    """The environment variables a model's SQL, its ephemeral inputs or its macros read."""
-    texts = [str(n.get("raw_code") or "")]
-    for dep in (n.get("depends_on") or {}).get("nodes") or ():
-        other = nodes.get(dep) or {}
-        if (other.get("config") or {}).get("materialized") == "ephemeral":
-            texts.append(str(other.get("raw_code") or ""))
-    seen: set[str] = set()
-    stack = list((n.get("depends_on") or {}).get("macros") or ())
-    while stack:
-        m = stack.pop()
-        if m in seen or m not in macros:
-            continue
-        seen.add(m)
-        texts.append(str(macros[m].get("macro_sql") or ""))
-        stack.extend((macros[m].get("depends_on") or {}).get("macros") or ())
-    return sorted({name for t in texts for name in _ENV_VAR_RE.findall(t)})
-
-
 _TEST_CONFIG = (
     "severity",
     "warn_if",
@@ -297,6 +275,7 @@ def _direct_facts(
     config: Mapping[str, Any],
     nodes: Mapping[str, Any],
     sources: Mapping[str, Any],
+    macros: Mapping[str, Any],
     tests: list[str] | None = None,
 ) -> dict[str, Any]:
     """What sqlorch needs to write a partitioned model's windows itself (sqlorch.dbt.templates).
@@ -305,7 +284,8 @@ def _direct_facts(
     sqlorch may run dbt's compiled SQL as its own delete-then-insert of the window);
     `sqlorch_render_inputs` digests what the compiled SQL depends on beyond the model's code
     version: the relation names it renders, the code of ephemeral models it inlines, and
-    its data tests (`tests`: their code, configuration and macros).
+    its data tests (`tests`: their code, configuration and macros). `sqlorch_env_vars`
+    names the environment variables its code or macros read with `env_var()`.
     """
     import hashlib
 
@@ -328,6 +308,9 @@ def _direct_facts(
     elif config.get("full_refresh"):
         blocker = "full_refresh"
     parts: list[str] = [str(n.get("relation_name") or ""), *(tests or ())]
+    # the code dbt renders into the model: its own, its ephemeral inputs', their macros'
+    code = [str(n.get("raw_code") or "")]
+    macro_ids = list((n.get("depends_on") or {}).get("macros") or ())
     stack = list((n.get("depends_on") or {}).get("nodes") or ())
     seen: set[str] = set()
     while stack:
@@ -340,13 +323,24 @@ def _direct_facts(
         if (other.get("config") or {}).get("materialized") == "ephemeral":
             parts.append(str((other.get("checksum") or {}).get("checksum") or ""))
             parts.append(str(other.get("raw_code") or ""))
+            code.append(str(other.get("raw_code") or ""))
+            macro_ids.extend((other.get("depends_on") or {}).get("macros") or ())
             stack.extend((other.get("depends_on") or {}).get("nodes") or ())
+    while macro_ids:
+        m = macro_ids.pop()
+        if m in seen or m not in macros:
+            continue
+        seen.add(m)
+        code.append(str(macros[m].get("macro_sql") or ""))
+        macro_ids.extend((macros[m].get("depends_on") or {}).get("macros") or ())
     digest = hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:20]
     relation = [n.get("database"), n.get("schema"), n.get("alias") or n.get("name")]
     return {
         "sqlorch_direct_blocker": blocker,
         "sqlorch_render_inputs": digest,
         "sqlorch_relation": relation,
+        # environment variables dbt renders into the SQL (their values key the template)
+        "sqlorch_env_vars": sorted({v for text in code for v in _ENV_VAR_RE.findall(text)}),
     }
 
 

@@ -12,17 +12,18 @@ through dbt.
 
 With a template, writing a window needs neither dbt's start-up nor its temp table: sqlorch
 runs the filled-in SQL as its own delete-then-insert of exactly the window, in one DuckDB
-transaction (`DuckDBWarehouse.replace_partition_sql`). Templates are cached in
-`.sqlorch/dbt/templates.json`, keyed by the model's code version (its SQL, macros, vars,
-config and target) and the relations and ephemeral models it renders; a failed attempt is
-cached too, so a model that cannot use a template is not compiled again until it changes.
+transaction (`DuckDBWarehouse.replace_window_sql`). The model's own data tests are compiled
+with it and run as dbt runs them. Templates are cached in `.sqlorch/dbt/templates.json`, keyed
+by the model's code version (its SQL, macros, vars, config and target), the relations and
+ephemeral models it renders, its tests, and the environment variables it reads; a failed
+attempt is cached too, so a model that cannot use a template is not compiled again until it
+changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from sqlorch.dbt.runner import DbtInvoker
     from sqlorch.graph import AssetNode
     from sqlorch.partitions import PartitionsDefinition
-
-log = logging.getLogger(__name__)
 
 FORMAT = 2
 
@@ -106,8 +105,11 @@ class Template:
         return "".join(out)
 
 
-def blocker(node: AssetNode, adapter_type: str | None, hook_count: int) -> str:
-    """Why sqlorch must leave `node`'s windows to dbt's materialization ("" if it need not)."""
+def blocker(node: AssetNode, same_file: bool, hook_count: int) -> str:
+    """Why sqlorch must leave `node`'s windows to dbt's materialization ("" if it need not).
+
+    `same_file`: the dbt target is the DuckDB file sqlorch writes to.
+    """
     definition = node.partitions
     if definition is None or definition.time is None or definition.others:
         return "not partitioned by time alone"
@@ -115,8 +117,8 @@ def blocker(node: AssetNode, adapter_type: str | None, hook_count: int) -> str:
         return "not partitioned by time alone"
     if not definition.columns:
         return "no partition column"
-    if adapter_type != "duckdb":
-        return f"the {adapter_type or 'unknown'} adapter"
+    if not same_file:
+        return "the dbt target is not the DuckDB file sqlorch writes to"
     if hook_count:
         return "project hooks"
     reason = node.metadata.get("sqlorch_direct_blocker")

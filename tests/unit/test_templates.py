@@ -59,10 +59,16 @@ def test_test_outcomes_follow_dbts_rules() -> None:
 def test_a_template_is_valid_for_the_env_vars_its_sql_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sqlorch.dbt.manifest import _env_vars_read
+    from sqlorch.dbt.manifest import _direct_facts
     from sqlorch.graph import AssetKind, AssetNode
 
-    nodes = {"model.p.eph": {"config": {"materialized": "ephemeral"}, "raw_code": ""}}
+    nodes = {
+        "model.p.eph": {
+            "config": {"materialized": "ephemeral"},
+            "raw_code": "select '{{ env_var('IN_EPHEMERAL') }}'",
+            "depends_on": {"nodes": [], "macros": []},
+        }
+    }
     macros = {
         "macro.p.m": {"macro_sql": "{{ env_var('FROM_MACRO') }}", "depends_on": {"macros": []}}
     }
@@ -70,8 +76,10 @@ def test_a_template_is_valid_for_the_env_vars_its_sql_reads(
         "raw_code": "select '{{ env_var(\"REGION\", 'eu') }}'",
         "depends_on": {"nodes": ["model.p.eph"], "macros": ["macro.p.m"]},
     }
-    names = _env_vars_read(model, nodes, macros)
-    assert names == ["FROM_MACRO", "REGION"]
+    facts = _direct_facts(model, {"materialized": "incremental"}, nodes, {}, macros)
+    names = facts["sqlorch_env_vars"]
+    assert names == ["FROM_MACRO", "IN_EPHEMERAL", "REGION"]
+    assert facts["sqlorch_direct_blocker"] == ""
     node = AssetNode(
         key="main.m", kind=AssetKind.MODEL, name="m", metadata={"sqlorch_env_vars": names}
     )
