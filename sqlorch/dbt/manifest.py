@@ -291,7 +291,16 @@ def _direct_facts(
 
     blocker = ""
     own = (config.get("meta") or n.get("meta") or {}).get("sqlorch") or {}
-    if isinstance(own, Mapping) and own.get("window_writes") == "dbt":
+    writes = own.get("window_writes", "sqlorch") if isinstance(own, Mapping) else "sqlorch"
+    if writes not in ("sqlorch", "dbt"):
+        file = n.get("original_file_path")
+        raise ProjectError(
+            f"dbt model {n.get('name')!r} ({file}): meta.sqlorch.window_writes is {writes!r}; "
+            "use 'dbt' (dbt's materialization writes every partition window) or 'sqlorch' "
+            "(the default: sqlorch writes windows from dbt's compiled SQL where it can).",
+            file=file,
+        )
+    if writes == "dbt":
         blocker = "meta.sqlorch.window_writes is 'dbt'"
     elif config.get("materialized") != "incremental":
         blocker = f"materialized={config.get('materialized')!r}"

@@ -465,3 +465,22 @@ def test_hourly_windows_from_templates_equal_dbts(
     assert scalar(p.db, "select min(hour)::varchar from main.by_hour where n = 6") == (
         "2024-01-01 05:00:00"
     )
+
+
+def test_a_bad_window_writes_setting_is_a_clear_error(
+    sqlorch: Callable[..., CliResult], make_dbt_project: Callable[..., TinyProject]
+) -> None:
+    files = dict(FILES)
+    files["models/daily_sum.sql"] = DAILY.format(extra=", 'window_writes': 'DBT'")
+    p = make_dbt_project(files, {"ingest/events.py": EVENTS})
+    r = sqlorch(p.path, "build")
+    assert r.exit_code == 2, r.describe()
+    assert "daily_sum" in r.output and "models/daily_sum.sql" in r.output, r.output
+    assert "window_writes is 'DBT'" in r.output and "use 'dbt'" in r.output, r.output
+    assert (
+        not p.db.exists()
+        or scalar(
+            p.db, "select count(*) from information_schema.tables where table_name = 'events'"
+        )
+        == 0
+    )
