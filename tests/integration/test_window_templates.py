@@ -484,3 +484,8 @@ def test_a_bad_window_writes_setting_is_a_clear_error(
         )
         == 0
     )
+
+
+def test_the_examples_macros_are_what_sqlorch_macros_writes() -> None:
+    example = Path(__file__).resolve().parents[2] / "macros" / "sqlorch.sql"
+    assert example.read_text() == macros_text(), "run `sqlorch macros` in the repo root"
