@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +33,7 @@ from sqlorch.policies import RunPolicies
 from sqlorch.retries import next_delay
 
 if TYPE_CHECKING:
+    from sqlorch.checks import CheckResult
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
     from sqlorch.dbt.templates import Template
@@ -898,9 +899,38 @@ class Executor:
         from sqlorch.partition_runs import context_of
         from sqlorch.partitions import filter_sql
 
-        check = self._checks[uid]
         definition = self.graph.assets[key].partitions
         assert definition is not None
+
+        def run(session: Warehouse, logger: logging.Logger) -> CheckResult:
+            where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
+            ctx = CheckContext(
+                asset=key,
+                run_id=self.run_id,
+                warehouse=session,
+                log=logger,
+                partition=context_of(definition, chunk),
+                partition_filter=where or None,
+                partition_params=params,
+            )
+            return run_python_check(self.side.python_checks[uid], ctx)
+
+        outcome = self._check_outcome(uid, key, run)
+        self._queue.put(_Msg("chunk_check_done", key, (uid, chunk, *outcome)))
+
+    def _check_outcome(
+        self,
+        uid: str,
+        key: str,
+        run: Callable[[Warehouse, logging.Logger], CheckResult],
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Run a check sqlorch executes itself: (status, message, metadata).
+
+        `run` gets a warehouse session and the check's logger (its lines go to the run's
+        events); a failed blocking check is `fail`, a failed non-blocking one `warn`, a
+        raising one `error`.
+        """
+        check = self._checks[uid]
         logger = logging.Logger(f"sqlorch.check.{check.name}")
         logger.setLevel(logging.DEBUG)
         logger.addHandler(_QueueHandler(self._queue, key))
@@ -913,17 +943,7 @@ class Executor:
                     "this target's warehouse cannot be queried by sqlorch yet"
                 )
             session = self.warehouse.session()
-            where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
-            ctx = CheckContext(
-                asset=key,
-                run_id=self.run_id,
-                warehouse=session,
-                log=logger,
-                partition=context_of(definition, chunk),
-                partition_filter=where or None,
-                partition_params=params,
-            )
-            result = run_python_check(self.side.python_checks[uid], ctx)
+            result = run(session, logger)
             if result.passed:
                 status = "pass"
             else:
@@ -937,7 +957,7 @@ class Executor:
             if session is not None:
                 session.close()
         metadata["duration_s"] = round(time.perf_counter() - started, 4)
-        self._queue.put(_Msg("chunk_check_done", key, (uid, chunk, status, message, metadata)))
+        return status, message, metadata
 
     def _on_chunk_check(
         self,
@@ -1197,19 +1217,9 @@ class Executor:
         """Run one @check or built-in check in a worker; its result goes to the queue."""
         check = self._checks[uid]
         key = check.asset_keys[0]
-        logger = logging.Logger(f"sqlorch.check.{check.name}")
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(_QueueHandler(self._queue, key))
-        session = None
-        started = time.perf_counter()
-        try:
-            if self.warehouse is None:
-                raise RuntimeError(
-                    "sqlorch runs Python and built-in checks on a DuckDB file target only; "
-                    "this target's warehouse cannot be queried by sqlorch yet"
-                )
-            session = self.warehouse.session()
-            result = run_side_check(
+
+        def run(session: Warehouse, logger: logging.Logger) -> CheckResult:
+            return run_side_check(
                 check,
                 self.side,
                 session,
@@ -1218,20 +1228,9 @@ class Executor:
                 current=self._observed.get(key),
                 partitions=self.graph.assets[key].partitions,
             )
-            if result.passed:
-                status = "pass"
-            else:
-                status = "fail" if check.is_blocking else "warn"
-            message, metadata = result.message, dict(result.metadata)
-        except Exception as exc:  # noqa: BLE001 - a raising check is an errored check
-            status = "error"
-            message = _check_error(check, exc)
-            metadata = {"traceback": traceback.format_exc()}
-        finally:
-            if session is not None:
-                session.close()
-        metadata["duration_s"] = round(time.perf_counter() - started, 4)
-        self._queue.put(_Msg("check_done", uid, (status, message, metadata)))
+
+        outcome = self._check_outcome(uid, key, run)
+        self._queue.put(_Msg("check_done", uid, outcome))
 
     def _run_dbt(
         self,
