@@ -80,9 +80,9 @@ def child(project: Path, mode: str, pure: bool) -> dict[str, Any]:
     if pure:
         _hide_sqlglotc()
     started = time.perf_counter()
-    from sqlorch.lineage.report import materialized_columns
+    from sqlorch.app.lineage import materialized_columns
     from sqlorch.lineage.service import build_index
-    from sqlorch.project import load_project
+    from sqlorch.load.project import load_project
     from sqlorch.settings import load_settings
 
     settings = load_settings(project_dir=str(project), profiles_dir=str(project))

@@ -211,8 +211,8 @@ def ledger_bench() -> dict[str, float]:
     """Record 5 years of hourly partitions and time the read path."""
     from datetime import UTC, datetime
 
-    from sqlorch import ledger
-    from sqlorch.partitions import PartitionSet, SegmentStatus, hourly
+    from sqlorch.core.partitions import PartitionSet, SegmentStatus, hourly
+    from sqlorch.state import ledger
     from sqlorch.state.store import StateStore
 
     root = HERE / "projects" / "ledger"

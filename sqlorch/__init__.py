@@ -7,17 +7,17 @@ and partition mappings (`window`, `all_partitions`, `same`), and the error root
 `SqlorchError`.
 """
 
-from sqlorch.assets import (
+from sqlorch.api.asset import (
     AssetContext,
     AssetDefinition,
     MaterializeResult,
     PartitionContext,
     asset,
 )
-from sqlorch.checks import CheckContext, CheckResult, check
+from sqlorch.api.checks import CheckContext, CheckResult, check
+from sqlorch.core.partitions import PartitionError, daily, hourly, monthly, multi, static, weekly
+from sqlorch.core.plan.partitions import all_partitions, same, window
 from sqlorch.errors import SqlorchError
-from sqlorch.partition_plan import all_partitions, same, window
-from sqlorch.partitions import PartitionError, daily, hourly, monthly, multi, static, weekly
 
 __all__ = [
     "AssetContext",

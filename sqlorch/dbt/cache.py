@@ -189,27 +189,25 @@ class ManifestCache:
 def context_key(parts: Mapping[str, Any]) -> str:
     """Hash what is not a file but changes the parse (target, env, sqlorch's own code).
 
-    sqlorch's modules that read the manifest or define the cached classes count by size and
-    modification time: an upgraded sqlorch (or an edited checkout) never reads a cache
-    written by another version.
+    Every module of the sqlorch package counts by path, size and modification time: an
+    upgraded sqlorch, an edited checkout or a moved module never reads a cache written by
+    other code. (Listing the modules that matter by hand went stale
+    silently when a module moved.)
     """
     env = {k: v for k, v in os.environ.items() if k.startswith("DBT_")}
+    return _digest({**{str(k): str(v) for k, v in parts.items()}, "env": repr(env)}, _code_stamp())
+
+
+def _code_stamp() -> str:
+    """Describe sqlorch's own code: (path, size, mtime) of every module of the package."""
     package = Path(__file__).resolve().parent.parent
     code = []
-    for rel in (
-        "graph.py",
-        "codeversion.py",
-        "partitions.py",
-        "partition_plan.py",
-        "project.py",
-        "dbt/manifest.py",
-        "dbt/codeversion.py",
-        "dbt/cache.py",
-    ):
-        try:
-            st = (package / rel).stat()
-            code.append((rel, st.st_size, st.st_mtime_ns))
-        except OSError:
-            code.append((rel, 0, 0))
-    doc = {**{str(k): str(v) for k, v in parts.items()}, "env": repr(env), "code": repr(code)}
+    for path in sorted(package.rglob("*.py")):
+        st = path.stat()
+        code.append((path.relative_to(package).as_posix(), st.st_size, st.st_mtime_ns))
+    return repr(code)
+
+
+def _digest(parts: Mapping[str, str], code: str) -> str:
+    doc = {**parts, "code": code}
     return hashlib.sha256(repr(sorted(doc.items())).encode()).hexdigest()

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlorch.codeversion import digest, normalize_sql
+from sqlorch.core.codeversion import digest, normalize_sql
 
 # config keys that do not change a node's output
 _CONFIG_NOISE = frozenset(

@@ -8,15 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlorch.errors import ProjectError
-from sqlorch.graph import AssetKind, AssetNode, CheckNode, Column
-from sqlorch.partition_plan import (
+from sqlorch.core.graph import AssetKind, AssetNode, CheckNode, Column
+from sqlorch.core.partitions import PartitionError, PartitionsDefinition, StaticKeys
+from sqlorch.core.plan.partitions import (
     MAPPING_SYNTAX,
     MappingKind,
     PartitionMapping,
     mapping_from_config,
 )
-from sqlorch.partitions import PartitionError, PartitionsDefinition, StaticKeys
+from sqlorch.errors import ProjectError
 
 _KINDS = {"model": AssetKind.MODEL, "seed": AssetKind.SEED, "snapshot": AssetKind.SNAPSHOT}
 RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test"})
@@ -363,7 +363,7 @@ def _partitions(
     Raises:
         ProjectError: the configuration does not describe valid partitions.
     """
-    from sqlorch.partitions import from_config
+    from sqlorch.core.partitions import from_config
 
     meta = dict(n.get("meta") or config.get("meta") or {})
     file = n.get("original_file_path")

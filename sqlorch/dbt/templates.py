@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
+    from sqlorch.core.graph import AssetNode
+    from sqlorch.core.partitions import PartitionsDefinition
     from sqlorch.dbt.runner import DbtInvoker
-    from sqlorch.graph import AssetNode
-    from sqlorch.partitions import PartitionsDefinition
 
 FORMAT = 2
 

@@ -11,8 +11,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from sqlorch.core.graph import AssetGraph
 from sqlorch.errors import GraphError
-from sqlorch.graph import AssetGraph
 from sqlorch.lineage.cache import read_hidden
 
 log = logging.getLogger(__name__)

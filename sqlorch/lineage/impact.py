@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlorch.graph import AssetGraph
+from sqlorch.core.graph import AssetGraph
+from sqlorch.core.plan.builder import Plan
 from sqlorch.lineage.model import ModelLineage
 from sqlorch.lineage.trace import reverse_edges
-from sqlorch.planner import Plan
 
 
 class ChangeStatus(StrEnum):

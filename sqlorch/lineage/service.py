@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.lineage.cache import (
     CompiledCache,
     HiddenDependency,
@@ -35,7 +35,7 @@ from sqlorch.lineage.model import ColumnLineage, ModelLineage
 
 if TYPE_CHECKING:
     from sqlorch.lineage.impact import Impact
-    from sqlorch.project import Project
+    from sqlorch.load.project import Project
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlorch.core.graph import AssetGraph
 from sqlorch.errors import SelectionError
-from sqlorch.graph import AssetGraph
 from sqlorch.lineage.model import ModelLineage, Transform
 
 

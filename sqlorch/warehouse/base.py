@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlorch.graph import Column
+from sqlorch.core.graph import Column
 
 
 class WriteMode(StrEnum):

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, WarehouseError
-from sqlorch.graph import Column
 from sqlorch.warehouse.base import WriteMode
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import TinyProject, assert_clean_error, run_cli
 
-from sqlorch.history import sparkline
+from sqlorch.app.history import sparkline
 
 pytestmark = pytest.mark.dbt
 

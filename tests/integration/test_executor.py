@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 
 from sqlorch import MaterializeResult, asset
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.plan.builder import build_plan
 from sqlorch.events import Event, EventKind
-from sqlorch.executor import Executor, Status
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.planner import build_plan
+from sqlorch.execute.executor import Executor, Status
 from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 

@@ -13,13 +13,13 @@ import duckdb
 import pyarrow as pa
 
 from sqlorch import CheckResult, asset, check
-from sqlorch.checks import CheckDefinition
+from sqlorch.api.checks import CheckDefinition
+from sqlorch.api.retries import RetryPolicy
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode, CheckKind, CheckNode
+from sqlorch.core.plan.builder import build_plan
 from sqlorch.events import Event, EventKind
-from sqlorch.executor import Executor, RunOutcome, Status
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode, CheckKind, CheckNode
-from sqlorch.planner import build_plan
-from sqlorch.policies import RunPolicies
-from sqlorch.retries import RetryPolicy
+from sqlorch.execute.executor import Executor, RunOutcome, Status
+from sqlorch.execute.policies import RunPolicies
 from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 
@@ -310,7 +310,7 @@ def test_a_check_that_raises_is_an_error_naming_its_line(tmp_path: Path) -> None
 
 
 def test_checks_without_a_queryable_warehouse_are_clear_errors(tmp_path: Path) -> None:
-    from sqlorch.planner import Plan
+    from sqlorch.core.plan.builder import Plan
 
     source = AssetNode("raw.src", AssetKind.SOURCE, "src")
     builtin = CheckNode(

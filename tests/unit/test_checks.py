@@ -6,15 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sqlorch.checks import (
+from sqlorch.api.checks import (
     Observed,
     builtin_check_configs,
     check,
     parse_duration,
     run_builtin,
 )
-from sqlorch.errors import ConfigError
-from sqlorch.retries import (
+from sqlorch.api.retries import (
     Backoff,
     RateLimiter,
     RetryPolicy,
@@ -22,6 +21,7 @@ from sqlorch.retries import (
     next_delay,
     retry_policy,
 )
+from sqlorch.errors import ConfigError
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -226,9 +226,9 @@ def test_rate_limiter_spaces_requests_at_the_rate() -> None:
 
 
 def test_freshness_without_max_age_needs_a_partitioned_asset() -> None:
-    from sqlorch.checks import attach_checks
-    from sqlorch.graph import AssetGraph, AssetKind, AssetNode
-    from sqlorch.partitions import daily
+    from sqlorch.api.checks import attach_checks
+    from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+    from sqlorch.core.partitions import daily
 
     graph = AssetGraph(
         [

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sqlorch.codeversion import describe_changes, normalize_sql, python_source_version
+from sqlorch.core.codeversion import describe_changes, normalize_sql, python_source_version
 from sqlorch.dbt.codeversion import dbt_code_parts
 
 SAME = [

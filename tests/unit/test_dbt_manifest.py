@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlorch.core.graph import AssetKind
 from sqlorch.dbt.manifest import compress_selection, read_manifest
-from sqlorch.graph import AssetKind
 
 
 def _node(uid: str, rtype: str, name: str, fqn: list[str], deps: list[str], **config: Any):

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from sqlorch.dbt.manifest import read_manifest
-from sqlorch.errors import ProjectError
-from sqlorch.partition_plan import (
+from sqlorch.core.partitions import PartitionError
+from sqlorch.core.plan.partitions import (
     MappingKind,
     PartitionMapping,
     all_partitions,
@@ -18,7 +17,8 @@ from sqlorch.partition_plan import (
     same,
     window,
 )
-from sqlorch.partitions import PartitionError
+from sqlorch.dbt.manifest import read_manifest
+from sqlorch.errors import ProjectError
 
 # config value -> the Python API's mapping
 GOOD: list[tuple[Any, PartitionMapping]] = [
@@ -245,8 +245,8 @@ def test_mappings_keep_their_kind_in_the_graph_node() -> None:
 
 
 def _graph(down_parts: Any, mapping: PartitionMapping, up_parts: Any, view: bool = False) -> Any:
-    from sqlorch.graph import AssetGraph, AssetKind, AssetNode
-    from sqlorch.partitions import from_config
+    from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+    from sqlorch.core.partitions import from_config
 
     up = AssetNode(
         "raw.up",
@@ -292,7 +292,7 @@ UP_STATIC = {"type": "static", "keys": ["jfk", "lga"], "column": "airport"}
 def test_sound_mappings_pass_the_graph_check(
     down: Any, mapping: PartitionMapping, up: Any, view: bool
 ) -> None:
-    from sqlorch.partition_plan import check_mappings
+    from sqlorch.core.plan.partitions import check_mappings
 
     check_mappings(_graph(down, mapping, up, view))
 
@@ -334,7 +334,7 @@ def test_sound_mappings_pass_the_graph_check(
 def test_mappings_that_cannot_mean_what_they_say_are_errors(
     down: Any, mapping: PartitionMapping, up: Any, needles: list[str]
 ) -> None:
-    from sqlorch.partition_plan import check_mappings
+    from sqlorch.core.plan.partitions import check_mappings
 
     with pytest.raises(PartitionError) as info:
         check_mappings(_graph(down, mapping, up))
@@ -363,8 +363,8 @@ def test_a_chunk_waits_only_for_pending_upstream_partitions_it_reads(
 ) -> None:
     from datetime import UTC, datetime
 
-    from sqlorch.partition_plan import reads_pending
-    from sqlorch.partitions import PartitionSet
+    from sqlorch.core.partitions import PartitionSet
+    from sqlorch.core.plan.partitions import reads_pending
 
     graph = _graph(DAILY, mapping, DAILY)
     pending = {"raw.up": PartitionSet({(): ((3, 7),)})}  # days 4..8 still to write

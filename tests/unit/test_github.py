@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlorch.cli.github import GithubReporter, annotation
 from sqlorch.events import Event, EventKind
-from sqlorch.github import GithubReporter, annotation
 
 
 def test_annotation_escapes_messages_and_properties() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode, find_cycle
 from sqlorch.errors import GraphError
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode, find_cycle
 
 
 def node(key: str, *deps: str, kind: AssetKind = AssetKind.MODEL, file: str | None = None):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.plan.builder import build_plan
 from sqlorch.lineage.impact import (
     ChangeStatus,
     compare,
@@ -13,7 +14,6 @@ from sqlorch.lineage.impact import (
 )
 from sqlorch.lineage.model import ColumnLineage, Edge, ModelLineage, Transform
 from sqlorch.lineage.trace import downstream_tree, leaves, split_column, upstream_tree
-from sqlorch.planner import build_plan
 
 COPY = Transform.COPY
 

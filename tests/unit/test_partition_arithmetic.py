@@ -8,18 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.partition_plan import (
-    Upstream,
-    all_partitions,
-    downstream_of,
-    plan_asset,
-    plan_graph,
-    same,
-    upstream_of,
-    window,
-)
-from sqlorch.partitions import (
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.partitions import (
     PartitionError,
     PartitionSet,
     Segment,
@@ -39,6 +29,16 @@ from sqlorch.partitions import (
     to_segments,
     to_stored,
     weekly,
+)
+from sqlorch.core.plan.partitions import (
+    Upstream,
+    all_partitions,
+    downstream_of,
+    plan_asset,
+    plan_graph,
+    same,
+    upstream_of,
+    window,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -309,7 +309,7 @@ def test_plan_graph_propagates_through_views_and_to_coarser_assets() -> None:
 def test_dbt_window_args_for_meta_models_microbatch_and_static_keys() -> None:
     import json
 
-    from sqlorch.partition_runs import Chunk, context_of, dbt_window_args
+    from sqlorch.execute.chunks import Chunk, context_of, dbt_window_args
 
     node = AssetNode("m.d", AssetKind.MODEL, "d", partitions=daily("2013-01-01"))
     args = dbt_window_args(node, Chunk((), 59, 89))

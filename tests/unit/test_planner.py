@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode, CheckNode
-from sqlorch.planner import build_plan
-from sqlorch.staleness import AssetRecord, StateSnapshot
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode, CheckNode
+from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.staleness import AssetRecord, StateSnapshot
 
 
 def _graph() -> AssetGraph:

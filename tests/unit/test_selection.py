@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.selection import resolve_selection, select
 from sqlorch.errors import SelectionError
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.selection import resolve_selection, select
 
 CASES = Path(__file__).with_name("selection_cases.txt")
 

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlorch.codeversion import combine
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode, CheckNode
-from sqlorch.planner import build_plan
-from sqlorch.staleness import AssetRecord, StateSnapshot, modified, stale_reasons
+from sqlorch.core.codeversion import combine
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode, CheckNode
+from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.staleness import AssetRecord, StateSnapshot, modified, stale_reasons
 
 
 def _node(key: str, kind: AssetKind = AssetKind.MODEL, deps: tuple[str, ...] = (), **parts: str):

@@ -59,8 +59,8 @@ def test_test_outcomes_follow_dbts_rules() -> None:
 def test_a_template_is_valid_for_the_env_vars_its_sql_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from sqlorch.core.graph import AssetKind, AssetNode
     from sqlorch.dbt.manifest import _direct_facts
-    from sqlorch.graph import AssetKind, AssetNode
 
     nodes = {
         "model.p.eph": {

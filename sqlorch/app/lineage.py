@@ -61,7 +61,7 @@ def lineage_command(
     # resolve the reference on the graph before compiling anything
     from sqlorch.lineage.service import build_index
     from sqlorch.lineage.trace import downstream_tree, split_column, upstream_tree
-    from sqlorch.project import load_project
+    from sqlorch.load.project import load_project
 
     project = load_project(settings)
     key, column = split_column(project.graph, ref)
@@ -134,7 +134,7 @@ def render_table(console: Any, doc: Mapping[str, Any]) -> None:
     """Print `table_document` output for a person."""
     from rich.table import Table
 
-    from sqlorch.render import escape
+    from sqlorch.cli.render import escape
 
     where = f", {doc['file']}" if doc.get("file") else ""
     console.print(f"[bold]{escape(doc['asset'])}[/] ({doc['kind']}{escape(where)})")
@@ -174,7 +174,7 @@ def render_table(console: Any, doc: Mapping[str, Any]) -> None:
 
 def render_tree(console: Any, tree: Mapping[str, Any], direction: str) -> None:
     """Print a lineage tree for a person."""
-    from sqlorch.render import escape
+    from sqlorch.cli.render import escape
 
     def label(node: Mapping[str, Any]) -> str:
         text = f"{escape(node['column'])} [dim]({node.get('kind', '?')})[/]"
@@ -248,7 +248,7 @@ def impact_document(impact: Impact) -> dict[str, Any]:
 
 def render_impact(console: Any, doc: Mapping[str, Any]) -> None:
     """Print `sqlorch diff` for a person."""
-    from sqlorch.render import escape
+    from sqlorch.cli.render import escape
 
     changes = doc["changes"]
     if not changes:
@@ -281,8 +281,8 @@ def skip_non_breaking_downstream(
     project: Any, plan: Any, warn: Callable[[str], None], console: Any
 ) -> Any:
     """`build --skip-non-breaking`: drop the steps no breaking change reaches (never raises)."""
+    from sqlorch.cli.render import escape
     from sqlorch.lineage.impact import skip_unaffected
-    from sqlorch.render import escape
 
     try:
         impact, _index = compute_impact(project, warn)

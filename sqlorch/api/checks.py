@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, overload
 from sqlorch.errors import ConfigError, SelectionError
 
 if TYPE_CHECKING:
-    from sqlorch.discovery import FoundCheck
-    from sqlorch.graph import AssetGraph, CheckNode
-    from sqlorch.partitions import PartitionsDefinition
-    from sqlorch.policies import RunPolicies
+    from sqlorch.core.graph import AssetGraph, CheckNode
+    from sqlorch.core.partitions import PartitionsDefinition
+    from sqlorch.execute.policies import RunPolicies
+    from sqlorch.load.discovery import FoundCheck
     from sqlorch.warehouse.base import Warehouse
 
 CHECK_PARAMS = frozenset({"context", "connection", "rows"})
@@ -413,7 +413,7 @@ def run_side_check(
     Raises:
         Exception: what a `@check` function raises, or a warehouse error.
     """
-    from sqlorch.graph import CheckKind
+    from sqlorch.core.graph import CheckKind
 
     key = check.asset_keys[0]
     if check.kind == CheckKind.PYTHON:
@@ -449,7 +449,7 @@ def latest_partition_present(
     definition: PartitionsDefinition, session: Warehouse, key: str, now: datetime
 ) -> CheckResult:
     """Pass when the table holds rows of the latest complete partition (of every prefix)."""
-    from sqlorch.partitions import filter_sql
+    from sqlorch.core.partitions import filter_sql
     from sqlorch.warehouse.duckdb import quote_key
 
     n = definition.count(now)
@@ -511,7 +511,7 @@ def attach_checks(
     Raises:
         ConfigError: a check names an unknown or ambiguous asset, or is malformed.
     """
-    from sqlorch.graph import AssetGraph, CheckKind, CheckNode
+    from sqlorch.core.graph import AssetGraph, CheckKind, CheckNode
 
     nodes: dict[str, CheckNode] = {}
     python: dict[str, CheckDefinition] = {}
@@ -549,7 +549,7 @@ def attach_checks(
 
     builtins: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
     if declared:
-        from sqlorch.selection import resolve_selection
+        from sqlorch.core.selection import resolve_selection
 
         where = f"[tool.sqlorch.checks] of {settings_file or 'the settings'}"
         for selector, raw in declared.items():

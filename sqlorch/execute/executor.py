@@ -23,21 +23,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.assets import AssetContext, AssetDefinition, MaterializeResult
-from sqlorch.checks import Observed, run_side_check
+from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
+from sqlorch.api.checks import Observed, run_side_check
+from sqlorch.api.retries import next_delay
+from sqlorch.core.graph import AssetGraph, AssetKind, CheckKind, CheckNode, Column
+from sqlorch.core.plan.builder import Plan
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.graph import AssetGraph, AssetKind, CheckKind, CheckNode, Column
-from sqlorch.planner import Plan
-from sqlorch.policies import RunPolicies
-from sqlorch.retries import next_delay
+from sqlorch.execute.policies import RunPolicies
 
 if TYPE_CHECKING:
-    from sqlorch.checks import CheckResult
+    from sqlorch.api.checks import CheckResult
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
     from sqlorch.dbt.templates import Template
-    from sqlorch.partition_runs import Chunk, DirectWindows
+    from sqlorch.execute.chunks import Chunk, DirectWindows
     from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -173,14 +173,14 @@ class Executor:
         self.status: dict[str, Status] = {s.key: Status.PENDING for s in plan.steps}
         self.kind: dict[str, AssetKind] = {s.key: s.kind for s in plan.steps}
         self._python_keys = [s.key for s in plan.steps if s.kind is AssetKind.PYTHON]
-        # partitioned steps run chunk by chunk (see sqlorch.partition_runs); partitioned dbt
+        # partitioned steps run chunk by chunk (see sqlorch.execute.chunks); partitioned dbt
         # models run in invocations of their own, with the window as vars
         self._chunks: dict[str, list[Chunk]] = {}
         self._inflight: dict[str, int] = {}
         self._chunk_rows: dict[str, int | None] = {}
         self._chunk_errors: dict[str, list[str]] = {}
         if any(s.partitions for s in plan.steps):
-            from sqlorch.partition_runs import chunks
+            from sqlorch.execute.chunks import chunks
 
             for s in plan.steps:
                 if s.partitions:
@@ -461,7 +461,7 @@ class Executor:
     def _attempt_python_chunk(
         self, key: str, chunk: Chunk, attempt: int
     ) -> tuple[str, str, BaseException] | None:
-        from sqlorch.partition_runs import run_python_chunk
+        from sqlorch.execute.chunks import run_python_chunk
 
         fn = self.python_fns[key]
         node = self.graph.assets[key]
@@ -517,7 +517,7 @@ class Executor:
         """
         assert self.invoker is not None and self.dbt_project is not None
         from sqlorch.dbt.manifest import compress_selection
-        from sqlorch.partition_runs import dbt_window_args
+        from sqlorch.execute.chunks import dbt_window_args
 
         group: list[tuple[str, Chunk]] = []
         extra: list[str] | None = None
@@ -624,8 +624,8 @@ class Executor:
         offset forward, `all` or renamed keys. Then `key` waits for them."""
         from datetime import UTC, datetime
 
-        from sqlorch.partition_plan import reads_pending
-        from sqlorch.partitions import PartitionSet
+        from sqlorch.core.partitions import PartitionSet
+        from sqlorch.core.plan.partitions import reads_pending
 
         pending: dict[str, PartitionSet] = {}
         for a in chosen:
@@ -687,7 +687,7 @@ class Executor:
         ):
             return None, group, {}
         if self._direct is None:
-            from sqlorch.partition_runs import DirectWindows
+            from sqlorch.execute.chunks import DirectWindows
 
             self._direct = DirectWindows(
                 self.graph, self.dbt_project, self.invoker, self.warehouse, self.run_dir
@@ -826,7 +826,7 @@ class Executor:
             step = self._step_ranges(key)
             definition = self.graph.assets[key].partitions
             assert definition is not None
-            from sqlorch.partitions import parse_ranges
+            from sqlorch.core.partitions import parse_ranges
 
             count = len(parse_ranges(definition, step))
             # the asset-level record: the whole table's rows and columns, as for any asset
@@ -895,9 +895,9 @@ class Executor:
 
     def _run_chunk_check(self, uid: str, key: str, chunk: Chunk) -> None:
         """Run a Python check on the rows of one partition run of its asset."""
-        from sqlorch.checks import CheckContext, run_python_check
-        from sqlorch.partition_runs import context_of
-        from sqlorch.partitions import filter_sql
+        from sqlorch.api.checks import CheckContext, run_python_check
+        from sqlorch.core.partitions import filter_sql
+        from sqlorch.execute.chunks import context_of
 
         definition = self.graph.assets[key].partitions
         assert definition is not None

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlorch.checks import CheckDefinition, Observed
-from sqlorch.retries import RateLimiter, RetryPolicy
+from sqlorch.api.checks import CheckDefinition, Observed
+from sqlorch.api.retries import RateLimiter, RetryPolicy
 
 
 def _now() -> datetime:

@@ -16,9 +16,8 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.assets import AssetContext, MaterializeResult, PartitionContext
-from sqlorch.errors import AssetError
-from sqlorch.partitions import (
+from sqlorch.api.asset import AssetContext, MaterializeResult, PartitionContext
+from sqlorch.core.partitions import (
     PartitionError,
     PartitionsDefinition,
     PartitionSet,
@@ -27,16 +26,17 @@ from sqlorch.partitions import (
     filter_sql,
     parse_ranges,
 )
+from sqlorch.errors import AssetError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sqlorch.assets import AssetDefinition
+    from sqlorch.api.asset import AssetDefinition
+    from sqlorch.core.graph import AssetGraph, AssetNode
+    from sqlorch.core.plan.builder import Step
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, InvocationResult
     from sqlorch.dbt.templates import DataTestTemplate, Template
-    from sqlorch.graph import AssetGraph, AssetNode
-    from sqlorch.planner import Step
     from sqlorch.warehouse.base import Warehouse
     from sqlorch.warehouse.duckdb import DuckDBWarehouse, Relation
 

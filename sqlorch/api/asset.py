@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, overload
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from sqlorch.partition_plan import PartitionMapping
-    from sqlorch.partitions import PartitionsDefinition
-    from sqlorch.retries import RateLimiter, RetryPolicy
+    from sqlorch.api.retries import RateLimiter, RetryPolicy
+    from sqlorch.core.partitions import PartitionsDefinition
+    from sqlorch.core.plan.partitions import PartitionMapping
     from sqlorch.warehouse.base import Warehouse
 
 
@@ -123,7 +123,7 @@ def asset(
         raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
     policy = None
     if retries is not None:
-        from sqlorch.retries import retry_policy
+        from sqlorch.api.retries import retry_policy
 
         policy = retry_policy(retries, backoff, retry_delay, "@asset")
 

@@ -23,8 +23,8 @@ from fnmatch import translate
 from functools import cached_property
 from typing import TypeVar
 
+from sqlorch.core.graph import AssetGraph, AssetKind
 from sqlorch.errors import SelectionError
-from sqlorch.graph import AssetGraph, AssetKind
 
 __all__ = ["METHODS", "Selection", "resolve_selection", "select"]
 

@@ -1,6 +1,6 @@
 """Partition mappings and partition planning: which partitions of which asset to run.
 
-Pure functions over `sqlorch.partitions` values, the graph and the ledger's segments, with
+Pure functions over `sqlorch.core.partitions` values, the graph and the ledger's segments, with
 `now` as a parameter. A mapping says which upstream partitions a downstream partition reads:
 overlapping time windows (the default, which covers daily -> monthly and monthly -> daily),
 a window offset/lookback, static keys by equality, or every upstream partition.
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.partitions import (
+from sqlorch.core.partitions import (
     PartitionError,
     PartitionsDefinition,
     PartitionSet,
@@ -27,7 +27,7 @@ from sqlorch.partitions import (
 )
 
 if TYPE_CHECKING:
-    from sqlorch.graph import AssetGraph
+    from sqlorch.core.graph import AssetGraph
 
 
 # -- mappings ---------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ def check_mappings(graph: AssetGraph) -> None:
     Raises:
         PartitionError: naming the asset, its file and what to change.
     """
-    from sqlorch.partitions import StaticKeys
+    from sqlorch.core.partitions import StaticKeys
 
     for node in graph:
         down = node.partitions

@@ -12,14 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.errors import ConfigError, SelectionError, WarehouseError
-from sqlorch.events import Event, EventKind, Listener, utcnow
-from sqlorch.graph import AssetGraph, AssetKind
-from sqlorch.planner import Plan, build_plan
-from sqlorch.policies import RunPolicies
-from sqlorch.project import Project
-from sqlorch.selection import STATE_METHODS, StateSets
-from sqlorch.staleness import (
+from sqlorch.core.graph import AssetGraph, AssetKind
+from sqlorch.core.plan.builder import Plan, build_plan
+from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,
     fresher_upstream,
@@ -27,6 +22,11 @@ from sqlorch.staleness import (
     own_reasons,
     stale_reasons,
 )
+from sqlorch.core.selection import STATE_METHODS, StateSets
+from sqlorch.errors import ConfigError, SelectionError, WarehouseError
+from sqlorch.events import Event, EventKind, Listener, utcnow
+from sqlorch.execute.policies import RunPolicies
+from sqlorch.load.project import Project
 from sqlorch.state.store import (
     StateStore,
     attempt_row,
@@ -36,9 +36,9 @@ from sqlorch.state.store import (
 )
 
 if TYPE_CHECKING:
-    from sqlorch.executor import Executor, RunOutcome
-    from sqlorch.partition_plan import AssetPartitions
-    from sqlorch.partitions import PartitionsDefinition, PartitionSet
+    from sqlorch.core.partitions import PartitionsDefinition, PartitionSet
+    from sqlorch.core.plan.partitions import AssetPartitions
+    from sqlorch.execute.executor import Executor, RunOutcome
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ class StateRecorder:
             self.store.write_batch(self._events, self._attempts, self._mats, self._checks)
             self._events, self._attempts, self._mats, self._checks = [], [], [], []
         if self._ledger:
-            from sqlorch import ledger
-            from sqlorch.partitions import PartitionError, SegmentStatus, parse_ranges
+            from sqlorch.core.partitions import PartitionError, SegmentStatus, parse_ranges
+            from sqlorch.state import ledger
 
             pending, self._ledger = self._ledger, []
             for key, ranges, status, ts, code_version in pending:
@@ -197,7 +197,7 @@ def select_assets(
     state: StateSets | None = None,
 ) -> set[str]:
     """Return the selected asset keys; selectors that matched nothing go to `warn`."""
-    from sqlorch.selection import resolve_selection
+    from sqlorch.core.selection import resolve_selection
 
     result = resolve_selection(project.graph, list(select or ()), list(exclude or ()), state=state)
     if warn is not None:
@@ -512,8 +512,8 @@ def plan_partitions(
     With `full`, every partition that should exist of each of them. With `snapshot`, the
     unpartitioned assets they read count too (see `partition_plan.plan_graph`).
     """
-    from sqlorch import ledger
-    from sqlorch.partition_plan import PlainUpstream, plan_graph
+    from sqlorch.core.plan.partitions import PlainUpstream, plan_graph
+    from sqlorch.state import ledger
 
     graph = project.graph
     definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
@@ -558,7 +558,7 @@ def plan_backfill(
         PartitionError: a date or key is invalid or outside an asset's partitions, or the
             selection holds no partitioned asset.
     """
-    from sqlorch.partitions import PartitionError
+    from sqlorch.core.partitions import PartitionError
 
     now = now or datetime.now(UTC)
     graph = project.graph
@@ -639,8 +639,8 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
     Raises:
         ConfigError: a `retries` setting is malformed or its selector matches nothing.
     """
-    from sqlorch.checks import Observed
-    from sqlorch.retries import RetryPolicy, policy_from_settings
+    from sqlorch.api.checks import Observed
+    from sqlorch.api.retries import RetryPolicy, policy_from_settings
 
     settings = project.settings
     retries: dict[str, RetryPolicy] = {}
@@ -678,12 +678,12 @@ def execute(
 ) -> RunOutcome:
     """Execute `plan`, recording the run in `store`."""
     settings = project.settings
-    from sqlorch.executor import Executor, new_run_id
+    from sqlorch.execute.executor import Executor, new_run_id
 
     run_id = new_run_id()
     warehouse = open_warehouse(project) if plan.steps or plan.checks else None
     if warehouse is not None and any(s.partitions for s in plan.steps):
-        from sqlorch.partition_runs import check_partition_columns
+        from sqlorch.execute.chunks import check_partition_columns
 
         try:
             check_partition_columns(project.graph, plan.steps, warehouse)
@@ -729,7 +729,7 @@ def execute(
             raise
         return outcome
     finally:
-        from sqlorch.executor import Status
+        from sqlorch.execute.executor import Status
 
         if recorder is not None:
             recorder.flush()

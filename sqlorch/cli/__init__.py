@@ -59,7 +59,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 import traceback
 
                 traceback.print_exc()
-            from sqlorch.render import escape
+            from sqlorch.cli.render import escape
 
             _err().print(f"[red]Error:[/] {escape(exc.message)}", highlight=False)
             sys.exit(exc.exit_code)
@@ -83,7 +83,7 @@ def _err() -> Any:
 
 
 def _warn(message: str) -> None:
-    from sqlorch.render import escape
+    from sqlorch.cli.render import escape
 
     _err().print(f"[yellow]Warning:[/] {escape(message)}", highlight=False)
 
@@ -179,8 +179,8 @@ def build(
     it, its last attempt or a blocking check failed, or its table is missing. `sqlorch
     status` shows why; `--full` rebuilds the selection regardless.
     """
-    from sqlorch.project import load_project
-    from sqlorch.run import plan_build
+    from sqlorch.app.build import plan_build
+    from sqlorch.load.project import load_project
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target, threads)
@@ -188,7 +188,7 @@ def build(
     store = StateStore(settings.state_path)
     plan = plan_build(project, store, select, exclude, _warn, full=full)
     if skip_non_breaking:
-        from sqlorch.lineage.report import skip_non_breaking_downstream
+        from sqlorch.app.lineage import skip_non_breaking_downstream
 
         plan = skip_non_breaking_downstream(project, plan, _warn, _err())
     selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
@@ -207,7 +207,7 @@ def _run_plan(
     verbose: bool,
 ) -> None:
     """Print (`dry_run`) or execute a plan, and exit 1 when the run did not succeed."""
-    from sqlorch.render import TerminalRenderer, escape
+    from sqlorch.cli.render import TerminalRenderer, escape
 
     if dry_run:
         if as_json:
@@ -250,7 +250,7 @@ def _run_plan(
         else:
             _console().print("Nothing to build: the selection holds only observed sources.")
         return
-    from sqlorch.run import execute
+    from sqlorch.app.build import execute
 
     console = _console()
     renderer = TerminalRenderer(console, len(plan.steps), verbose=verbose)
@@ -338,9 +338,9 @@ def backfill(
     SELECT uses the selection syntax (`fct_delays`, `+fct_delays`, `tag:x`); e.g.
     `sqlorch backfill fct_delays --from 2013-03-01 --to 2013-03-31`.
     """
+    from sqlorch.app.build import plan_backfill
     from sqlorch.errors import ConfigError
-    from sqlorch.project import load_project
-    from sqlorch.run import plan_backfill
+    from sqlorch.load.project import load_project
     from sqlorch.state.store import StateStore
 
     if not (start or end or keys):
@@ -379,14 +379,14 @@ def partitions(
     as_json: bool,
 ) -> None:
     """Show an asset's partition ledger: done / missing / failed / stale ranges."""
-    from sqlorch.partition_report import partitions_report
+    from sqlorch.app.partitions import partitions_report
 
     settings = _settings(project_dir, profiles_dir, target)
     doc = partitions_report(settings, asset)
     if as_json:
         _emit_json(doc)
         return
-    from sqlorch.render import escape
+    from sqlorch.cli.render import escape
 
     console = _console()
     console.print(
@@ -426,8 +426,8 @@ def wipe(
     delete_data: bool,
 ) -> None:
     """Mark a range of an asset's partitions for rebuild (the next build runs them)."""
+    from sqlorch.app.partitions import wipe_partitions
     from sqlorch.errors import ConfigError
-    from sqlorch.partition_report import wipe_partitions
 
     if not (start or end or keys):
         raise ConfigError("wipe needs --from DATE and/or --to DATE, or --partition KEY.")
@@ -461,8 +461,8 @@ def retry(
     Per asset, not per dbt invocation: what succeeded in that run is not run again, and an
     asset whose blocking check failed is rebuilt with its checks.
     """
-    from sqlorch.project import load_project
-    from sqlorch.run import plan_retry
+    from sqlorch.app.build import plan_retry
+    from sqlorch.load.project import load_project
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target, threads)
@@ -519,10 +519,10 @@ def check_cmd(
     scheduled `sqlorch check` notices sources that stopped arriving). Results are recorded
     as a run; exit 1 when a check failed.
     """
-    from sqlorch.planner import Plan
-    from sqlorch.project import load_project
-    from sqlorch.render import TerminalRenderer
-    from sqlorch.run import execute, select_assets
+    from sqlorch.app.build import execute, select_assets
+    from sqlorch.cli.render import TerminalRenderer
+    from sqlorch.core.plan.builder import Plan
+    from sqlorch.load.project import load_project
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target, threads)
@@ -560,7 +560,7 @@ def _ci_listeners() -> list[Any]:
     """The GitHub Actions reporter when running in GitHub Actions (else nothing)."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return []
-    from sqlorch.github import GithubReporter
+    from sqlorch.cli.github import GithubReporter
 
     return [
         GithubReporter(
@@ -584,16 +584,16 @@ def ls_cmd(
     as_json: bool,
 ) -> None:
     """List assets: kind, key, upstream keys, partitions."""
-    from sqlorch.project import load_project
-    from sqlorch.run import select_assets
+    from sqlorch.app.build import select_assets
+    from sqlorch.load.project import load_project
 
     settings = _settings(project_dir, profiles_dir, target)
     project = load_project(settings)
     keys = select_assets(project, select, exclude, _warn) if (select or exclude) else None
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
-        from sqlorch.graph import Column
-        from sqlorch.partition_plan import describe_mapping
+        from sqlorch.core.graph import Column
+        from sqlorch.core.plan.partitions import describe_mapping
         from sqlorch.state.store import StateStore
 
         # columns as materialized (recorded with each materialization), else from dbt yml
@@ -654,9 +654,9 @@ def status(
     as_json: bool,
 ) -> None:
     """Show each asset's last materialization, rows, duration, last run, and why it is stale."""
-    from sqlorch.project import load_project
-    from sqlorch.run import observe_warehouse, select_assets, state_sets, state_snapshot
-    from sqlorch.staleness import stale_reasons
+    from sqlorch.app.build import observe_warehouse, select_assets, state_sets, state_snapshot
+    from sqlorch.core.plan.staleness import stale_reasons
+    from sqlorch.load.project import load_project
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
@@ -671,9 +671,9 @@ def status(
     states = store.asset_states()
     docs: dict[str, Any] = {}
     if any(n.partitions is not None for n in project.graph):
-        from sqlorch.partition_report import partition_docs
-        from sqlorch.planner import with_partitions
-        from sqlorch.run import plan_partitions
+        from sqlorch.app.build import plan_partitions
+        from sqlorch.app.partitions import partition_docs
+        from sqlorch.core.plan.builder import with_partitions
 
         now = datetime.now(UTC)
         planned = plan_partitions(
@@ -705,7 +705,7 @@ def status(
     if as_json:
         _emit_json(rows)
         return
-    from sqlorch.render import fmt_seconds
+    from sqlorch.cli.render import fmt_seconds
 
     colors = {"success": "green", "failed": "red", "skipped": "yellow"}
     _print_table(
@@ -811,7 +811,7 @@ def logs(
     level: str,
 ) -> None:
     """Print a run's structured event log (default: the last run), filtered."""
-    from sqlorch.render import escape
+    from sqlorch.cli.render import escape
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)
@@ -847,7 +847,7 @@ def logs(
         color = {"error": "red", "warning": "yellow", "debug": "dim"}.get(ev.level, "")
         detail = ev.message
         if ev.kind == "asset_materialized":
-            from sqlorch.render import fmt_rows, fmt_seconds
+            from sqlorch.cli.render import fmt_rows, fmt_seconds
 
             detail = f"{fmt_rows(ev.data.get('rows'))} {fmt_seconds(ev.data.get('duration_s'))}"
             if ev.data.get("metadata"):
@@ -898,7 +898,7 @@ def lineage(
     as_json: bool,
 ) -> None:
     """Column lineage: KEY.COLUMN as a tree, or every column of KEY with its direct upstream."""
-    from sqlorch.lineage.report import lineage_command
+    from sqlorch.app.lineage import lineage_command
 
     lineage_command(
         _settings(project_dir, profiles_dir, target),
@@ -925,8 +925,8 @@ def diff(
     as_json: bool,
 ) -> None:
     """Changed models since their last materialization, and the downstream columns affected."""
-    from sqlorch.lineage.report import compute_impact, impact_document, render_impact
-    from sqlorch.project import load_project
+    from sqlorch.app.lineage import compute_impact, impact_document, render_impact
+    from sqlorch.load.project import load_project
 
     project = load_project(_settings(project_dir, profiles_dir, target))
     impact, _index = compute_impact(project, _warn)
@@ -978,8 +978,8 @@ def history(
     limit: int,
 ) -> None:
     """Show an asset's materializations over time: rows, duration, checks, failures."""
-    from sqlorch.history import asset_history, resolve_asset, sparkline
-    from sqlorch.render import escape, fmt_rows, fmt_seconds
+    from sqlorch.app.history import asset_history, resolve_asset, sparkline
+    from sqlorch.cli.render import escape, fmt_rows, fmt_seconds
     from sqlorch.state.store import StateStore
 
     settings = _settings(project_dir, profiles_dir, target)

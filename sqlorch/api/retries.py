@@ -68,7 +68,7 @@ def retry_policy(
     Raises:
         ConfigError: a value is out of range or the backoff is unknown.
     """
-    from sqlorch.checks import parse_duration
+    from sqlorch.api.checks import parse_duration
 
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigError(f"`retries` of {where} must be an integer >= 0, not {retries!r}.")

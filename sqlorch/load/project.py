@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlorch.checks import CheckDefinition, attach_checks
-from sqlorch.codeversion import combine
-from sqlorch.discovery import FoundAsset, discover_all
+from sqlorch.api.checks import CheckDefinition, attach_checks
+from sqlorch.core.codeversion import combine
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.plan.partitions import check_mappings
 from sqlorch.errors import ConfigError, GraphError
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.partition_plan import check_mappings
+from sqlorch.load.discovery import FoundAsset, discover_all
 from sqlorch.settings import Settings
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.errors import GraphError
 
 if TYPE_CHECKING:
-    from sqlorch.partition_plan import PartitionMapping
-    from sqlorch.partitions import PartitionsDefinition
+    from sqlorch.core.partitions import PartitionsDefinition
+    from sqlorch.core.plan.partitions import PartitionMapping
 
 
 class AssetKind(StrEnum):
@@ -74,7 +74,7 @@ class AssetNode:
     code_version: str | None = None
     pool: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    # the named inputs of `code_version` (see sqlorch.codeversion): what changed, not only that
+    # the named inputs of `code_version` (see sqlorch.core.codeversion): what changed, not only that
     code_parts: Mapping[str, str] = field(default_factory=dict)
     # an observed source's dbt `loaded_at_field`: when its newest row arrived
     loaded_at_field: str | None = None

@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlorch.core.partitions import PartitionError, Segment, SegmentStatus, status_set
+from sqlorch.core.plan.partitions import Upstream, partitioned_parents, plan_asset
 from sqlorch.errors import ConfigError
-from sqlorch.partition_plan import Upstream, partitioned_parents, plan_asset
-from sqlorch.partitions import PartitionError, Segment, SegmentStatus, status_set
 
 if TYPE_CHECKING:
-    from sqlorch.graph import AssetGraph, AssetNode
-    from sqlorch.project import Project
+    from sqlorch.core.graph import AssetGraph, AssetNode
+    from sqlorch.load.project import Project
     from sqlorch.settings import Settings
     from sqlorch.state.store import StateStore
 
@@ -52,7 +52,7 @@ def partition_doc(
 
 
 def _node(project: Project, asset: str) -> AssetNode:
-    from sqlorch.selection import resolve_selection
+    from sqlorch.core.selection import resolve_selection
 
     keys = resolve_selection(project.graph, [asset], []).keys
     if len(keys) != 1:
@@ -74,8 +74,8 @@ def partitions_report(
     settings: Settings, asset: str, now: datetime | None = None
 ) -> dict[str, Any]:
     """Load the project and describe one asset's partitions (for `sqlorch partitions`)."""
-    from sqlorch import ledger
-    from sqlorch.project import load_project
+    from sqlorch.load.project import load_project
+    from sqlorch.state import ledger
     from sqlorch.state.store import StateStore
 
     project = load_project(settings)
@@ -109,9 +109,9 @@ def wipe_partitions(
     Raises:
         PartitionError: the range or keys are invalid.
     """
-    from sqlorch import ledger
-    from sqlorch.partitions import filter_sql
-    from sqlorch.project import load_project
+    from sqlorch.core.partitions import filter_sql
+    from sqlorch.load.project import load_project
+    from sqlorch.state import ledger
     from sqlorch.state.store import StateStore
 
     project = load_project(settings)
@@ -128,7 +128,7 @@ def wipe_partitions(
             asset=node.key,
         )
     if delete_data:
-        from sqlorch.run import open_warehouse
+        from sqlorch.app.build import open_warehouse
 
         warehouse = open_warehouse(project)
         if warehouse is None:
@@ -146,7 +146,7 @@ def wipe_partitions(
 
 def partition_docs(graph: AssetGraph, store: StateStore, now: datetime) -> dict[str, Any]:
     """The §10 `partitions` object of every partitioned asset (for `sqlorch status`)."""
-    from sqlorch import ledger
+    from sqlorch.state import ledger
 
     definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
     ledgers = ledger.all_segments(store, definitions)

@@ -88,7 +88,7 @@ class GithubReporter:
 
     def summary(self, finished: Event) -> str:
         """Return the run's markdown summary."""
-        from sqlorch.render import fmt_rows, fmt_seconds
+        from sqlorch.cli.render import fmt_rows, fmt_seconds
 
         data = finished.data
         icon = {"success": "✅", "failed": "❌", "cancelled": "⏹️"}.get(data.get("status", ""), "")

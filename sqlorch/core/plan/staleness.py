@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlorch.codeversion import describe_changes
-from sqlorch.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.codeversion import describe_changes
+from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 
 
 @dataclass(frozen=True, slots=True)

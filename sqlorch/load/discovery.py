@@ -11,9 +11,9 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlorch.assets import AssetDefinition
-from sqlorch.checks import CheckDefinition
-from sqlorch.codeversion import python_source_version
+from sqlorch.api.asset import AssetDefinition
+from sqlorch.api.checks import CheckDefinition
+from sqlorch.core.codeversion import python_source_version
 from sqlorch.errors import ProjectError
 
 

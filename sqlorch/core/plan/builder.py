@@ -6,11 +6,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlorch.graph import AssetGraph, AssetKind
-from sqlorch.staleness import StateSnapshot, stale_reasons
+from sqlorch.core.graph import AssetGraph, AssetKind
+from sqlorch.core.plan.staleness import StateSnapshot, stale_reasons
 
 if TYPE_CHECKING:
-    from sqlorch.partition_plan import AssetPartitions
+    from sqlorch.core.plan.partitions import AssetPartitions
 
 
 @dataclass(frozen=True, slots=True)
