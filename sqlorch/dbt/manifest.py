@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlorch.core.graph import AssetKind, AssetNode, CheckNode, Column
-from sqlorch.core.partitions import PartitionError, PartitionsDefinition, StaticKeys
-from sqlorch.core.plan.partitions import (
+from sqlorch.core.partitions.definitions import PartitionsDefinition, StaticKeys, from_config
+from sqlorch.core.partitions.mappings import (
     MAPPING_SYNTAX,
     MappingKind,
     PartitionMapping,
     mapping_from_config,
 )
-from sqlorch.errors import ProjectError
+from sqlorch.errors import PartitionError, ProjectError
 
 _KINDS = {"model": AssetKind.MODEL, "seed": AssetKind.SEED, "snapshot": AssetKind.SNAPSHOT}
 RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test"})
@@ -363,8 +363,6 @@ def _partitions(
     Raises:
         ProjectError: the configuration does not describe valid partitions.
     """
-    from sqlorch.core.partitions import from_config
-
     meta = dict(n.get("meta") or config.get("meta") or {})
     file = n.get("original_file_path")
     where = f"dbt model {n.get('name')!r} ({file})"
