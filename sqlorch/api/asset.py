@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from sqlorch.api.retries import RateLimiter, RetryPolicy
     from sqlorch.core.partitions.definitions import PartitionsDefinition
     from sqlorch.core.partitions.mappings import PartitionMapping
-    from sqlorch.warehouse.base import Warehouse
+
+    # the one agreed api -> warehouse edge; api/checks.py takes the type from here
+    from sqlorch.warehouse.base import Warehouse as Warehouse
 
 
 @dataclass(frozen=True, slots=True)
