@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from sqlorch.api.retries import RateLimiter, RetryPolicy
     from sqlorch.core.partitions import PartitionsDefinition
     from sqlorch.core.plan.partitions import PartitionMapping
-    from sqlorch.warehouse.base import Warehouse
+
+    # the one agreed api -> warehouse edge; api/checks.py takes the type from here
+    from sqlorch.warehouse.base import Warehouse as Warehouse
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlorch.api.checks import CheckDefinition, attach_checks
+from sqlorch.api.checks import CheckDefinition
 from sqlorch.core.codeversion import combine
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.core.plan.partitions import check_mappings
 from sqlorch.errors import ConfigError, GraphError
+from sqlorch.load.checks import attach_checks
 from sqlorch.load.discovery import FoundAsset, discover_all
 from sqlorch.settings import Settings
 
