@@ -12,14 +12,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlorch.core.partitions import PartitionError, PartitionsDefinition, StaticKeys
-from sqlorch.core.plan.partitions import (
+from sqlorch.core.partitions.definitions import PartitionsDefinition, StaticKeys, from_config
+from sqlorch.core.partitions.mappings import (
     MAPPING_SYNTAX,
     MappingKind,
     PartitionMapping,
     mapping_from_config,
 )
-from sqlorch.errors import ProjectError
+from sqlorch.errors import PartitionError, ProjectError
 
 _MICROBATCH_GRAINS = {"hour": "hourly", "day": "daily", "month": "monthly"}
 _ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
@@ -157,8 +157,6 @@ def partitions_of(
     Raises:
         ProjectError: the configuration does not describe valid partitions.
     """
-    from sqlorch.core.partitions import from_config
-
     meta = dict(n.get("meta") or config.get("meta") or {})
     file = n.get("original_file_path")
     where = f"dbt model {n.get('name')!r} ({file})"
