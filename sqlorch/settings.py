@@ -7,6 +7,7 @@ defaults. A folder with only a dbt_project.yml needs no settings at all.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -281,3 +282,24 @@ def _opt_str(raw: Mapping[str, Any], key: str, path: Path | None) -> str | None:
 
 def _bad(path: Path | None, key: str, what: str) -> str:
     return f"Setting `{key}` under [tool.sqlorch] in {path} must be {what}."
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Return seconds of a duration like `26h`, `90m`, `1d12h`, `45s` (or a number of seconds).
+
+    Raises:
+        ConfigError: the value is not a duration.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(
+            f"{where}: {value!r} is not a duration. Write e.g. 26h, 90m, 1d12h or 45s."
+        )
+    unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return float(sum(float(n) * unit[u] for n, u in parts))

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlorch.errors import ConfigError
+from sqlorch.settings import parse_duration
 
 TRANSIENT_RETRIES = 3
 _TRANSIENT_TEXT = (
@@ -68,8 +69,6 @@ def retry_policy(
     Raises:
         ConfigError: a value is out of range or the backoff is unknown.
     """
-    from sqlorch.api.checks import parse_duration
-
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigError(f"`retries` of {where} must be an integer >= 0, not {retries!r}.")
     try:

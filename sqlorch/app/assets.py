@@ -43,7 +43,7 @@ def list_assets(
 
 def asset_document(node: AssetNode) -> dict[str, Any]:
     """Return one asset as `sqlorch ls --json` prints it (DESIGN.md §10)."""
-    from sqlorch.core.plan.partitions import describe_mapping
+    from sqlorch.core.partitions.mappings import describe_mapping
 
     return {
         "key": node.key,

@@ -120,8 +120,8 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
     Raises:
         ConfigError: a `retries` setting is malformed or its selector matches nothing.
     """
-    from sqlorch.api.checks import Observed
     from sqlorch.api.retries import RetryPolicy, policy_from_settings
+    from sqlorch.core.checks import Observed
 
     settings = project.settings
     retries: dict[str, RetryPolicy] = {}

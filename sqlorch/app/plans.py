@@ -390,18 +390,11 @@ def skip_non_breaking(
 
     Each dropped step goes to `note` (`skip     KEY: why`).
     """
-    from sqlorch.app.lineage import compute_impact
-    from sqlorch.lineage.impact import skip_unaffected
+    from sqlorch.app.lineage import skip_non_breaking as skip
 
-    try:
-        impact, _index = compute_impact(project, warn or _ignore)
-        filtered, dropped = skip_unaffected(plan, project.graph, impact)
-    except Exception as exc:  # noqa: BLE001 - lineage never stops a build
-        if warn is not None:
-            warn(f"--skip-non-breaking: lineage unavailable ({exc}); building the whole plan.")
-        return plan
-    for key, why in dropped.items():
-        if note is not None:
+    filtered, dropped = skip(project, plan, warn or _ignore)
+    if note is not None:
+        for key, why in dropped.items():
             note(f"skip     {key}: {why}")
     return filtered
 

@@ -41,19 +41,25 @@ def lineage(
     as_json: bool,
 ) -> None:
     """Column lineage: KEY.COLUMN as a tree, or every column of KEY with its direct upstream."""
-    from sqlorch.app.lineage import lineage_command
+    from sqlorch.app.lineage import trace_lineage
 
-    lineage_command(
+    answer = trace_lineage(
         load_settings(project_dir, profiles_dir, target),
         target_ref,
         direction=direction,
         depth=depth,
         with_keys=with_keys,
-        as_json=as_json,
-        console=None if as_json else console(),
-        emit_json=emit_json,
         warn=warn,
     )
+    if as_json:
+        emit_json(answer.document)
+        return
+    from sqlorch.cli.render_lineage import render_table, render_tree
+
+    if answer.column is None:
+        render_table(console(), answer.document)
+    else:
+        render_tree(console(), answer.document, answer.direction)
 
 
 @click.command()
@@ -68,7 +74,8 @@ def diff(
     as_json: bool,
 ) -> None:
     """Changed models since their last materialization, and the downstream columns affected."""
-    from sqlorch.app.lineage import compute_impact, impact_document, render_impact
+    from sqlorch.app.lineage import compute_impact, impact_document
+    from sqlorch.cli.render_lineage import render_impact
     from sqlorch.load.project import load_project
 
     project = load_project(load_settings(project_dir, profiles_dir, target))

@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
-from sqlorch.api.checks import Observed, run_side_check
 from sqlorch.api.retries import next_delay
+from sqlorch.core.checks import Observed
 from sqlorch.core.graph import AssetGraph, AssetKind, CheckKind, CheckNode, Column
 from sqlorch.core.plan.builder import Plan
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
+from sqlorch.execute.checks import run_side_check
 from sqlorch.execute.policies import RunPolicies
 
 if TYPE_CHECKING:
-    from sqlorch.api.checks import CheckResult
+    from sqlorch.core.checks import CheckResult
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, DbtNodeEvent, InvocationResult
     from sqlorch.dbt.templates import Template
@@ -895,9 +896,11 @@ class Executor:
 
     def _run_chunk_check(self, uid: str, key: str, chunk: Chunk) -> None:
         """Run a Python check on the rows of one partition run of its asset."""
-        from sqlorch.api.checks import CheckContext, run_python_check
-        from sqlorch.core.partitions import filter_sql
+        from sqlorch.api.checks import CheckContext
+        from sqlorch.execute.checks import run_python_check
         from sqlorch.execute.chunks import context_of
+        from sqlorch.warehouse.duckdb import quote_key
+        from sqlorch.warehouse.sql import filter_sql
 
         definition = self.graph.assets[key].partitions
         assert definition is not None
@@ -909,6 +912,7 @@ class Executor:
                 run_id=self.run_id,
                 warehouse=session,
                 log=logger,
+                table=quote_key(key),
                 partition=context_of(definition, chunk),
                 partition_filter=where or None,
                 partition_params=params,

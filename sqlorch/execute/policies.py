@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlorch.api.checks import CheckDefinition, Observed
+from sqlorch.api.checks import CheckDefinition
 from sqlorch.api.retries import RateLimiter, RetryPolicy
+from sqlorch.core.checks import Observed
 
 
 def _now() -> datetime:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlorch.api.checks import CheckDefinition, attach_checks
+from sqlorch.api.checks import CheckDefinition
 from sqlorch.core.codeversion import combine
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.core.plan.partitions import check_mappings
 from sqlorch.errors import ConfigError, GraphError
+from sqlorch.load.checks import attach_checks
 from sqlorch.load.discovery import FoundAsset, discover_all
 from sqlorch.settings import Settings
 
@@ -66,7 +67,7 @@ def load_project(settings: Settings) -> Project:
     dbt = _load_dbt(settings, target, invoker)
     found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
     graph, python_assets = merge(dbt, found, settings.asset_schema)
-    from sqlorch.lineage.hidden import add_hidden_edges
+    from sqlorch.state.hidden import add_hidden_edges
 
     graph = add_hidden_edges(graph, settings.state_dir)  # found in compiled SQL before
     graph, python_checks = attach_checks(

@@ -6,13 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sqlorch.api.checks import (
-    Observed,
-    builtin_check_configs,
-    check,
-    parse_duration,
-    run_builtin,
-)
+from sqlorch.api.checks import check
 from sqlorch.api.retries import (
     Backoff,
     RateLimiter,
@@ -21,7 +15,9 @@ from sqlorch.api.retries import (
     next_delay,
     retry_policy,
 )
+from sqlorch.core.checks import Observed, builtin_check_configs, run_builtin
 from sqlorch.errors import ConfigError
+from sqlorch.settings import parse_duration
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -226,9 +222,9 @@ def test_rate_limiter_spaces_requests_at_the_rate() -> None:
 
 
 def test_freshness_without_max_age_needs_a_partitioned_asset() -> None:
-    from sqlorch.api.checks import attach_checks
     from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
     from sqlorch.core.partitions import daily
+    from sqlorch.load.checks import attach_checks
 
     graph = AssetGraph(
         [
