@@ -65,31 +65,7 @@ class StateRecorder:
             EventKind.PARTITIONS_MATERIALIZED,
             EventKind.PARTITIONS_FAILED,
         ):
-            done = event.kind is EventKind.PARTITIONS_MATERIALIZED
-            ranges = data.get("partitions") or []
-            text = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges)
-            self._ledger.append(
-                (key, ranges, "done" if done else "failed", event.ts, data.get("code_version"))
-            )
-            if done:
-                self._mats.append(
-                    materialization_row(
-                        key,
-                        event.run_id,
-                        event.ts,
-                        data.get("rows"),
-                        data.get("duration_s"),
-                        data.get("code_version"),
-                        None,
-                        partition=text,
-                    )
-                )
-            else:
-                self._attempts.append(
-                    attempt_row(
-                        event.run_id, key, "failed", None, event.ts, event.message, partition=text
-                    )
-                )
+            self._partitions(event, key)
         elif key is not None and event.kind is EventKind.ASSET_MATERIALIZED:
             self._mats.append(
                 materialization_row(
@@ -116,24 +92,59 @@ class StateRecorder:
         elif key is not None and event.kind is EventKind.ASSET_STARTED:
             self._started[key] = event.ts
         elif event.kind in _CHECK_EVENTS and data.get("status") != "skipped":
-            for asset in data.get("assets") or ([key] if key else []):
-                self._checks.append(
-                    check_result_row(
-                        event.run_id,
-                        str(data.get("unique_id") or data.get("check")),
-                        str(data.get("check")),
-                        str(data.get("check_kind") or "dbt_test"),
-                        asset,
-                        str(data.get("status")),
-                        bool(data.get("blocking")),
-                        event.ts,
-                        event.message,
-                        data.get("metadata") or None,
-                        data.get("partition"),
-                    )
-                )
+            self._check(event)
         if event.kind is EventKind.RUN_FINISHED or time.monotonic() - self._last >= self.interval:
             self.flush()
+
+    def _partitions(self, event: Event, key: str) -> None:
+        """Buffer a partition run: the ledger, and a materialization or a failed attempt."""
+        data = event.data
+        done = event.kind is EventKind.PARTITIONS_MATERIALIZED
+        ranges = data.get("partitions") or []
+        text = ", ".join(a if a == b else f"{a}..{b}" for a, b in ranges)
+        self._ledger.append(
+            (key, ranges, "done" if done else "failed", event.ts, data.get("code_version"))
+        )
+        if done:
+            self._mats.append(
+                materialization_row(
+                    key,
+                    event.run_id,
+                    event.ts,
+                    data.get("rows"),
+                    data.get("duration_s"),
+                    data.get("code_version"),
+                    None,
+                    partition=text,
+                )
+            )
+        else:
+            self._attempts.append(
+                attempt_row(
+                    event.run_id, key, "failed", None, event.ts, event.message, partition=text
+                )
+            )
+
+    def _check(self, event: Event) -> None:
+        """Buffer a check result, one row per asset it tests."""
+        data = event.data
+        key = event.asset
+        for asset in data.get("assets") or ([key] if key else []):
+            self._checks.append(
+                check_result_row(
+                    event.run_id,
+                    str(data.get("unique_id") or data.get("check")),
+                    str(data.get("check")),
+                    str(data.get("check_kind") or "dbt_test"),
+                    asset,
+                    str(data.get("status")),
+                    bool(data.get("blocking")),
+                    event.ts,
+                    event.message,
+                    data.get("metadata") or None,
+                    data.get("partition"),
+                )
+            )
 
     def flush(self) -> None:
         """Write what is buffered."""
