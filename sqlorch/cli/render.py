@@ -119,7 +119,7 @@ class TerminalRenderer:
             )
         self._refresh()
 
-    def _start(self, steps: Any) -> None:
+    def _start(self, steps: object) -> None:
         self.run_started = True
         self.started = time.perf_counter()
         if isinstance(steps, int):
