@@ -593,7 +593,7 @@ def ls_cmd(
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
         from sqlorch.core.graph import Column
-        from sqlorch.core.plan.partitions import describe_mapping
+        from sqlorch.core.partitions.mappings import describe_mapping
         from sqlorch.state.store import StateStore
 
         # columns as materialized (recorded with each materialization), else from dbt yml

@@ -95,7 +95,7 @@ def latest_partition_present(
     definition: PartitionsDefinition, session: Warehouse, key: str, now: datetime
 ) -> CheckResult:
     """Pass when the table holds rows of the latest complete partition (of every prefix)."""
-    from sqlorch.core.partitions import filter_sql
+    from sqlorch.warehouse.sql import filter_sql
 
     n = definition.count(now)
     if n <= 0:

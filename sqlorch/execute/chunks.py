@@ -23,10 +23,10 @@ from sqlorch.core.partitions import (
     PartitionSet,
     Prefix,
     TimeWindows,
-    filter_sql,
     parse_ranges,
 )
 from sqlorch.errors import AssetError
+from sqlorch.warehouse.sql import filter_sql
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -897,10 +897,10 @@ class Executor:
     def _run_chunk_check(self, uid: str, key: str, chunk: Chunk) -> None:
         """Run a Python check on the rows of one partition run of its asset."""
         from sqlorch.api.checks import CheckContext
-        from sqlorch.core.partitions import filter_sql
         from sqlorch.execute.checks import run_python_check
         from sqlorch.execute.chunks import context_of
         from sqlorch.warehouse.duckdb import quote_key
+        from sqlorch.warehouse.sql import filter_sql
 
         definition = self.graph.assets[key].partitions
         assert definition is not None
