@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from sqlorch.core.graph import AssetGraph, AssetKind
+from sqlorch.core.graph import AssetGraph
+from sqlorch.core.plan.definition import Plan, Step
+from sqlorch.core.plan.partitions import AssetPartitions
 from sqlorch.core.plan.staleness import StateSnapshot, stale_reasons
-
-if TYPE_CHECKING:
-    from sqlorch.core.plan.partitions import AssetPartitions
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Materialize one asset (all of it; partition ranges come with partitioned assets)."""
-
-    key: str
-    kind: AssetKind
-    reasons: tuple[str, ...]
-    partitions: tuple[tuple[str, str], ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a run will do, in dependency order."""
-
-    steps: tuple[Step, ...]
-    checks: tuple[str, ...]
-    selected: frozenset[str]
-
-    @property
-    def keys(self) -> list[str]:
-        """The keys of the steps, in order."""
-        return [s.key for s in self.steps]
-
-    def __len__(self) -> int:
-        return len(self.steps)
 
 
 def build_plan(
@@ -60,8 +30,8 @@ def build_plan(
         state: what the state store and warehouse know (None: nothing was ever built).
         full: rebuild every selected asset, stale or not.
         partitions: the partitions to run of each partitioned asset (see
-            `partition_plan.plan_graph`): they decide whether a partitioned asset is a step
-            (a partitioned asset with none to run is not), and the step's partition ranges.
+            `sqlorch.core.plan.partitions.plan_graph`): they decide whether a partitioned
+            asset is a step (one with none to run is not), and the step's partition ranges.
     """
     chosen = set(selected)
     stale = stale_reasons(graph, state or StateSnapshot(), chosen, full=full)
