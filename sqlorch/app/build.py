@@ -25,7 +25,7 @@ from sqlorch.app.plans import (
     selection_text,
 )
 from sqlorch.app.runs import find_run
-from sqlorch.core.plan.builder import Plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.errors import ConfigError, SelectionError
 from sqlorch.events import Event, EventKind, HiddenDependencyFound, Listener, utcnow
 from sqlorch.execute.policies import RunPolicies

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlorch.core.graph import AssetGraph
-from sqlorch.core.plan.builder import Plan, build_plan
+from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,

@@ -11,7 +11,7 @@ from sqlorch.events import Event, EventKind
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sqlorch.core.plan.builder import Plan
+    from sqlorch.core.plan.definition import Plan
     from sqlorch.state.store import EventRecord
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from sqlorch.api.asset import AssetDefinition
     from sqlorch.core.graph import AssetGraph, AssetNode
-    from sqlorch.core.plan.builder import Step
+    from sqlorch.core.plan.definition import Step
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, InvocationResult
     from sqlorch.dbt.templates import DataTestTemplate, Template

@@ -27,7 +27,7 @@ from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
 from sqlorch.api.retries import next_delay
 from sqlorch.core.checks import Observed
 from sqlorch.core.graph import AssetGraph, AssetKind, CheckKind, CheckNode, Column
-from sqlorch.core.plan.builder import Plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.execute.checks import run_side_check

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlorch.core.plan.builder import Plan
+from sqlorch.core.plan.definition import Plan
 
 
 @dataclass(frozen=True, slots=True)
