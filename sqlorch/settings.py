@@ -88,6 +88,43 @@ def load_settings(
     env = os.environ if env is None else env
     cwd = (cwd or Path.cwd()).resolve()
     start = Path(project_dir).resolve() if project_dir else cwd
+    settings_file, raw = _settings_for(start)
+    base = settings_file.parent if settings_file else start
+    proj = _project_dir(project_dir, raw, base)
+    state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
+    state_path = _state_path(str(state_url), base) if state_url else proj / ".sqlorch" / "state.db"
+    ingest = _modules(raw, "ingest", ["ingest"], settings_file)
+    n_threads = _threads(threads, raw, env, settings_file)
+    pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
+    check_modules = _modules(raw, "check_modules", [], settings_file)
+    checks = raw.get("checks", {})
+    if not isinstance(checks, dict):
+        raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
+    retries = raw.get("retries", {})
+    if not isinstance(retries, dict) or not all(isinstance(v, dict) for v in retries.values()):
+        raise ConfigError(
+            _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
+        )
+    return Settings(
+        root=base,
+        project_dir=proj,
+        profiles_dir=_profiles_dir(profiles_dir, raw, base, env),
+        target=target or env.get("SQLORCH_TARGET") or _opt_str(raw, "target", settings_file),
+        ingest=ingest,
+        asset_schema=str(raw.get("asset_schema", DEFAULT_ASSET_SCHEMA)),
+        state_path=state_path,
+        threads=n_threads,
+        pools=pools,
+        settings_file=settings_file,
+        check_modules=check_modules,
+        checks=checks,
+        retries=retries,
+        pool_rates=pool_rates,
+    )
+
+
+def _settings_for(start: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Find the settings that apply to a command started in `start`: (file, its table)."""
     settings_file, raw = _find_settings(start)
     if (
         settings_file is not None
@@ -97,9 +134,12 @@ def load_settings(
         # settings of an enclosing repo apply only if they point at this dbt project
         pointed = (settings_file.parent / str(raw.get("project_dir", "."))).resolve()
         if pointed != start:
-            settings_file, raw = None, {}
-    base = settings_file.parent if settings_file else start
+            return None, {}
+    return settings_file, raw
 
+
+def _project_dir(project_dir: str | Path | None, raw: Mapping[str, Any], base: Path) -> Path:
+    """Resolve the dbt project folder: the flag, else the settings, else the settings' folder."""
     if project_dir:
         proj = Path(project_dir).resolve()
     elif "project_dir" in raw:
@@ -111,60 +151,34 @@ def load_settings(
             f"No dbt_project.yml in {proj}. Run sqlorch in a dbt project folder, pass "
             "--project-dir, or set `project_dir` under [tool.sqlorch] in pyproject.toml."
         )
+    return proj
 
-    state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
-    if state_url:
-        state_path = _state_path(str(state_url), base)
-    else:
-        state_path = proj / ".sqlorch" / "state.db"
 
-    ingest_raw = raw.get("ingest", ["ingest"])
-    if isinstance(ingest_raw, str):
-        ingest_raw = [ingest_raw]
-    if not isinstance(ingest_raw, list) or not all(isinstance(i, str) for i in ingest_raw):
-        raise ConfigError(_bad(settings_file, "ingest", "a list of module folders or names"))
+def _modules(
+    raw: Mapping[str, Any], name: str, default: list[str], path: Path | None
+) -> tuple[str, ...]:
+    """Read a list of module folders or names (a single string is a list of one)."""
+    value = raw.get(name, default)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise ConfigError(_bad(path, name, "a list of module folders or names"))
+    return tuple(value)
 
+
+def _threads(
+    threads: int | None, raw: Mapping[str, Any], env: Mapping[str, str], path: Path | None
+) -> int:
+    """Resolve the worker count: the flag, else SQLORCH_THREADS, else the settings, else 4."""
     n_threads = threads or _int(env.get("SQLORCH_THREADS"), "SQLORCH_THREADS", None)
     if n_threads is None:
         value = raw.get("threads", raw.get("max_concurrency", 4))
         if not isinstance(value, int) or value < 1:
-            raise ConfigError(_bad(settings_file, "threads", "a positive integer"))
+            raise ConfigError(_bad(path, "threads", "a positive integer"))
         n_threads = value
     if n_threads < 1:
         raise ConfigError("--threads must be a positive integer.")
-
-    pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
-
-    check_modules = raw.get("check_modules", [])
-    if isinstance(check_modules, str):
-        check_modules = [check_modules]
-    if not isinstance(check_modules, list) or not all(isinstance(i, str) for i in check_modules):
-        raise ConfigError(_bad(settings_file, "check_modules", "a list of module folders or names"))
-    checks = raw.get("checks", {})
-    if not isinstance(checks, dict):
-        raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
-    retries = raw.get("retries", {})
-    if not isinstance(retries, dict) or not all(isinstance(v, dict) for v in retries.values()):
-        raise ConfigError(
-            _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
-        )
-
-    return Settings(
-        root=base,
-        project_dir=proj,
-        profiles_dir=_profiles_dir(profiles_dir, raw, base, env),
-        target=target or env.get("SQLORCH_TARGET") or _opt_str(raw, "target", settings_file),
-        ingest=tuple(ingest_raw),
-        asset_schema=str(raw.get("asset_schema", DEFAULT_ASSET_SCHEMA)),
-        state_path=state_path,
-        threads=n_threads,
-        pools=pools,
-        settings_file=settings_file,
-        check_modules=tuple(check_modules),
-        checks=checks,
-        retries=retries,
-        pool_rates=pool_rates,
-    )
+    return n_threads
 
 
 def _pools(raw: Any, path: Path | None) -> tuple[dict[str, int], dict[str, float]]:
