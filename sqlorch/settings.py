@@ -87,30 +87,7 @@ def load_settings(
     """
     env = os.environ if env is None else env
     cwd = (cwd or Path.cwd()).resolve()
-    start = Path(project_dir).resolve() if project_dir else cwd
-    settings_file, raw = _find_settings(start)
-    if (
-        settings_file is not None
-        and settings_file.parent != start
-        and (start / "dbt_project.yml").is_file()
-    ):
-        # settings of an enclosing repo apply only if they point at this dbt project
-        pointed = (settings_file.parent / str(raw.get("project_dir", "."))).resolve()
-        if pointed != start:
-            settings_file, raw = None, {}
-    base = settings_file.parent if settings_file else start
-
-    if project_dir:
-        proj = Path(project_dir).resolve()
-    elif "project_dir" in raw:
-        proj = (base / str(raw["project_dir"])).resolve()
-    else:
-        proj = base
-    if not (proj / "dbt_project.yml").is_file():
-        raise ConfigError(
-            f"No dbt_project.yml in {proj}. Run sqlorch in a dbt project folder, pass "
-            "--project-dir, or set `project_dir` under [tool.sqlorch] in pyproject.toml."
-        )
+    settings_file, raw, base, proj = _locate(project_dir, cwd)
 
     state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
     if state_url:
@@ -118,28 +95,10 @@ def load_settings(
     else:
         state_path = proj / ".sqlorch" / "state.db"
 
-    ingest_raw = raw.get("ingest", ["ingest"])
-    if isinstance(ingest_raw, str):
-        ingest_raw = [ingest_raw]
-    if not isinstance(ingest_raw, list) or not all(isinstance(i, str) for i in ingest_raw):
-        raise ConfigError(_bad(settings_file, "ingest", "a list of module folders or names"))
-
-    n_threads = threads or _int(env.get("SQLORCH_THREADS"), "SQLORCH_THREADS", None)
-    if n_threads is None:
-        value = raw.get("threads", raw.get("max_concurrency", 4))
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(_bad(settings_file, "threads", "a positive integer"))
-        n_threads = value
-    if n_threads < 1:
-        raise ConfigError("--threads must be a positive integer.")
-
+    ingest_raw = _names(raw, "ingest", ["ingest"], settings_file)
+    n_threads = _threads(threads, raw, env, settings_file)
     pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
-
-    check_modules = raw.get("check_modules", [])
-    if isinstance(check_modules, str):
-        check_modules = [check_modules]
-    if not isinstance(check_modules, list) or not all(isinstance(i, str) for i in check_modules):
-        raise ConfigError(_bad(settings_file, "check_modules", "a list of module folders or names"))
+    check_modules = _names(raw, "check_modules", [], settings_file)
     checks = raw.get("checks", {})
     if not isinstance(checks, dict):
         raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
@@ -165,6 +124,66 @@ def load_settings(
         retries=retries,
         pool_rates=pool_rates,
     )
+
+
+def _locate(
+    project_dir: str | Path | None, cwd: Path
+) -> tuple[Path | None, dict[str, Any], Path, Path]:
+    """Find the settings and the dbt project: (settings file, its table, root, project dir).
+
+    Raises:
+        ConfigError: there is no dbt_project.yml where the settings point.
+    """
+    start = Path(project_dir).resolve() if project_dir else cwd
+    settings_file, raw = _find_settings(start)
+    if (
+        settings_file is not None
+        and settings_file.parent != start
+        and (start / "dbt_project.yml").is_file()
+    ):
+        # settings of an enclosing repo apply only if they point at this dbt project
+        pointed = (settings_file.parent / str(raw.get("project_dir", "."))).resolve()
+        if pointed != start:
+            settings_file, raw = None, {}
+    base = settings_file.parent if settings_file else start
+
+    if project_dir:
+        proj = Path(project_dir).resolve()
+    elif "project_dir" in raw:
+        proj = (base / str(raw["project_dir"])).resolve()
+    else:
+        proj = base
+    if not (proj / "dbt_project.yml").is_file():
+        raise ConfigError(
+            f"No dbt_project.yml in {proj}. Run sqlorch in a dbt project folder, pass "
+            "--project-dir, or set `project_dir` under [tool.sqlorch] in pyproject.toml."
+        )
+    return settings_file, raw, base, proj
+
+
+def _names(raw: Mapping[str, Any], key: str, default: list[str], path: Path | None) -> list[str]:
+    """Read a setting that is a module folder or name, or a list of them."""
+    value = raw.get(key, default)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise ConfigError(_bad(path, key, "a list of module folders or names"))
+    return value
+
+
+def _threads(
+    threads: int | None, raw: Mapping[str, Any], env: Mapping[str, str], path: Path | None
+) -> int:
+    """The number of worker threads: the flag, else the environment, else the settings."""
+    n_threads = threads or _int(env.get("SQLORCH_THREADS"), "SQLORCH_THREADS", None)
+    if n_threads is None:
+        value = raw.get("threads", raw.get("max_concurrency", 4))
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(_bad(path, "threads", "a positive integer"))
+        n_threads = value
+    if n_threads < 1:
+        raise ConfigError("--threads must be a positive integer.")
+    return n_threads
 
 
 def _pools(raw: Any, path: Path | None) -> tuple[dict[str, int], dict[str, float]]:

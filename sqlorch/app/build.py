@@ -38,7 +38,8 @@ from sqlorch.state.store import (
 if TYPE_CHECKING:
     from sqlorch.core.partitions import PartitionsDefinition, PartitionSet
     from sqlorch.core.plan.partitions import AssetPartitions
-    from sqlorch.execute.executor import Executor, RunOutcome
+    from sqlorch.execute.scheduler import Executor
+    from sqlorch.execute.status import RunOutcome
 
 log = logging.getLogger(__name__)
 
@@ -678,7 +679,8 @@ def execute(
 ) -> RunOutcome:
     """Execute `plan`, recording the run in `store`."""
     settings = project.settings
-    from sqlorch.execute.executor import Executor, new_run_id
+    from sqlorch.execute.scheduler import Executor
+    from sqlorch.execute.status import new_run_id
 
     run_id = new_run_id()
     warehouse = open_warehouse(project) if plan.steps or plan.checks else None
@@ -729,7 +731,7 @@ def execute(
             raise
         return outcome
     finally:
-        from sqlorch.execute.executor import Status
+        from sqlorch.execute.status import Status
 
         if recorder is not None:
             recorder.flush()

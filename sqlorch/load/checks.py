@@ -32,6 +32,17 @@ def attach_checks(
     Raises:
         ConfigError: a check names an unknown or ambiguous asset, or is malformed.
     """
+    nodes, python = _python_checks(graph, found)
+    nodes.update(_builtin_checks(graph, declared, settings_file))
+    if not nodes:
+        return graph, python
+    return AssetGraph(graph.assets.values(), [*graph.checks.values(), *nodes.values()]), python
+
+
+def _python_checks(
+    graph: AssetGraph, found: Sequence[FoundCheck]
+) -> tuple[dict[str, CheckNode], dict[str, CheckDefinition]]:
+    """The check nodes of the `@check` functions, and their definitions by unique id."""
     nodes: dict[str, CheckNode] = {}
     python: dict[str, CheckDefinition] = {}
     for fc in found:
@@ -66,6 +77,14 @@ def attach_checks(
         )
         python[uid] = d
 
+    return nodes, python
+
+
+def _builtin_checks(
+    graph: AssetGraph, declared: Mapping[str, Any], settings_file: str | None
+) -> dict[str, CheckNode]:
+    """The check nodes of the built-ins declared in settings and in the assets' metadata."""
+    nodes: dict[str, CheckNode] = {}
     builtins: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
     if declared:
         from sqlorch.core.selection import resolve_selection
@@ -111,9 +130,7 @@ def attach_checks(
             kind=CheckKind.BUILTIN,
             config=config,
         )
-    if not nodes:
-        return graph, python
-    return AssetGraph(graph.assets.values(), [*graph.checks.values(), *nodes.values()]), python
+    return nodes
 
 
 def _resolve_asset(graph: AssetGraph, name: str, what: str) -> str:
