@@ -211,7 +211,9 @@ def ledger_bench() -> dict[str, float]:
     """Record 5 years of hourly partitions and time the read path."""
     from datetime import UTC, datetime
 
-    from sqlorch.core.partitions import PartitionSet, SegmentStatus, hourly
+    from sqlorch.core.partitions.definitions import hourly
+    from sqlorch.core.partitions.ranges import PartitionSet
+    from sqlorch.core.partitions.segments import SegmentStatus
     from sqlorch.state import ledger
     from sqlorch.state.store import StateStore
 

@@ -15,9 +15,9 @@ from sqlorch.api.asset import (
     asset,
 )
 from sqlorch.api.checks import CheckContext, CheckResult, check
-from sqlorch.core.partitions import PartitionError, daily, hourly, monthly, multi, static, weekly
-from sqlorch.core.plan.partitions import all_partitions, same, window
-from sqlorch.errors import SqlorchError
+from sqlorch.core.partitions.definitions import daily, hourly, monthly, multi, static, weekly
+from sqlorch.core.partitions.mappings import all_partitions, same, window
+from sqlorch.errors import PartitionError, SqlorchError
 
 __all__ = [
     "AssetContext",

@@ -48,6 +48,12 @@ class GraphError(SqlorchError):
     exit_code = 2
 
 
+class PartitionError(SqlorchError):
+    """A partition definition, key or range is invalid (nothing ran)."""
+
+    exit_code = 2
+
+
 class ProjectError(SqlorchError):
     """The dbt project or an ingest module could not be loaded (compile error, missing ref)."""
 

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlorch.api.retries import RateLimiter, RetryPolicy
-    from sqlorch.core.partitions import PartitionsDefinition
-    from sqlorch.core.plan.partitions import PartitionMapping
+    from sqlorch.core.partitions.definitions import PartitionsDefinition
+    from sqlorch.core.partitions.mappings import PartitionMapping
 
     # the one agreed api -> warehouse edge; api/checks.py takes the type from here
     from sqlorch.warehouse.base import Warehouse as Warehouse

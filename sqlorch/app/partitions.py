@@ -109,10 +109,10 @@ def wipe_partitions(
     Raises:
         PartitionError: the range or keys are invalid.
     """
-    from sqlorch.core.partitions import filter_sql
     from sqlorch.load.project import load_project
     from sqlorch.state import ledger
     from sqlorch.state.store import StateStore
+    from sqlorch.warehouse.sql import filter_sql
 
     project = load_project(settings)
     node = _node(project, asset)

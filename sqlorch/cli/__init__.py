@@ -188,7 +188,7 @@ def build(
     store = StateStore(settings.state_path)
     plan = plan_build(project, store, select, exclude, _warn, full=full)
     if skip_non_breaking:
-        from sqlorch.app.lineage import skip_non_breaking_downstream
+        from sqlorch.cli.render_lineage import skip_non_breaking_downstream
 
         plan = skip_non_breaking_downstream(project, plan, _warn, _err())
     selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)])
@@ -593,7 +593,7 @@ def ls_cmd(
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if as_json:
         from sqlorch.core.graph import Column
-        from sqlorch.core.plan.partitions import describe_mapping
+        from sqlorch.core.partitions.mappings import describe_mapping
         from sqlorch.state.store import StateStore
 
         # columns as materialized (recorded with each materialization), else from dbt yml
@@ -898,7 +898,7 @@ def lineage(
     as_json: bool,
 ) -> None:
     """Column lineage: KEY.COLUMN as a tree, or every column of KEY with its direct upstream."""
-    from sqlorch.app.lineage import lineage_command
+    from sqlorch.cli.render_lineage import lineage_command
 
     lineage_command(
         _settings(project_dir, profiles_dir, target),
@@ -925,7 +925,8 @@ def diff(
     as_json: bool,
 ) -> None:
     """Changed models since their last materialization, and the downstream columns affected."""
-    from sqlorch.app.lineage import compute_impact, impact_document, render_impact
+    from sqlorch.app.lineage import compute_impact, impact_document
+    from sqlorch.cli.render_lineage import render_impact
     from sqlorch.load.project import load_project
 
     project = load_project(_settings(project_dir, profiles_dir, target))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.errors import GraphError
 
 if TYPE_CHECKING:
-    from sqlorch.core.partitions import PartitionsDefinition
-    from sqlorch.core.plan.partitions import PartitionMapping
+    from sqlorch.core.partitions.definitions import PartitionsDefinition
+    from sqlorch.core.partitions.mappings import PartitionMapping
 
 
 class AssetKind(StrEnum):

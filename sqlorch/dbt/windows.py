@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-
-from sqlorch.core.partitions import filter_sql
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -89,8 +88,12 @@ class DirectWindows:
         warehouse: WindowStore,
         run_dir: Path,
         errors: tuple[type[BaseException], ...],
+        rows_of: Callable[[AssetNode, WindowChunk], tuple[str, list[Any]]],
     ) -> None:
-        """Write to `warehouse`; a window write raising one of `errors` is that model's error."""
+        """Write to `warehouse`; a window write raising one of `errors` is that model's error.
+
+        `rows_of` returns the predicate (with parameters) of a chunk's rows in a model's table.
+        """
         from sqlorch.dbt.templates import TemplateCache
 
         self.graph = graph
@@ -99,6 +102,7 @@ class DirectWindows:
         self.warehouse = warehouse
         self.run_dir = run_dir
         self.errors = errors
+        self.rows_of = rows_of
         self.cache = TemplateCache(invoker.artifacts_dir / "templates.json")
         # model key -> why dbt writes its windows (shown in the run's events)
         self.reasons: dict[str, str] = {}
@@ -198,7 +202,7 @@ class DirectWindows:
                 if failed & self.graph.ancestors(key):
                     result.statuses[uid] = "skipped"
                     continue
-                where, params = filter_sql(node.partitions, chunk.prefix, chunk.lo, chunk.hi)
+                where, params = self.rows_of(node, chunk)
                 relation = self.relation(node)
                 try:
                     drift = session.schema_drift(relation, queries[key][0])

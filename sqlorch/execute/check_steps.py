@@ -14,7 +14,6 @@ from typing import Any
 from sqlorch.api.checks import CheckContext
 from sqlorch.core.checks import CheckResult, CheckStatus
 from sqlorch.core.graph import CheckNode
-from sqlorch.core.partitions import filter_sql
 from sqlorch.events import EventKind
 from sqlorch.execute.checks import run_python_check, run_side_check
 from sqlorch.execute.chunks import Chunk, PartitionRuns, context_of
@@ -24,7 +23,7 @@ from sqlorch.execute.pools import Slots
 from sqlorch.execute.progress import Progress
 from sqlorch.execute.status import Status
 from sqlorch.warehouse.base import Warehouse
-from sqlorch.warehouse.duckdb import quote_key
+from sqlorch.warehouse.sql import filter_sql, quote_key
 
 
 class CheckSteps:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.api.checks import CheckContext, CheckDefinition, CheckResult
 from sqlorch.core.checks import Observed, as_datetime, run_builtin
 from sqlorch.core.graph import CheckKind, CheckNode
-from sqlorch.warehouse.duckdb import quote_key
+from sqlorch.warehouse.sql import quote_key
 
 if TYPE_CHECKING:
     from sqlorch.core.partitions import PartitionsDefinition
@@ -95,7 +95,7 @@ def latest_partition_present(
     definition: PartitionsDefinition, session: Warehouse, key: str, now: datetime
 ) -> CheckResult:
     """Pass when the table holds rows of the latest complete partition (of every prefix)."""
-    from sqlorch.core.partitions import filter_sql
+    from sqlorch.warehouse.sql import filter_sql
 
     n = definition.count(now)
     if n <= 0:

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.core.checks import CheckStatus
 from sqlorch.events import EventKind
@@ -27,9 +27,10 @@ from sqlorch.execute.status import Status
 from sqlorch.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
+    from sqlorch.core.graph import AssetNode
     from sqlorch.dbt.runner import InvocationResult
     from sqlorch.dbt.templates import DataTestTemplate, Template
-    from sqlorch.dbt.windows import DirectWindows
+    from sqlorch.dbt.windows import DirectWindows, WindowChunk
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ class DbtChunks:
                 self.warehouse,
                 self.run_dir,
                 errors=(WarehouseError, SchemaDrift, duckdb.Error),
+                rows_of=rows_of,
             )
         return self._direct
 
@@ -380,3 +382,11 @@ class DbtChunks:
                 "dbt_writes_because": {k: reasons[k] for k, _ in group if k in reasons},
             },
         )
+
+
+def rows_of(node: AssetNode, chunk: WindowChunk) -> tuple[str, list[Any]]:
+    """The predicate (with parameters) of `chunk`'s rows in `node`'s table."""
+    from sqlorch.warehouse.sql import filter_sql
+
+    assert node.partitions is not None
+    return filter_sql(node.partitions, chunk.prefix, chunk.lo, chunk.hi)

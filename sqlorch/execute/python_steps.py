@@ -17,7 +17,6 @@ from typing import Any
 from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
 from sqlorch.api.retries import RateLimiter, RetryPolicy
 from sqlorch.core.graph import AssetNode, Column
-from sqlorch.core.partitions import filter_sql
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.execute.cancellation import Cancellation
 from sqlorch.execute.chunks import Chunk, context_of
@@ -32,6 +31,7 @@ from sqlorch.execute.messages import (
 )
 from sqlorch.execute.retries import Failure, attempt_until_done
 from sqlorch.warehouse.base import Warehouse
+from sqlorch.warehouse.sql import filter_sql
 
 log = logging.getLogger(__name__)
 

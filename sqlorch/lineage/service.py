@@ -24,18 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.lineage.cache import (
-    CompiledCache,
-    HiddenDependency,
-    LineageCache,
-    read_hidden,
-    write_hidden,
-)
+from sqlorch.lineage.cache import CompiledCache, LineageCache
+from sqlorch.lineage.inputs import LineageInputs
 from sqlorch.lineage.model import ColumnLineage, ModelLineage
+from sqlorch.state.hidden import HiddenDependency, read_hidden, write_hidden
 
 if TYPE_CHECKING:
     from sqlorch.lineage.impact import Impact
-    from sqlorch.load.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +85,7 @@ class LineageIndex:
 
 
 def build_index(
-    project: Project,
+    project: LineageInputs,
     *,
     materialized: Mapping[str, Columns] | None = None,
     compile_missing: bool = True,
@@ -99,7 +94,7 @@ def build_index(
     """Compute (or read from the cache) the lineage of the assets of `project`.
 
     Args:
-        project: the loaded project.
+        project: the loaded project (what lineage reads of it).
         materialized: the warehouse's columns of materialized assets, by key.
         compile_missing: run `dbt compile` for models whose compiled SQL is not cached.
         keys: limit the work to these assets and their ancestors (default: all).
@@ -206,7 +201,7 @@ def hidden_messages(
     return out
 
 
-def compile_nodes(project: Project, nodes: Sequence[AssetNode]) -> dict[str, str]:
+def compile_nodes(project: LineageInputs, nodes: Sequence[AssetNode]) -> dict[str, str]:
     """Compile exactly `nodes` with dbt (one invocation); return key -> compiled SQL."""
     from sqlorch.dbt.manifest import compress_selection
 
@@ -219,7 +214,7 @@ def compile_nodes(project: Project, nodes: Sequence[AssetNode]) -> dict[str, str
     return {by_uid[uid]: sql for uid, sql in compiled.items() if uid in by_uid}
 
 
-def record_compiled(project: Project, run_dir: Path) -> dict[str, str]:
+def record_compiled(project: LineageInputs, run_dir: Path) -> dict[str, str]:
     """Cache the compiled SQL dbt wrote in a run's folder; return key -> SQL of those models."""
     from sqlorch.dbt.runner import compiled_code
 
@@ -237,7 +232,7 @@ def record_compiled(project: Project, run_dir: Path) -> dict[str, str]:
     return out
 
 
-def scan_hidden_after_run(project: Project, run_dir: Path) -> list[tuple[str, str]]:
+def scan_hidden_after_run(project: LineageInputs, run_dir: Path) -> list[tuple[str, str]]:
     """After a build: cache its compiled SQL, record hidden dependencies, return warnings.
 
     Only the models the run compiled at a code version not scanned before are parsed (no
@@ -271,7 +266,7 @@ def scan_hidden_after_run(project: Project, run_dir: Path) -> list[tuple[str, st
     return hidden_messages(changed, project.graph)
 
 
-def after_run(project: Project, run_dir: Path) -> list[tuple[str, str]]:
+def after_run(project: LineageInputs, run_dir: Path) -> list[tuple[str, str]]:
     """`scan_hidden_after_run`, never raising: lineage must not fail a build."""
     try:
         return scan_hidden_after_run(project, run_dir)
@@ -281,12 +276,12 @@ def after_run(project: Project, run_dir: Path) -> list[tuple[str, str]]:
 
 
 def changes_since_materialized(
-    project: Project, index: LineageIndex, code_versions: Mapping[str, str | None]
+    project: LineageInputs, index: LineageIndex, code_versions: Mapping[str, str | None]
 ) -> Impact:
     """Compare every model whose code version differs from its last materialization.
 
     Args:
-        project: the loaded project.
+        project: the loaded project (what lineage reads of it).
         index: the lineage of the working tree (`build_index`).
         code_versions: asset key -> code version of its last materialization.
     """
@@ -323,7 +318,7 @@ def changes_since_materialized(
     return impact_of(changes, project.graph)
 
 
-def warehouse_columns(project: Project) -> tuple[dict[str, Columns], str | None]:
+def warehouse_columns(project: LineageInputs) -> tuple[dict[str, Columns], str | None]:
     """Return the columns of every relation in the target's DuckDB file, or why not.
 
     Another process holding the file (a running build) is not an error: the caller falls
@@ -370,7 +365,7 @@ def _asset_lineage(
     index: LineageIndex,
     cache: LineageCache,
     known: ChainMap[str, Columns],
-    project: Project,
+    project: LineageInputs,
 ) -> ModelLineage:
     materialized = known.maps[1]
     if node.kind is AssetKind.PYTHON:

@@ -67,7 +67,7 @@ def load_project(settings: Settings) -> Project:
     dbt = _load_dbt(settings, target, invoker)
     found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
     graph, python_assets = merge(dbt, found, settings.asset_schema)
-    from sqlorch.lineage.hidden import add_hidden_edges
+    from sqlorch.state.hidden import add_hidden_edges
 
     graph = add_hidden_edges(graph, settings.state_dir)  # found in compiled SQL before
     graph, python_checks = attach_checks(

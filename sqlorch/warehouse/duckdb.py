@@ -15,6 +15,7 @@ from typing import Any
 from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, WarehouseError
 from sqlorch.warehouse.base import WriteMode
+from sqlorch.warehouse.sql import quote_key as quote_key  # importers know it from here
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,6 @@ _TRANSIENT = ("write-write conflict", "Conflicting lock", "could not set lock")
 
 # (database or None for the file's own, schema, table)
 Relation = tuple[str | None, str, str]
-
-
-def quote_key(key: str) -> str:
-    """Return `schema.name` as a quoted DuckDB identifier."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in key.split(".", 1))
 
 
 def to_arrow_stream(data: Any, key: str) -> Any:

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from sqlorch.core.partitions import PartitionError
-from sqlorch.core.plan.partitions import (
+from sqlorch.core.partitions.mappings import (
     MappingKind,
     PartitionMapping,
     all_partitions,
@@ -18,7 +17,7 @@ from sqlorch.core.plan.partitions import (
     window,
 )
 from sqlorch.dbt.manifest import read_manifest
-from sqlorch.errors import ProjectError
+from sqlorch.errors import PartitionError, ProjectError
 
 # config value -> the Python API's mapping
 GOOD: list[tuple[Any, PartitionMapping]] = [
@@ -246,7 +245,7 @@ def test_mappings_keep_their_kind_in_the_graph_node() -> None:
 
 def _graph(down_parts: Any, mapping: PartitionMapping, up_parts: Any, view: bool = False) -> Any:
     from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
-    from sqlorch.core.partitions import from_config
+    from sqlorch.core.partitions.definitions import from_config
 
     up = AssetNode(
         "raw.up",
@@ -363,7 +362,7 @@ def test_a_chunk_waits_only_for_pending_upstream_partitions_it_reads(
 ) -> None:
     from datetime import UTC, datetime
 
-    from sqlorch.core.partitions import PartitionSet
+    from sqlorch.core.partitions.ranges import PartitionSet
     from sqlorch.core.plan.partitions import reads_pending
 
     graph = _graph(DAILY, mapping, DAILY)

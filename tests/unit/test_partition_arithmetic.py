@@ -9,37 +9,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.core.partitions import (
-    PartitionError,
-    PartitionSet,
-    Segment,
-    SegmentStatus,
-    daily,
-    erase,
-    filter_sql,
-    hourly,
-    intersect,
-    monthly,
-    multi,
-    normalize,
-    record,
-    static,
-    status_set,
-    subtract,
-    to_segments,
-    to_stored,
-    weekly,
-)
-from sqlorch.core.plan.partitions import (
-    Upstream,
+from sqlorch.core.partitions.definitions import daily, hourly, monthly, multi, static, weekly
+from sqlorch.core.partitions.mappings import (
     all_partitions,
     downstream_of,
-    plan_asset,
-    plan_graph,
     same,
     upstream_of,
     window,
 )
+from sqlorch.core.partitions.ranges import PartitionSet, intersect, normalize, subtract
+from sqlorch.core.partitions.segments import (
+    Segment,
+    SegmentStatus,
+    erase,
+    record,
+    status_set,
+    to_segments,
+    to_stored,
+)
+from sqlorch.core.plan.partitions import Upstream, plan_asset, plan_graph
+from sqlorch.errors import PartitionError
+from sqlorch.warehouse.sql import filter_sql
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -60,7 +60,7 @@ def test_a_template_is_valid_for_the_env_vars_its_sql_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from sqlorch.core.graph import AssetKind, AssetNode
-    from sqlorch.dbt.manifest import _direct_facts
+    from sqlorch.dbt.meta import direct_facts as _direct_facts
 
     nodes = {
         "model.p.eph": {
