@@ -87,18 +87,16 @@ def load_settings(
     """
     env = os.environ if env is None else env
     cwd = (cwd or Path.cwd()).resolve()
-    settings_file, raw, base, proj = _locate(project_dir, cwd)
-
+    start = Path(project_dir).resolve() if project_dir else cwd
+    settings_file, raw = _settings_for(start)
+    base = settings_file.parent if settings_file else start
+    proj = _project_dir(project_dir, raw, base)
     state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
-    if state_url:
-        state_path = _state_path(str(state_url), base)
-    else:
-        state_path = proj / ".sqlorch" / "state.db"
-
-    ingest_raw = _names(raw, "ingest", ["ingest"], settings_file)
+    state_path = _state_path(str(state_url), base) if state_url else proj / ".sqlorch" / "state.db"
+    ingest = _modules(raw, "ingest", ["ingest"], settings_file)
     n_threads = _threads(threads, raw, env, settings_file)
     pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
-    check_modules = _names(raw, "check_modules", [], settings_file)
+    check_modules = _modules(raw, "check_modules", [], settings_file)
     checks = raw.get("checks", {})
     if not isinstance(checks, dict):
         raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
@@ -107,34 +105,26 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
-
     return Settings(
         root=base,
         project_dir=proj,
         profiles_dir=_profiles_dir(profiles_dir, raw, base, env),
         target=target or env.get("SQLORCH_TARGET") or _opt_str(raw, "target", settings_file),
-        ingest=tuple(ingest_raw),
+        ingest=ingest,
         asset_schema=str(raw.get("asset_schema", DEFAULT_ASSET_SCHEMA)),
         state_path=state_path,
         threads=n_threads,
         pools=pools,
         settings_file=settings_file,
-        check_modules=tuple(check_modules),
+        check_modules=check_modules,
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
     )
 
 
-def _locate(
-    project_dir: str | Path | None, cwd: Path
-) -> tuple[Path | None, dict[str, Any], Path, Path]:
-    """Find the settings and the dbt project: (settings file, its table, root, project dir).
-
-    Raises:
-        ConfigError: there is no dbt_project.yml where the settings point.
-    """
-    start = Path(project_dir).resolve() if project_dir else cwd
+def _settings_for(start: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Find the settings that apply to a command started in `start`: (file, its table)."""
     settings_file, raw = _find_settings(start)
     if (
         settings_file is not None
@@ -144,9 +134,12 @@ def _locate(
         # settings of an enclosing repo apply only if they point at this dbt project
         pointed = (settings_file.parent / str(raw.get("project_dir", "."))).resolve()
         if pointed != start:
-            settings_file, raw = None, {}
-    base = settings_file.parent if settings_file else start
+            return None, {}
+    return settings_file, raw
 
+
+def _project_dir(project_dir: str | Path | None, raw: Mapping[str, Any], base: Path) -> Path:
+    """Resolve the dbt project folder: the flag, else the settings, else the settings' folder."""
     if project_dir:
         proj = Path(project_dir).resolve()
     elif "project_dir" in raw:
@@ -158,23 +151,25 @@ def _locate(
             f"No dbt_project.yml in {proj}. Run sqlorch in a dbt project folder, pass "
             "--project-dir, or set `project_dir` under [tool.sqlorch] in pyproject.toml."
         )
-    return settings_file, raw, base, proj
+    return proj
 
 
-def _names(raw: Mapping[str, Any], key: str, default: list[str], path: Path | None) -> list[str]:
-    """Read a setting that is a module folder or name, or a list of them."""
-    value = raw.get(key, default)
+def _modules(
+    raw: Mapping[str, Any], name: str, default: list[str], path: Path | None
+) -> tuple[str, ...]:
+    """Read a list of module folders or names (a single string is a list of one)."""
+    value = raw.get(name, default)
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
-        raise ConfigError(_bad(path, key, "a list of module folders or names"))
-    return value
+        raise ConfigError(_bad(path, name, "a list of module folders or names"))
+    return tuple(value)
 
 
 def _threads(
     threads: int | None, raw: Mapping[str, Any], env: Mapping[str, str], path: Path | None
 ) -> int:
-    """The number of worker threads: the flag, else the environment, else the settings."""
+    """Resolve the worker count: the flag, else SQLORCH_THREADS, else the settings, else 4."""
     n_threads = threads or _int(env.get("SQLORCH_THREADS"), "SQLORCH_THREADS", None)
     if n_threads is None:
         value = raw.get("threads", raw.get("max_concurrency", 4))

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.core.graph import AssetGraph, AssetKind
-from sqlorch.core.plan.builder import Plan, build_plan
+from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlorch.errors import ConfigError
-from sqlorch.state.store import StateStore
+from sqlorch.state.base import StateReader
+from sqlorch.state.records import CheckResultRecord
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -29,7 +30,7 @@ def sparkline(values: Sequence[float | int | None]) -> str:
     return "".join(out)
 
 
-def resolve_asset(store: StateStore, name: str) -> str:
+def resolve_asset(store: StateReader, name: str) -> str:
     """Find the asset key the store knows for `name` (a key, or a unique table name).
 
     Raises:
@@ -52,7 +53,7 @@ def resolve_asset(store: StateStore, name: str) -> str:
     )
 
 
-def asset_history(store: StateStore, key: str, limit: int | None = None) -> dict[str, Any]:
+def asset_history(store: StateReader, key: str, limit: int | None = None) -> dict[str, Any]:
     """Return the history document of `key` (newest first), as `sqlorch history --json` prints.
 
     `{"key", "materializations": [{"run_id", "materialized_at", "partition", "rows",
@@ -89,7 +90,7 @@ def asset_history(store: StateStore, key: str, limit: int | None = None) -> dict
     }
 
 
-def _check_doc(r: Any) -> dict[str, Any]:
+def _check_doc(r: CheckResultRecord) -> dict[str, Any]:
     return {
         "run_id": r.run_id,
         "check": r.name,

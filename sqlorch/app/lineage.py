@@ -14,7 +14,7 @@ from sqlorch.lineage.service import SQL_KINDS, Columns, LineageIndex
 from sqlorch.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlorch.core.plan.builder import Plan
+    from sqlorch.core.plan.definition import Plan
     from sqlorch.lineage.impact import Impact
     from sqlorch.load.project import Project
 

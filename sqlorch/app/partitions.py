@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlorch.core.graph import AssetGraph, AssetNode
     from sqlorch.load.project import Project
     from sqlorch.settings import Settings
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.base import StateReader
 
 
 def partition_doc(
@@ -144,7 +144,7 @@ def wipe_partitions(
     return len(parts), rows
 
 
-def partition_docs(graph: AssetGraph, store: StateStore, now: datetime) -> dict[str, Any]:
+def partition_docs(graph: AssetGraph, store: StateReader, now: datetime) -> dict[str, Any]:
     """The §10 `partitions` object of every partitioned asset (for `sqlorch status`)."""
     from sqlorch.state import ledger
 

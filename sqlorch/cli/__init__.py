@@ -521,7 +521,7 @@ def check_cmd(
     """
     from sqlorch.app.build import execute, select_assets
     from sqlorch.cli.render import TerminalRenderer
-    from sqlorch.core.plan.builder import Plan
+    from sqlorch.core.plan.definition import Plan
     from sqlorch.load.project import load_project
     from sqlorch.state.store import StateStore
 

@@ -12,7 +12,7 @@ from sqlorch.cli.render import escape
 from sqlorch.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlorch.core.plan.builder import Plan
+    from sqlorch.core.plan.definition import Plan
     from sqlorch.load.project import Project
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sqlorch.core.graph import AssetGraph, AssetNode
-    from sqlorch.core.plan.builder import Step
+    from sqlorch.core.plan.definition import Step
     from sqlorch.execute.cancellation import Cancellation
     from sqlorch.execute.progress import Progress
     from sqlorch.warehouse.base import Warehouse

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlorch.core.checks import CheckStatus, Observed
 from sqlorch.core.graph import AssetGraph, AssetKind, CheckNode, Column
-from sqlorch.core.plan.builder import Plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.events import Event, EventKind, Listener, utcnow
 from sqlorch.execute.status import Status
 

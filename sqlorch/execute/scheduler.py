@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlorch.api.asset import AssetDefinition
 from sqlorch.core.checks import CheckStatus
 from sqlorch.core.graph import AssetGraph, AssetKind
-from sqlorch.core.plan.builder import Plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.events import EventKind, Listener
 from sqlorch.execute.cancellation import Cancellation
 from sqlorch.execute.check_steps import CheckSteps

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -146,13 +146,50 @@ def _analyze(
     tables: list[str],
     self_key: str | None,
 ) -> ModelLineage:
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.scope import build_scope
+
+    qualified, schema, unknown = _qualify(sql, tree, dialect, schemas, tables)
+    scope = build_scope(qualified)
+    if scope is None:
+        raise SqlglotError("no SELECT scope")
+    selectable = scope.expression
+    notes: list[str] = []
+    stars = [s for s in getattr(selectable, "selects", []) if _is_star(s)]
+    if stars:
+        notes.append(
+            "SELECT * over "
+            + (", ".join(sorted(k for k in unknown if k != self_key)) or "a relation")
+            + " whose columns are unknown: its columns are not listed"
+        )
+    pending = _collect(_trace_columns(qualified, schema, dialect, scope))
+    keys, clauses = _key_columns(scope, dialect, schema)
+    key_edges = tuple(Edge(t, c, k) for t, c, k in sorted(keys) if t != self_key)
+    # fingerprints last: generating SQL without copying may rewrite the tree in place
+    text = _generator(dialect)
+    return ModelLineage(
+        columns=tuple(_column(name, got, text) for name, got in pending),
+        keys=key_edges,
+        tables=tuple(tables),
+        unknown_tables=tuple(k for k in unknown if k != self_key),
+        notes=tuple(notes),
+        keys_fingerprint=_digest(f"{kind}:{text(clause)}" for kind, clause in clauses),
+        incomplete=bool(stars),
+    )
+
+
+def _qualify(
+    sql: str,
+    tree: exp.Query,
+    dialect: str | None,
+    schemas: Mapping[str, Sequence[tuple[str, str]]],
+    tables: list[str],
+) -> tuple[exp.Expr, Any, list[str]]:
+    """Qualify `tree` against the known columns; return it, the schema, the unknown tables."""
     import sqlglot
     from sqlglot import exp
-    from sqlglot.dialects.dialect import Dialect
     from sqlglot.errors import SqlglotError
-    from sqlglot.lineage import lineage, to_node
     from sqlglot.optimizer.qualify import qualify
-    from sqlglot.optimizer.scope import Scope, build_scope
     from sqlglot.schema import MappingSchema
 
     mapping: dict[str, dict[str, dict[str, str]]] = {}
@@ -197,28 +234,26 @@ def _analyze(
             identify=False,
             quote_identifiers=False,
         )
-    scope = build_scope(qualified)
-    if scope is None:
-        raise SqlglotError("no SELECT scope")
-    selectable = scope.expression
-    notes: list[str] = []
-    stars = [s for s in getattr(selectable, "selects", []) if _is_star(s)]
-    if stars:
-        notes.append(
-            "SELECT * over "
-            + (", ".join(sorted(k for k in unknown if k != self_key)) or "a relation")
-            + " whose columns are unknown: its columns are not listed"
-        )
+    return qualified, schema, unknown
+
+
+def _trace_columns(
+    qualified: exp.Expr, schema: Any, dialect: str | None, scope: Any
+) -> dict[str, Any]:
+    """Return output column -> sqlglot lineage node (or `_Failure`)."""
+    from sqlglot.errors import SqlglotError
+    from sqlglot.lineage import lineage
+
     try:
         nodes = lineage(
             None, qualified, schema, dialect=dialect, scope=scope, copy=False, trim_selects=False
         )
-        per_column: dict[str, Any] = dict(nodes)
+        return dict(nodes)
     except (SqlglotError, ValueError, KeyError, IndexError) as exc:
         # one bad column must not hide the others: trace them one by one
         log.debug("lineage of all columns failed; column by column", exc_info=True)
-        per_column = {}
-        for sel in getattr(selectable, "selects", []):
+        per_column: dict[str, Any] = {}
+        for sel in getattr(scope.expression, "selects", []):
             name = sel.alias_or_name
             if not name or _is_star(sel):
                 continue
@@ -234,7 +269,11 @@ def _analyze(
                 )
             except (SqlglotError, ValueError, KeyError, IndexError) as inner:
                 per_column[name] = _Failure(_first_line(inner) or _first_line(exc))
+        return per_column
 
+
+def _collect(per_column: Mapping[str, Any]) -> list[tuple[str, _Collector | str]]:
+    """Walk each column's lineage to its upstream columns (or keep its failure message)."""
     pending: list[tuple[str, _Collector | str]] = []
     for name, node in per_column.items():
         if _is_star_name(name):
@@ -245,6 +284,17 @@ def _analyze(
         found = _Collector()
         _walk(node, Transform.COPY, found, set(), collect=True)
         pending.append((name, found))
+    return pending
+
+
+def _key_columns(
+    scope: Any, dialect: str | None, schema: Any
+) -> tuple[dict[tuple[str, str, Transform], None], list[tuple[str, exp.Expr]]]:
+    """Return the upstream columns of every filter, join and grouping, and those clauses."""
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+    from sqlglot.lineage import to_node
+    from sqlglot.optimizer.scope import Scope
 
     keys: dict[tuple[str, str, Transform], None] = {}
     clauses: list[tuple[str, exp.Expr]] = []
@@ -278,9 +328,13 @@ def _analyze(
                     _walk(traced, Transform.COPY, leaves, set())
                     for t, c in leaves.edges:
                         keys[(t, c, kind)] = None
-    key_edges = tuple(Edge(t, c, k) for t, c, k in sorted(keys) if t != self_key)
+    return keys, clauses
 
-    # fingerprints last: generating SQL without copying may rewrite the tree in place
+
+def _generator(dialect: str | None) -> Callable[[exp.Expr], str]:
+    """Return a function generating SQL text of an expression, once per expression."""
+    from sqlglot.dialects.dialect import Dialect
+
     generator = Dialect.get_or_raise(dialect)
     texts: dict[int, str] = {}
 
@@ -290,33 +344,23 @@ def _analyze(
             texts[key] = generator.generate(expression, copy=False)
         return texts[key]
 
-    columns: list[ColumnLineage] = []
-    for name, got in pending:
-        if isinstance(got, str):
-            columns.append(ColumnLineage(name=name, error=got))
-            continue
-        error = None
-        if got.unresolved:
-            error = "cannot tell which relation " + ", ".join(sorted(set(got.unresolved)))
-            error += " comes from (qualify the column or give the upstream's columns)"
-        steps = sorted(text(e) for e in got.steps.values())
-        columns.append(
-            ColumnLineage(
-                name=name,
-                upstream=tuple(Edge(t, c, k) for (t, c), k in sorted(got.edges.items())),
-                error=error,
-                fingerprint=_digest([*steps, *map(str, sorted(got.edges))]),
-            )
-        )
-    keys_fingerprint = _digest(f"{kind}:{text(clause)}" for kind, clause in clauses)
-    return ModelLineage(
-        columns=tuple(columns),
-        keys=key_edges,
-        tables=tuple(tables),
-        unknown_tables=tuple(k for k in unknown if k != self_key),
-        notes=tuple(notes),
-        keys_fingerprint=keys_fingerprint,
-        incomplete=bool(stars),
+    return text
+
+
+def _column(name: str, got: _Collector | str, text: Callable[[exp.Expr], str]) -> ColumnLineage:
+    """Return the lineage of output column `name` from what `_collect` found."""
+    if isinstance(got, str):
+        return ColumnLineage(name=name, error=got)
+    error = None
+    if got.unresolved:
+        error = "cannot tell which relation " + ", ".join(sorted(set(got.unresolved)))
+        error += " comes from (qualify the column or give the upstream's columns)"
+    steps = sorted(text(e) for e in got.steps.values())
+    return ColumnLineage(
+        name=name,
+        upstream=tuple(Edge(t, c, k) for (t, c), k in sorted(got.edges.items())),
+        error=error,
+        fingerprint=_digest([*steps, *map(str, sorted(got.edges))]),
     )
 
 

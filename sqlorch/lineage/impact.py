@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sqlorch.core.graph import AssetGraph
-from sqlorch.core.plan.builder import Plan
+from sqlorch.core.plan.definition import Plan
 from sqlorch.lineage.model import ModelLineage
 from sqlorch.lineage.trace import reverse_edges
 

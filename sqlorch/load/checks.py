@@ -32,59 +32,76 @@ def attach_checks(
     Raises:
         ConfigError: a check names an unknown or ambiguous asset, or is malformed.
     """
-    nodes, python = _python_checks(graph, found)
-    nodes.update(_builtin_checks(graph, declared, settings_file))
+    nodes: dict[str, CheckNode] = {}
+    python: dict[str, CheckDefinition] = {}
+    for fc in found:
+        uid, node = _python_check(graph, fc)
+        if uid in nodes:
+            raise ConfigError(
+                f"Two @check functions are named {node.name!r} in {fc.module} ({fc.file}). "
+                "Give one of them another `name=`.",
+                file=fc.file,
+                line=fc.line,
+            )
+        nodes[uid] = node
+        python[uid] = fc.definition
+    for (key, kind), (config, file) in sorted(_builtins(graph, declared, settings_file).items()):
+        if kind == "freshness" and "max_age_s" not in config and not graph.assets[key].partitions:
+            raise ConfigError(
+                f'The freshness check of {key} ({file}) needs `max_age` (e.g. "26h"): only a '
+                "partitioned asset's freshness can do without (its latest complete partition "
+                "must be present)."
+            )
+        table = key.rsplit(".", 1)[1]
+        uid = f"check.builtin.{key}.{kind}"
+        nodes[uid] = CheckNode(
+            unique_id=uid,
+            name=f"{kind}_{table}",
+            asset_keys=(key,),
+            fqn=("sqlorch", kind, key),
+            file=file,
+            severity=str(config["severity"]),
+            kind=CheckKind.BUILTIN,
+            config=config,
+        )
     if not nodes:
         return graph, python
     return AssetGraph(graph.assets.values(), [*graph.checks.values(), *nodes.values()]), python
 
 
-def _python_checks(
-    graph: AssetGraph, found: Sequence[FoundCheck]
-) -> tuple[dict[str, CheckNode], dict[str, CheckDefinition]]:
-    """The check nodes of the `@check` functions, and their definitions by unique id."""
-    nodes: dict[str, CheckNode] = {}
-    python: dict[str, CheckDefinition] = {}
-    for fc in found:
-        d = fc.definition
-        key = _resolve_asset(graph, d.asset, f"@check {d.name!r} ({fc.file}:{fc.line})")
-        bad = [p for p in d.params if p not in CHECK_PARAMS]
-        if bad:
-            raise ConfigError(
-                f"@check {d.name!r} ({fc.file}:{fc.line}) takes {', '.join(bad)}; a check may "
-                f"take only {', '.join(sorted(CHECK_PARAMS))}.",
-                asset=key,
-                file=fc.file,
-                line=fc.line,
-            )
-        uid = f"check.python.{fc.module}.{d.name}"
-        if uid in nodes:
-            raise ConfigError(
-                f"Two @check functions are named {d.name!r} in {fc.module} ({fc.file}). "
-                "Give one of them another `name=`.",
-                file=fc.file,
-                line=fc.line,
-            )
-        nodes[uid] = CheckNode(
-            unique_id=uid,
-            name=d.name,
-            asset_keys=(key,),
-            fqn=(*fc.module.split("."), d.name),
+def _python_check(graph: AssetGraph, fc: FoundCheck) -> tuple[str, CheckNode]:
+    """Turn a found `@check` function into its check node: (unique id, node)."""
+    d = fc.definition
+    key = _resolve_asset(graph, d.asset, f"@check {d.name!r} ({fc.file}:{fc.line})")
+    bad = [p for p in d.params if p not in CHECK_PARAMS]
+    if bad:
+        raise ConfigError(
+            f"@check {d.name!r} ({fc.file}:{fc.line}) takes {', '.join(bad)}; a check may "
+            f"take only {', '.join(sorted(CHECK_PARAMS))}.",
+            asset=key,
             file=fc.file,
             line=fc.line,
-            severity="error" if d.blocking else "warn",
-            kind=CheckKind.PYTHON,
         )
-        python[uid] = d
+    uid = f"check.python.{fc.module}.{d.name}"
+    return uid, CheckNode(
+        unique_id=uid,
+        name=d.name,
+        asset_keys=(key,),
+        fqn=(*fc.module.split("."), d.name),
+        file=fc.file,
+        line=fc.line,
+        severity="error" if d.blocking else "warn",
+        kind=CheckKind.PYTHON,
+    )
 
-    return nodes, python
 
-
-def _builtin_checks(
+def _builtins(
     graph: AssetGraph, declared: Mapping[str, Any], settings_file: str | None
-) -> dict[str, CheckNode]:
-    """The check nodes of the built-ins declared in settings and in the assets' metadata."""
-    nodes: dict[str, CheckNode] = {}
+) -> dict[tuple[str, str], tuple[dict[str, Any], str | None]]:
+    """Return (asset key, check type) -> (config, file declaring it) of the built-in checks.
+
+    The settings' selectors come first; an asset's own `meta.sqlorch.checks` wins over them.
+    """
     builtins: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
     if declared:
         from sqlorch.core.selection import resolve_selection
@@ -111,26 +128,7 @@ def _builtin_checks(
         where = f"meta.sqlorch.checks of {node.key} ({node.file})"
         for config in builtin_check_configs(meta["checks"], where):
             builtins[(node.key, config["type"])] = (config, node.file)
-    for (key, kind), (config, file) in sorted(builtins.items()):
-        if kind == "freshness" and "max_age_s" not in config and not graph.assets[key].partitions:
-            raise ConfigError(
-                f'The freshness check of {key} ({file}) needs `max_age` (e.g. "26h"): only a '
-                "partitioned asset's freshness can do without (its latest complete partition "
-                "must be present)."
-            )
-        table = key.rsplit(".", 1)[1]
-        uid = f"check.builtin.{key}.{kind}"
-        nodes[uid] = CheckNode(
-            unique_id=uid,
-            name=f"{kind}_{table}",
-            asset_keys=(key,),
-            fqn=("sqlorch", kind, key),
-            file=file,
-            severity=str(config["severity"]),
-            kind=CheckKind.BUILTIN,
-            config=config,
-        )
-    return nodes
+    return builtins
 
 
 def _resolve_asset(graph: AssetGraph, name: str, what: str) -> str:

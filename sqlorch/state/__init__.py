@@ -1,4 +1,9 @@
-"""The state store: runs, events and materializations in SQLite."""
+"""The state store: runs, events, materializations, check results and partition ledgers.
+
+`base` (the read and read-write interfaces), `sqlite` (the SQLite store), `records` and
+`rows` (what it returns and inserts), `migrations`, `ledger` (partition bookkeeping),
+`hidden` and `files` (hidden dependencies recorded under `.sqlorch/lineage/`).
+"""
 
 from sqlorch.state.store import StateStore
 

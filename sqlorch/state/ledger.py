@@ -21,20 +21,21 @@ from sqlorch.core.partitions import (
     to_segments,
     to_stored,
 )
+from sqlorch.state.records import LedgerRow
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from sqlorch.state.store import LedgerRow, StateStore
+    from sqlorch.state.base import StateReader, StateWriter
 
 
-def segments(store: StateStore, key: str, definition: PartitionsDefinition) -> list[Segment]:
+def segments(store: StateReader, key: str, definition: PartitionsDefinition) -> list[Segment]:
     """Return the ledger of one asset as segments of `definition`."""
     return to_segments(definition, store.ledger(key))
 
 
 def all_segments(
-    store: StateStore, definitions: Mapping[str, PartitionsDefinition]
+    store: StateReader, definitions: Mapping[str, PartitionsDefinition]
 ) -> dict[str, list[Segment]]:
     """Return the ledger of every partitioned asset in `definitions` (one query)."""
     rows = store.ledgers()
@@ -42,7 +43,7 @@ def all_segments(
 
 
 def write(
-    store: StateStore,
+    store: StateWriter,
     key: str,
     definition: PartitionsDefinition,
     parts: PartitionSet,
@@ -63,7 +64,7 @@ def write(
 
 
 def wipe(
-    store: StateStore, key: str, definition: PartitionsDefinition, parts: PartitionSet
+    store: StateWriter, key: str, definition: PartitionsDefinition, parts: PartitionSet
 ) -> None:
     """Forget `parts` of `key`: they read as missing and the next build rebuilds them."""
 
@@ -94,8 +95,6 @@ def summary(
 
 
 def _rows(definition: PartitionsDefinition, segs: list[Segment]) -> list[LedgerRow]:
-    from sqlorch.state.store import LedgerRow
-
     return [
         LedgerRow(r.prefix, r.lo, r.hi, r.status, r.run_id, r.at, r.code_version)
         for r in to_stored(definition, segs)

@@ -17,7 +17,8 @@ import pytest
 
 from sqlorch import MaterializeResult, asset, daily
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.core.plan.builder import Plan, Step, build_plan
+from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.definition import Plan, Step
 from sqlorch.events import Event, EventKind
 from sqlorch.execute.scheduler import Executor
 from sqlorch.execute.status import Status

@@ -311,7 +311,7 @@ def test_a_check_that_raises_is_an_error_naming_its_line(tmp_path: Path) -> None
 
 
 def test_checks_without_a_queryable_warehouse_are_clear_errors(tmp_path: Path) -> None:
-    from sqlorch.core.plan.builder import Plan
+    from sqlorch.core.plan.definition import Plan
 
     source = AssetNode("raw.src", AssetKind.SOURCE, "src")
     builtin = CheckNode(

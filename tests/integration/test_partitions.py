@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import CliResult, TinyProject, assert_clean_error, query, scalar
 
+pytestmark = pytest.mark.dbt  # runs real dbt
+
 EVENTS = """
 from datetime import date, timedelta
 

@@ -17,6 +17,8 @@ from sqlorch.dbt.package import macros_text
 from tests.conftest import CliResult, TinyProject, query, scalar
 from tests.integration.test_partitions import EVENTS, table_hash
 
+pytestmark = pytest.mark.dbt  # runs real dbt
+
 DAILY = """
     {{{{ config(materialized='incremental', unique_key='event_date',
               incremental_strategy='delete+insert', on_schema_change='append_new_columns',

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,33 @@ def test_nothing_inside_the_package_imports_the_facade() -> None:
 
     graph = grimp.build_graph("sqlorch")
     assert graph.find_modules_that_directly_import("sqlorch") == set()
+
+
+def cycles(graph: Any) -> list[tuple[str, ...]]:
+    """Return one chain per direct import that leads back to its importer (a circle)."""
+    found = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back:
+                found.append((module, *back))
+    return found
+
+
+def test_no_circle_between_any_two_modules() -> None:
+    """Also a package and its own modules (the contracts compare siblings only)."""
+    import grimp
+
+    assert cycles(grimp.build_graph("sqlorch")) == []
+
+
+def test_a_circle_through_a_package_is_found() -> None:
+    import grimp
+
+    graph = grimp.ImportGraph()
+    graph.add_import(importer="pkg.room", imported="pkg.room.part", line_number=1, line_contents="")
+    graph.add_import(importer="pkg.room.part", imported="pkg.room", line_number=1, line_contents="")
+    assert ("pkg.room", "pkg.room.part", "pkg.room") in cycles(graph)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from sqlorch.core.partitions.segments import (
     to_segments,
     to_stored,
 )
+from sqlorch.core.plan.definition import ReasonKind
 from sqlorch.core.plan.partitions import Upstream, plan_asset, plan_graph
 from sqlorch.errors import PartitionError
 from sqlorch.warehouse.sql import filter_sql
@@ -265,6 +266,11 @@ def test_failed_stale_and_code_changed_partitions() -> None:
     assert plan.stale.parts == {(): ((2, 3),)}
     assert plan.code_changed.parts == {(): ((6, 9),)}
     assert not plan.missing
+    assert [r.kind for r in plan.reasons(d)] == [
+        ReasonKind.PARTITIONS_FAILED,
+        ReasonKind.PARTITIONS_UPSTREAM_NEWER,
+        ReasonKind.PARTITIONS_CODE_CHANGED,
+    ]
 
 
 def test_plan_graph_propagates_through_views_and_to_coarser_assets() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sqlorch.core.codeversion import combine
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode, CheckNode
 from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.definition import ReasonKind
 from sqlorch.core.plan.staleness import AssetRecord, StateSnapshot, modified, stale_reasons
 
 
@@ -132,6 +134,49 @@ def test_upstream_materialized_later_in_another_run() -> None:
     ]
     assert reasons["marts.daily"] == ["upstream stg.events is stale"]
     assert "raw.events" not in reasons
+
+
+def _edited_stg() -> StateSnapshot:
+    rec = dataclasses.replace(
+        _built(STG, "2026-01-01T00:00:02+00:00"), code_parts=None, code_version="old"
+    )
+    return dataclasses.replace(_fresh(), assets={**_fresh().assets, "stg.events": rec})
+
+
+def _failed_stg() -> StateSnapshot:
+    rec = dataclasses.replace(_built(STG, "2026-01-01T00:00:02+00:00"), last_status="failed")
+    return dataclasses.replace(_fresh(), assets={**_fresh().assets, "stg.events": rec})
+
+
+def _newer_raw() -> StateSnapshot:
+    newer = _built(RAW, "2026-01-02T00:00:00+00:00", run="r2")
+    return dataclasses.replace(_fresh(), assets={**_fresh().assets, "raw.events": newer})
+
+
+# state -> (asset, the kinds of its reasons, in order); code tests kinds, never the text
+KIND_CASES = [
+    (StateSnapshot, "stg.events", [ReasonKind.NEVER_MATERIALIZED]),
+    (_edited_stg, "stg.events", [ReasonKind.CODE_CHANGED]),
+    (_edited_stg, "marts.daily", [ReasonKind.UPSTREAM_STALE]),
+    (_failed_stg, "stg.events", [ReasonKind.LAST_ATTEMPT_FAILED]),
+    (_newer_raw, "stg.events", [ReasonKind.UPSTREAM_NEWER]),
+    (
+        lambda: dataclasses.replace(_fresh(), tables=frozenset()),
+        "stg.events",
+        [ReasonKind.TABLE_MISSING],
+    ),
+]
+
+
+@pytest.mark.parametrize(("state", "key", "kinds"), KIND_CASES)
+def test_each_reason_has_its_kind(state: Any, key: str, kinds: list[ReasonKind]) -> None:
+    assert [r.kind for r in stale_reasons(GRAPH, state())[key]] == kinds
+
+
+def test_full_reasons_are_of_kind_full() -> None:
+    reasons = stale_reasons(GRAPH, _fresh(), full=True)
+    assert [r.kind for r in reasons["raw.events"]] == [ReasonKind.FULL]
+    assert [r.kind for r in reasons["stg.events"]] == [ReasonKind.UPSTREAM_STALE]
 
 
 def test_upstream_recorded_later_in_the_same_run_is_not_newer() -> None:

@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from sqlorch.core.graph import AssetGraph, AssetKind
-from sqlorch.core.plan.staleness import StateSnapshot, stale_reasons
-
-if TYPE_CHECKING:
-    from sqlorch.core.plan.partitions import AssetPartitions
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Materialize one asset (all of it; partition ranges come with partitioned assets)."""
-
-    key: str
-    kind: AssetKind
-    reasons: tuple[str, ...]
-    partitions: tuple[tuple[str, str], ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a run will do, in dependency order."""
-
-    steps: tuple[Step, ...]
-    checks: tuple[str, ...]
-    selected: frozenset[str]
-
-    @property
-    def keys(self) -> list[str]:
-        """The keys of the steps, in order."""
-        return [s.key for s in self.steps]
-
-    def __len__(self) -> int:
-        return len(self.steps)
+from sqlorch.core.graph import AssetGraph
+from sqlorch.core.plan.definition import Plan, Reason, ReasonKind, Step
+from sqlorch.core.plan.partitions import AssetPartitions
+from sqlorch.core.plan.staleness import StateSnapshot, stale_reasons, upstream_stale
 
 
 def build_plan(
@@ -60,8 +30,8 @@ def build_plan(
         state: what the state store and warehouse know (None: nothing was ever built).
         full: rebuild every selected asset, stale or not.
         partitions: the partitions to run of each partitioned asset (see
-            `partition_plan.plan_graph`): they decide whether a partitioned asset is a step
-            (a partitioned asset with none to run is not), and the step's partition ranges.
+            `sqlorch.core.plan.partitions.plan_graph`): they decide whether a partitioned
+            asset is a step (one with none to run is not), and the step's partition ranges.
     """
     chosen = set(selected)
     stale = stale_reasons(graph, state or StateSnapshot(), chosen, full=full)
@@ -94,32 +64,29 @@ def build_plan(
 def with_partitions(
     graph: AssetGraph,
     keys: Collection[str],
-    stale: Mapping[str, list[str]],
+    stale: Mapping[str, list[Reason]],
     partitions: Mapping[str, AssetPartitions],
-) -> dict[str, list[str]]:
+) -> dict[str, list[Reason]]:
     """Let the partition plan decide for partitioned assets, and what follows from it.
 
     A partitioned asset is stale exactly when it has partitions to run (its ledger knows
     better than its last materialization); an unpartitioned asset keeps its own reasons and
     is stale when an upstream asset it reads will be rebuilt.
     """
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[Reason]] = {}
     for key in graph.topological(keys):
         node = graph.assets[key]
         if not node.is_materializable:
             continue
         if node.partitions is not None and key in partitions:
             if partitions[key].parts:
-                out[key] = list(partitions[key].reasons) or ["partitions to run"]
+                to_run = Reason("partitions to run", ReasonKind.PARTITIONS_TO_RUN)
+                out[key] = list(partitions[key].reasons) or [to_run]
             continue
-        reasons = [r for r in stale.get(key, []) if not _is_upstream_stale(r)]
+        reasons = [r for r in stale.get(key, []) if r.kind is not ReasonKind.UPSTREAM_STALE]
         rebuilt = [d for d in node.deps if d in out]
         if rebuilt and not reasons:
-            reasons = [f"upstream {rebuilt[0]} is stale"]
+            reasons = [upstream_stale(rebuilt[0])]
         if reasons:
             out[key] = reasons
     return out
-
-
-def _is_upstream_stale(reason: str) -> bool:
-    return reason.startswith("upstream ") and reason.endswith(" is stale")

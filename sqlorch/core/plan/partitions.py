@@ -21,6 +21,7 @@ from sqlorch.core.partitions.mappings import (
 )
 from sqlorch.core.partitions.ranges import PartitionSet, Prefix, Range
 from sqlorch.core.partitions.segments import Segment, SegmentStatus, status_set
+from sqlorch.core.plan.definition import Reason, ReasonKind
 from sqlorch.errors import PartitionError
 
 
@@ -51,17 +52,17 @@ class PartitionPlan:
         """Everything that needs a run."""
         return self.missing | self.failed | self.stale | self.code_changed
 
-    def reasons(self, definition: PartitionsDefinition) -> tuple[str, ...]:
+    def reasons(self, definition: PartitionsDefinition) -> tuple[Reason, ...]:
         """Short reasons for a plan step."""
         out = []
-        for label, ps in (
-            ("missing", self.missing),
-            ("failed", self.failed),
-            ("upstream newer", self.stale),
-            ("code changed", self.code_changed),
+        for label, kind, ps in (
+            ("missing", ReasonKind.PARTITIONS_MISSING, self.missing),
+            ("failed", ReasonKind.PARTITIONS_FAILED, self.failed),
+            ("upstream newer", ReasonKind.PARTITIONS_UPSTREAM_NEWER, self.stale),
+            ("code changed", ReasonKind.PARTITIONS_CODE_CHANGED, self.code_changed),
         ):
             if ps:
-                out.append(f"{label}: {describe_set(definition, ps)}")
+                out.append(Reason(f"{label}: {describe_set(definition, ps)}", kind))
         return tuple(out)
 
 
@@ -134,7 +135,7 @@ class AssetPartitions:
     """The partitions of one asset a run will materialize, and why."""
 
     parts: PartitionSet
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, PartitionMapping]]:
@@ -336,10 +337,10 @@ def plan_graph(
         plains = plain_parents(graph, key) if plain is not None else []
         segs = ledgers.get(key, ())
         parents = partitioned_parents(graph, key)
-        reasons: tuple[str, ...]
+        reasons: tuple[Reason, ...]
         if forced is not None:
             parts = forced.get(key, PartitionSet())
-            reasons = ("backfill",) if parts else ()
+            reasons = (Reason("backfill", ReasonKind.BACKFILL),) if parts else ()
         else:
             ups = [
                 Upstream(
@@ -369,11 +370,13 @@ def plan_graph(
             extra = extra - parts
             if extra:
                 parts = parts | extra
-                reasons = (*reasons, f"upstream planned: {describe_set(definition, extra)}")
+                text = f"upstream planned: {describe_set(definition, extra)}"
+                reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_PLANNED))
             hit = [p for p in plains if p in rebuilt]
             every = definition.expected(now) - parts if hit else PartitionSet()
             if every:
                 parts = parts | every
-                reasons = (*reasons, f"upstream {hit[0]} is rebuilt: every partition reads it")
+                text = f"upstream {hit[0]} is rebuilt: every partition reads it"
+                reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_REBUILT))
         planned[key] = AssetPartitions(parts, reasons)
     return planned

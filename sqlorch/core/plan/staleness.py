@@ -5,7 +5,8 @@ materialization, an upstream asset was materialized after it, its last attempt f
 blocking check of it failed, or its table is missing from the warehouse. An asset downstream
 of a stale one is stale too ("upstream X is stale").
 
-Reasons are short strings a person can act on; the first reason of an asset is its main one.
+Reasons are short sentences a person can act on, each with its `ReasonKind`; the first reason
+of an asset is its main one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlorch.core.codeversion import describe_changes
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
+from sqlorch.core.plan.definition import Reason, ReasonKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,25 +52,29 @@ class StateSnapshot:
 _EMPTY = AssetRecord()
 
 
-def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> list[str]:
+def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> list[Reason]:
     """Return why `node` is stale by itself (not counting upstream assets being rebuilt)."""
     if not node.is_materializable:
         return []
     rec = state.record(node.key)
     if rec.materialized_at is None:
+        never = ReasonKind.NEVER_MATERIALIZED
         if rec.last_status == "failed":
-            return [f"never materialized; last attempt failed (run {rec.last_run_id})"]
-        return ["never materialized"]
-    reasons: list[str] = []
+            text = f"never materialized; last attempt failed (run {rec.last_run_id})"
+            return [Reason(text, never)]
+        return [Reason("never materialized", never)]
+    reasons: list[Reason] = []
     if state.tables is not None and node.key not in state.tables and _makes_table(node, rec):
-        reasons.append("table missing")
+        reasons.append(Reason("table missing", ReasonKind.TABLE_MISSING))
     if node.code_version is not None and rec.code_version != node.code_version:
         old = rec.code_parts if rec.code_parts else None
-        reasons.extend(describe_changes(old, node.code_parts, file=node.file, line=node.line))
+        changes = describe_changes(old, node.code_parts, file=node.file, line=node.line)
+        reasons.extend(Reason(text, ReasonKind.CODE_CHANGED) for text in changes)
     if rec.last_status == "failed":
-        reasons.append(f"last attempt failed (run {rec.last_run_id})")
+        text = f"last attempt failed (run {rec.last_run_id})"
+        reasons.append(Reason(text, ReasonKind.LAST_ATTEMPT_FAILED))
     for check in rec.failed_checks:
-        reasons.append(f"check {check} failed")
+        reasons.append(Reason(f"check {check} failed", ReasonKind.CHECK_FAILED))
     for dep in node.deps:
         up = state.record(dep)
         if _newer(up, rec):
@@ -77,7 +83,7 @@ def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> lis
                 if dep in graph.assets and not graph.assets[dep].is_materializable
                 else f"upstream {dep} materialized {_short(up.materialized_at)} after this"
             )
-            reasons.append(what)
+            reasons.append(Reason(what, ReasonKind.UPSTREAM_NEWER))
     return reasons
 
 
@@ -87,7 +93,7 @@ def stale_reasons(
     keys: Collection[str] | None = None,
     *,
     full: bool = False,
-) -> dict[str, list[str]]:
+) -> dict[str, list[Reason]]:
     """Return key -> reasons for every stale materializable asset among `keys`.
 
     An asset whose upstream (among `keys`) is stale is stale too: rebuilding the upstream
@@ -101,7 +107,7 @@ def stale_reasons(
         full: rebuild regardless of staleness (`sqlorch build --full`).
     """
     chosen = set(graph.assets if keys is None else keys)
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[Reason]] = {}
     for key in graph.topological(chosen):
         node = graph.assets[key]
         if not node.is_materializable:
@@ -109,13 +115,19 @@ def stale_reasons(
         reasons = own_reasons(node, graph, state)
         rebuilt = [d for d in node.deps if d in out]
         if rebuilt and not reasons:
-            reasons = [f"upstream {rebuilt[0]} is stale"]
+            reasons = [upstream_stale(rebuilt[0])]
         if full and not reasons:
             rec = state.record(key)
-            reasons = [f"--full (last built {_short(rec.materialized_at)})"]
+            text = f"--full (last built {_short(rec.materialized_at)})"
+            reasons = [Reason(text, ReasonKind.FULL)]
         if reasons:
             out[key] = reasons
     return out
+
+
+def upstream_stale(key: str) -> Reason:
+    """The reason of an asset whose upstream `key` is rebuilt in the same plan."""
+    return Reason(f"upstream {key} is stale", ReasonKind.UPSTREAM_STALE)
 
 
 def modified(graph: AssetGraph, state: StateSnapshot) -> set[str]:

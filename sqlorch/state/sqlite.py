@@ -1,0 +1,411 @@
+"""The SQLite state store (WAL: readable by other processes while a build writes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlorch.errors import StateError
+from sqlorch.state.migrations import MIGRATIONS
+from sqlorch.state.records import (
+    AssetState,
+    CheckResultRecord,
+    EventRecord,
+    LedgerRow,
+    MaterializationRecord,
+    RunRecord,
+)
+from sqlorch.state.rows import (
+    CHECK_COLUMNS,
+    EVENT_COLUMNS,
+    LEDGER_COLUMNS,
+    MAT_COLUMNS,
+    RUN_COLUMNS,
+    asset_state,
+    check_record,
+    event_record,
+    is_alive,
+    materialization_record,
+    run_record,
+)
+
+
+class SqliteStateStore:
+    """Read-write access to `.sqlorch/state.db` (SQLite, WAL); thread-safe through one lock.
+
+    Implements `StateWriter` (and so `StateReader`); `readonly=True` opens no file that
+    does not exist and allows reads only.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        if readonly and not path.exists():
+            self._con: sqlite3.Connection | None = None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"The state store {path} cannot be opened: {exc}. If it is damaged, move it "
+                "away; sqlorch starts a new one (the run history is lost)."
+            ) from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _migrate(self) -> None:
+        assert self._con is not None
+        with self._lock:
+            self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > len(MIGRATIONS):
+                raise StateError(
+                    f"The state store {self.path} has schema version {current}, newer than this "
+                    f"sqlorch knows ({len(MIGRATIONS)}). Upgrade sqlorch."
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    # re-check under the write lock: another process may have migrated
+                    row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+                    if (row[0] or 0) >= version:
+                        self._con.execute("COMMIT")
+                        continue
+                    for statement in MIGRATIONS[version - 1].split(";"):
+                        if statement.strip():
+                            self._con.execute(statement)
+                    self._con.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._con is None:
+            return []
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute(sql, params)
+
+    # writes ---------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, command: str, selection: str, started_at: str) -> None:
+        """Record a new run as running."""
+        self._write(
+            "INSERT INTO runs (run_id, command, selection, started_at, status, pid) "
+            "VALUES (?, ?, ?, ?, 'running', ?)",
+            (run_id, command, selection, started_at, os.getpid()),
+        )
+
+    def finish_run(
+        self, run_id: str, status: str, finished_at: str, succeeded: int, failed: int, skipped: int
+    ) -> None:
+        """Record a run's outcome."""
+        self._write(
+            "UPDATE runs SET status = ?, finished_at = ?, succeeded = ?, failed = ?, skipped = ? "
+            "WHERE run_id = ?",
+            (status, finished_at, succeeded, failed, skipped, run_id),
+        )
+
+    def write_batch(
+        self,
+        events: Sequence[tuple[Any, ...]],
+        attempts: Sequence[tuple[Any, ...]],
+        materializations: Sequence[tuple[Any, ...]],
+        check_results: Sequence[tuple[Any, ...]] = (),
+    ) -> None:
+        """Append many rows in one transaction (rows from the `*_row` functions below)."""
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany(
+                    "INSERT INTO events (run_id, ts, kind, asset, partition, level, message, "
+                    "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    events,
+                )
+                self._con.executemany(
+                    "INSERT INTO attempts (run_id, asset, partition, status, started_at, "
+                    "finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    attempts,
+                )
+                self._con.executemany(
+                    "INSERT INTO materializations (asset, partition, run_id, materialized_at, "
+                    "rows, duration_s, code_version, metadata, columns) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    materializations,
+                )
+                if check_results:
+                    self._con.executemany(
+                        "INSERT INTO check_results (run_id, check_id, name, kind, asset, "
+                        "partition, status, blocking, message, metadata, checked_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        check_results,
+                    )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def update_ledger(
+        self, asset: str, change: Callable[[list[LedgerRow]], list[LedgerRow]]
+    ) -> None:
+        """Replace `asset`'s ledger rows with `change(rows)` in one write transaction."""
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._ledger_rows(asset)
+                new = change(rows)
+                self._con.execute("DELETE FROM partition_ledger WHERE asset = ?", (asset,))
+                self._con.executemany(
+                    "INSERT INTO partition_ledger (asset, prefix, lo, hi, status, run_id, at, "
+                    "code_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (asset, r.prefix, r.lo, r.hi, r.status, r.run_id, r.at, r.code_version)
+                        for r in new
+                    ],
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def ledger(self, asset: str) -> list[LedgerRow]:
+        """Return the ledger rows of one asset."""
+        if self._con is None:
+            return []
+        with self._lock:
+            return self._ledger_rows(asset)
+
+    def ledgers(self) -> dict[str, list[LedgerRow]]:
+        """Return the ledger rows of every asset that has any."""
+        out: dict[str, list[LedgerRow]] = {}
+        for r in self._rows(
+            f"SELECT asset, {LEDGER_COLUMNS} FROM partition_ledger ORDER BY asset, rowid"
+        ):
+            out.setdefault(r[0], []).append(LedgerRow(*r[1:]))
+        return out
+
+    def _ledger_rows(self, asset: str) -> list[LedgerRow]:
+        assert self._con is not None
+        return [
+            LedgerRow(*r)
+            for r in self._con.execute(
+                f"SELECT {LEDGER_COLUMNS} FROM partition_ledger WHERE asset = ? ORDER BY rowid",
+                (asset,),
+            ).fetchall()
+        ]
+
+    def mark_abandoned_runs(self, now: str) -> int:
+        """Mark runs left 'running' by a process that no longer exists as failed."""
+        rows = self._rows("SELECT run_id, pid FROM runs WHERE status = 'running'")
+        n = 0
+        for run_id, pid in rows:
+            if pid and is_alive(int(pid)):
+                continue
+            self._write(
+                "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ?",
+                (now, run_id),
+            )
+            n += 1
+        return n
+
+    # reads ----------------------------------------------------------------------------------
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Return runs, newest first."""
+        sql = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [run_record(r) for r in self._rows(sql)]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """Return one run by id, or by a unique prefix of its id."""
+        rows = self._rows(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id LIKE ? ORDER BY started_at DESC",
+            (run_id.replace("%", "") + "%",),
+        )
+        exact = [r for r in rows if r[0] == run_id]
+        if exact:
+            return run_record(exact[0])
+        return run_record(rows[0]) if len(rows) == 1 else None
+
+    def events(self, run_id: str) -> Iterator[EventRecord]:
+        """Yield a run's events in order."""
+        for r in self._rows(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY id", (run_id,)
+        ):
+            yield event_record(r)
+
+    def asset_states(self) -> dict[str, AssetState]:
+        """Return the last materialization and last attempt of every asset with history."""
+        mats = {
+            r[0]: r
+            for r in self._rows(
+                "SELECT m.asset, m.materialized_at, m.rows, m.duration_s, m.code_version, "
+                "m.run_id, c.parts FROM materializations m LEFT JOIN code_versions c "
+                "ON c.asset = m.asset AND c.code_version = m.code_version "
+                "WHERE m.id = (SELECT max(id) FROM materializations WHERE asset = m.asset)"
+            )
+        }
+        attempts = {
+            r[0]: r
+            for r in self._rows(
+                "SELECT asset, run_id, status, error FROM attempts a WHERE rowid = "
+                "(SELECT max(rowid) FROM attempts WHERE asset = a.asset)"
+            )
+        }
+        return {
+            key: asset_state(key, mats.get(key), attempts.get(key))
+            for key in set(mats) | set(attempts)
+        }
+
+    def save_code_parts(self, items: Iterable[tuple[str, str | None, Mapping[str, str]]]) -> None:
+        """Remember the named parts of (asset, code version) pairs, for "what changed"."""
+        rows = [(a, v, json.dumps(dict(p), sort_keys=True)) for a, v, p in items if v and p]
+        if not rows:
+            return
+        assert self._con is not None, "state store opened read-only"
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany(
+                    "INSERT OR IGNORE INTO code_versions (asset, code_version, parts) "
+                    "VALUES (?, ?, ?)",
+                    rows,
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def run_attempts(self, run_id: str) -> dict[str, str]:
+        """Return asset -> outcome (success, failed, skipped) of every attempt in `run_id`."""
+        return {
+            a: st
+            for a, st in self._rows(
+                "SELECT asset, status FROM attempts WHERE run_id = ? ORDER BY rowid", (run_id,)
+            )
+        }
+
+    def latest_columns(self) -> dict[str, list[tuple[str, str]]]:
+        """Return, per asset, the `(name, type)` columns of its latest materialization.
+
+        Only materializations that recorded columns count (older state stores have none).
+        """
+        out: dict[str, list[tuple[str, str]]] = {}
+        for asset, cols in self._rows(
+            "SELECT asset, columns FROM (SELECT asset, columns, row_number() OVER (PARTITION BY "
+            "asset ORDER BY id DESC) AS rn FROM materializations WHERE columns IS NOT NULL) "
+            "WHERE rn = 1"
+        ):
+            out[asset] = [(str(n), str(t)) for n, t in json.loads(cols)]
+        return out
+
+    def last_materializations(
+        self, before_run: str | None = None
+    ) -> dict[tuple[str, str | None], MaterializationRecord]:
+        """Return the latest materialization of each (asset, partition).
+
+        Args:
+            before_run: ignore materializations of this run (the previous one is wanted).
+        """
+        rows = self._rows(
+            f"SELECT {MAT_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY asset, "
+            "partition ORDER BY id DESC) AS rn FROM materializations WHERE run_id != ?) "
+            "WHERE rn = 1",
+            (before_run or "",),
+        )
+        return {(r[1], r[2]): materialization_record(r) for r in rows}
+
+    def materializations(self, asset: str, limit: int | None = None) -> list[MaterializationRecord]:
+        """Return an asset's materializations, newest first."""
+        sql = f"SELECT {MAT_COLUMNS} FROM materializations WHERE asset = ? ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [materialization_record(r) for r in self._rows(sql, (asset,))]
+
+    def known_assets(self) -> set[str]:
+        """Return every asset key with a materialization, attempt or check result."""
+        return {
+            r[0]
+            for r in self._rows(
+                "SELECT DISTINCT asset FROM materializations UNION SELECT DISTINCT asset FROM "
+                "attempts UNION SELECT DISTINCT asset FROM check_results"
+            )
+        }
+
+    def failed_attempts(self, asset: str, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Return an asset's failed and skipped attempts, newest first.
+
+        Returns:
+            `(run_id, finished_at, status, error)` tuples.
+        """
+        sql = (
+            "SELECT run_id, finished_at, status, error FROM attempts WHERE asset = ? "
+            "AND status != 'success' ORDER BY rowid DESC"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._rows(sql, (asset,))
+
+    def check_results(
+        self, *, asset: str | None = None, run_id: str | None = None, limit: int | None = None
+    ) -> list[CheckResultRecord]:
+        """Return recorded check results, newest first, filtered by asset and/or run."""
+        where, params = [], []
+        if asset is not None:
+            where.append("asset = ?")
+            params.append(asset)
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        sql = f"SELECT {CHECK_COLUMNS} FROM check_results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [check_record(r) for r in self._rows(sql, params)]
+
+    def failing_blocking_checks(self) -> dict[str, list[CheckResultRecord]]:
+        """Return, per asset, its blocking checks whose latest result did not pass.
+
+        One result per (asset, partition, check): the newest. An asset (or partition) with a
+        blocking check that failed or errored stays stale until a later run passes it. A
+        check the project no longer has still appears here: callers filter by the checks
+        of the current graph (`CheckResultRecord.check_id`).
+        """
+        rows = self._rows(
+            f"SELECT {CHECK_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY asset, "
+            "partition, check_id ORDER BY id DESC) AS rn FROM check_results "
+            "WHERE status != 'skipped') WHERE rn = 1 AND blocking = 1 "
+            "AND status IN ('fail', 'error') ORDER BY id"
+        )
+        out: dict[str, list[CheckResultRecord]] = {}
+        for r in rows:
+            rec = check_record(r)
+            out.setdefault(rec.asset, []).append(rec)
+        return out
