@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     DBT_INVOCATION_FINISHED = "dbt_invocation_finished"
     PARTITIONS_MATERIALIZED = "partitions_materialized"
     PARTITIONS_FAILED = "partitions_failed"
+    HIDDEN_DEPENDENCY = "hidden_dependency"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,22 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenDependencyFound:
+    """A model of the run reads relations without a ref() or source(): a warning.
+
+    Found after the run's dbt invocations, from their compiled SQL; recorded before the
+    run finishes.
+    """
+
+    asset: str
+    message: str
+
+    def event(self, run_id: str, ts: str) -> Event:
+        """Return the `hidden_dependency` event of `run_id` at `ts`."""
+        return Event(EventKind.HIDDEN_DEPENDENCY, run_id, ts, self.asset, self.message, "warning")
 
 
 def utcnow() -> str:

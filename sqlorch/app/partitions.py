@@ -128,9 +128,9 @@ def wipe_partitions(
             asset=node.key,
         )
     if delete_data:
-        from sqlorch.app.build import open_warehouse
+        from sqlorch.warehouse.observe import open_warehouse
 
-        warehouse = open_warehouse(project)
+        warehouse = open_warehouse(project.target, needs_file=bool(project.python_assets))
         if warehouse is None:
             raise ConfigError("--delete-data needs the target's DuckDB file.")
         try:

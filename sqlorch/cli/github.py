@@ -6,12 +6,13 @@ Active when the environment says `GITHUB_ACTIONS=true`; the summary is appended 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlorch.events import Event, EventKind
+from sqlorch.events import Event, EventKind, Listener
 
 _AT = re.compile(r" at ([^\s:]+):(\d+)")
 
@@ -119,3 +120,16 @@ class GithubReporter:
                 text = " ".join(message.split()).replace("|", "\\|")
                 lines.append(f"| `{name}` | `{key}` | {text} |")
         return "\n".join(lines) + "\n\n"
+
+
+def ci_listeners() -> list[Listener]:
+    """Return the GitHub Actions reporter when running in GitHub Actions (else nothing)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return []
+    import click
+
+    return [
+        GithubReporter(
+            lambda line: click.echo(line, err=False), os.environ.get("GITHUB_STEP_SUMMARY")
+        )
+    ]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.events import Event, EventKind
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sqlorch.core.plan.definition import Plan
+    from sqlorch.state.store import EventRecord
 
 
 def escape(text: str) -> str:
@@ -28,9 +35,12 @@ def fmt_seconds(seconds: Any) -> str:
 
 
 class TerminalRenderer:
-    """Print a live progress view: finished assets scroll, a status bar shows what runs."""
+    """Print a live progress view: finished assets scroll, a status bar shows what runs.
 
-    def __init__(self, console: Any, total: int, *, verbose: bool = False) -> None:
+    The view starts with the run (`run_started` tells how many steps it has).
+    """
+
+    def __init__(self, console: Console, total: int = 0, *, verbose: bool = False) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console
@@ -52,13 +62,14 @@ class TerminalRenderer:
             transient=True,
         )
         self._task = self._progress.add_task("building", total=total, running="")
-        if console.is_terminal:
-            self._progress.start()
+        self.run_started = False
 
     def __call__(self, event: Event) -> None:
         kind = event.kind
         data = event.data
-        if kind is EventKind.ASSET_STARTED and event.asset:
+        if kind is EventKind.RUN_STARTED:
+            self._start(data.get("steps"))
+        elif kind is EventKind.ASSET_STARTED and event.asset:
             self.running[event.asset] = time.perf_counter()
         elif kind is EventKind.ASSET_MATERIALIZED and event.asset:
             self._finished(event.asset)
@@ -108,6 +119,15 @@ class TerminalRenderer:
             )
         self._refresh()
 
+    def _start(self, steps: object) -> None:
+        self.run_started = True
+        self.started = time.perf_counter()
+        if isinstance(steps, int):
+            self.total = steps
+            self._progress.update(self._task, total=steps)
+        if self.console.is_terminal:
+            self._progress.start()
+
     def _finished(self, key: str) -> None:
         self.running.pop(key, None)
         self.done += 1
@@ -147,3 +167,44 @@ class TerminalRenderer:
         )
         for what, message in self.failures:
             self.console.print(f"\n[red]{escape(what)}[/]: {escape(message)}", highlight=False)
+
+
+def print_plan(console: Console, plan: Plan, *, as_json: bool = False) -> None:
+    """Print a plan as `--dry-run` shows it (`--json`: the DESIGN.md §10 document)."""
+    from sqlorch.core.plan.explainer import explain_plan, plan_document, plan_headline
+
+    if as_json:
+        import click
+
+        click.echo(json.dumps(plan_document(plan), indent=2, default=str))
+        return
+    console.print(plan_headline(plan))
+    for line in explain_plan(plan):
+        console.print(f"{escape(line.text)}[dim]{escape(line.why)}[/]")
+
+
+_LEVEL_COLORS = {"error": "red", "warning": "yellow", "debug": "dim"}
+
+
+def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> None:
+    """Print one recorded event as a line of `sqlorch logs` (its traceback with `debug`)."""
+    color = _LEVEL_COLORS.get(ev.level, "")
+    detail = ev.message
+    if ev.kind == EventKind.ASSET_MATERIALIZED:
+        detail = f"{fmt_rows(ev.data.get('rows'))} {fmt_seconds(ev.data.get('duration_s'))}"
+        if ev.data.get("metadata"):
+            detail += " " + json.dumps(ev.data["metadata"], default=str)
+    elif ev.kind in (
+        EventKind.RUN_FINISHED,
+        EventKind.DBT_INVOCATION_STARTED,
+        EventKind.DBT_INVOCATION_FINISHED,
+    ):
+        detail = " ".join(
+            f"{k}={v}" for k, v in ev.data.items() if k not in ("args",) and v is not None
+        )
+    line = f"{ev.ts[11:23]} {ev.kind:<24} {ev.asset or '':<40} {detail}"
+    console.print(
+        f"[{color}]{escape(line)}[/]" if color else line, highlight=False, markup=bool(color)
+    )
+    if debug and ev.data.get("traceback"):
+        console.print(ev.data["traceback"], markup=False)

@@ -1,0 +1,404 @@
+"""Plan what a build-like command runs: select, read state, plan partitions and steps.
+
+A command is asked for by a request value (`BuildRequest`, `BackfillRequest`,
+`RetryRequest`, `CheckRequest`); `plan_request` turns one into a `Plan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from sqlorch.core.graph import AssetGraph
+from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.definition import Plan
+from sqlorch.core.plan.staleness import (
+    AssetRecord,
+    StateSnapshot,
+    fresher_upstream,
+    modified,
+    own_reasons,
+    stale_reasons,
+)
+from sqlorch.core.selection import STATE_METHODS, StateSets
+from sqlorch.load.project import Project
+from sqlorch.state.store import RunRecord, StateStore
+from sqlorch.warehouse.base import Warehouse
+from sqlorch.warehouse.observe import WarehouseView, loaded_at_fields, observe_warehouse
+
+if TYPE_CHECKING:
+    from sqlorch.core.partitions import PartitionSet
+    from sqlorch.core.plan.partitions import AssetPartitions
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRequest:
+    """`sqlorch build`: the stale selected assets (all selected with `full`)."""
+
+    command: ClassVar[str] = "build"
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full: bool = False
+    skip_non_breaking: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    """`sqlorch backfill`: a range of partitions of the selected assets (and downstream)."""
+
+    command: ClassVar[str] = "backfill"
+    select: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    start: str | None = None
+    end: str | None = None
+    keys: tuple[str, ...] = ()
+    downstream: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    """`sqlorch retry`: what failed or was skipped in a run (None: the last run)."""
+
+    command: ClassVar[str] = "retry"
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    """`sqlorch check`: the checks of the selected assets, building nothing."""
+
+    command: ClassVar[str] = "check"
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+Request = BuildRequest | BackfillRequest | RetryRequest | CheckRequest
+
+
+def selection_text(request: Request, retried: RunRecord | None = None) -> str:
+    """Return how the run's selection is recorded (`sqlorch runs` shows it)."""
+    if isinstance(request, RetryRequest):
+        return f"retry {retried.run_id if retried else request.run_id}"
+    return " ".join([*request.select, *(f"--exclude {e}" for e in request.exclude)])
+
+
+def plan_request(
+    project: Project,
+    store: StateStore,
+    request: Request,
+    *,
+    retried: RunRecord | None = None,
+    warn: Warn | None = None,
+    note: Warn | None = None,
+) -> Plan:
+    """Plan what `request` runs (`retried`: the run a `RetryRequest` names, found)."""
+    match request:
+        case BuildRequest():
+            plan = plan_build(
+                project, store, request.select, request.exclude, warn, full=request.full
+            )
+            if request.skip_non_breaking:
+                plan = skip_non_breaking(project, plan, warn, note)
+            return plan
+        case BackfillRequest():
+            return plan_backfill(
+                project,
+                store,
+                list(request.select),
+                list(request.exclude),
+                start=request.start,
+                end=request.end,
+                keys=request.keys,
+                downstream=request.downstream,
+                warn=warn,
+            )
+        case RetryRequest():
+            assert retried is not None, "a retry plans a run that was found"
+            return plan_retry(project, store, retried.run_id, warn)
+        case CheckRequest():
+            return plan_checks(project, request.select, request.exclude, warn)
+
+
+def observe(project: Project, warehouse: Warehouse | None = None) -> WarehouseView:
+    """Observe the project's warehouse (see `warehouse.observe.observe_warehouse`)."""
+    return observe_warehouse(
+        project.invoker.duckdb_path,
+        project.target.config,
+        loaded_at_fields(project.graph),
+        project.settings.state_dir / "relations.json",
+        warehouse,
+    )
+
+
+def select_assets(
+    project: Project,
+    select: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    warn: Warn | None = None,
+    *,
+    state: StateSets | None = None,
+) -> set[str]:
+    """Return the selected asset keys; selectors that matched nothing go to `warn`."""
+    from sqlorch.core.selection import resolve_selection
+
+    result = resolve_selection(project.graph, list(select or ()), list(exclude or ()), state=state)
+    if warn is not None:
+        for token in result.unmatched:
+            warn(f"The selector {token!r} matched no asset.")
+        for token in result.unmatched_exclude:
+            warn(f"The exclude selector {token!r} matched no asset.")
+    return set(result.keys)
+
+
+def state_snapshot(
+    store: StateStore,
+    relations: frozenset[str] | WarehouseView | None = None,
+    graph: AssetGraph | None = None,
+) -> StateSnapshot:
+    """Read what the planner needs from the state store (and what the warehouse showed).
+
+    Blocking checks whose latest result failed keep their asset stale; checks the project
+    no longer has (by id, when `graph` is given) do not. An observed source's newest
+    `loaded_at_field` value stands for its materialization time.
+    """
+    view = relations if isinstance(relations, WarehouseView) else WarehouseView(relations)
+    failing: dict[str, list[str]] = {}
+    for asset, results in store.failing_blocking_checks().items():
+        names = [
+            r.name
+            for r in results
+            if r.partition is None and (graph is None or r.check_id in graph.checks)
+        ]
+        if names:
+            failing[asset] = list(dict.fromkeys(names))
+    records = {
+        key: AssetRecord(materialized_at=ts, materialized_run="observed")
+        for key, ts in view.loaded_at.items()
+    }
+    for key, st in store.asset_states().items():
+        records[key] = AssetRecord(
+            materialized_at=st.last_materialized_at,
+            materialized_run=st.materialized_run,
+            code_version=st.code_version,
+            code_parts=st.code_parts,
+            rows=st.rows,
+            last_status=st.last_status,
+            last_run_id=st.last_run_id,
+            failed_checks=tuple(failing.get(key, ())),
+        )
+    return StateSnapshot(records, view.relations)
+
+
+def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) -> StateSets:
+    """The asset sets the `state:`, `result:` and `source_status:` selectors stand for."""
+    last = store.runs(1)
+    outcomes = store.run_attempts(last[0].run_id) if last else {}
+    return {
+        "state:modified": modified(graph, snapshot),
+        "state:new": {
+            k
+            for k in graph.assets
+            if graph.assets[k].is_materializable and snapshot.record(k).materialized_at is None
+        },
+        "state:stale": set(stale_reasons(graph, snapshot)),
+        "result:error": {k for k, s in outcomes.items() if s == "failed"},
+        "result:fail": {k for k, s in outcomes.items() if s == "failed"},
+        "result:skipped": {k for k, s in outcomes.items() if s == "skipped"},
+        "result:success": {k for k, s in outcomes.items() if s == "success"},
+        "source_status:fresher": fresher_upstream(graph, snapshot),
+    }
+
+
+def plan_build(
+    project: Project,
+    store: StateStore,
+    select: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    warn: Warn | None = None,
+    now: datetime | None = None,
+    *,
+    full: bool = False,
+    warehouse: Warehouse | None = None,
+) -> Plan:
+    """Select and plan a build: the stale selected assets (all selected with `full`), and
+    per partitioned asset the partitions to run."""
+    snapshot = state_snapshot(store, observe(project, warehouse), project.graph)
+    sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
+    selected = select_assets(project, select, exclude, warn, state=sets)
+    partitions = plan_partitions(project, store, selected, now, full=full, snapshot=snapshot)
+    return build_plan(project.graph, selected, snapshot, full=full, partitions=partitions)
+
+
+def plan_partitions(
+    project: Project,
+    store: StateStore,
+    keys: Iterable[str],
+    now: datetime | None = None,
+    forced: Mapping[str, PartitionSet] | None = None,
+    propagate: bool = True,
+    full: bool = False,
+    snapshot: StateSnapshot | None = None,
+) -> dict[str, AssetPartitions]:
+    """Plan the partitions of the partitioned assets among `keys` from the ledger.
+
+    With `full`, every partition that should exist of each of them. With `snapshot`, the
+    unpartitioned assets they read count too (see `partition_plan.plan_graph`).
+    """
+    from sqlorch.core.plan.partitions import PlainUpstream, plan_graph
+    from sqlorch.state import ledger
+
+    graph = project.graph
+    definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
+    if not definitions:
+        return {}
+    now = now or datetime.now(UTC)
+    keys = list(keys)
+    if full and forced is None:
+        forced = {k: d.expected(now) for k, d in definitions.items() if k in set(keys)}
+    ledgers = ledger.all_segments(store, definitions)
+    plain = None
+    if snapshot is not None:
+        plain = {
+            n.key: PlainUpstream(
+                snapshot.record(n.key).materialized_at,
+                snapshot.record(n.key).materialized_run,
+                full or bool(own_reasons(n, graph, snapshot)),
+            )
+            for n in graph
+            if n.partitions is None and n.is_materializable
+        }
+    return plan_graph(graph, keys, ledgers, now, forced=forced, propagate=propagate, plain=plain)
+
+
+def plan_backfill(
+    project: Project,
+    store: StateStore,
+    select: Sequence[str],
+    exclude: Sequence[str] | None,
+    *,
+    start: str | None,
+    end: str | None,
+    keys: Sequence[str] = (),
+    downstream: bool = True,
+    now: datetime | None = None,
+    warn: Warn | None = None,
+) -> Plan:
+    """Plan a backfill: the partitions `start`..`end` (or `keys`) of the selected assets
+    and, with `downstream`, the partitions that read them and the assets downstream.
+
+    Raises:
+        PartitionError: a date or key is invalid or outside an asset's partitions, or the
+            selection holds no partitioned asset.
+    """
+    from sqlorch.core.partitions import PartitionError
+
+    now = now or datetime.now(UTC)
+    graph = project.graph
+    selected = select_assets(project, select, exclude, warn)
+    partitioned = [k for k in graph.topological(selected) if graph.assets[k].partitions]
+    if not partitioned:
+        raise PartitionError(
+            f"The selection {' '.join(select)!r} holds no partitioned asset; a backfill "
+            "rebuilds partitions. `sqlorch ls` shows which assets have partitions "
+            "(use `sqlorch build` for the others)."
+        )
+    forced: dict[str, PartitionSet] = {}
+    for key in partitioned:
+        definition = graph.assets[key].partitions
+        assert definition is not None
+        try:
+            forced[key] = definition.select(now, start, end, keys)
+        except PartitionError as exc:
+            node = graph.assets[key]
+            where = (
+                f" ({node.file}{':' + str(node.line) if node.line else ''})" if node.file else ""
+            )
+            raise PartitionError(f"Asset {key}{where}: {exc.message}", asset=key) from exc
+    keys_to_plan = set(partitioned)
+    if downstream:
+        for key in partitioned:
+            keys_to_plan |= graph.descendants(key)
+    planned = plan_partitions(project, store, keys_to_plan, now, forced, propagate=downstream)
+    snapshot = state_snapshot(store, observe(project), graph)
+    return build_plan(graph, keys_to_plan, snapshot, partitions=planned)
+
+
+def plan_retry(
+    project: Project,
+    store: StateStore,
+    run_id: str,
+    warn: Warn | None = None,
+) -> Plan:
+    """Plan the assets that failed or were skipped in `run_id`, and those whose blocking
+    check failed there, with their checks."""
+    outcomes = store.run_attempts(run_id)
+    why = {k: f"{s} in run {run_id}" for k, s in outcomes.items() if s in ("failed", "skipped")}
+    for result in store.check_results(run_id=run_id):
+        if (
+            result.blocking
+            and result.status in ("fail", "error")
+            and outcomes.get(result.asset) == "success"
+        ):
+            why.setdefault(result.asset, f"check {result.name} failed in run {run_id}")
+    graph = project.graph
+    gone = sorted(k for k in why if k not in graph.assets)
+    if gone and warn is not None:
+        warn(f"No longer in the project, not retried: {', '.join(gone)}.")
+    keys = {k for k in why if k in graph.assets}
+    if not keys:
+        return Plan(steps=(), checks=(), selected=frozenset())
+    snapshot = state_snapshot(store, observe(project), graph)
+    # a partitioned asset retries its missing and failed partitions, not all of them
+    partitions = plan_partitions(project, store, keys)
+    plan = build_plan(graph, keys, snapshot, full=True, partitions=partitions)
+    steps = tuple(
+        dataclasses.replace(s, reasons=(why[s.key], *_not_full(s.reasons))) for s in plan.steps
+    )
+    return dataclasses.replace(plan, steps=steps)
+
+
+def _not_full(reasons: Sequence[str]) -> tuple[str, ...]:
+    return tuple(r for r in reasons if not r.startswith("--full"))
+
+
+def _uses_state(*selectors: Sequence[str] | None) -> bool:
+    return any(m in token for sel in selectors for token in sel or () for m in STATE_METHODS)
+
+
+def plan_checks(
+    project: Project,
+    select: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    warn: Warn | None = None,
+) -> Plan:
+    """Plan the checks of the selected assets on what the warehouse holds now (no steps)."""
+    keys = select_assets(project, select, exclude, warn)
+    checks = sorted(
+        c.unique_id for c in project.graph.checks.values() if any(k in keys for k in c.asset_keys)
+    )
+    return Plan(steps=(), checks=tuple(checks), selected=frozenset(keys))
+
+
+def skip_non_breaking(
+    project: Project, plan: Plan, warn: Warn | None = None, note: Warn | None = None
+) -> Plan:
+    """`build --skip-non-breaking`: drop the steps no breaking change reaches (never raises).
+
+    Each dropped step goes to `note` (`skip     KEY: why`).
+    """
+    from sqlorch.app.lineage import skip_non_breaking as skip
+
+    filtered, dropped = skip(project, plan, warn or _ignore)
+    if note is not None:
+        for key, why in dropped.items():
+            note(f"skip     {key}: {why}")
+    return filtered
+
+
+def _ignore(message: str) -> None:
+    """Drop a warning nobody asked to see."""

@@ -1,0 +1,243 @@
+"""Open the warehouse a dbt target points at, and observe what it holds (remembered on disk).
+
+Takes the values it needs (the target's settings, the DuckDB file, the graph), never a
+loaded project: the use cases in `sqlorch.app` hand them over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlorch.core.graph import AssetGraph, AssetKind
+from sqlorch.errors import ConfigError, WarehouseError
+from sqlorch.warehouse.base import Warehouse
+
+if TYPE_CHECKING:
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseTarget(Protocol):
+    """What opening a warehouse reads of a resolved dbt target (`dbt.profiles.Target`)."""
+
+    @property
+    def profile(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def profiles_file(self) -> Path: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+
+def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWarehouse | None:
+    """Open the warehouse `target` points at (None when nothing needs one).
+
+    Args:
+        target: the dbt target.
+        needs_file: Python assets will be written, so a warehouse sqlorch can write to
+            is required.
+
+    Raises:
+        ConfigError: the target cannot be opened, or cannot hold Python assets.
+    """
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+    if target.type == "duckdb" and target.path and target.path != ":memory:":
+        try:
+            return DuckDBWarehouse(target.path, target.config)
+        except WarehouseError as exc:
+            cause = str(exc.__cause__ or exc)
+            hint = (
+                " The file is held by another process (a second sqlorch, dbt, or a DuckDB "
+                "shell): close it and run again."
+                if "lock" in cause.lower()
+                else " Check `path:` (its folder must exist) and the other settings of the target."
+            )
+            raise ConfigError(
+                f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) "
+                f"could not be opened: DuckDB file {str(Path(target.path).resolve())!r}: "
+                f"{cause}.{hint}"
+            ) from exc
+    if needs_file:
+        what = (
+            "an in-memory DuckDB database, which sqlorch cannot share with dbt"
+            if target.type == "duckdb"
+            else f"a {target.type!r} warehouse, which this sqlorch version cannot write to yet"
+        )
+        raise ConfigError(
+            f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) is "
+            f"{what}. Python assets need a DuckDB file: set `path:` to a .duckdb file."
+        )
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WarehouseView:
+    """What the planner reads from the warehouse itself.
+
+    `relations`: the `schema.name` relations that exist (None: unknown). `loaded_at`: for
+    observed sources with a dbt `loaded_at_field`, the newest value of it (UTC, ISO-8601).
+    """
+
+    relations: frozenset[str] | None
+    loaded_at: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def loaded_at_fields(graph: AssetGraph) -> dict[str, str | None]:
+    """Observed sources that say when their rows arrived: key -> dbt `loaded_at_field`."""
+    return {
+        n.key: n.loaded_at_field for n in graph if n.kind is AssetKind.SOURCE and n.loaded_at_field
+    }
+
+
+def observe_warehouse(
+    path: Path | None,
+    config: Mapping[str, Any],
+    wanted: Mapping[str, str | None],
+    memo: Path,
+    warehouse: Warehouse | None = None,
+) -> WarehouseView:
+    """Read which relations the DuckDB file `path` holds and when sources last got rows.
+
+    A file that does not exist holds nothing; no file (`path` None: not DuckDB) is unknown.
+    The answer is remembered in `memo` with the size and modification time of the file and
+    its WAL: while neither changed (a DROP, an INSERT, a checkpoint all change one), the file
+    is not opened at all, so a no-op build does not even import DuckDB. Otherwise, without
+    an open `warehouse`, the file is opened read-only for a moment; when another process
+    holds it (a build), nothing is known (None) rather than waited for.
+
+    Args:
+        path: the target's DuckDB file (None: not a DuckDB file).
+        config: the target's DuckDB settings.
+        wanted: the sources' `loaded_at_field`s (`loaded_at_fields`).
+        memo: the file remembering the last observation.
+        warehouse: an open connection to the file, read instead of opening one.
+    """
+    if path is None:
+        return WarehouseView(None)
+    if not path.exists():
+        return WarehouseView(frozenset())
+    if warehouse is not None:
+        return _observe(warehouse.connection, wanted)
+    cached = _read_memo(memo, path, wanted)
+    if cached is not None:
+        return cached
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        try:
+            # this process already has the file open (dbt-duckdb, a long-lived process):
+            # a connection with the same configuration shares that instance
+            con = duckdb.connect(str(path), config=dict(config))
+        except duckdb.Error:
+            log.debug("warehouse busy; table presence not checked", exc_info=True)
+            return WarehouseView(None)
+    try:
+        view = _observe(con, wanted)
+    finally:
+        con.close()
+    remember_view(memo, path, wanted, view)
+    return view
+
+
+def _observe(con: Any, wanted: Mapping[str, str | None]) -> WarehouseView:
+    from sqlorch.warehouse.duckdb import quote_key
+
+    relations = frozenset(
+        r[0]
+        for r in con.execute(
+            "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
+            "WHERE table_catalog = current_database()"
+        ).fetchall()
+    )
+    loaded: dict[str, str] = {}
+    for key, field in wanted.items():
+        if key not in relations:
+            continue
+        try:
+            row = con.execute(f"SELECT max({field}) FROM {quote_key(key)}").fetchone()
+        except Exception as exc:  # noqa: BLE001 - a bad loaded_at_field only loses freshness
+            log.warning("source %s: loaded_at_field %r could not be read: %s", key, field, exc)
+            continue
+        stamp = _utc_iso(row[0] if row else None)
+        if stamp is not None:
+            loaded[key] = stamp
+    return WarehouseView(relations, loaded)
+
+
+def _utc_iso(value: Any) -> str | None:
+    """A timestamp (naive = UTC), date or ISO string as `events.utcnow()` formats it."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    elif isinstance(value, date):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    else:
+        return None
+    return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def _stamp(path: Path) -> list[list[int]]:
+    out = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = p.stat()
+            out.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([])
+    return out
+
+
+def _read_memo(memo: Path, path: Path, wanted: Mapping[str, str | None]) -> WarehouseView | None:
+    try:
+        doc = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        doc.get("path") != str(path)
+        or doc.get("stamp") != _stamp(path)
+        or doc.get("wanted") != wanted
+    ):
+        return None
+    return WarehouseView(frozenset(doc.get("relations", ())), dict(doc.get("loaded_at", {})))
+
+
+def remember_view(
+    memo: Path, path: Path, wanted: Mapping[str, str | None], view: WarehouseView
+) -> None:
+    """Remember what the DuckDB file `path` holds as of its current size and time."""
+    if view.relations is None:
+        return
+    doc = {
+        "path": str(path),
+        "stamp": _stamp(path),
+        "wanted": wanted,
+        "relations": sorted(view.relations),
+        "loaded_at": view.loaded_at,
+    }
+    tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, memo)
+    except OSError:
+        log.debug("could not write %s", memo, exc_info=True)
