@@ -1,45 +1,14 @@
-"""Terminal renderers of the lineage documents (`sqlorch lineage`, `diff`, `--skip-non-breaking`).
+"""Terminal renderers of the lineage documents (`sqlorch lineage`, `sqlorch diff`).
 
 The documents are computed by `sqlorch.app.lineage`; the renderers only print them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from sqlorch.cli.render import escape
-from sqlorch.settings import Settings
-
-if TYPE_CHECKING:
-    from sqlorch.core.plan.definition import Plan
-    from sqlorch.load.project import Project
-
-
-def lineage_command(
-    settings: Settings,
-    ref: str,
-    *,
-    direction: str,
-    depth: int | None,
-    with_keys: bool,
-    as_json: bool,
-    console: Any,
-    emit_json: Callable[[Any], None],
-    warn: Callable[[str], None],
-) -> None:
-    """Run `sqlorch lineage REF`: compute (`app.lineage.trace_lineage`), then print."""
-    from sqlorch.app.lineage import trace_lineage
-
-    answer = trace_lineage(
-        settings, ref, direction=direction, depth=depth, with_keys=with_keys, warn=warn
-    )
-    if as_json:
-        emit_json(answer.document)
-    elif answer.column is None:
-        render_table(console, answer.document)
-    else:
-        render_tree(console, answer.document, answer.direction)
 
 
 def render_table(console: Any, doc: Mapping[str, Any]) -> None:
@@ -138,15 +107,3 @@ def render_impact(console: Any, doc: Mapping[str, Any]) -> None:
                 f", ... ({len(affected)} in all)" if len(affected) > 12 else ""
             )
             console.print(f"      affected downstream: {escape(shown) if affected else '(none)'}")
-
-
-def skip_non_breaking_downstream(
-    project: Project, plan: Plan, warn: Callable[[str], None], console: Any
-) -> Plan:
-    """`build --skip-non-breaking`: drop the steps no breaking change reaches; say which."""
-    from sqlorch.app.lineage import skip_non_breaking
-
-    filtered, dropped = skip_non_breaking(project, plan, warn)
-    for key, why in dropped.items():
-        console.print(f"[dim]skip     {escape(key)}: {escape(why)}[/]")
-    return filtered
