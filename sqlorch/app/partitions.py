@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.core.partitions import PartitionError, Segment, SegmentStatus, status_set
+from sqlorch.core.partitions.segments import Segment, SegmentStatus, status_set
 from sqlorch.core.plan.partitions import Upstream, partitioned_parents, plan_asset
-from sqlorch.errors import ConfigError
+from sqlorch.errors import ConfigError, PartitionError
 
 if TYPE_CHECKING:
     from sqlorch.core.graph import AssetGraph, AssetNode

@@ -30,7 +30,7 @@ from sqlorch.warehouse.base import Warehouse
 from sqlorch.warehouse.observe import WarehouseView, loaded_at_fields, observe_warehouse
 
 if TYPE_CHECKING:
-    from sqlorch.core.partitions import PartitionSet
+    from sqlorch.core.partitions.ranges import PartitionSet
     from sqlorch.core.plan.partitions import AssetPartitions
 
 Warn = Callable[[str], None]
@@ -295,7 +295,7 @@ def plan_backfill(
         PartitionError: a date or key is invalid or outside an asset's partitions, or the
             selection holds no partitioned asset.
     """
-    from sqlorch.core.partitions import PartitionError
+    from sqlorch.errors import PartitionError
 
     now = now or datetime.now(UTC)
     graph = project.graph

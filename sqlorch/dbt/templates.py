@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sqlorch.core.graph import AssetNode
-    from sqlorch.core.partitions import PartitionsDefinition
+    from sqlorch.core.partitions.definitions import PartitionsDefinition
     from sqlorch.dbt.runner import DbtInvoker
 
 FORMAT = 2

@@ -1,6 +1,6 @@
 """The partition ledger: compacted ranges of done/failed partitions per asset, in the state store.
 
-The arithmetic lives in `sqlorch.core.partitions` (pure); this module reads and writes the
+The arithmetic lives in `sqlorch.core.partitions.segments` (pure); this module reads and writes the
 store. A range is recorded as done only after its data committed, so a killed run can never
 leave the ledger claiming partitions it did not write.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from sqlorch.core.partitions import (
-    PartitionsDefinition,
-    PartitionSet,
+from sqlorch.core.partitions.definitions import PartitionsDefinition
+from sqlorch.core.partitions.ranges import PartitionSet
+from sqlorch.core.partitions.segments import (
     Segment,
     SegmentStatus,
     erase,

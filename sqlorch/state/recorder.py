@@ -17,7 +17,7 @@ from sqlorch.state.store import (
 )
 
 if TYPE_CHECKING:
-    from sqlorch.core.partitions import PartitionsDefinition
+    from sqlorch.core.partitions.definitions import PartitionsDefinition
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,9 @@ class StateRecorder:
             self.store.write_batch(self._events, self._attempts, self._mats, self._checks)
             self._events, self._attempts, self._mats, self._checks = [], [], [], []
         if self._ledger:
-            from sqlorch.core.partitions import PartitionError, SegmentStatus, parse_ranges
+            from sqlorch.core.partitions.definitions import parse_ranges
+            from sqlorch.core.partitions.segments import SegmentStatus
+            from sqlorch.errors import PartitionError
             from sqlorch.state import ledger
 
             pending, self._ledger = self._ledger, []

@@ -223,7 +223,7 @@ def test_rate_limiter_spaces_requests_at_the_rate() -> None:
 
 def test_freshness_without_max_age_needs_a_partitioned_asset() -> None:
     from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
-    from sqlorch.core.partitions import daily
+    from sqlorch.core.partitions.definitions import daily
     from sqlorch.load.checks import attach_checks
 
     graph = AssetGraph(
