@@ -36,7 +36,8 @@ from sqlorch.state.store import RunRecord, StateStore
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
-    from sqlorch.execute.executor import Executor, RunOutcome
+    from sqlorch.execute.scheduler import Executor
+    from sqlorch.execute.status import RunOutcome
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ def execute(
     Raises:
         KeyboardInterrupt: a second Ctrl-C (the run is recorded as cancelled).
     """
-    from sqlorch.execute.executor import Executor, new_run_id
+    from sqlorch.execute.scheduler import Executor
+    from sqlorch.execute.status import new_run_id
 
     settings = project.settings
     run_id = new_run_id()
@@ -293,7 +295,7 @@ def _finish_run(
     interrupted: bool,
 ) -> None:
     """Mark the run finished with its counts (cancelled or failed when it did not end)."""
-    from sqlorch.execute.executor import Status
+    from sqlorch.execute.status import Status
 
     if outcome is None:
         states = executor.status.values() if executor is not None else []

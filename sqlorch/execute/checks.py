@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.api.checks import CheckContext, CheckDefinition, CheckResult
 from sqlorch.core.checks import Observed, as_datetime, run_builtin
 from sqlorch.core.graph import CheckKind, CheckNode
-from sqlorch.warehouse.duckdb import quote_key
+from sqlorch.warehouse.sql import quote_key
 
 if TYPE_CHECKING:
     from sqlorch.core.partitions import PartitionsDefinition

@@ -1,22 +1,22 @@
-"""Running partitions: cut a step's ranges into runs, call Python assets, pass windows to dbt.
+"""Running partitions: cut a step's ranges into runs (chunks) and follow them to the end.
 
-The executor hands a partitioned step to these helpers; each run (a chunk of contiguous
-partitions) is one Python call or one dbt invocation, written in one transaction, and
-reported as a `partitions_materialized` event after commit, which the state recorder turns
-into ledger ranges.
+Each run (a chunk of contiguous partitions) of a partitioned step is one Python call or one
+dbt invocation, written in one transaction, and reported as a `partitions_materialized`
+event after commit, which the state recorder turns into ledger ranges. The step ends when
+its last chunk (and the Python checks of each chunk) did.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.api.asset import AssetContext, MaterializeResult, PartitionContext
+from sqlorch.api.asset import PartitionContext
+from sqlorch.core.checks import CheckStatus
+from sqlorch.core.graph import CheckKind
 from sqlorch.core.partitions import (
     PartitionError,
     PartitionsDefinition,
@@ -25,20 +25,17 @@ from sqlorch.core.partitions import (
     TimeWindows,
     parse_ranges,
 )
-from sqlorch.errors import AssetError
-from sqlorch.warehouse.sql import filter_sql
+from sqlorch.events import EventKind
+from sqlorch.execute.status import Status
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sqlorch.api.asset import AssetDefinition
     from sqlorch.core.graph import AssetGraph, AssetNode
     from sqlorch.core.plan.definition import Step
-    from sqlorch.dbt.manifest import DbtProject
-    from sqlorch.dbt.runner import DbtInvoker, InvocationResult
-    from sqlorch.dbt.templates import DataTestTemplate, Template
+    from sqlorch.execute.cancellation import Cancellation
+    from sqlorch.execute.progress import Progress
     from sqlorch.warehouse.base import Warehouse
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse, Relation
 
 log = logging.getLogger(__name__)
 
@@ -91,45 +88,6 @@ def context_of(definition: PartitionsDefinition, chunk: Chunk) -> PartitionConte
         end=window[1] if window else None,
         values=values,
     )
-
-
-def run_python_chunk(
-    fn: AssetDefinition,
-    node: AssetNode,
-    ctx: AssetContext,
-    session: Warehouse,
-    chunk: Chunk,
-) -> tuple[int | None, dict[str, Any]]:
-    """Call a partitioned Python asset for `chunk` and replace exactly its rows.
-
-    Returns (rows written, metadata). The asset's exceptions propagate to the caller.
-
-    Raises:
-        AssetError: the asset returned None without writing, lacks a partition column or
-            returned rows outside the chunk.
-    """
-    definition = node.partitions
-    assert definition is not None
-    ctx.partition = context_of(definition, chunk)
-    result = fn(ctx) if fn.takes_context else fn()
-    metadata: dict[str, Any] = {}
-    if isinstance(result, MaterializeResult):
-        metadata.update(result.metadata)
-        result = result.data
-    metadata.update(ctx.metadata)
-    if result is None:
-        if not fn.takes_context:
-            raise AssetError(
-                f"Partitioned Python asset {node.key!r} ({node.file}:{node.line}) returned None. "
-                "Return the rows of `context.partition`.",
-                asset=node.key,
-                file=node.file,
-                line=node.line,
-            )
-        return None, metadata  # the asset wrote its partition itself
-    where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
-    rows = session.write_partition(node.key, result, where, params, definition.columns)
-    return rows, metadata
 
 
 def dbt_window_args(node: AssetNode, chunk: Chunk) -> list[str]:
@@ -197,200 +155,140 @@ def check_partition_columns(graph: AssetGraph, steps: Iterable[Step], warehouse:
             )
 
 
-class DirectWindows:
-    """Writes windows of partitioned dbt models from their templates (sqlorch.dbt.templates).
-
-    One per run; called from the executor's dbt thread only (invocations are serialized).
-    """
+class PartitionRuns:
+    """The chunks of a run's partitioned steps: those to run, running, and how they ended."""
 
     def __init__(
-        self,
-        graph: AssetGraph,
-        project: DbtProject,
-        invoker: DbtInvoker,
-        warehouse: DuckDBWarehouse,
-        run_dir: Path,
+        self, progress: Progress, warehouse: Warehouse | None, cancellation: Cancellation
     ) -> None:
-        from sqlorch.dbt.templates import TemplateCache
-
-        self.graph = graph
-        self.project = project
-        self.invoker = invoker
+        self.progress = progress
         self.warehouse = warehouse
-        self.run_dir = run_dir
-        self.cache = TemplateCache(invoker.artifacts_dir / "templates.json")
-        # model key -> why dbt writes its windows (shown in the run's events)
-        self.reasons: dict[str, str] = {}
-
-    def templates(self, n: int, keys: list[str]) -> dict[str, Template]:
-        """The templates of the models among `keys` that have one (compiling missing ones).
-
-        A model without one is left to dbt: it is not eligible (hooks, a contract, an adapter
-        other than DuckDB, ...), its table does not exist yet (dbt creates it, and compiles
-        `is_incremental()` as it will run), or dbt's SQL for it is not a template.
-        """
-        from sqlorch.dbt.manifest import compress_selection
-        from sqlorch.dbt.templates import blocker, compile_templates
-
-        # the dbt target must be the DuckDB file sqlorch writes to
-        same_file = self.invoker.duckdb_path is not None and (
-            Path(self.warehouse.path).resolve() == self.invoker.duckdb_path
-        )
-        found: dict[str, Template] = {}
-        missing: list[AssetNode] = []
-        for key in keys:
-            self.reasons.pop(key, None)
-            node = self.graph.assets[key]
-            reason = blocker(node, same_file, self.project.hook_count)
-            if reason:
-                self.reasons[key] = reason
-                continue
-            cached = self.cache.get(node)
-            if cached is None:
-                missing.append(node)
-            elif isinstance(cached, str):
-                self.reasons[key] = cached
-            else:
-                found[key] = cached
-        if missing:
-            session = self.warehouse.session()
-            try:
-                absent = {m.key for m in missing if not session.relation_exists(self.relation(m))}
-            finally:
-                session.close()
-            for key in absent:
-                self.reasons[key] = "its table does not exist yet (dbt creates it)"
-            missing = [m for m in missing if m.key not in absent]
-        if missing:
-            tests_of = {m.key: self.tests_of(m.key) for m in missing}
-            selectors = {
-                m.key: compress_selection(
-                    {m.unique_id or "", *tests_of[m.key]}, self.project.runnable_fqns, frozenset()
-                )
-                for m in missing
-            }
-            try:
-                folder = self.run_dir / f"dbt-{n}"
-                made = compile_templates(self.invoker, missing, selectors, folder, tests_of)
-            except Exception as exc:  # noqa: BLE001 - dbt then writes the windows, as before
-                log.debug("compiling window templates failed", exc_info=True)
-                for m in missing:
-                    self.reasons[m.key] = f"dbt could not compile its template: {exc}"
-                return found
-            for m in missing:
-                value = made[m.key]
-                self.cache.put(m, value)
-                if isinstance(value, str):
-                    self.reasons[m.key] = value
-                else:
-                    found[m.key] = value
-            self.cache.save()
-        return found
-
-    def run(
-        self, group: list[tuple[str, Chunk]], templates: dict[str, Template]
-    ) -> InvocationResult | None:
-        """Write each model's chunk as one delete-then-insert transaction, in dependency order.
-
-        Returns dbt-shaped results (statuses by unique_id), or None when a model's query no
-        longer matches its table's columns (nothing written: dbt's `on_schema_change` decides).
-        """
-        import duckdb
-
-        from sqlorch.dbt.runner import InvocationResult
-        from sqlorch.errors import WarehouseError
-        from sqlorch.warehouse.duckdb import SchemaDrift
-
-        started = time.perf_counter()
-        order = {k: i for i, k in enumerate(self.graph.topological())}
-        group = sorted(group, key=lambda kc: order[kc[0]])
-        queries: dict[str, list[str]] = {}
-        for key, chunk in group:
-            node = self.graph.assets[key]
-            queries[key] = self.queries(node, chunk, templates[key])
-        session = self.warehouse.session()
-        result = InvocationResult(
-            success=True, args=["sqlorch: window writes from dbt's compiled SQL", *queries]
-        )
-        try:
-            failed: set[str] = set()
-            for key, chunk in group:
-                node = self.graph.assets[key]
-                assert node.partitions is not None
-                uid = node.unique_id or ""
-                if failed & self.graph.ancestors(key):
-                    result.statuses[uid] = "skipped"
-                    continue
-                where, params = filter_sql(node.partitions, chunk.prefix, chunk.lo, chunk.hi)
-                relation = self.relation(node)
-                try:
-                    drift = session.schema_drift(relation, queries[key][0])
-                    if drift:
-                        # dbt writes the whole group again (every window write is idempotent)
-                        self.reasons[key] = f"its columns changed ({drift})"
-                        return None
-                    rows = session.replace_window_sql(relation, queries[key], where, params)
-                except (WarehouseError, SchemaDrift, duckdb.Error) as exc:
-                    failed.add(key)
-                    result.success = False
-                    result.statuses[uid] = "error"
-                    result.messages[uid] = str(exc)
-                    continue
-                result.statuses[uid] = "success"
-                result.rows[uid] = rows
-        finally:
-            session.close()
-        result.seconds = time.perf_counter() - started
-        return result
-
-    def tests_of(self, key: str) -> list[str]:
-        """The dbt data tests on model `key` alone (a test of several models stays with dbt)."""
-        return [
+        self.cancellation = cancellation
+        graph = progress.graph
+        # chunks not started yet, and chunks (and their checks) running, by step
+        self.pending: dict[str, list[Chunk]] = {}
+        self.inflight: dict[str, int] = {}
+        self._rows: dict[str, int | None] = {}
+        self._errors: dict[str, list[str]] = {}
+        for s in progress.plan.steps:
+            if s.partitions:
+                self.pending[s.key] = chunks(graph.assets[s.key], s.partitions)
+                self.inflight[s.key] = 0
+        # the Python checks of a partitioned asset run on each chunk's rows
+        self.per_partition = {
             uid
-            for uid, c in self.graph.checks.items()
-            if c.runs_in_dbt and not c.is_unit_test and tuple(c.asset_keys) == (key,)
+            for uid, c in progress.checks.items()
+            if not c.runs_in_dbt and c.kind == CheckKind.PYTHON and c.asset_keys[0] in self.pending
+        }
+        self.queued_checks: list[tuple[str, str, Chunk]] = []
+        self._worst: dict[str, CheckStatus] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.pending
+
+    def has_pending(self) -> bool:
+        """True while any partitioned step has chunks to start."""
+        return any(self.pending.values())
+
+    def checks_of(self, key: str) -> list[str]:
+        """The planned Python checks of partitioned `key` (they run per partition run)."""
+        return [
+            u
+            for u, c in self.progress.checks.items()
+            if u in self.per_partition and key in c.asset_keys
         ]
 
-    def run_test(self, test: DataTestTemplate) -> tuple[str, str, int, float]:
-        """Run one dbt data test as dbt would: (status, message, failures, seconds).
+    def chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
+        """Record a written chunk and queue the checks of its rows."""
+        node = self.progress.graph.assets[key]
+        assert node.partitions is not None
+        self.inflight[key] -= 1
+        # the asset's Python checks run on each partition run's rows, after it committed
+        for uid in self.checks_of(key):
+            self.inflight[key] += 1
+            self.queued_checks.append((uid, key, chunk))
+        if rows is not None:
+            self._rows[key] = (self._rows.get(key) or 0) + rows
+        self.progress.emit(
+            EventKind.PARTITIONS_MATERIALIZED,
+            key,
+            data={
+                "partitions": [chunk.span(node.partitions)],
+                "rows": rows,
+                "duration_s": round(seconds, 4),
+                "code_version": node.code_version,
+            },
+        )
+        self.maybe_finish(key)
 
-        A query error is the test's `error`, as in dbt.
-        """
-        import duckdb
+    def restart_rows(self, key: str) -> None:
+        """Count `key`'s rows afresh (dbt reports each chunk's rows alone)."""
+        self._rows[key] = 0
 
-        started = time.perf_counter()
-        session = self.warehouse.session()
-        try:
-            row = session.execute(test.query())[0]
-        except duckdb.Error as exc:
-            return "error", f"Database Error in test {test.unique_id}: {exc}", 0, 0.0
-        finally:
-            session.close()
-        failures = int(row[0] or 0)
-        status, message = test.outcome(failures, bool(row[1]), bool(row[2]))
-        seconds = time.perf_counter() - started
-        return status, message, failures if status != "pass" else 0, seconds
+    def chunk_failed(self, key: str, chunk: Chunk, error: str, tb: str | None) -> None:
+        """Record a chunk that failed for good."""
+        node = self.progress.graph.assets[key]
+        assert node.partitions is not None
+        self.inflight[key] -= 1
+        self._errors.setdefault(key, []).append(error)
+        self.progress.emit(
+            EventKind.PARTITIONS_FAILED,
+            key,
+            error,
+            level="error",
+            data={"partitions": [chunk.span(node.partitions)], "traceback": tb},
+        )
+        self.maybe_finish(key)
 
-    @staticmethod
-    def relation(node: AssetNode) -> Relation:
-        """The table dbt writes `node` to: (database, schema, name)."""
-        database, schema, name = node.metadata["sqlorch_relation"]
-        return (database, schema, name)
+    def check_ended(self, uid: str, key: str, status: CheckStatus, chunk_error: str | None) -> None:
+        """Record how one chunk's check ended; `chunk_error` fails the step at its end."""
+        self.inflight[key] -= 1
+        if status is CheckStatus.WARN:
+            self._worst[uid] = self._worst.get(uid) or CheckStatus.WARN
+        elif status is not CheckStatus.PASS:
+            self._worst[uid] = CheckStatus.FAIL
+        if chunk_error is not None:
+            self._errors.setdefault(key, []).append(chunk_error)
+        self.maybe_finish(key)
 
-    @staticmethod
-    def queries(node: AssetNode, chunk: Chunk, template: Template) -> list[str]:
-        """The SQL of `chunk`: one query for the range, or one per batch (microbatch)."""
-        from sqlorch.dbt.templates import window_values
+    def drop_queued_checks(self) -> None:
+        """Partition checks that never started (a cancelled run) no longer hold their asset."""
+        dropped, self.queued_checks = self.queued_checks, []
+        for _uid, key, _chunk in dropped:
+            self.inflight[key] -= 1
+        for key in {k for _u, k, _c in dropped}:
+            self.maybe_finish(key)
 
-        definition = node.partitions
-        assert definition is not None
-        if template.microbatch:
-            spans = [(i, i) for i in range(chunk.lo, chunk.hi + 1)]
+    def maybe_finish(self, key: str) -> None:
+        """End step `key` once nothing of it runs and nothing is left to start."""
+        progress = self.progress
+        if self.inflight[key] or (self.pending[key] and not self.cancellation.cancelled):
+            return
+        if progress.status[key] is not Status.RUNNING:
+            return
+        for uid in self.checks_of(key):
+            if progress.check_status[uid] is CheckStatus.PENDING:
+                progress.check_status[uid] = self._worst.get(uid, CheckStatus.PASS)
+        errors = self._errors.get(key)
+        if errors:
+            more = f" (and {len(errors) - 1} more failed partition runs)" if len(errors) > 1 else ""
+            progress.fail(key, errors[0] + more, None)
+        elif self.pending[key]:
+            progress.skip(key, "run cancelled before every partition ran")
         else:
-            spans = [(chunk.lo, chunk.hi)]
-        out = []
-        for lo, hi in spans:
-            window = definition.window(lo, hi)
-            assert window is not None
-            out.append(template.render(window_values(node, *window)))
-        return out
+            self._succeed(key)
+
+    def _succeed(self, key: str) -> None:
+        definition = self.progress.graph.assets[key].partitions
+        assert definition is not None
+        count = len(parse_ranges(definition, self.progress.step_ranges(key)))
+        # the asset-level record: the whole table's rows and columns, as for any asset
+        rows = self._rows.get(key)
+        columns = None
+        if self.warehouse is not None:
+            try:
+                rows = self.warehouse.row_counts([key]).get(key, rows)
+                columns = self.warehouse.columns(key) or None
+            except Exception:  # noqa: BLE001 - a row count must never fail a run
+                log.debug("row count failed", exc_info=True)
+        self.progress.succeed(key, rows, None, {"partitions": count}, columns)

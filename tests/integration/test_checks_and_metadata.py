@@ -195,7 +195,7 @@ def test_state_store_migrates_a_version_one_store(tmp_path: Path) -> None:
 
 def test_dbt_metadata_keeps_what_the_adapter_reports() -> None:
     from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-    from sqlorch.execute.executor import dbt_metadata
+    from sqlorch.execute.dbt_steps import dbt_metadata
 
     ev = DbtNodeEvent(
         "model.p.m",

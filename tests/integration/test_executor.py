@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -10,12 +13,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pytest
 
-from sqlorch import MaterializeResult, asset
+from sqlorch import MaterializeResult, asset, daily
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.core.plan.builder import build_plan
+from sqlorch.core.plan.definition import Plan, Step
 from sqlorch.events import Event, EventKind
-from sqlorch.execute.executor import Executor, Status
+from sqlorch.execute.scheduler import Executor
+from sqlorch.execute.status import Status
 from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 
@@ -170,3 +176,82 @@ def test_a_pool_of_one_never_runs_two_of_its_assets_at_once(tmp_path: Path) -> N
     spans.sort(key=lambda s: s[1])
     for (_, _, end), (_, start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end
+
+
+# a query that runs for minutes unless interrupted (DuckDB checks for interrupts between vectors)
+LONG_QUERY = "SELECT sum(hash(a.range + b.range)) FROM range(1000000) a, range(1000000) b"
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["whole", "partitioned"])
+def test_a_second_ctrl_c_interrupts_a_python_assets_running_query(
+    tmp_path: Path, partitioned: bool
+) -> None:
+    """Whole or partitioned, a Python asset's warehouse query stops at the second Ctrl-C."""
+    started = threading.Event()
+    ended: list[str] = []
+    connections: list[Any] = []
+
+    @asset(partitions=daily("2024-01-01", end="2024-01-02") if partitioned else None)
+    def slow(context):
+        con = context.warehouse.connection
+        connections.append(con)
+        started.set()
+        try:
+            con.execute(LONG_QUERY).fetchall()
+        except duckdb.InterruptException:
+            ended.append("interrupted")
+            raise
+        ended.append("finished")
+        return pa.table({"x": [1]})
+
+    key = "raw.slow"
+    node = AssetNode(key, AssetKind.PYTHON, "slow", file="ingest/x.py", partitions=slow.partitions)
+    graph = AssetGraph([node])
+    ranges = (("2024-01-01", "2024-01-01"),) if partitioned else None
+    plan = Plan(
+        steps=(Step(key, AssetKind.PYTHON, ("test",), partitions=ranges),),
+        checks=(),
+        selected=frozenset({key}),
+    )
+    events: list[Event] = []
+    warehouse = DuckDBWarehouse(str(tmp_path / "wh.duckdb"))
+    executor = Executor(
+        graph=graph,
+        plan=plan,
+        python_fns={key: slow},
+        warehouse=warehouse,
+        invoker=None,
+        dbt_project=None,
+        run_id="r1",
+        run_dir=tmp_path / "run",
+        threads=2,
+        listeners=[events.append],
+    )
+
+    def press_ctrl_c_twice() -> None:
+        assert started.wait(30), "the asset never started"
+        time.sleep(0.3)  # let its query get going
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while not any("cancelling" in e.message for e in list(events)):
+            assert time.monotonic() < deadline, "the executor never noticed the first Ctrl-C"
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c_twice, daemon=True)
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.run()
+        presser.join(5)
+        deadline = time.monotonic() + 10
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended == ["interrupted"], "the second Ctrl-C did not interrupt the asset's query"
+        assert executor.status[key] is Status.FAILED
+        assert "second Ctrl-C" in events[-1].message
+    finally:
+        for con in connections:  # never leave the query running past the test
+            with contextlib.suppress(duckdb.Error):
+                con.interrupt()
+        warehouse.close()

@@ -18,8 +18,9 @@ from sqlorch.api.retries import RetryPolicy
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode, CheckKind, CheckNode
 from sqlorch.core.plan.builder import build_plan
 from sqlorch.events import Event, EventKind
-from sqlorch.execute.executor import Executor, RunOutcome, Status
 from sqlorch.execute.policies import RunPolicies
+from sqlorch.execute.scheduler import Executor
+from sqlorch.execute.status import RunOutcome, Status
 from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 

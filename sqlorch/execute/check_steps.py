@@ -1,0 +1,242 @@
+"""Check steps: the checks sqlorch runs itself, per asset or per partition run, and recording
+every check's result (dbt's tests included).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlorch.api.checks import CheckContext
+from sqlorch.core.checks import CheckResult, CheckStatus
+from sqlorch.core.graph import CheckNode
+from sqlorch.events import EventKind
+from sqlorch.execute.checks import run_python_check, run_side_check
+from sqlorch.execute.chunks import Chunk, PartitionRuns, context_of
+from sqlorch.execute.messages import CheckDone, CheckOutcome, ChunkCheckDone, Inbox, logger_for
+from sqlorch.execute.policies import RunPolicies
+from sqlorch.execute.pools import Slots
+from sqlorch.execute.progress import Progress
+from sqlorch.execute.status import Status
+from sqlorch.warehouse.base import Warehouse
+from sqlorch.warehouse.sql import filter_sql, quote_key
+
+
+class CheckSteps:
+    """Runs `@check` and built-in checks in workers and records how every check ended."""
+
+    def __init__(
+        self,
+        *,
+        progress: Progress,
+        partitions: PartitionRuns,
+        slots: Slots,
+        warehouse: Warehouse | None,
+        policies: RunPolicies,
+        inbox: Inbox,
+    ) -> None:
+        self.progress = progress
+        self.partitions = partitions
+        self.slots = slots
+        self.warehouse = warehouse
+        self.policies = policies
+        self.inbox = inbox
+        # checks sqlorch runs itself (@check, built-ins)
+        self.side = [u for u, c in progress.checks.items() if not c.runs_in_dbt]
+
+    def launch(self, pool: ThreadPoolExecutor) -> None:
+        """Start the @check and built-in checks whose assets are materialized (or observed)."""
+        progress, slots = self.progress, self.slots
+        queued = self.partitions.queued_checks
+        while queued and slots.free:
+            uid, key, chunk = queued.pop(0)
+            slots.running += 1
+            pool.submit(self._run_chunk_check, uid, key, chunk)
+        for uid in self.side:
+            if not slots.free:
+                break
+            if progress.check_status[uid] is not CheckStatus.PENDING:
+                continue
+            if uid in self.partitions.per_partition:
+                continue  # runs after each partition run; its status is set at the end
+            keys = progress.checks[uid].asset_keys
+            if not all(
+                k not in progress.status
+                or (progress.status[k] is Status.SUCCEEDED and k in progress.observed)
+                for k in keys
+            ):
+                continue
+            progress.check_status[uid] = CheckStatus.RUNNING
+            slots.running += 1
+            pool.submit(self._run_side_check, uid)
+
+    def _run_side_check(self, uid: str) -> None:
+        """Run one @check or built-in check in a worker; its result goes to the inbox."""
+        check = self.progress.checks[uid]
+        key = check.asset_keys[0]
+        current = self.progress.observed.get(key)
+        partitions = self.progress.graph.assets[key].partitions
+        run_id = self.progress.run_id
+
+        def run(session: Warehouse, logger: logging.Logger) -> CheckResult:
+            return run_side_check(
+                check, self.policies, session, run_id, logger, current, partitions
+            )
+
+        self.inbox.put(CheckDone(uid, self._outcome(uid, key, run)))
+
+    def _run_chunk_check(self, uid: str, key: str, chunk: Chunk) -> None:
+        """Run a Python check on the rows of one partition run of its asset."""
+        definition = self.progress.graph.assets[key].partitions
+        assert definition is not None
+
+        def run(session: Warehouse, logger: logging.Logger) -> CheckResult:
+            where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
+            ctx = CheckContext(
+                asset=key,
+                run_id=self.progress.run_id,
+                warehouse=session,
+                log=logger,
+                table=quote_key(key),
+                partition=context_of(definition, chunk),
+                partition_filter=where or None,
+                partition_params=params,
+            )
+            return run_python_check(self.policies.python_checks[uid], ctx)
+
+        self.inbox.put(ChunkCheckDone(key, uid, chunk, self._outcome(uid, key, run)))
+
+    def _outcome(
+        self, uid: str, key: str, run: Callable[[Warehouse, logging.Logger], CheckResult]
+    ) -> CheckOutcome:
+        """Run a check sqlorch executes itself.
+
+        `run` gets a warehouse session and the check's logger (its lines go to the run's
+        events); a failed blocking check is `fail`, a failed non-blocking one `warn`, a
+        raising one `error`.
+        """
+        check = self.progress.checks[uid]
+        logger = logger_for(f"sqlorch.check.{check.name}", self.inbox, key)
+        session = None
+        started = time.perf_counter()
+        try:
+            if self.warehouse is None:
+                raise RuntimeError(
+                    "sqlorch runs Python and built-in checks on a DuckDB file target only; "
+                    "this target's warehouse cannot be queried by sqlorch yet"
+                )
+            session = self.warehouse.session()
+            result = run(session, logger)
+            if result.passed:
+                status = CheckStatus.PASS
+            else:
+                status = CheckStatus.FAIL if check.is_blocking else CheckStatus.WARN
+            message, metadata = result.message, dict(result.metadata)
+        except Exception as exc:  # noqa: BLE001 - a raising check is an errored check
+            status = CheckStatus.ERROR
+            message = _check_error(check, exc)
+            metadata = {"traceback": traceback.format_exc()}
+        finally:
+            if session is not None:
+                session.close()
+        metadata["duration_s"] = round(time.perf_counter() - started, 4)
+        return CheckOutcome(status, message, metadata)
+
+    def chunk_check_done(self, key: str, uid: str, chunk: Chunk, outcome: CheckOutcome) -> None:
+        """Record one partition run's check; a blocking failure fails those partitions only."""
+        check = self.progress.checks[uid]
+        definition = self.progress.graph.assets[key].partitions
+        assert definition is not None
+        status, message = outcome.status, outcome.message
+        first, last = chunk.span(definition)
+        span = first if first == last else f"{first}..{last}"
+        data = {
+            "check": check.name,
+            "unique_id": uid,
+            "status": status.value,
+            "severity": check.severity,
+            "blocking": check.is_blocking,
+            "check_kind": str(check.kind),
+            "assets": [key],
+            "partition": span,
+            "file": check.file,
+            "line": check.line,
+            "metadata": outcome.metadata,
+        }
+        text = f"{check.name} [{span}]: {message}" if message else f"{check.name} [{span}]"
+        emit = self.progress.emit
+        chunk_error = None
+        if status is CheckStatus.PASS:
+            emit(EventKind.CHECK_PASSED, key, f"{check.name} [{span}]", data=data)
+        elif status is CheckStatus.WARN:
+            emit(EventKind.CHECK_WARNED, key, text, level="warning", data=data)
+        else:
+            emit(EventKind.CHECK_FAILED, key, text, level="error", data=data)
+            if check.is_blocking or status is CheckStatus.ERROR:
+                chunk_error = f"check {text}"
+                emit(
+                    EventKind.PARTITIONS_FAILED,
+                    key,
+                    chunk_error,
+                    level="error",
+                    data={"partitions": [[first, last]], "check": check.name},
+                )
+        self.partitions.check_ended(uid, key, status, chunk_error)
+
+    def record(
+        self,
+        uid: str,
+        status: CheckStatus,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how check `uid` ended; a blocking failure skips what waits downstream."""
+        progress = self.progress
+        check = progress.checks[uid]
+        progress.check_status[uid] = status
+        target = check.asset_keys[0] if check.asset_keys else None
+        data = {
+            "check": check.name,
+            "unique_id": uid,
+            "status": status.value,
+            "severity": check.severity,
+            "blocking": check.is_blocking or check.is_unit_test,
+            "check_kind": "unit_test" if check.is_unit_test else str(check.kind),
+            "assets": list(check.asset_keys),
+            "partition": None,
+            "file": check.file,
+            "line": check.line,
+            "metadata": metadata or {},
+        }
+        if status in (CheckStatus.PASS, CheckStatus.SUCCESS):
+            progress.emit(EventKind.CHECK_PASSED, target, check.name, data=data)
+            return
+        if status is CheckStatus.WARN:
+            text = f"{check.name}: {message}"
+            progress.emit(EventKind.CHECK_WARNED, target, text, level="warning", data=data)
+            return
+        if status is CheckStatus.SKIPPED:
+            if any(progress.is_retrying(k) for k in check.asset_keys):
+                progress.check_status[uid] = CheckStatus.PENDING  # runs again with the retry
+            return
+        text = f"{check.name}: {message}"
+        progress.emit(EventKind.CHECK_FAILED, target, text, level="error", data=data)
+        if check.is_blocking or check.is_unit_test:
+            for k in check.asset_keys:
+                for d in progress.graph.descendants(k):
+                    if progress.status.get(d) is Status.PENDING:
+                        progress.skip(d, f"check {check.name} on {k} failed")
+
+
+def _check_error(check: CheckNode, exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if check.file:
+        mine = [f for f in frames if f.filename.endswith(check.file)]
+        if mine:
+            where = f" at {check.file}:{mine[-1].lineno}"
+    return f"check {check.name!r} raised {type(exc).__name__}{where}: {exc}"

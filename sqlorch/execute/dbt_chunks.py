@@ -1,0 +1,392 @@
+"""Partitioned dbt models: each chunk of windows in an invocation of its own (vars), or written
+directly from the model's window template (sqlorch.dbt.windows) without starting dbt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlorch.core.checks import CheckStatus
+from sqlorch.events import EventKind
+from sqlorch.execute.chunks import Chunk, PartitionRuns, dbt_window_args
+from sqlorch.execute.dbt_steps import (
+    TABLE_LIKE_EXCLUDED,
+    DbtSteps,
+    Invocations,
+    dbt_error,
+    ended_status,
+)
+from sqlorch.execute.messages import DbtChunkDone, DbtEvent
+from sqlorch.execute.progress import Progress
+from sqlorch.execute.readiness import Readiness
+from sqlorch.execute.status import Status
+from sqlorch.warehouse.base import Warehouse
+
+if TYPE_CHECKING:
+    from sqlorch.core.graph import AssetNode
+    from sqlorch.dbt.runner import InvocationResult
+    from sqlorch.dbt.templates import DataTestTemplate, Template
+    from sqlorch.dbt.windows import DirectWindows, WindowChunk
+
+log = logging.getLogger(__name__)
+
+Group = list[tuple[str, Chunk]]
+
+
+class DbtChunks:
+    """Runs the chunks of partitioned dbt models, one invocation per shared window."""
+
+    def __init__(
+        self,
+        *,
+        steps: DbtSteps,
+        readiness: Readiness,
+        partitions: PartitionRuns,
+        invocations: Invocations,
+        warehouse: Warehouse | None,
+        run_dir: Path,
+        direct_windows: bool,
+    ) -> None:
+        self.steps = steps
+        self.progress: Progress = steps.progress
+        self.readiness = readiness
+        self.partitions = partitions
+        self.invocations = invocations
+        self.warehouse = warehouse
+        self.run_dir = run_dir
+        self.direct_windows = direct_windows
+        self.keys = [
+            s.key for s in self.progress.plan.steps if s.kind.is_dbt and s.key in partitions
+        ]
+        self._direct: DirectWindows | None = None
+
+    def launch(self) -> bool:
+        """Start one invocation for the next chunk of the ready partitioned dbt models.
+
+        Partitioned models whose next chunks hand dbt the same window (the same vars) join
+        one invocation, in which dbt orders them: a backfill of a model and the models
+        downstream that read the same days is one dbt start-up.
+        """
+        group, extra = self._choose_group()
+        if not group or extra is None:
+            return False
+        progress = self.progress
+        # the dbt tests of models whose last chunk this is run with them, as in a segment
+        final = {k for k, _ in group if not self.partitions.pending[k]}
+        checks = self.steps.due_checks(final, final) if final else []
+        for c in checks:
+            progress.check_status[c] = CheckStatus.RUNNING
+        for key, _chunk in group:
+            self.partitions.inflight[key] += 1
+            if progress.status[key] is Status.PENDING:
+                ranges = progress.step_ranges(key)
+                progress.start(key, {"kind": progress.kind[key].value, "partitions": ranges})
+        from sqlorch.dbt.manifest import compress_selection
+
+        selectors = compress_selection(
+            {progress.graph.assets[k].unique_id or "" for k, _ in group} | set(checks),
+            self.invocations.project.runnable_fqns,
+            frozenset(),
+        )
+        end_hooks = not self.steps.partitions_left() and not any(
+            progress.status[k] is Status.PENDING for k in self.steps.keys
+        )
+        data = {
+            "nodes": len(group),
+            "checks": len(checks),
+            "selectors": len(selectors),
+            "window": extra,
+        }
+        n, start_hooks = self.invocations.begin(data, progress)
+        thread = threading.Thread(
+            target=self._run,
+            args=(n, group, checks, selectors, extra, (start_hooks, end_hooks)),
+            name=f"sqlorch-dbt-{n}",
+            daemon=True,
+        )
+        thread.start()
+        return True
+
+    def _choose_group(self) -> tuple[Group, list[str] | None]:
+        """The ready models whose next chunk is the same window: (model, chunk), dbt's args."""
+        progress, pending = self.progress, self.partitions.pending
+        graph = progress.graph
+        group: Group = []
+        extra: list[str] | None = None
+        chosen: set[str] = set()
+        for key in self.keys:
+            if progress.status[key] not in (Status.PENDING, Status.RUNNING) or not pending[key]:
+                continue
+            if self.partitions.inflight[key] or not self._is_ready(key, chosen):
+                continue
+            if any(a in pending and a not in chosen and pending[a] for a in graph.ancestors(key)):
+                continue  # an upstream partitioned model still has chunks to run
+            if self._reads_later_chunks(key, chosen):
+                continue  # its mapping reads partitions of a chunk not run yet (issue 3)
+            args = dbt_window_args(graph.assets[key], pending[key][0])
+            if extra is None:
+                extra = args
+            elif args != extra:
+                continue
+            group.append((key, pending[key].pop(0)))
+            chosen.add(key)
+        return group, extra
+
+    def _is_ready(self, key: str, chosen: set[str]) -> bool:
+        """True when `key`'s upstream succeeded (or joins this invocation) and checks allow."""
+        progress, readiness = self.progress, self.readiness
+        ready = all(
+            progress.status.get(p, Status.SUCCEEDED) is Status.SUCCEEDED or p in chosen
+            for p in progress.graph.parents(key)
+        ) and all(
+            progress.status[a] is Status.SUCCEEDED or a in chosen
+            for a in readiness.python_ancestors[key]
+        )
+        # dbt checks of a parent in this group run in the invocation, before `key`
+        if not ready or any(
+            progress.check_status[c].is_open and not set(progress.checks[c].asset_keys) & chosen
+            for c in readiness.awaited_checks(key)
+        ):
+            return False
+        return readiness.gates_passed(key)
+
+    def _reads_later_chunks(self, key: str, chosen: set[str]) -> bool:
+        """True when the next chunk of `key` reads partitions that chunks of the models in
+        `chosen` (joining this invocation) have yet to write: a partition mapping with an
+        offset forward, `all` or renamed keys. Then `key` waits for them."""
+        from datetime import UTC, datetime
+
+        from sqlorch.core.partitions import PartitionSet
+        from sqlorch.core.plan.partitions import reads_pending
+
+        chunks = self.partitions.pending
+        waiting: dict[str, PartitionSet] = {}
+        for a in chosen:
+            for c in chunks[a]:
+                waiting[a] = waiting.get(a, PartitionSet()) | c.as_set()
+        if not waiting:
+            return False
+        now = datetime.now(UTC)
+        return reads_pending(self.progress.graph, key, chunks[key][0].as_set(), waiting, now)
+
+    def _run(
+        self,
+        n: int,
+        group: Group,
+        checks: list[str],
+        selectors: list[str],
+        extra: list[str],
+        hooks: tuple[bool, bool],
+    ) -> None:
+        # partitioned models' own results are read from the invocation's result
+        direct, rest, templates = self._direct_chunk(n, group)
+        if direct is None:
+            result = self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra)
+            if self._direct is not None:
+                # dbt is warm in this process now: compile the templates of the models whose
+                # tables this invocation created, so their next windows need no dbt start-up
+                graph = self.progress.graph
+                made = [
+                    k
+                    for k, _ in group
+                    if result.statuses.get(graph.assets[k].unique_id or "") == "success"
+                ]
+                try:
+                    self._direct.templates(n, made)
+                except Exception:  # noqa: BLE001 - only a missed shortcut for later runs
+                    log.debug("compiling window templates failed", exc_info=True)
+        else:
+            result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
+        self.invocations.inbox.put(DbtChunkDone(group, checks, result))
+
+    def _windows(self) -> DirectWindows | None:
+        """The run's direct window writer, or None when windows are dbt's alone."""
+        from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+        if not self.direct_windows or not isinstance(self.warehouse, DuckDBWarehouse):
+            return None
+        if self._direct is None:
+            import duckdb
+
+            from sqlorch.dbt.windows import DirectWindows
+            from sqlorch.errors import WarehouseError
+            from sqlorch.warehouse.duckdb import SchemaDrift
+
+            inv = self.invocations
+            self._direct = DirectWindows(
+                self.progress.graph,
+                inv.project,
+                inv.invoker,
+                self.warehouse,
+                self.run_dir,
+                errors=(WarehouseError, SchemaDrift, duckdb.Error),
+                rows_of=rows_of,
+            )
+        return self._direct
+
+    def _direct_chunk(
+        self, n: int, group: Group
+    ) -> tuple[InvocationResult | None, Group, dict[str, Template]]:
+        """Write the windows of the group's models that have templates, without dbt.
+
+        Returns (their results, the rest of the group for dbt, the templates used), or
+        (None, group, {}) when dbt must build the whole group (see
+        `sqlorch.dbt.windows.DirectWindows`). A model downstream of one dbt writes stays
+        with dbt, which orders the two.
+        """
+        direct = self._windows()
+        if direct is None:
+            return None, group, {}
+        graph = self.progress.graph
+        try:
+            templates = direct.templates(n, [k for k, _ in group])
+            mine: Group = []
+            rest: Group = []
+            for key, chunk in group:
+                later = key not in templates or any(k in graph.ancestors(key) for k, _ in rest)
+                (rest if later else mine).append((key, chunk))
+            if not mine:
+                return None, group, {}
+            result = direct.run(list(mine), templates)
+        except Exception:  # noqa: BLE001 - dbt then writes the windows, as without templates
+            log.debug("direct window writes failed to start", exc_info=True)
+            return None, group, {}
+        return (None, group, {}) if result is None else (result, rest, templates)
+
+    def _finish_direct(
+        self,
+        n: int,
+        result: InvocationResult,
+        rest: Group,
+        templates: dict[str, Template],
+        checks: list[str],
+        hooks: tuple[bool, bool],
+        extra: Sequence[str],
+    ) -> InvocationResult:
+        """Have dbt write the rest of a group and run the tests due after its windows."""
+        graph, uid_to_key = self.progress.graph, self.steps.uid_to_key
+        failed = {
+            uid_to_key[uid]
+            for uid, st in result.statuses.items()
+            if st in ("error", "skipped") and uid in uid_to_key
+        }
+        run: list[str] = []
+        for key, _chunk in rest:
+            uid = graph.assets[key].unique_id or ""
+            if failed & graph.ancestors(key):
+                result.statuses[uid] = "skipped"
+                failed.add(key)
+            else:
+                run.append(uid)
+        due = [c for c in checks if not failed.intersection(self.progress.checks[c].asset_keys)]
+        # the written models' own tests that have compiled SQL run here, as dbt would
+        later = {k for k, _ in rest}
+        ready = {
+            t.unique_id: t for key, tpl in templates.items() if key not in later for t in tpl.tests
+        }
+        self._run_tests([c for c in due if c in ready], ready, result)
+        due = [c for c in due if c not in ready]
+        if not run and not due:
+            return result
+        from sqlorch.dbt.manifest import compress_selection
+
+        project = self.invocations.project
+        selectors = compress_selection(set(run) | set(due), project.runnable_fqns, frozenset())
+        dbt = self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra if run else ())
+        result.statuses.update(dbt.statuses)
+        result.messages.update(dbt.messages)
+        result.success = result.success and dbt.success
+        result.error = dbt.error
+        result.log_path = dbt.log_path
+        result.args += ["+ dbt tests:" if not run else "+ dbt:", *dbt.args]
+        result.seconds += dbt.seconds
+        return result
+
+    def _run_tests(
+        self, uids: list[str], ready: dict[str, DataTestTemplate], result: InvocationResult
+    ) -> None:
+        """Run the written models' compiled tests; each result goes out as a dbt event."""
+        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+
+        assert self._direct is not None
+        for uid in uids:
+            status, message, failures, seconds = self._direct.run_test(ready[uid])
+            result.statuses[uid] = status
+            result.messages[uid] = message
+            ev = DbtNodeEvent(
+                uid,
+                DbtPhase.FINISHED,
+                status=status,
+                message=message,
+                failures=failures,
+                execution_time=seconds,
+            )
+            self.invocations.inbox.put(DbtEvent(ev))
+
+    def on_done(self, group: Group, checks: list[str], result: InvocationResult) -> None:
+        """Apply the end of a chunk invocation: each model's chunk succeeded or failed."""
+        progress = self.progress
+        self.invocations.busy = False
+        for uid in checks:
+            if progress.check_status[uid] is CheckStatus.RUNNING:
+                progress.check_status[uid] = ended_status(result.statuses.get(uid), result)
+        self._emit_finished(group, result)
+        graph = progress.graph
+        counted: dict[str, int] = {}
+        if self.warehouse is not None:
+            tables = [
+                k
+                for k, _ in group
+                if result.statuses.get(graph.assets[k].unique_id or "") == "success"
+                and (graph.assets[k].unique_id or "") not in result.rows
+                and graph.assets[k].materialized not in TABLE_LIKE_EXCLUDED
+            ]
+            try:
+                counted = self.warehouse.row_counts(tables) if tables else {}
+            except Exception:  # noqa: BLE001 - a row count must never fail a run
+                log.debug("row count failed", exc_info=True)
+        for key, chunk in group:
+            uid = graph.assets[key].unique_id or ""
+            st = result.statuses.get(uid)
+            if st == "success":
+                self.partitions.restart_rows(key)
+                rows = result.rows.get(uid, counted.get(key))
+                self.partitions.chunk_done(key, chunk, rows, result.seconds)
+                continue
+            skipped = "skipped by dbt (an upstream node failed)"
+            message = (
+                result.messages.get(uid)
+                or result.error
+                or (skipped if st == "skipped" else "dbt did not run the model")
+            )
+            self.partitions.chunk_failed(key, chunk, dbt_error(graph, key, message), None)
+
+    def _emit_finished(self, group: Group, result: InvocationResult) -> None:
+        reasons = self._direct.reasons if self._direct is not None else {}
+        self.progress.emit(
+            EventKind.DBT_INVOCATION_FINISHED,
+            level="info" if result.success else "warning",
+            data={
+                "success": result.success,
+                "seconds": round(result.seconds, 3),
+                "log": str(result.log_path) if result.log_path else None,
+                "error": result.error,
+                "args": result.args,
+                # models whose windows sqlorch wrote from their templates (no dbt build),
+                # and why dbt wrote the others'
+                "window_writes": sorted(self.steps.uid_to_key.get(u, u) for u in result.rows),
+                "dbt_writes_because": {k: reasons[k] for k, _ in group if k in reasons},
+            },
+        )
+
+
+def rows_of(node: AssetNode, chunk: WindowChunk) -> tuple[str, list[Any]]:
+    """The predicate (with parameters) of `chunk`'s rows in `node`'s table."""
+    from sqlorch.warehouse.sql import filter_sql
+
+    assert node.partitions is not None
+    return filter_sql(node.partitions, chunk.prefix, chunk.lo, chunk.hi)

@@ -1,0 +1,270 @@
+"""Python steps: run a Python asset, whole or one partition run (chunk), on one code path.
+
+Each attempt runs in a worker thread on a warehouse session of its own, registered in
+`Sessions` while it runs so that a second Ctrl-C can interrupt its query. The outcome goes
+to the scheduling thread as a message; retries follow the asset's policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
+from sqlorch.api.retries import RateLimiter, RetryPolicy
+from sqlorch.core.graph import AssetNode, Column
+from sqlorch.errors import AssetError, SqlorchError
+from sqlorch.execute.cancellation import Cancellation
+from sqlorch.execute.chunks import Chunk, context_of
+from sqlorch.execute.messages import (
+    ChunkDone,
+    ChunkFailed,
+    Inbox,
+    PythonDone,
+    PythonFailed,
+    Retrying,
+    logger_for,
+)
+from sqlorch.execute.retries import Failure, attempt_until_done
+from sqlorch.warehouse.base import Warehouse
+from sqlorch.warehouse.sql import filter_sql
+
+log = logging.getLogger(__name__)
+
+
+class Sessions:
+    """The warehouse sessions of running Python assets, to interrupt on a second Ctrl-C."""
+
+    def __init__(self) -> None:
+        self._open: set[Warehouse] = set()
+        self._lock = threading.Lock()
+
+    def add(self, session: Warehouse) -> None:
+        """Register a session while its asset runs."""
+        with self._lock:
+            self._open.add(session)
+
+    def discard(self, session: Warehouse) -> None:
+        """Forget a session whose asset ended."""
+        with self._lock:
+            self._open.discard(session)
+
+    def interrupt_all(self) -> None:
+        """Interrupt every registered session's running query."""
+        with self._lock:
+            sessions = list(self._open)
+        for session in sessions:
+            try:
+                session.connection.interrupt()
+            except Exception:  # noqa: BLE001 - a closed or non-DuckDB session
+                log.debug("could not interrupt a session", exc_info=True)
+
+
+class PythonSteps:
+    """Runs Python assets in worker threads, whole or chunk by chunk, with retries."""
+
+    def __init__(
+        self,
+        *,
+        fns: dict[str, AssetDefinition],
+        warehouse: Warehouse | None,
+        run_id: str,
+        inbox: Inbox,
+        cancellation: Cancellation,
+        retries: dict[str, RetryPolicy],
+        limiters: dict[str, RateLimiter],
+    ) -> None:
+        self.fns = fns
+        self.warehouse = warehouse
+        self.run_id = run_id
+        self.inbox = inbox
+        self.cancellation = cancellation
+        self.retries = retries
+        self.limiters = limiters
+        self.sessions = Sessions()
+
+    def submit(self, pool: ThreadPoolExecutor, node: AssetNode, chunk: Chunk | None) -> None:
+        """Run `node` (or its `chunk`) in a worker of `pool`."""
+        pool.submit(self.run, node, chunk)
+
+    def run(self, node: AssetNode, chunk: Chunk | None) -> None:
+        """Run a Python asset (or one chunk of it), retrying as its policy allows."""
+        key = node.key
+        policy = self.retries.get(key) or self.fns[key].retry
+
+        def on_retry(attempt: int, message: str, delay: float) -> None:
+            self.inbox.put(Retrying(key, attempt, message, delay))
+
+        ended = attempt_until_done(
+            lambda attempt: self._attempt(node, chunk, attempt),
+            policy,
+            self.cancellation,
+            on_retry,
+        )
+        if ended is None:
+            return
+        failure, cancelled = ended
+        message = failure.message
+        if chunk is None:
+            message += " (run cancelled)" if cancelled else ""
+            self.inbox.put(PythonFailed(key, message, failure.traceback))
+        else:
+            message += " (cancelled)" if cancelled else ""
+            self.inbox.put(ChunkFailed(key, chunk, message, failure.traceback))
+
+    def _attempt(self, node: AssetNode, chunk: Chunk | None, attempt: int) -> Failure | None:
+        """Run one attempt; put the success on the inbox, or return the failure."""
+        key = node.key
+        logger = logger_for(f"sqlorch.asset.{key}", self.inbox, key)
+        session = None
+        try:
+            assert self.warehouse is not None, "run.open_warehouse refuses Python assets without"
+            session = self.warehouse.session()
+            self.sessions.add(session)
+            ctx = AssetContext(
+                key=key,
+                run_id=self.run_id,
+                warehouse=session,
+                log=logger,
+                rate_limiter=self.limiters.get(node.pool or ""),
+                attempt=attempt,
+            )
+            started = time.perf_counter()
+            if chunk is None:
+                rows, metadata = self._whole(node, ctx, session)
+                duration = time.perf_counter() - started
+                columns = _columns_of(session, key)
+                if attempt > 1:
+                    metadata.setdefault("attempts", attempt)
+                self.inbox.put(PythonDone(key, rows, duration, metadata, columns))
+            else:
+                rows, metadata = self._chunk(node, ctx, session, chunk)
+                duration = time.perf_counter() - started
+                self.inbox.put(ChunkDone(key, chunk, rows, duration, metadata))
+            return None
+        except SqlorchError as exc:
+            return Failure(exc.message, traceback.format_exc(), exc)
+        except Exception as exc:  # noqa: BLE001 - report any failure as the asset's
+            msg = f"Python asset {key!r} failed: {type(exc).__name__}: {exc}"
+            return Failure(msg, traceback.format_exc(), exc)
+        finally:
+            if session is not None:
+                self.sessions.discard(session)
+                session.close()
+
+    def _call(self, node: AssetNode, ctx: AssetContext) -> tuple[Any, dict[str, Any]]:
+        """Call the asset's function: (what it returned, its metadata)."""
+        fn = self.fns[node.key]
+        result = fn(ctx) if fn.takes_context else fn()
+        metadata: dict[str, Any] = {}
+        if isinstance(result, MaterializeResult):
+            metadata.update(result.metadata)
+            result = result.data
+        metadata.update(ctx.metadata)
+        return result, metadata
+
+    def _whole(
+        self, node: AssetNode, ctx: AssetContext, session: Warehouse
+    ) -> tuple[int | None, dict[str, Any]]:
+        """Call an unpartitioned asset and write (or find) its table: (rows, metadata)."""
+        key = node.key
+        try:
+            result, metadata = self._call(node, ctx)
+        except Exception as exc:
+            raise _user_error(key, node.file, exc) from exc
+        if result is not None:
+            try:
+                return session.write(key, result), metadata
+            except AssetError as exc:
+                where = f"{node.file}:{node.line}" if node.line else str(node.file)
+                raise AssetError(
+                    f"{exc.message} (asset defined at {where})",
+                    asset=key,
+                    file=node.file,
+                    line=node.line,
+                ) from exc
+        if not self.fns[key].takes_context:
+            raise AssetError(
+                f"Python asset {key!r} ({node.file}:{node.line}) returned None. Return "
+                "the table's rows (Arrow, pandas, polars or a DuckDB relation), or take "
+                "a `context` argument and write the table through `context.warehouse`.",
+                asset=key,
+                file=node.file,
+                line=node.line,
+            )
+        if not session.table_exists(key):
+            raise AssetError(
+                f"Python asset {key!r} ({node.file}:{node.line}) returned None but did "
+                f"not create the table {key}. Write it through `context.warehouse` "
+                "or return the rows.",
+                asset=key,
+                file=node.file,
+                line=node.line,
+            )
+        return session.row_counts([key]).get(key), metadata
+
+    def _chunk(
+        self, node: AssetNode, ctx: AssetContext, session: Warehouse, chunk: Chunk
+    ) -> tuple[int | None, dict[str, Any]]:
+        """Call a partitioned asset for `chunk` and replace exactly its rows: (rows, metadata)."""
+        definition = node.partitions
+        assert definition is not None
+        try:
+            ctx.partition = context_of(definition, chunk)
+            result, metadata = self._call(node, ctx)
+            if result is None:
+                if not self.fns[node.key].takes_context:
+                    raise AssetError(
+                        f"Partitioned Python asset {node.key!r} ({node.file}:{node.line}) "
+                        "returned None. Return the rows of `context.partition`.",
+                        asset=node.key,
+                        file=node.file,
+                        line=node.line,
+                    )
+                return None, metadata  # the asset wrote its partition itself
+            where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
+            rows = session.write_partition(node.key, result, where, params, definition.columns)
+            return rows, metadata
+        except SqlorchError as exc:
+            span = chunk.span(definition)
+            where = f"{node.file}:{node.line}" if node.line else str(node.file)
+            raise AssetError(
+                f"{exc.message} (partitions {span[0]}..{span[1]}; asset defined at {where})",
+                asset=node.key,
+                file=node.file,
+                line=node.line,
+            ) from exc
+        except Exception as exc:
+            raise _user_error(node.key, node.file, exc) from exc
+
+
+def _columns_of(session: Warehouse, key: str) -> list[Column] | None:
+    try:
+        return session.table_columns([key]).get(key)
+    except Exception:  # noqa: BLE001 - reading the catalog must never fail an asset
+        log.debug("reading columns of %s failed", key, exc_info=True)
+        return None
+
+
+def _user_error(key: str, file: str | None, exc: BaseException) -> AssetError:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    line = None
+    if file:
+        mine = [f for f in frames if f.filename.endswith(file)]
+        if mine:
+            line = mine[-1].lineno
+            where = f" at {file}:{line}"
+    if not where and frames:
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}"
+    return AssetError(
+        f"Python asset {key!r} raised {type(exc).__name__}{where}: {exc}. "
+        "Fix the asset and run `sqlorch build` again; the traceback is in `sqlorch logs`.",
+        asset=key,
+        file=file,
+        line=line,
+    )
