@@ -12,7 +12,7 @@ from sqlorch.core.graph import CheckKind, CheckNode
 from sqlorch.warehouse.sql import quote_key
 
 if TYPE_CHECKING:
-    from sqlorch.core.partitions import PartitionsDefinition
+    from sqlorch.core.partitions.definitions import PartitionsDefinition
     from sqlorch.execute.policies import RunPolicies
     from sqlorch.warehouse.base import Warehouse
 
