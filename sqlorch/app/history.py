@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlorch.errors import ConfigError
+from sqlorch.settings import Settings
 from sqlorch.state.base import StateReader
 from sqlorch.state.records import CheckResultRecord
 
@@ -103,3 +104,18 @@ def _check_doc(r: CheckResultRecord) -> dict[str, Any]:
         "metadata": r.metadata,
         "checked_at": r.checked_at,
     }
+
+
+def history_of(
+    settings: Settings, name: str, limit: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Return the key `name` resolves to and its history (`asset_history`).
+
+    Raises:
+        ConfigError: the state store knows no such asset.
+    """
+    from sqlorch.state.store import StateStore
+
+    store = StateStore(settings.state_path, readonly=True)
+    key = resolve_asset(store, name)
+    return key, asset_history(store, key, limit)

@@ -197,3 +197,11 @@ def skip_non_breaking(
     except Exception as exc:  # noqa: BLE001 - lineage never stops a build
         warn(f"--skip-non-breaking: lineage unavailable ({exc}); building the whole plan.")
         return plan, {}
+
+
+def diff(settings: Settings, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Load the project; return what changed since materialization (`impact_document`)."""
+    from sqlorch.load.project import load_project
+
+    impact, _index = compute_impact(load_project(settings), warn)
+    return impact_document(impact)

@@ -112,13 +112,9 @@ def history(
     limit: int,
 ) -> None:
     """Show an asset's materializations over time: rows, duration, checks, failures."""
-    from sqlorch.app.history import asset_history, resolve_asset
-    from sqlorch.state.store import StateStore
+    from sqlorch.app.history import history_of
 
-    settings = load_settings(project_dir, profiles_dir, target)
-    store = StateStore(settings.state_path, readonly=True)
-    key = resolve_asset(store, asset)
-    doc = asset_history(store, key, limit)
+    key, doc = history_of(load_settings(project_dir, profiles_dir, target), asset, limit)
     if as_json:
         emit_json(doc)
         return

@@ -74,13 +74,10 @@ def diff(
     as_json: bool,
 ) -> None:
     """Changed models since their last materialization, and the downstream columns affected."""
-    from sqlorch.app.lineage import compute_impact, impact_document
+    from sqlorch.app.lineage import diff as changes
     from sqlorch.cli.render_lineage import render_impact
-    from sqlorch.load.project import load_project
 
-    project = load_project(load_settings(project_dir, profiles_dir, target))
-    impact, _index = compute_impact(project, warn)
-    doc = impact_document(impact)
+    doc = changes(load_settings(project_dir, profiles_dir, target), warn)
     if as_json:
         emit_json(doc)
     else:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlorch.api.checks import CheckContext, CheckDefinition
 from sqlorch.core.checks import CheckResult, CheckStatus, Observed, as_datetime, run_builtin
 from sqlorch.core.graph import CheckKind, CheckNode
-from sqlorch.core.partitions import PartitionsDefinition
+from sqlorch.core.partitions.definitions import PartitionsDefinition
 from sqlorch.events import EventKind
 from sqlorch.execute.chunks import Chunk, PartitionRuns, context_of
 from sqlorch.execute.messages import CheckDone, CheckOutcome, ChunkCheckDone, Inbox, logger_for

@@ -9,6 +9,7 @@ from conftest import TinyProject, clean_environ
 
 from sqlorch.app.assets import asset_document, list_assets
 from sqlorch.app.build import build
+from sqlorch.app.history import history_of
 from sqlorch.app.plans import BuildRequest, plan_build, plan_request, selection_text
 from sqlorch.app.runs import event_document, run_documents, run_log
 from sqlorch.app.status import asset_status
@@ -97,6 +98,10 @@ def test_ls_runs_and_logs(make_dbt_project: Make) -> None:
     assert {"asset_started", "asset_materialized"} <= {e.kind for e in of_a}
     assert {e.asset for e in of_a} == {"main.a"}
     assert list(run_log(settings, None, level="error")) == []
+
+    key, history = history_of(settings, "a")
+    assert key == "main.a"
+    assert [m["run_id"] for m in history["materializations"]] == [result.outcome.run_id]
 
 
 def test_plans_read_state_and_selection(make_dbt_project: Make) -> None:
