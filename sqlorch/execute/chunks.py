@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DBT_MAX_PARTITIONS: int | None = None
-
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
