@@ -4,7 +4,7 @@ A `@check(asset=...)` function receives what it asks for by parameter name -- `c
 `CheckContext`), `connection` (the warehouse connection), `rows` (the asset's rows as a
 pyarrow Table; for a partitioned asset, the partition's rows) -- and returns a bool or a
 `CheckResult` with metadata. The built-in checks' logic is in `sqlorch.core.checks`, attaching
-checks to the graph in `sqlorch.load.checks`, running them in `sqlorch.execute.checks`.
+checks to the graph in `sqlorch.load.checks`, running them in `sqlorch.execute.check_steps`.
 """
 
 from __future__ import annotations

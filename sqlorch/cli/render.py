@@ -10,6 +10,7 @@ from sqlorch.events import Event, EventKind
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
     from sqlorch.core.plan.definition import Plan
     from sqlorch.state.store import EventRecord
@@ -37,12 +38,11 @@ def fmt_seconds(seconds: Any) -> str:
 class TerminalRenderer:
     """Print a live progress view: finished assets scroll, a status bar shows what runs.
 
-    The view starts with the run (`run_started` tells how many steps it has).
+    The view starts with the run (`run_started` tells how many steps it has), and only on
+    a terminal.
     """
 
     def __init__(self, console: Console, total: int = 0, *, verbose: bool = False) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.console = console
         self.total = total
         self.verbose = verbose
@@ -52,16 +52,8 @@ class TerminalRenderer:
         self.checks = {"passed": 0, "warned": 0, "failed": 0}
         self.failures: list[tuple[str, str]] = []
         self.started = time.perf_counter()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[running]}"),
-            console=console,
-            transient=True,
-        )
-        self._task = self._progress.add_task("building", total=total, running="")
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self.run_started = False
 
     def __call__(self, event: Event) -> None:
@@ -124,9 +116,21 @@ class TerminalRenderer:
         self.started = time.perf_counter()
         if isinstance(steps, int):
             self.total = steps
-            self._progress.update(self._task, total=steps)
-        if self.console.is_terminal:
-            self._progress.start()
+        if not self.console.is_terminal:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[running]}"),
+            console=self.console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("building", total=self.total, running="")
+        self._progress.start()
 
     def _finished(self, key: str) -> None:
         self.running.pop(key, None)
@@ -136,14 +140,18 @@ class TerminalRenderer:
         self.console.print(f"{mark} {kind:<8} {escape(key):<44} {tail}", highlight=False)
 
     def _refresh(self) -> None:
+        if self._progress is None:
+            return
         names = ", ".join(list(self.running)[:3])
         if len(self.running) > 3:
             names += f" +{len(self.running) - 3}"
+        assert self._task is not None
         self._progress.update(self._task, completed=self.done, running=names)
 
     def close(self, *, summary: bool = True) -> None:
         """Stop the live view and print the summary (unless the run never started)."""
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
         if not summary:
             return
         elapsed = time.perf_counter() - self.started

@@ -17,14 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.api.asset import PartitionContext
 from sqlorch.core.checks import CheckStatus
 from sqlorch.core.graph import CheckKind
-from sqlorch.core.partitions import (
-    PartitionError,
-    PartitionsDefinition,
-    PartitionSet,
-    Prefix,
-    TimeWindows,
-    parse_ranges,
-)
+from sqlorch.core.partitions.definitions import PartitionsDefinition, TimeWindows, parse_ranges
+from sqlorch.core.partitions.ranges import PartitionSet, Prefix
+from sqlorch.errors import PartitionError
 from sqlorch.events import EventKind
 from sqlorch.execute.status import Status
 
@@ -38,8 +33,6 @@ if TYPE_CHECKING:
     from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DBT_MAX_PARTITIONS: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,7 +160,7 @@ class DbtChunks:
         offset forward, `all` or renamed keys. Then `key` waits for them."""
         from datetime import UTC, datetime
 
-        from sqlorch.core.partitions import PartitionSet
+        from sqlorch.core.partitions.ranges import PartitionSet
         from sqlorch.core.plan.partitions import reads_pending
 
         chunks = self.partitions.pending

@@ -324,7 +324,8 @@ class Executor:
 
     # ---------------------------------------------------------------- messages
 
-    def _handle(self, msg: Message) -> None:  # one case per kind of message: reads best long
+    def _handle(self, msg: Message) -> None:
+        """Apply one worker message to the run (one case per kind of message)."""
         progress = self.progress
         match msg:
             case PythonDone(key, rows, seconds, metadata, columns):

@@ -347,9 +347,9 @@ def test_hooks_see_the_whole_project_graph(builds: Builds) -> None:
 
 
 @pytest.mark.xfail(
-    reason="sqlorch/dbt/runner.py DbtInvoker._hooks_only / executor._launch_dbt: on-run-end "
-    "runs in the last dbt invocation only, so its `results` holds only that segment's nodes, "
-    "not the whole run's",
+    reason="sqlorch/dbt/runner.py DbtInvoker._hooks_only / execute/dbt_steps.py DbtSteps.launch: "
+    "on-run-end runs in the last dbt invocation only, so its `results` holds only that "
+    "segment's nodes, not the whole run's",
     strict=True,
 )
 def test_on_run_end_sees_the_results_of_the_whole_run(builds: Builds) -> None:

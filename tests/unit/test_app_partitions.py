@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlorch import daily
 from sqlorch.app.partitions import partition_doc
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
-from sqlorch.core.partitions import Segment, SegmentStatus
+from sqlorch.core.partitions.segments import Segment, SegmentStatus
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)  # days 01..04 exist, 05 is not over yet
 

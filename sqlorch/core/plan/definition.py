@@ -31,6 +31,7 @@ class ReasonKind(StrEnum):
     UPSTREAM_PLANNED = "upstream_planned"  # upstream partitions planned, so these are too
     UPSTREAM_REBUILT = "upstream_rebuilt"  # an unpartitioned upstream every partition reads
     PARTITIONS_TO_RUN = "partitions_to_run"
+    RETRY = "retry"  # failed, skipped or a blocking check failed in the run being retried
 
 
 class Reason(str):
