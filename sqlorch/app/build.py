@@ -24,18 +24,16 @@ from sqlorch.app.plans import (
     select_assets,
     selection_text,
 )
-from sqlorch.app.runs import find_run
 from sqlorch.core.plan.definition import Plan
 from sqlorch.errors import ConfigError, SelectionError
 from sqlorch.events import Event, EventKind, HiddenDependencyFound, Listener, utcnow
-from sqlorch.execute.policies import RunPolicies
 from sqlorch.load.project import Project, load_project
 from sqlorch.settings import Settings
-from sqlorch.state.recorder import StateRecorder
 from sqlorch.state.store import RunRecord, StateStore
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
+    from sqlorch.execute.policies import RunPolicies
     from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import RunOutcome
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
@@ -88,6 +86,8 @@ def build(
     retried: RunRecord | None = None
     store: StateStore | None = None
     if isinstance(request, RetryRequest):  # a run id that does not exist needs no project
+        from sqlorch.app.runs import find_run
+
         store = StateStore(settings.state_path)
         retried = find_run(store, settings.state_path, request.run_id)
     project = load_project(settings)
@@ -123,6 +123,7 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
     """
     from sqlorch.api.retries import RetryPolicy, policy_from_settings
     from sqlorch.core.checks import Observed
+    from sqlorch.execute.policies import RunPolicies
 
     settings = project.settings
     retries: dict[str, RetryPolicy] = {}
@@ -165,6 +166,7 @@ def execute(
     """
     from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import new_run_id
+    from sqlorch.state.recorder import StateRecorder
 
     settings = project.settings
     run_id = new_run_id()

@@ -22,24 +22,25 @@ from sqlorch.warehouse.base import Warehouse
 if TYPE_CHECKING:
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
+    # (a type only: defining a Protocol costs start-up time on every command)
+    class WarehouseTarget(Protocol):
+        """What opening a warehouse reads of a resolved dbt target (`dbt.profiles.Target`)."""
+
+        @property
+        def profile(self) -> str: ...
+        @property
+        def name(self) -> str: ...
+        @property
+        def type(self) -> str: ...
+        @property
+        def profiles_file(self) -> Path: ...
+        @property
+        def path(self) -> str | None: ...
+        @property
+        def config(self) -> Mapping[str, Any]: ...
+
+
 log = logging.getLogger(__name__)
-
-
-class WarehouseTarget(Protocol):
-    """What opening a warehouse reads of a resolved dbt target (`dbt.profiles.Target`)."""
-
-    @property
-    def profile(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def profiles_file(self) -> Path: ...
-    @property
-    def path(self) -> str | None: ...
-    @property
-    def config(self) -> Mapping[str, Any]: ...
 
 
 def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWarehouse | None:
