@@ -30,6 +30,14 @@ class EventKind(StrEnum):
     HIDDEN_DEPENDENCY = "hidden_dependency"
 
 
+class AttemptOutcome(StrEnum):
+    """How one attempt at an asset (or a partition run) ended, as the state store records it."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event of one run."""

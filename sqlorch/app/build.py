@@ -202,7 +202,13 @@ def execute(
         except KeyboardInterrupt:
             interrupted = True
             raise
-        return outcome, record_hidden_dependencies(project, run_id, events)
+        try:
+            hidden = record_hidden_dependencies(project, run_id, events)
+        except KeyboardInterrupt:
+            # the run's work is done and keeps its outcome; only the lineage scan is dropped
+            log.warning("Ctrl-C: skipped the hidden-dependency scan of run %s", run_id)
+            hidden = ()
+        return outcome, hidden
     finally:
         events.finish()
         recorder.flush()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from sqlorch.core.graph import AssetGraph
 from sqlorch.core.plan.builder import build_plan
-from sqlorch.core.plan.definition import Plan
+from sqlorch.core.plan.definition import Plan, Reason, ReasonKind
 from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,
@@ -24,6 +24,7 @@ from sqlorch.core.plan.staleness import (
     stale_reasons,
 )
 from sqlorch.core.selection import STATE_METHODS, StateSets
+from sqlorch.events import AttemptOutcome
 from sqlorch.load.project import Project
 from sqlorch.state.store import RunRecord, StateStore
 from sqlorch.warehouse.base import Warehouse
@@ -206,10 +207,10 @@ def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) ->
             if graph.assets[k].is_materializable and snapshot.record(k).materialized_at is None
         },
         "state:stale": set(stale_reasons(graph, snapshot)),
-        "result:error": {k for k, s in outcomes.items() if s == "failed"},
-        "result:fail": {k for k, s in outcomes.items() if s == "failed"},
-        "result:skipped": {k for k, s in outcomes.items() if s == "skipped"},
-        "result:success": {k for k, s in outcomes.items() if s == "success"},
+        "result:error": {k for k, s in outcomes.items() if s == AttemptOutcome.FAILED},
+        "result:fail": {k for k, s in outcomes.items() if s == AttemptOutcome.FAILED},
+        "result:skipped": {k for k, s in outcomes.items() if s == AttemptOutcome.SKIPPED},
+        "result:success": {k for k, s in outcomes.items() if s == AttemptOutcome.SUCCESS},
         "source_status:fresher": fresher_upstream(graph, snapshot),
     }
 
@@ -337,14 +338,19 @@ def plan_retry(
     """Plan the assets that failed or were skipped in `run_id`, and those whose blocking
     check failed there, with their checks."""
     outcomes = store.run_attempts(run_id)
-    why = {k: f"{s} in run {run_id}" for k, s in outcomes.items() if s in ("failed", "skipped")}
+    why = {
+        k: Reason(f"{s} in run {run_id}", ReasonKind.RETRY)
+        for k, s in outcomes.items()
+        if s in (AttemptOutcome.FAILED, AttemptOutcome.SKIPPED)
+    }
     for result in store.check_results(run_id=run_id):
         if (
             result.blocking
             and result.status in ("fail", "error")
-            and outcomes.get(result.asset) == "success"
+            and outcomes.get(result.asset) == AttemptOutcome.SUCCESS
         ):
-            why.setdefault(result.asset, f"check {result.name} failed in run {run_id}")
+            text = f"check {result.name} failed in run {run_id}"
+            why.setdefault(result.asset, Reason(text, ReasonKind.RETRY))
     graph = project.graph
     gone = sorted(k for k in why if k not in graph.assets)
     if gone and warn is not None:
@@ -362,8 +368,8 @@ def plan_retry(
     return dataclasses.replace(plan, steps=steps)
 
 
-def _not_full(reasons: Sequence[str]) -> tuple[str, ...]:
-    return tuple(r for r in reasons if not r.startswith("--full"))
+def _not_full(reasons: Sequence[Reason]) -> tuple[Reason, ...]:
+    return tuple(r for r in reasons if r.kind is not ReasonKind.FULL)
 
 
 def _uses_state(*selectors: Sequence[str] | None) -> bool:

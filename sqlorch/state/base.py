@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlorch.events import AttemptOutcome
 from sqlorch.state.records import (
     AssetState,
     CheckResultRecord,
@@ -50,7 +51,7 @@ class StateReader(Protocol):
         """Return the last materialization and last attempt of every asset with history."""
         ...
 
-    def run_attempts(self, run_id: str) -> dict[str, str]:
+    def run_attempts(self, run_id: str) -> dict[str, AttemptOutcome]:
         """Return asset -> outcome (success, failed, skipped) of every attempt in `run_id`."""
         ...
 

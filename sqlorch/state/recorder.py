@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.events import Event, EventKind
+from sqlorch.events import AttemptOutcome, Event, EventKind
 from sqlorch.state.store import (
     StateStore,
     attempt_row,
@@ -80,10 +80,17 @@ class StateRecorder:
                 )
             )
             self._attempts.append(
-                attempt_row(event.run_id, key, "success", self._started.pop(key, None), event.ts)
+                attempt_row(
+                    event.run_id,
+                    key,
+                    AttemptOutcome.SUCCESS,
+                    self._started.pop(key, None),
+                    event.ts,
+                )
             )
         elif key is not None and event.kind in (EventKind.ASSET_FAILED, EventKind.ASSET_SKIPPED):
-            status = "failed" if event.kind is EventKind.ASSET_FAILED else "skipped"
+            failed = event.kind is EventKind.ASSET_FAILED
+            status = AttemptOutcome.FAILED if failed else AttemptOutcome.SKIPPED
             self._attempts.append(
                 attempt_row(
                     event.run_id, key, status, self._started.pop(key, None), event.ts, event.message
@@ -121,7 +128,13 @@ class StateRecorder:
         else:
             self._attempts.append(
                 attempt_row(
-                    event.run_id, key, "failed", None, event.ts, event.message, partition=text
+                    event.run_id,
+                    key,
+                    AttemptOutcome.FAILED,
+                    None,
+                    event.ts,
+                    event.message,
+                    partition=text,
                 )
             )
 

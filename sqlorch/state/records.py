@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlorch.events import AttemptOutcome
+
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
@@ -46,7 +48,7 @@ class AssetState:
     duration_s: float | None
     code_version: str | None
     last_run_id: str | None
-    last_status: str | None
+    last_status: AttemptOutcome | None
     last_error: str | None
     materialized_run: str | None = None
     code_parts: dict[str, str] | None = None

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from sqlorch.events import AttemptOutcome
 from sqlorch.state.records import (
     AssetState,
     CheckResultRecord,
@@ -115,7 +116,7 @@ def asset_state(key: str, mat: Sequence[Any] | None, attempt: Sequence[Any] | No
         duration_s=mat[3] if mat else None,
         code_version=mat[4] if mat else None,
         last_run_id=attempt[1] if attempt else None,
-        last_status=attempt[2] if attempt else None,
+        last_status=AttemptOutcome(attempt[2]) if attempt else None,
         last_error=attempt[3] if attempt else None,
         materialized_run=mat[5] if mat else None,
         code_parts=json.loads(mat[6]) if mat and mat[6] else None,
@@ -143,14 +144,14 @@ def event_row(
 def attempt_row(
     run_id: str,
     asset: str,
-    status: str,
+    status: AttemptOutcome,
     started_at: str | None,
     finished_at: str,
     error: str | None = None,
     partition: str | None = None,
 ) -> tuple[Any, ...]:
     """Return an `attempts` row for `StateStore.write_batch`."""
-    return (run_id, asset, partition, status, started_at, finished_at, error)
+    return (run_id, asset, partition, str(status), started_at, finished_at, error)
 
 
 def materialization_row(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlorch.errors import StateError
+from sqlorch.events import AttemptOutcome
 from sqlorch.state.migrations import MIGRATIONS
 from sqlorch.state.records import (
     AssetState,
@@ -301,10 +302,10 @@ class SqliteStateStore:
                 self._con.execute("ROLLBACK")
                 raise
 
-    def run_attempts(self, run_id: str) -> dict[str, str]:
+    def run_attempts(self, run_id: str) -> dict[str, AttemptOutcome]:
         """Return asset -> outcome (success, failed, skipped) of every attempt in `run_id`."""
         return {
-            a: st
+            a: AttemptOutcome(st)
             for a, st in self._rows(
                 "SELECT asset, status FROM attempts WHERE run_id = ? ORDER BY rowid", (run_id,)
             )

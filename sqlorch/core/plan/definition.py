@@ -58,7 +58,7 @@ class Step:
 
     key: str
     kind: AssetKind
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
     partitions: tuple[tuple[str, str], ...] | None = None
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlorch.core.codeversion import describe_changes
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.core.plan.definition import Reason, ReasonKind
+from sqlorch.events import AttemptOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class AssetRecord:
     code_version: str | None = None
     code_parts: Mapping[str, str] | None = None
     rows: int | None = None
-    last_status: str | None = None
+    last_status: AttemptOutcome | None = None
     last_run_id: str | None = None
     failed_checks: tuple[str, ...] = ()
 
@@ -59,7 +60,7 @@ def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> lis
     rec = state.record(node.key)
     if rec.materialized_at is None:
         never = ReasonKind.NEVER_MATERIALIZED
-        if rec.last_status == "failed":
+        if rec.last_status == AttemptOutcome.FAILED:
             text = f"never materialized; last attempt failed (run {rec.last_run_id})"
             return [Reason(text, never)]
         return [Reason("never materialized", never)]
@@ -70,7 +71,7 @@ def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> lis
         old = rec.code_parts if rec.code_parts else None
         changes = describe_changes(old, node.code_parts, file=node.file, line=node.line)
         reasons.extend(Reason(text, ReasonKind.CODE_CHANGED) for text in changes)
-    if rec.last_status == "failed":
+    if rec.last_status == AttemptOutcome.FAILED:
         text = f"last attempt failed (run {rec.last_run_id})"
         reasons.append(Reason(text, ReasonKind.LAST_ATTEMPT_FAILED))
     for check in rec.failed_checks:
