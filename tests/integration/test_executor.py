@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,12 +185,21 @@ LONG_QUERY = "SELECT sum(hash(a.range + b.range)) FROM range(1000000) a, range(1
 
 @pytest.mark.parametrize("partitioned", [False, True], ids=["whole", "partitioned"])
 def test_a_second_ctrl_c_interrupts_a_python_assets_running_query(
-    tmp_path: Path, partitioned: bool
+    tmp_path: Path, partitioned: bool, ctrl_c_raises: None
 ) -> None:
     """Whole or partitioned, a Python asset's warehouse query stops at the second Ctrl-C."""
     started = threading.Event()
     ended: list[str] = []
     connections: list[Any] = []
+    # what went wrong in the presser thread, or the watchdog stopping a query nothing stopped
+    # (either way the asset's query is interrupted so the test ends, and then fails)
+    problems: list[str] = []
+
+    def stop_the_query(why: str) -> None:
+        problems.append(why)
+        for con in connections:
+            with contextlib.suppress(duckdb.Error):
+                con.interrupt()
 
     @asset(partitions=daily("2024-01-01", end="2024-01-02") if partitioned else None)
     def slow(context):
@@ -229,17 +239,21 @@ def test_a_second_ctrl_c_interrupts_a_python_assets_running_query(
     )
 
     def press_ctrl_c_twice() -> None:
-        assert started.wait(30), "the asset never started"
+        if not started.wait(30):
+            return stop_the_query("the asset never started")
         time.sleep(0.3)  # let its query get going
         os.kill(os.getpid(), signal.SIGINT)
         deadline = time.monotonic() + 30
         while not any("cancelling" in e.message for e in list(events)):
-            assert time.monotonic() < deadline, "the executor never noticed the first Ctrl-C"
+            if time.monotonic() > deadline:
+                return stop_the_query("the executor never noticed the first Ctrl-C")
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
     presser = threading.Thread(target=press_ctrl_c_twice, daemon=True)
+    watchdog = threading.Timer(120, stop_the_query, ("no Ctrl-C stopped the query in 120 s",))
     presser.start()
+    watchdog.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             executor.run()
@@ -247,11 +261,27 @@ def test_a_second_ctrl_c_interrupts_a_python_assets_running_query(
         deadline = time.monotonic() + 10
         while not ended and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert problems == []
         assert ended == ["interrupted"], "the second Ctrl-C did not interrupt the asset's query"
         assert executor.status[key] is Status.FAILED
         assert "second Ctrl-C" in events[-1].message
     finally:
+        watchdog.cancel()
         for con in connections:  # never leave the query running past the test
             with contextlib.suppress(duckdb.Error):
                 con.interrupt()
         warehouse.close()
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Make SIGINT raise KeyboardInterrupt, as in a terminal, for the length of a test.
+
+    A process started in the background by a shell without job control (`pytest &`, some CI
+    runners) inherits SIGINT ignored: the test's simulated Ctrl-C would never arrive.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
