@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import ChainMap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -460,9 +460,3 @@ def _digest(parts: Sequence[str]) -> str:
 def _message(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc)
     return " ".join(text.split())[:400]
-
-
-def warn_all(index: LineageIndex, warn: Callable[[str], None]) -> None:
-    """Send every warning of `index` to `warn`."""
-    for message in index.warnings:
-        warn(message)

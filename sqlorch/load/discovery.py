@@ -38,14 +38,6 @@ class FoundCheck:
     line: int | None
 
 
-def discover(root: Path, ingest: tuple[str, ...]) -> list[FoundAsset]:
-    """Import the ingest modules and return their `@asset` definitions, in a stable order.
-
-    See `discover_all`.
-    """
-    return discover_all(root, ingest)[0]
-
-
 def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset], list[FoundCheck]]:
     """Import the ingest modules and return their `@asset` and `@check` definitions.
 

@@ -11,7 +11,7 @@ of an asset is its main one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from sqlorch.core.codeversion import describe_changes
@@ -180,8 +180,3 @@ def _makes_table(node: AssetNode, rec: AssetRecord) -> bool:
 
 def _short(ts: str | None) -> str:
     return (ts or "never")[:19].replace("T", " ")
-
-
-def reasons_text(reasons: Iterable[str]) -> str:
-    """Reasons joined for one line of terminal output."""
-    return "; ".join(reasons)
