@@ -458,3 +458,14 @@ def assert_clean_error(result: CliResult, exit_code: int, *needles: str) -> None
     assert TRACEBACK not in result.output, result.describe()
     for needle in needles:
         assert needle in result.flat, f"{needle!r} not in the output\n{result.describe()}"
+
+
+#: Markers of tests that start a server, a JVM or a browser: they stay out of the fast lane.
+_SLOW_LANE = ("postgres", "spark", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a server, a JVM or a browser as `dbt` (the slow lane)."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in _SLOW_LANE):
+            item.add_marker(pytest.mark.dbt)
