@@ -25,6 +25,7 @@ class Target:
     path: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    method: str | None = None
 
 
 def read_project_file(project_dir: Path) -> dict[str, Any]:
@@ -124,8 +125,10 @@ def read_target(
         type=str(out["type"]),
         profiles_file=path,
         path=str(out["path"]) if out.get("path") is not None else None,
-        config=dict(out.get("config_options") or {}),
+        # DuckDB's `config_options`; Spark's `server_side_parameters` (the session's conf)
+        config=dict(out.get("config_options") or out.get("server_side_parameters") or {}),
         threads=int(str(threads)) if str(threads).strip().isdigit() else None,
+        method=str(out["method"]) if out.get("method") is not None else None,
     )
 
 

@@ -20,7 +20,6 @@ from sqlorch.errors import ConfigError, WarehouseError
 from sqlorch.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
     # (a type only: defining a Protocol costs start-up time on every command)
     class WarehouseTarget(Protocol):
@@ -38,12 +37,14 @@ if TYPE_CHECKING:
         def path(self) -> str | None: ...
         @property
         def config(self) -> Mapping[str, Any]: ...
+        @property
+        def method(self) -> str | None: ...
 
 
 log = logging.getLogger(__name__)
 
 
-def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWarehouse | None:
+def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> Warehouse | None:
     """Open the warehouse `target` points at (None when nothing needs one).
 
     Args:
@@ -72,6 +73,10 @@ def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWareho
                 f"could not be opened: DuckDB file {str(Path(target.path).resolve())!r}: "
                 f"{cause}.{hint}"
             ) from exc
+    if target.type == "spark" and target.method == "session":
+        from sqlorch.warehouse.spark import SparkWarehouse
+
+        return SparkWarehouse.open(target.config)
     if needs_file:
         what = (
             "an in-memory DuckDB database, which sqlorch cannot share with dbt"
