@@ -133,6 +133,7 @@ def observe(project: Project, warehouse: Warehouse | None = None) -> WarehouseVi
         loaded_at_fields(project.graph),
         project.settings.state_dir / "relations.json",
         warehouse,
+        open_file=project.settings.warehouse_reads,
     )
 
 
