@@ -141,7 +141,8 @@ def observe(project: Project, warehouse: Warehouse | None = None) -> WarehouseVi
     here for the moment (unknown when it cannot be opened).
     """
     opened = None
-    if warehouse is None and project.invoker.duckdb_path is None:
+    reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
+    if warehouse is None and project.invoker.duckdb_path is None and reads:
         try:
             warehouse = opened = open_warehouse(project.target, needs_file=False)
         except SqlorchError:
