@@ -90,6 +90,34 @@ def start_session(params: Mapping[str, Any]) -> Any:
         ) from exc
 
 
+def open_target(target: Any) -> SparkWarehouse:
+    """Join (or start) the SparkSession of a dbt-spark target with `method: session`.
+
+    Its `server_side_parameters` configure the session (master, warehouse dir, metastore),
+    exactly as dbt-spark's session method applies them, so sqlorch and dbt share it.
+
+    Raises:
+        WarehouseError: the target uses another method (a Thrift server, ODBC, HTTP): sqlorch
+            writes Python assets through a session in its own process.
+    """
+    options = dict(getattr(target, "options", None) or {})
+    method = str(options.get("method") or "")
+    if method != "session":
+        raise WarehouseError(
+            f"it is a dbt-spark target with `method: {method or '(none)'}`; sqlorch writes to "
+            "Spark through a SparkSession in its own process, which dbt-spark shares only with "
+            "`method: session`. Use `method: session` (pyspark connects to a cluster with "
+            "`spark.master` in server_side_parameters), or run this target with plain dbt."
+        )
+    params = options.get("server_side_parameters") or {}
+    if not isinstance(params, Mapping):
+        raise WarehouseError("its `server_side_parameters` must be a mapping of Spark settings")
+    try:
+        return SparkWarehouse.open(params)
+    except ConfigError as exc:
+        raise WarehouseError(exc.message) from exc
+
+
 class _Result:
     """Rows of one statement, read like a DB-API cursor."""
 
@@ -176,6 +204,26 @@ class SparkWarehouse:
     def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run `sql` and return all rows."""
         return self._con.execute(sql, params).fetchall()
+
+    def arrow(self, sql: str, params: Any = None) -> Any:
+        """Run a query (`?` placeholders) and return its rows as a pyarrow Table."""
+        return self._con.sql(sql, params).to_arrow_table()
+
+    def relations(self) -> frozenset[str]:
+        """Every table and view of the catalog as lower-case `schema.name` (catalog only)."""
+        out: set[str] = set()
+        for db in self.spark.catalog.listDatabases():
+            for t in self.spark.catalog.listTables(db.name):
+                if not t.isTemporary:
+                    out.add(f"{db.name}.{t.name}".lower())
+        return frozenset(out)
+
+    def interrupt(self) -> None:
+        """Cancel every running Spark job of the session; never raises."""
+        try:
+            self.spark.interruptAll()
+        except Exception:  # noqa: BLE001 - the session is stopping
+            log.debug("interrupting Spark failed", exc_info=True)
 
     def ensure_schema(self, schema: str) -> None:
         """Create the database `schema` if it does not exist."""
