@@ -22,7 +22,7 @@ from spark_support import SPARK_PROFILE, has_java
 
 pytestmark = pytest.mark.spark
 
-ROWS = 1_500_000
+ROWS = 300_000
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
 
 BIG = f'''
@@ -75,7 +75,10 @@ def test_kill_9_during_a_partition_write_never_leaves_a_false_done(tmp_path: Pat
         tmp_path / "tiny",
         {
             "profiles.yml": SPARK_PROFILE.format(name="tiny", root=root.as_posix()),
-            "pyproject.toml": '[tool.sqlorch]\ningest = ["ingest"]\nprofiles_dir = "."\n',
+            # one chunk at a time: the first day is written and recorded before the second
+            "pyproject.toml": (
+                '[tool.sqlorch]\ningest = ["ingest"]\nprofiles_dir = "."\nthreads = 1\n'
+            ),
         },
         {"ingest/big.py": BIG},
     ).path
@@ -90,12 +93,17 @@ def test_kill_9_during_a_partition_write_never_leaves_a_false_done(tmp_path: Pat
         start_new_session=True,  # its JVM too: the whole process group is killed
     )
     try:
-        # wait for a partition overwrite (a later day's write) to be under way in Spark
+        # wait for a later day's partition overwrite to be under way in Spark: a staging
+        # folder other than the first day's, once the first day's partition is in place
         deadline = time.monotonic() + 600
+        first: set[str] = set()
         while time.monotonic() < deadline and proc.poll() is None:
-            if table_dir.is_dir() and any(
-                p.name.startswith(".spark-staging") for p in table_dir.iterdir()
-            ):
+            staging = set()
+            if table_dir.is_dir():
+                staging = {p.name for p in table_dir.iterdir() if p.name.startswith(".spark-")}
+            if not (table_dir / f"day={DAYS[0]}").is_dir():
+                first |= staging
+            elif staging - first:
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "the build ended before a partition write could be killed"
