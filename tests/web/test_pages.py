@@ -197,3 +197,26 @@ def test_the_ui_never_opens_the_warehouse_file(
             assert c.get(url).status_code == 200, url
         plan = c.post("/launch/plan", data={"command": "build", "csrf": token})
         assert plan.status_code == 200, plan.text
+
+
+def test_column_lineage_is_the_lineage_commands(
+    client: Any, built_example: BuiltExample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webclient import this_tree_on_path
+
+    this_tree_on_path(monkeypatch)
+    ref = "marts.route_stats.avg_arr_delay"
+    doc = client.get(f"/api/lineage/{ref}").json()
+    cli = built_example.cli("lineage", ref, "--json").json()
+    assert {k: v for k, v in doc.items() if k not in ("warnings", "direction")} == cli
+    assert doc["upstream"][0]["column"] == "marts.fct_flights.arr_delay_min"
+    down = client.get(f"/api/lineage/{ref}", params={"direction": "downstream"}).json()
+    assert "downstream" in down
+    fragment = client.get(f"/lineage/{ref}", params={"fragment": "1"}).text
+    assert "<html" not in fragment and "staging.stg_flights.arr_delay_min" in fragment
+    assert (
+        'hx-get="/lineage/marts.route_stats.avg_arr_delay?fragment=1"'
+        in client.get("/assets/marts.route_stats").text
+    )
+    bad = client.get("/lineage/marts.route_stats.no_such_column")
+    assert bad.status_code == 400 and "no_such_column" in bad.text
