@@ -95,6 +95,8 @@ def test_partitions_page_draws_ranges_not_partitions(client: Any) -> None:
     doc = client.get("/api/partitions/marts.fct_delays").json()
     assert doc["counts"]["expected"] == 365 and doc["counts"]["done"] == 365
     (row,) = doc["rows"]
+    runs = [r["run_id"] for s in row["segments"] for r in s.pop("runs")]
+    assert runs == [doc["ledger"][0]["run_id"]]  # hover: which run wrote the range
     assert row["segments"] == [
         {
             "status": "done",
@@ -109,6 +111,7 @@ def test_partitions_page_draws_ranges_not_partitions(client: Any) -> None:
     page = client.get("/partitions/marts.fct_delays").text
     assert page.count('class="seg ') == 1
     assert "2013-01-01 .. 2013-12-31 (365 partitions)" in page
+    assert f"by run {runs[0]}" in page
     unpartitioned = client.get("/partitions/marts.route_stats")
     assert unpartitioned.status_code == 404 and "has no partitions" in unpartitioned.text
 
