@@ -344,10 +344,15 @@ class Daemon:
         while self.running and time.time() < deadline:
             self._reap()
             time.sleep(POLL_S)
+        # a build cancels on its second Ctrl-C (the first only stops it launching more)
+        for attempt in range(2):
+            for rid, started in list(self.running.items()):
+                if attempt == 0:
+                    self.say(f"cancelling {rid} (pid {started.process.pid})")
+                started.process.send_signal(signal.SIGINT)
+            deadline = time.time() + (1.0 if attempt == 0 else 30.0)
+            while self.running and time.time() < deadline:
+                self._reap()
+                time.sleep(POLL_S)
         for rid, started in list(self.running.items()):
-            self.say(f"cancelling {rid} (pid {started.process.pid})")
-            started.process.send_signal(signal.SIGINT)
-        deadline = time.time() + 30.0
-        while self.running and time.time() < deadline:
-            self._reap()
-            time.sleep(POLL_S)
+            self.say(f"{rid} (pid {started.process.pid}) did not stop; the next sweep fails it")

@@ -422,11 +422,11 @@ def _eager(b: _Builder, a: AssetConditions) -> None:
     key, graph = a.key, b.facts.graph
     if a.source in b.facts.paused or key in b.requested:
         return
-    if key in b.facts.in_flight:
-        return
     up_requested = [p for p in graph.parents(key) if p in b.requested]
-    if up_requested:
+    if up_requested:  # (even when an open run builds it too: this run reads newer data)
         _request_one(b, a, f"eager: upstream {', '.join(up_requested)} is built in this run")
+        return
+    if key in b.facts.in_flight:
         return
     facts = b.facts.assets.get(key, AssetFacts())
     if not facts.stale:

@@ -143,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run_request(settings, astore, args.request_id)
     except KeyboardInterrupt:
         astore.finish_request(args.request_id, RequestStatus.CANCELLED, utcnow(), "cancelled")
-        return 130
+        # threads still inside an asset or dbt cannot be stopped: leave without waiting for
+        # them (their writes roll back), as `sqlorch build` does on a second Ctrl-C
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except SqlorchError as exc:
         astore.finish_request(args.request_id, RequestStatus.FAILED, utcnow(), exc.message)
         print(exc.message, file=sys.stderr)

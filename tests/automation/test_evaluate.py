@@ -32,7 +32,9 @@ from sqlorch.core.plan.definition import Reason, ReasonKind
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
-def graph(edges: dict[str, tuple[str, ...]], partitioned: frozenset[str] = frozenset()) -> AssetGraph:
+def graph(
+    edges: dict[str, tuple[str, ...]], partitioned: frozenset[str] = frozenset()
+) -> AssetGraph:
     return AssetGraph(
         AssetNode(key=k, kind=AssetKind.MODEL, name=k.split(".")[1], deps=deps)
         for k, deps in edges.items()
@@ -48,7 +50,9 @@ def stale(kind: ReasonKind, text: str = "x") -> tuple[Reason, ...]:
 
 def facts(g: AssetGraph = CHAIN, **kw: object) -> Facts:
     assets = kw.pop("assets", {})
-    base = {k: AssetFacts(materialized_at=T0 - timedelta(hours=1), duration_s=1.0) for k in g.assets}
+    base = {
+        k: AssetFacts(materialized_at=T0 - timedelta(hours=1), duration_s=1.0) for k in g.assets
+    }
     base.update(assets)  # type: ignore[arg-type]
     return Facts(graph=g, assets=base, **kw)  # type: ignore[arg-type]
 
@@ -223,9 +227,7 @@ def test_on_cron_waits_for_its_upstreams_to_update_after_the_tick() -> None:
     assert waiting.spec is None
     assert "waiting for stg.b to update" in waiting.decisions[0].reasons[0]
     updated = {"stg.b": AssetFacts(materialized_at=T0 + timedelta(hours=1, minutes=2))}
-    ready = evaluate(
-        spec, facts(cursors={"asset:marts.c:on_cron": cursor}, assets=updated), at
-    )
+    ready = evaluate(spec, facts(cursors={"asset:marts.c:on_cron": cursor}, assets=updated), at)
     assert ready.spec is not None and ready.spec.full == ("marts.c",)
     assert ready.cursors["asset:marts.c:on_cron"] == "2026-03-02T13:00:00Z"
 
@@ -322,3 +324,13 @@ def test_eager_waits_for_an_upstream_that_was_never_materialized() -> None:
     ev = evaluate(spec, f, T0)
     assert ev.spec is None
     assert "waiting for upstream raw.a (never materialized)" in ev.decisions[0].reasons[0]
+
+
+def test_an_eager_asset_in_an_open_run_still_follows_an_upstream_built_now() -> None:
+    spec = AutomationSpec(assets=eager("raw.a", "stg.b"))
+    f = facts(
+        assets={"raw.a": AssetFacts(stale=stale(ReasonKind.CODE_CHANGED))},
+        in_flight=frozenset({"stg.b"}),
+    )
+    ev = evaluate(spec, f, T0)
+    assert ev.spec is not None and ev.spec.select == ("raw.a", "stg.b")
