@@ -44,6 +44,9 @@ class Settings:
     sensors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     automation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     daemon: Mapping[str, Any] = field(default_factory=dict)
+    # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
+    # it): what the last observation of the file remembered, else unknown
+    warehouse_reads: bool = True
 
     @property
     def state_dir(self) -> Path:
