@@ -1,14 +1,15 @@
 """One evaluation with I/O around it: load, gather facts, call sensors, evaluate, commit.
 
 `load_automation` reads the project and its declarations; `evaluate_now` gathers the facts
-(the planner's stale set from the state store, never opening the warehouse file a build may
-hold), calls the due sensors and runs the pure evaluation; `commit` records its ticks, its one
-queued run request, run keys and cursors in one transaction; `sweep` finds runs whose process
-died.
+(the planner's stale set from the state store and the last observation of the warehouse,
+never opening the file a build may hold), calls the due sensors and runs the pure
+evaluation; `commit` records its ticks, its one queued run request, run keys and cursors in
+one transaction; `sweep` finds runs whose process died.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlorch.api.automation import SensorDefinition
-from sqlorch.app.plans import plan_partitions, select_assets, state_snapshot
+from sqlorch.app.plans import observe, plan_partitions, select_assets, state_snapshot
 from sqlorch.automation.definitions import AutomationSpec, Resolve, read_spec
 from sqlorch.automation.evaluate import (
     AssetFacts,
@@ -68,7 +69,9 @@ def load_automation(settings: Settings) -> Loaded:
     Raises:
         ConfigError: a declaration is malformed (see `definitions.read_spec`).
     """
-    project = load_project(settings)
+    # evaluation never opens the warehouse file a build may hold: what the last observation
+    # of it remembered counts, else table presence is unknown
+    project = load_project(dataclasses.replace(settings, warehouse_reads=False))
     spec = read_spec(
         settings, project.graph, _resolver(project), discover_sensors(settings, project)
     )
@@ -111,7 +114,7 @@ def gather_facts(
     materializations, cursors, pauses, open requests and the last tick of each source."""
     project = loaded.project
     graph = project.graph
-    snapshot = state_snapshot(store, None, graph)
+    snapshot = state_snapshot(store, observe(project), graph)
     wanted = _planned_keys(loaded)
     partitions = plan_partitions(project, store, wanted, now, snapshot=snapshot)
     plan = build_plan(graph, wanted, snapshot, partitions=partitions)
