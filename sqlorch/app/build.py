@@ -29,7 +29,7 @@ from sqlorch.errors import ConfigError, SelectionError
 from sqlorch.events import Event, EventKind, HiddenDependencyFound, Listener, utcnow
 from sqlorch.load.project import Project, load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import RunRecord, StateStore
+from sqlorch.state.store import RunRecord, StateStore, open_store
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
@@ -88,10 +88,10 @@ def build(
     if isinstance(request, RetryRequest):  # a run id that does not exist needs no project
         from sqlorch.app.runs import find_run
 
-        store = StateStore(settings.state_path)
-        retried = find_run(store, settings.state_path, request.run_id)
+        store = open_store(settings)
+        retried = find_run(store, settings.state_location, request.run_id)
     project = load_project(settings)
-    store = store or StateStore(settings.state_path)
+    store = store or open_store(settings)
     plan = plan_request(project, store, request, retried=retried, warn=warn, note=note)
     graph = project.graph
     result = BuildResult(
@@ -170,7 +170,13 @@ def execute(
 
     settings = project.settings
     run_id = new_run_id()
-    warehouse = _open_for(project, plan)
+    # a shared store: no other build writes these assets while this one runs
+    store.acquire_lease((s.key for s in plan.steps), run_id)
+    try:
+        warehouse = _open_for(project, plan)
+    except BaseException:
+        store.release_lease()
+        raise
     _prepare_store(store, project, plan)
     store.start_run(run_id, command, selection, utcnow())
     recorder = StateRecorder(
@@ -213,6 +219,7 @@ def execute(
         events.finish()
         recorder.flush()
         _finish_run(store, run_id, outcome, executor, interrupted)
+        store.release_lease()
         if warehouse is not None and not interrupted:
             # (after a second Ctrl-C the process exits at once)
             _record_relations_after_run(project, warehouse)

@@ -66,6 +66,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Re-run only the assets that failed or were skipped in a run (default: the last).",
     ),
     "runs": ("history", "runs", "List runs: id, started, finished, status, counts."),
+    "state": (
+        "state",
+        "state",
+        "Upgrade or move the state store (`migrate`, `copy --from sqlite --to postgresql://...`).",
+    ),
     "status": (
         "assets",
         "status",
