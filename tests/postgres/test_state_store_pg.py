@@ -12,9 +12,9 @@ import pytest
 from conftest import PG_PASSWORD, PG_USER, run_cli
 
 from sqlorch.errors import StateError
-from sqlorch.state.records import LedgerRow
 from sqlorch.state.migrations import MIGRATIONS, statements
 from sqlorch.state.postgres import PostgresStateStore
+from sqlorch.state.records import LedgerRow
 from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
 
 pytestmark = pytest.mark.postgres
@@ -82,9 +82,10 @@ def test_a_readonly_store_on_an_empty_database_reads_empty_and_creates_nothing(
     store = PostgresStateStore(pg_url, readonly=True)
     assert store.runs() == [] and store.asset_states() == {}
     dbname = pg_url.split("/")[3].split("?")[0]
-    assert pg_cluster.sql("SELECT count(*) FROM pg_namespace WHERE nspname = 'sqlorch'", dbname)[
-        0
-    ][0] == 0
+    assert (
+        pg_cluster.sql("SELECT count(*) FROM pg_namespace WHERE nspname = 'sqlorch'", dbname)[0][0]
+        == 0
+    )
 
 
 def test_a_lease_refuses_a_second_build_on_the_same_assets_naming_the_holder(
