@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "history",
         "Show an asset's materializations over time: rows, duration, checks, failures.",
     ),
+    "init": (
+        "init",
+        "init",
+        "Set the repo up for sqlorch: `init github` writes the GitHub Actions workflows.",
+    ),
     "lineage": (
         "lineage",
         "lineage",

@@ -82,6 +82,11 @@ class DbtInvoker:
     artifacts_dir: Path
     manifest: Any = None
     duckdb_path: Path | None = None
+    #: flags every build and compile of the run gets (`--defer --state PATH`)
+    run_args: tuple[str, ...] = ()
+    #: `--full-refresh` for invocations that are not a partition window (`--vars`): a
+    #: window's invocation must never rebuild the whole table from that window alone
+    full_refresh: bool = False
 
     def common_args(self, target_path: Path, log_path: Path) -> list[str]:
         """Return the flags every invocation shares."""
@@ -163,6 +168,8 @@ class DbtInvoker:
             str(threads),
             "--indirect-selection",
             "empty",
+            *self.run_args,
+            *(["--full-refresh"] if self.full_refresh and "--vars" not in extra_args else []),
             *extra_args,
             "--select",
             *selectors,
@@ -224,6 +231,7 @@ class DbtInvoker:
             *self.common_args(run_dir / "target", log_path),
             "--indirect-selection",
             "empty",
+            *self.run_args,
             *extra_args,
             "--select",
             *selectors,
