@@ -74,8 +74,9 @@ def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
     counts_duck: dict[str, int] = {}
     for a in assets:
         schema, name = a["key"].split(".", 1)
-        counts_duck[a["key"]] = scalar(built_example.db, f'select count(*) from "{schema}"."{name}"')
-        counts_pg[a["key"]] = pg_example.sql(f'select count(*) from "{schema}"."{name}"')[0][0]
+        count = f'select count(*) from "{schema}"."{name}"'
+        counts_duck[a["key"]] = scalar(built_example.db, count)
+        counts_pg[a["key"]] = pg_example.sql(count)[0][0]
     assert counts_pg == counts_duck
     assert counts_pg["raw.flights"] == 336_776
     # nothing was written to a DuckDB file, and the state lives in PostgreSQL only
@@ -147,8 +148,7 @@ def test_the_password_canary_appears_nowhere(pg_example: PgExample, pg_cluster: 
     )
     for schema, table, column in rows:
         hits = pg_example.sql(
-            f'select count(*) from "{schema}"."{table}" '
-            f"where \"{column}\" like '%{PG_PASSWORD}%'"
+            f'select count(*) from "{schema}"."{table}" where "{column}" like \'%{PG_PASSWORD}%\''
         )
         assert hits == [(0,)], f"{schema}.{table}.{column}"
     # and the server's own log
@@ -192,3 +192,11 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
     assert ("A",) not in grades  # rebuilt with the edit
     bad = pg_example.cli("build", "--full", "-s", "stg_airlines", "--defer", "--state", "no/dir")
     assert bad.exit_code == 2 and "no manifest.json there" in bad.flat, bad.describe()
+
+
+def test_column_lineage_in_the_postgres_dialect(pg_example: PgExample) -> None:
+    result = pg_example.cli("lineage", "marts.fct_delays.avg_dep_delay", "--json")
+    assert result.exit_code == 0, result.describe()
+    text = result.stdout
+    for column in ("marts.fct_flights.dep_delay_min", "raw.flights.dep_delay"):
+        assert column in text
