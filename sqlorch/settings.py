@@ -41,6 +41,8 @@ class Settings:
     pool_rates: Mapping[str, float] = field(default_factory=dict)
     # issue 14: a postgresql:// state URL (None: the SQLite file `state_path`); has secrets
     state_url: str | None = field(default=None, repr=False)
+    # issue 14: `--vars` of this command (dbt's), merged over the project's vars
+    dbt_vars: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.app.plans import (
     BuildRequest,
@@ -92,6 +92,8 @@ def build(
 
         store = open_store(settings)
         retried = find_run(store, settings.state_location, request.run_id)
+    if isinstance(request, BuildRequest) and request.vars:
+        settings = dataclasses.replace(settings, dbt_vars=parse_vars(request.vars))
     project = load_project(settings)
     store = store or open_store(settings)
     if isinstance(request, BuildRequest) and request.full_refresh:
@@ -121,6 +123,25 @@ def build(
     if isinstance(request, BuildRequest) and request.target_path:
         copy_artifacts(project, outcome.run_id, Path(request.target_path))
     return dataclasses.replace(result, outcome=outcome, hidden=hidden)
+
+
+def parse_vars(text: str) -> dict[str, Any]:
+    """`--vars` as dbt reads it: a YAML (or JSON) mapping.
+
+    Raises:
+        ConfigError: it is not a mapping.
+    """
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--vars {text!r} is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'--vars {text!r} must be a mapping, e.g. --vars \'{{"start": "2013-01-01"}}\'.'
+        )
+    return {str(k): v for k, v in value.items()}
 
 
 def apply_dbt_flags(project: Project, request: BuildRequest) -> None:

@@ -61,6 +61,8 @@ class BuildRequest:
     full_refresh: bool = False
     defer_state: str | None = None
     target_path: str | None = None
+    #: dbt's `--vars` (YAML or JSON): part of every code version, like the project's vars
+    vars: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,12 @@ _VERBOSE_HELP = "Show asset log lines as they arrive."
     help="With --defer: a folder holding a production manifest.json, or a target (`prod`).",
 )
 @click.option(
+    "--vars",
+    "dbt_vars",
+    metavar="YAML",
+    help="dbt's --vars (a YAML/JSON mapping): over the project's vars, in every code version.",
+)
+@click.option(
     "--target-path",
     metavar="DIR",
     help="Also write the run's dbt artifacts (manifest.json, run_results.json) to DIR.",
@@ -85,6 +91,7 @@ def build(
     defer: bool,
     state_dir: str | None,
     target_path: str | None,
+    dbt_vars: str | None,
 ) -> None:
     """Materialize the stale selected assets (default: all) in dependency order.
 
@@ -105,6 +112,7 @@ def build(
         full_refresh=full_refresh,
         defer_state=state_dir,
         target_path=target_path,
+        vars=dbt_vars,
     )
     _run(project_dir, profiles_dir, target, threads, request, dry_run, as_json, verbose)
 

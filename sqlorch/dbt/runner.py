@@ -87,6 +87,19 @@ class DbtInvoker:
     #: `--full-refresh` for invocations that are not a partition window (`--vars`): a
     #: window's invocation must never rebuild the whole table from that window alone
     full_refresh: bool = False
+    #: `--vars` of the command: given to every invocation, under a window's own vars
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    def with_vars(self, extra_args: Sequence[str]) -> list[str]:
+        """`extra_args` with the command's vars merged under a window's `--vars` (or added)."""
+        args = list(extra_args)
+        if not self.vars:
+            return args
+        if "--vars" in args:
+            i = args.index("--vars") + 1
+            args[i] = json.dumps({**self.vars, **json.loads(args[i])})
+            return args
+        return [*args, "--vars", json.dumps(self.vars)]
 
     def common_args(self, target_path: Path, log_path: Path) -> list[str]:
         """Return the flags every invocation shares."""
@@ -121,7 +134,7 @@ class DbtInvoker:
 
         target_path = self.artifacts_dir / "target"
         log_path = self.artifacts_dir / "logs"
-        args = ["parse", *self.common_args(target_path, log_path)]
+        args = ["parse", *self.common_args(target_path, log_path), *self.with_vars(())]
         started = time.perf_counter()
         with _INVOKE_LOCK:
             res = dbtRunner().invoke(args)
@@ -170,7 +183,7 @@ class DbtInvoker:
             "empty",
             *self.run_args,
             *(["--full-refresh"] if self.full_refresh and "--vars" not in extra_args else []),
-            *extra_args,
+            *self.with_vars(extra_args),
             "--select",
             *selectors,
         ]
@@ -232,7 +245,7 @@ class DbtInvoker:
             "--indirect-selection",
             "empty",
             *self.run_args,
-            *extra_args,
+            *self.with_vars(extra_args),
             "--select",
             *selectors,
         ]

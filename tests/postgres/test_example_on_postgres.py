@@ -190,6 +190,13 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
     assert args and all("--defer" in a and str(artifacts.resolve()) in a for a in args)
     grades = pg_example.sql("select distinct delay_grade from marts.mart_route_scorecard")
     assert ("A",) not in grades  # rebuilt with the edit
+    # --vars: part of the code version of the models that read them (as the project's vars)
+    with_vars = pg_example.cli(
+        "build", "--dry-run", "--json", "--vars", '{"start_date": "2013-03-01"}'
+    )
+    assert with_vars.exit_code == 0, with_vars.describe()
+    keys = [s["key"] for s in with_vars.json()["steps"]]
+    assert "marts.mart_carrier_ontime_monthly" in keys and "marts.fct_delays" not in keys
     bad = pg_example.cli("build", "--full", "-s", "stg_airlines", "--defer", "--state", "no/dir")
     assert bad.exit_code == 2 and "no manifest.json there" in bad.flat, bad.describe()
 
