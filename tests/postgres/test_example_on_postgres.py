@@ -38,7 +38,8 @@ class PgExample:
         import psycopg
 
         with psycopg.connect(self.conninfo, autocommit=True) as con:
-            return con.execute(statement).fetchall()
+            cur = con.execute(statement)
+            return cur.fetchall() if cur.description else []
 
 
 @pytest.fixture(scope="module")
