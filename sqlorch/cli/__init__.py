@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "daemon",
         "Run schedules, sensors and declarative automation until stopped (SIGTERM: exit 0).",
     ),
+    "dev": (
+        "automation",
+        "dev",
+        "Start the web UI and the automation daemon together; Ctrl-C or SIGTERM stops both.",
+    ),
     "diff": (
         "lineage",
         "diff",
