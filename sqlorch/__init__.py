@@ -2,7 +2,7 @@
 
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
 `MaterializeResult` (data plus metadata), `check` / `CheckResult` / `CheckContext` (Python
-checks of assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
+checks of assets), `dlt_assets` (a dlt source's tables as assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
 and partition mappings (`window`, `all_partitions`, `same`), and the error root
 `SqlorchError`.
 """
@@ -15,6 +15,7 @@ from sqlorch.api.asset import (
     asset,
 )
 from sqlorch.api.checks import CheckContext, CheckResult, check
+from sqlorch.api.dlt import DltAssets, dlt_assets
 from sqlorch.core.partitions.definitions import daily, hourly, monthly, multi, static, weekly
 from sqlorch.core.partitions.mappings import all_partitions, same, window
 from sqlorch.errors import PartitionError, SqlorchError
@@ -24,6 +25,7 @@ __all__ = [
     "AssetDefinition",
     "CheckContext",
     "CheckResult",
+    "DltAssets",
     "MaterializeResult",
     "PartitionContext",
     "PartitionError",
@@ -32,6 +34,7 @@ __all__ = [
     "asset",
     "check",
     "daily",
+    "dlt_assets",
     "hourly",
     "monthly",
     "multi",

@@ -8,11 +8,12 @@ import inspect
 import sys
 import traceback
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlorch.api.asset import AssetDefinition
 from sqlorch.api.checks import CheckDefinition
+from sqlorch.api.dlt import DltAssets
 from sqlorch.core.codeversion import python_source_version
 from sqlorch.errors import ProjectError
 
@@ -38,8 +39,13 @@ class FoundCheck:
     line: int | None
 
 
-def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset], list[FoundCheck]]:
+def discover_all(
+    root: Path, ingest: tuple[str, ...], dlt_dir: Path | None = None
+) -> tuple[list[FoundAsset], list[FoundCheck]]:
     """Import the ingest modules and return their `@asset` and `@check` definitions.
+
+    A `dlt_assets` declaration becomes one asset per table it loads (`dlt_dir` holds the
+    dlt pipelines' state, whose stored schemas name tables earlier loads created).
 
     Each entry of `ingest` is a folder relative to `root` (every .py file under it is
     imported, as a package path from `root`) or a dotted module name. A missing default
@@ -90,6 +96,10 @@ def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset],
     for name in dict.fromkeys(modules):
         mod = _import(name, root, files.get(name))
         for value in vars(mod).values():
+            if isinstance(value, DltAssets) and id(value) not in seen:
+                seen.add(id(value))
+                found.extend(_found_dlt(value, name, root, dlt_dir or root / ".sqlorch" / "dlt"))
+                continue
             if isinstance(value, AssetDefinition | CheckDefinition) and id(value) not in seen:
                 if getattr(value.fn, "__module__", name) != name:
                     continue  # imported from another module: found there
@@ -193,6 +203,28 @@ def _found(defn: AssetDefinition, module: str, root: Path) -> FoundAsset:
     file = inspect.getsourcefile(fn) or module
     version = defn.code_version or python_source_version(source)
     return FoundAsset(defn, module, _rel(Path(file), root), line, version)
+
+
+def _found_dlt(decl: DltAssets, module: str, root: Path, dlt_dir: Path) -> list[FoundAsset]:
+    """Expand a `dlt_assets` declaration into one found asset per table."""
+    from sqlorch.errors import SqlorchError
+
+    if not decl.name:
+        decl = replace(decl, name=module.rsplit(".", 1)[-1])
+    try:
+        definitions = decl.definitions(dlt_dir)
+    except SqlorchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's source, reported
+        where = decl.where(root)
+        raise ProjectError(
+            f"dlt assets {decl.name!r} ({where}): listing the source's tables failed: "
+            f"{type(exc).__name__}: {exc}. Fix the source and run again.",
+            file=_rel(Path(decl.file), root),
+            line=decl.line,
+        ) from exc
+    file = _rel(Path(decl.file), root)
+    return [FoundAsset(d, module, file, decl.line, d.code_version or "") for d in definitions]
 
 
 def _found_check(defn: CheckDefinition, module: str, root: Path) -> FoundCheck:

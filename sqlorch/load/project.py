@@ -69,7 +69,9 @@ def load_project(settings: Settings) -> Project:
         ),
     )
     dbt = _load_dbt(settings, target, invoker)
-    found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
+    found, found_checks = discover_all(
+        settings.root, (*settings.ingest, *settings.check_modules), settings.state_dir / "dlt"
+    )
     graph, python_assets = merge(dbt, found, settings.asset_schema)
     from sqlorch.state.hidden import add_hidden_edges
 
