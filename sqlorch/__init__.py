@@ -2,9 +2,9 @@
 
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
 `MaterializeResult` (data plus metadata), `check` / `CheckResult` / `CheckContext` (Python
-checks of assets), `dlt_assets` (a dlt source's tables as assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
-and partition mappings (`window`, `all_partitions`, `same`), and the error root
-`SqlorchError`.
+checks of assets), `dlt_assets` (a dlt source's tables as assets), partitions (`hourly`,
+`daily`, `weekly`, `monthly`, `static`, `multi`) and partition mappings (`window`,
+`all_partitions`, `same`), and the error root `SqlorchError`.
 """
 
 from sqlorch.api.asset import (

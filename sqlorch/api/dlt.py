@@ -131,9 +131,7 @@ class DltAssets:
                     continue
                 if table.get("columns") or table.get("parent"):
                     names[tname] = None
-        dynamic = [
-            r.name for r in source.selected_resources.values() if callable(r.table_name)
-        ]
+        dynamic = [r.name for r in source.selected_resources.values() if callable(r.table_name)]
         known_roots = {n for n in names if "__" not in n}
         if dynamic and not known_roots:
             raise ConfigError(
@@ -278,7 +276,7 @@ def dlt_assets(
     if not dataset or "." in dataset:
         raise ConfigError(
             f"dlt_assets(dataset={dataset!r}) at {caller.f_code.co_filename}:{caller.f_lineno}: "
-            "give the schema the tables land in, e.g. `dataset=\"raw\"`.",
+            'give the schema the tables land in, e.g. `dataset="raw"`.',
             file=caller.f_code.co_filename,
             line=caller.f_lineno,
         )
@@ -301,9 +299,7 @@ def dlt_assets(
     )
 
 
-def dlt_assets_from_setting(
-    dataset: str, target: str, root: Path, where: str
-) -> DltAssets:
+def dlt_assets_from_setting(dataset: str, target: str, root: Path, where: str) -> DltAssets:
     """Build the declaration of one `[tool.sqlorch.dlt]` line: `dataset = "module:function"`.
 
     Raises:
@@ -315,7 +311,7 @@ def dlt_assets_from_setting(
     if not module_name or not attr:
         raise ConfigError(
             f"{where}: [tool.sqlorch.dlt] {dataset} = {target!r} must be "
-            "\"module:function\" (a function returning a dlt source, or a source value).",
+            '"module:function" (a function returning a dlt source, or a source value).',
         )
     root_str = str(root)
     if root_str not in sys.path:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from sqlorch.core.graph import AssetGraph
 from sqlorch.core.plan.builder import build_plan
-from sqlorch.core.plan.groups import with_load_groups
 from sqlorch.core.plan.definition import Plan, Reason, ReasonKind
+from sqlorch.core.plan.groups import with_load_groups
 from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,

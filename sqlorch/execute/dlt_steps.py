@@ -72,7 +72,7 @@ class DltLoads:
             if leader:
                 raise
             raise AssetError(
-                f"{exc.message} (the load of {ctx.key}'s source)",
+                exc.message,
                 asset=ctx.key,
                 file=group.assets.file,
                 line=group.assets.line,
@@ -133,7 +133,6 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         destination=dlt.destinations.duckdb(session.connection),
         dataset_name=decl.dataset,
         pipelines_dir=str(group.pipelines_dir),
-        progress=None,
     )
     window = None
     restore: list[Any] = []
@@ -145,11 +144,11 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         try:
             info = pipeline.run(source)
         except PipelineStepFailed as exc:
-            pipeline.drop_pending_packages()  # the next build starts over; state not advanced
-            cause = exc.__cause__ or exc.exception
+            _abort(pipeline)  # the next build starts over; the cursors did not advance
+            cause, at = _root_cause(exc, group.assets.file)
             raise AssetError(
-                f"dlt assets {decl.name!r} ({where}) failed in dlt's {exc.step} step: "
-                f"{type(cause).__name__}: {_first_line(cause)}. Tables keep what the last "
+                f"dlt assets {decl.name!r} ({where}) failed in dlt's {exc.step} step"
+                f"{at}: {type(cause).__name__}: {_first_line(cause)}. Tables keep what the last "
                 "successful load wrote; fix the source and run `sqlorch build` again (the "
                 "traceback is in `sqlorch logs`).",
                 asset=ctx.key,
@@ -198,6 +197,47 @@ def _call_source(group: DltGroup, ctx: AssetContext) -> Any:
             file=decl.file,
             line=decl.line,
         ) from exc
+
+
+def _abort(pipeline: Any) -> None:
+    """Drop the failed load's pending packages (dlt restores its state and schemas)."""
+    abort = getattr(pipeline, "abort_packages", None)  # dlt >= 1.30
+    try:
+        if abort is not None:
+            abort()
+        else:
+            pipeline.drop_pending_packages()
+    except Exception:  # noqa: BLE001 - the load's own error is the one to report
+        log.warning("could not drop the failed dlt load's packages", exc_info=True)
+
+
+def _root_cause(exc: BaseException, file: str) -> tuple[BaseException, str]:
+    """The error behind a failed step, and ` at FILE:LINE` where the project's code raised it.
+
+    The deepest error raised in the project's folder wins; else the end of the `from` chain.
+    """
+    import traceback
+
+    chain: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        item = todo.pop()
+        if any(item is c for c in chain):
+            continue
+        chain.append(item)
+        todo.extend(x for x in (item.__context__, item.__cause__) if x is not None)
+    folder = "/" + file.rsplit("/", 1)[0] + "/" if "/" in file else None
+    for cause in reversed(chain):
+        frames = traceback.extract_tb(cause.__traceback__)
+        mine = [f for f in frames if folder is not None and folder in f.filename]
+        if folder is not None and mine and not isinstance(cause, StopIteration):
+            frame = mine[-1]
+            rel = frame.filename[frame.filename.rfind(folder) + 1 :]
+            return cause, f" at {rel}:{frame.lineno}"
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return cause, ""
 
 
 def _first_line(exc: BaseException | None) -> str:
@@ -256,9 +296,9 @@ def _cursors(group: DltGroup, source: Any, key: str) -> list[_Cursor]:
         if inc is None or not isinstance(inc.cursor_path, str):
             raise ConfigError(
                 f"Partitioned dlt assets {decl.name!r} ({decl.where()}): resource "
-                f"{resource.name!r} declares no `dlt.sources.incremental(\"column\")`, so "
+                f'{resource.name!r} declares no `dlt.sources.incremental("column")`, so '
                 "sqlorch cannot hand it a partition's window. Add one (e.g. "
-                "`updated=dlt.sources.incremental(\"updated_at\", initial_value=...)`) or drop "
+                '`updated=dlt.sources.incremental("updated_at", initial_value=...)`) or drop '
                 "`partitions=`.",
                 asset=key,
                 file=decl.file,

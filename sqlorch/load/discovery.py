@@ -209,22 +209,22 @@ def _found_dlt(decl: DltAssets, module: str, root: Path, dlt_dir: Path) -> list[
     """Expand a `dlt_assets` declaration into one found asset per table."""
     from sqlorch.errors import SqlorchError
 
-    if not decl.name:
-        decl = replace(decl, name=module.rsplit(".", 1)[-1])
+    decl = replace(
+        decl, name=decl.name or module.rsplit(".", 1)[-1], file=_rel(Path(decl.file), root)
+    )
     try:
         definitions = decl.definitions(dlt_dir)
     except SqlorchError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the user's source, reported
-        where = decl.where(root)
+        where = decl.where()
         raise ProjectError(
             f"dlt assets {decl.name!r} ({where}): listing the source's tables failed: "
             f"{type(exc).__name__}: {exc}. Fix the source and run again.",
-            file=_rel(Path(decl.file), root),
+            file=decl.file,
             line=decl.line,
         ) from exc
-    file = _rel(Path(decl.file), root)
-    return [FoundAsset(d, module, file, decl.line, d.code_version or "") for d in definitions]
+    return [FoundAsset(d, module, decl.file, decl.line, d.code_version or "") for d in definitions]
 
 
 def _found_check(defn: CheckDefinition, module: str, root: Path) -> FoundCheck:

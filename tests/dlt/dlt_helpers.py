@@ -14,7 +14,7 @@ from conftest import TinyProject, query, run_cli
 
 #: the dlt source of the tests: one resource per folder of JSON-lines files, nested `tags`
 #: (a child table), an incremental cursor on `updated_at`
-SOURCE = '''
+SOURCE = """
 import json
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def files():
 
 
 raw_files = dlt_assets(files(), dataset="raw")
-'''
+"""
 
 SOURCES_YML = """
 version: 2

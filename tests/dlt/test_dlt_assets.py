@@ -14,15 +14,19 @@ __all__ = ["dlt_project"]  # the fixture, imported for pytest
 pytestmark = pytest.mark.dbt
 
 
+def line_of(project: TinyProject, text: str) -> int:
+    """The line of `text` in the project's ingest/loads.py."""
+    lines = (project.path / "ingest/loads.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if text in line)
+
+
 def ls(project: TinyProject) -> dict[str, dict[str, Any]]:
     return {a["key"]: a for a in ok(run_cli(project.path, "ls", "--json")).json()}
 
 
 def materializations(project: TinyProject, key: str) -> list[dict[str, Any]]:
     events = ok(run_cli(project.path, "logs", "--json")).json_lines()
-    return [
-        e for e in events if e.get("kind") == "asset_materialized" and e.get("asset") == key
-    ]
+    return [e for e in events if e.get("kind") == "asset_materialized" and e.get("asset") == key]
 
 
 def test_each_table_is_an_asset_built_and_recorded(dlt_project: TinyProject) -> None:
@@ -63,9 +67,7 @@ def test_incremental_load_adds_only_new_rows_and_records_new_columns(
     )
     ok(run_cli(dlt_project.path, "build", "--full"))
     assert scalar(dlt_project.db, "select count(*) from raw.events") == 5
-    loads = dict(
-        query(dlt_project.db, "select id, _dlt_load_id from raw.events order by id")
-    )
+    loads = dict(query(dlt_project.db, "select id, _dlt_load_id from raw.events order by id"))
     assert loads[1] == first and loads[4] != first  # old rows were not reloaded
     assert scalar(dlt_project.db, "select channel from raw.events where id = 4") == "web"
     events = ok(run_cli(dlt_project.path, "logs", "--json")).json_lines()
@@ -87,8 +89,10 @@ def test_a_failing_load_leaves_the_tables_intact(dlt_project: TinyProject) -> No
     )
     failed = run_cli(dlt_project.path, "build", "--full")
     assert failed.exit_code == 1, failed.describe()
-    assert "ValueError: bad row 7" in failed.flat
-    assert "ingest/loads.py:" in failed.flat  # the declaration's file:line
+    assert "ValueError: bad row 7" in failed.flat, failed.output
+    declared, raised = (line_of(dlt_project, t) for t in ("dlt_assets(files()", "raise ValueError"))
+    assert f"dlt assets 'files' (ingest/loads.py:{declared})" in failed.flat, failed.output
+    assert f"extract step at ingest/loads.py:{raised}: ValueError" in failed.flat
     assert query(dlt_project.db, "select * from raw.events order by id") == before
     st = status(dlt_project.path)
     assert st["raw.events"]["stale"] and st["raw.users"]["stale"]
