@@ -218,8 +218,10 @@ def _found_dlt(decl: DltAssets, module: str, root: Path, dlt_dir: Path) -> list[
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the user's source, reported
         where = decl.where()
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if _inside(f.filename, root)]
+        at = f" at {_rel(Path(frames[-1].filename), root)}:{frames[-1].lineno}" if frames else ""
         raise ProjectError(
-            f"dlt assets {decl.name!r} ({where}): listing the source's tables failed: "
+            f"dlt assets {decl.name!r} ({where}): listing the source's tables failed{at}: "
             f"{type(exc).__name__}: {exc}. Fix the source and run again.",
             file=decl.file,
             line=decl.line,
