@@ -28,7 +28,10 @@ DATA = Path(__file__).resolve().parent / "data" / "ground_stops"
     nested_hints={"reasons": dlt.mark.make_nested_hints(columns=[{"name": "code"}])},
 )
 def ground_stops(
-    issued: Any = dlt.sources.incremental("issued_at", initial_value="2013-01-01T00:00:00-05:00"),
+    # dlt's idiom: the cursor is the argument's default; dlt keeps its last value between loads
+    issued: Any = dlt.sources.incremental(  # noqa: B008
+        "issued_at", initial_value="2013-01-01T00:00:00-05:00"
+    ),
 ) -> Iterator[dict[str, Any]]:
     """Yield every ground stop of the monthly files (dlt skips those its cursor passed)."""
     for path in sorted(DATA.glob("*.jsonl")):

@@ -88,7 +88,9 @@ def test_a_partitioned_resource_without_an_incremental(
 ) -> None:
     p = make(
         make_dbt_project,
-        '\nraw_users = dlt_assets(users, dataset="raw", partitions=daily("2024-01-01", end="2024-01-02"))\n',
+        "\nraw_users = dlt_assets(\n"
+        '    users, dataset="raw", partitions=daily("2024-01-01", end="2024-01-02")\n'
+        ")\n",
     )
     result = run_cli(p.path, "build")
     assert_clean_error(
