@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     import dlt
     from dlt.pipeline.exceptions import PipelineStepFailed
 
+    _import_frame_libraries()
     source = _call_source(group, ctx)
     group.pipelines_dir.mkdir(parents=True, exist_ok=True)
     pipeline = dlt.pipeline(
@@ -181,6 +183,25 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         window=window,
         unknown_tables=unknown,
     )
+
+
+def _import_frame_libraries() -> None:
+    """Finish importing pandas and polars (when installed) before dlt extracts.
+
+    dlt tells a data frame by `sys.modules.get("pandas")`: while another worker thread is
+    half-way through importing pandas, dlt finds the partial module and fails ("partially
+    initialized module 'pandas' has no attribute 'DataFrame'"). Importing it here first waits
+    for that import, and no later import can be half-done.
+    """
+    import importlib
+    import importlib.util
+
+    for name in ("pandas", "polars"):
+        if name in sys.modules or importlib.util.find_spec(name) is not None:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                log.debug("%s is installed but does not import", name, exc_info=True)
 
 
 def _call_source(group: DltGroup, ctx: AssetContext) -> Any:
