@@ -52,17 +52,19 @@ class DltAssets:
 
     def __call__(self, fn: Callable[[], Any]) -> DltAssets:
         """Decorate a function that returns the dlt source (or resource) to load."""
+        code = getattr(fn, "_f", None) or inspect.unwrap(fn)  # dlt's source factories wrap it
         try:
-            line: int | None = inspect.getsourcelines(fn)[1]
+            file: str | None = inspect.getsourcefile(code)
+            line: int | None = inspect.getsourcelines(code)[1]
         except (OSError, TypeError):
-            line = None
+            file, line = None, None
         return replace(
             self,
             fn=fn,
-            name=self.name or fn.__name__,
-            file=inspect.getsourcefile(fn) or self.file,
+            name=self.name or getattr(fn, "__name__", "") or getattr(code, "__name__", ""),
+            file=file or self.file,
             line=line,
-            description=self.description or (inspect.getdoc(fn) or "").split("\n\n")[0],
+            description=self.description or (inspect.getdoc(code) or "").split("\n\n")[0],
         )
 
     def where(self, root: Path | None = None) -> str:
@@ -212,7 +214,7 @@ def _code_of(assets: DltAssets) -> list[Any]:
     """The functions whose code determines what a dlt source loads."""
     out: list[Any] = []
     if assets.fn is not None:
-        out.append(assets.fn)
+        out.append(getattr(assets.fn, "_f", None) or assets.fn)  # a dlt source factory's code
     value = assets.source
     resources: Iterable[Any] = ()
     if value is not None and hasattr(value, "resources"):
@@ -299,39 +301,13 @@ def dlt_assets(
     )
 
 
-def dlt_assets_from_setting(dataset: str, target: str, root: Path, where: str) -> DltAssets:
-    """Build the declaration of one `[tool.sqlorch.dlt]` line: `dataset = "module:function"`.
+def dlt_assets_of(dataset: str, value: Any, name: str, file: str) -> DltAssets:
+    """Declare `value` (a dlt source or resource, or a function returning one) as assets.
 
-    Raises:
-        ConfigError: the value is not `module:function`, or it cannot be imported.
+    The form of one line of the `dlt` setting: `dataset = "module:function"`.
     """
-    import importlib
-
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"{where}: [tool.sqlorch.dlt] {dataset} = {target!r} must be "
-            '"module:function" (a function returning a dlt source, or a source value).',
-        )
-    root_str = str(root)
-    if root_str not in sys.path:
-        sys.path.insert(0, root_str)
-    try:
-        module = importlib.import_module(module_name)
-        value = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"{where}: [tool.sqlorch.dlt] {dataset} = {target!r} cannot be imported: {exc}. "
-            "Name a module on the project's path and a function in it.",
-        ) from exc
-    file = getattr(module, "__file__", None) or module_name
-    if callable(value) and not _is_dlt_value(value):
-        made = DltAssets(dataset=dataset, file=file, name=attr)(value)
-        return made
-    return DltAssets(dataset=dataset, source=value, name=attr, file=file)
-
-
-def _is_dlt_value(value: Any) -> bool:
     from dlt.extract import DltResource, DltSource
 
-    return isinstance(value, DltSource | DltResource)
+    if callable(value) and not isinstance(value, DltSource | DltResource):
+        return DltAssets(dataset=dataset, file=file, name=name)(value)
+    return DltAssets(dataset=dataset, source=value, name=name, file=file)

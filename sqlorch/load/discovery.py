@@ -8,14 +8,15 @@ import inspect
 import sys
 import traceback
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlorch.api.asset import AssetDefinition
 from sqlorch.api.checks import CheckDefinition
-from sqlorch.api.dlt import DltAssets
+from sqlorch.api.dlt import DltAssets, dlt_assets_of
 from sqlorch.core.codeversion import python_source_version
-from sqlorch.errors import ProjectError
+from sqlorch.errors import ConfigError, ProjectError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +41,17 @@ class FoundCheck:
 
 
 def discover_all(
-    root: Path, ingest: tuple[str, ...], dlt_dir: Path | None = None
+    root: Path,
+    ingest: tuple[str, ...],
+    dlt_dir: Path | None = None,
+    dlt_settings: Mapping[str, str] | None = None,
+    settings_file: str = "[tool.sqlorch]",
 ) -> tuple[list[FoundAsset], list[FoundCheck]]:
     """Import the ingest modules and return their `@asset` and `@check` definitions.
 
     A `dlt_assets` declaration becomes one asset per table it loads (`dlt_dir` holds the
-    dlt pipelines' state, whose stored schemas name tables earlier loads created).
+    dlt pipelines' state, whose stored schemas name tables earlier loads created); so does
+    each line of the `dlt` setting (`dataset = "module:function"`).
 
     Each entry of `ingest` is a folder relative to `root` (every .py file under it is
     imported, as a package path from `root`) or a dotted module name. A missing default
@@ -78,6 +84,8 @@ def discover_all(
             modules.append(name)
         elif "/" not in entry and not folder.exists() and entry != "ingest":
             modules.append(entry)
+    dlt_lines = dict(dlt_settings or {})
+    modules.extend(_setting_module(d, t, settings_file) for d, t in dlt_lines.items())
     if not modules:
         return [], []
     root_str = str(root)
@@ -108,7 +116,30 @@ def discover_all(
                     found.append(_found(value, name, root))
                 else:
                     checks.append(_found_check(value, name, root))
+    for dataset, target in dlt_lines.items():
+        module, _, attr = target.partition(":")
+        mod = sys.modules.get(module) or _import(module, root)
+        if not hasattr(mod, attr):
+            raise ConfigError(
+                f"{settings_file}: the dlt setting {dataset} = {target!r} names {attr!r}, "
+                f"which module {module} does not define. Name a dlt source, resource, or a "
+                "function returning one.",
+            )
+        file = str(getattr(mod, "__file__", None) or module)
+        decl = dlt_assets_of(dataset, getattr(mod, attr), attr, file)
+        found.extend(_found_dlt(decl, module, root, dlt_dir or root / ".sqlorch" / "dlt"))
     return found, checks
+
+
+def _setting_module(dataset: str, target: str, settings_file: str) -> str:
+    """The module of one line of the `dlt` setting (`dataset = "module:function"`)."""
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise ConfigError(
+            f"{settings_file}: the dlt setting {dataset} = {target!r} must be "
+            '"module:function" (a dlt source, resource, or a function returning one).',
+        )
+    return module
 
 
 def _forget(name: str) -> None:

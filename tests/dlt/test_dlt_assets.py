@@ -3,11 +3,12 @@ loads, schema changes and failing loads, with real dlt and real DuckDB."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import TinyProject, query, run_cli, scalar
-from dlt_helpers import dlt_project, event, ok, status, write_lines
+from dlt_helpers import MODEL, SOURCE, SOURCES_YML, dlt_project, event, ok, status, write_lines
 
 __all__ = ["dlt_project"]  # the fixture, imported for pytest
 
@@ -100,3 +101,30 @@ def test_a_failing_load_leaves_the_tables_intact(dlt_project: TinyProject) -> No
     write_lines(dlt_project.path / "data/events/day03.jsonl", [event(6, 3), event(7, 3)])
     ok(run_cli(dlt_project.path, "build"))
     assert scalar(dlt_project.db, "select count(*) from raw.events") == 5
+
+
+def test_the_one_line_setting_declares_a_source(
+    make_dbt_project: Callable[..., TinyProject],
+) -> None:
+    source = SOURCE.replace("from sqlorch import dlt_assets\n", "").split("\n\nraw_files =")[0]
+    project = make_dbt_project(
+        {
+            "models/sources.yml": SOURCES_YML,
+            "models/enriched.sql": MODEL,
+            "pyproject.toml": '[tool.sqlorch]\ndlt = {raw = "loaders.files:files"}\n',
+        },
+        {"loaders/files.py": source},
+        name="dltset",
+    )
+    write_lines(project.path / "data/events/day01.jsonl", [event(1, 1), event(2, 1)])
+    write_lines(project.path / "data/users/all.jsonl", [{"id": 1, "name": "u"}])
+    assets = ls(project)
+    assert assets["raw.events"]["file"] == "loaders/files.py"
+    assert "raw.events" in assets["main.enriched"]["deps"]
+    ok(run_cli(project.path, "build"))
+    assert scalar(project.db, "select count(*) from main.enriched") == 2
+    bad = make_dbt_project(
+        {"pyproject.toml": '[tool.sqlorch]\ndlt = {raw = "loaders.files"}\n'}, name="dltbad"
+    )
+    result = run_cli(bad.path, "ls")
+    assert result.exit_code == 2 and '"module:function"' in result.flat, result.describe()
