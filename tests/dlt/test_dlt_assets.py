@@ -52,8 +52,18 @@ def test_each_table_is_an_asset_built_and_recorded(dlt_project: TinyProject) -> 
     meta = done["raw.events"]["data"]["metadata"]
     assert meta["rows_loaded"] == 3 and meta["dlt_load_id"]
     assert done["raw.users"]["data"]["metadata"]["dlt_load_id"] == meta["dlt_load_id"]
+    # the load named the child table it created before it was an asset
+    warned = [e["message"] for e in events if e.get("kind") == "asset_log"]
+    assert any("raw.events__tags" in m and "next command" in m for m in warned), warned
     # dlt's state lives under .sqlorch/, written through sqlorch's connection
     assert (dlt_project.path / ".sqlorch/dlt/sqlorch_raw_files").is_dir()
+    # one load writes every table: selecting one plans all of them
+    plan = ok(
+        run_cli(dlt_project.path, "build", "-s", "raw.users", "--full", "--dry-run", "--json")
+    )
+    steps = {s["key"]: s["reasons"] for s in plan.json()["steps"]}
+    assert set(steps) == {"raw.users", "raw.events", "raw.events__tags"}
+    assert steps["raw.events"] == ["loaded together with raw.users"]
 
 
 def test_incremental_load_adds_only_new_rows_and_records_new_columns(
