@@ -5,6 +5,10 @@ The public names: `asset` (declare a Python asset), `AssetContext` (what an asse
 checks of assets), `dlt_assets` (a dlt source's tables as assets), partitions (`hourly`,
 `daily`, `weekly`, `monthly`, `static`, `multi`) and partition mappings (`window`,
 `all_partitions`, `same`), and the error root `SqlorchError`.
+checks of assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
+and partition mappings (`window`, `all_partitions`, `same`), automation (`eager`,
+`on_cron`, `on_missing`, `max_lag`, `sensor`, `RunRequest`, `SensorResult`), and the error root
+`SqlorchError`.
 """
 
 from sqlorch.api.asset import (
@@ -13,6 +17,16 @@ from sqlorch.api.asset import (
     MaterializeResult,
     PartitionContext,
     asset,
+)
+from sqlorch.api.automation import (
+    RunRequest,
+    SensorContext,
+    SensorResult,
+    eager,
+    max_lag,
+    on_cron,
+    on_missing,
+    sensor,
 )
 from sqlorch.api.checks import CheckContext, CheckResult, check
 from sqlorch.api.dlt import DltAssets, dlt_assets
@@ -29,16 +43,24 @@ __all__ = [
     "MaterializeResult",
     "PartitionContext",
     "PartitionError",
+    "RunRequest",
+    "SensorContext",
+    "SensorResult",
     "SqlorchError",
     "all_partitions",
     "asset",
     "check",
     "daily",
     "dlt_assets",
+    "eager",
     "hourly",
+    "max_lag",
     "monthly",
     "multi",
+    "on_cron",
+    "on_missing",
     "same",
+    "sensor",
     "static",
     "weekly",
     "window",
