@@ -8,12 +8,12 @@
 {%- endmacro %}
 
 {% macro minutes_to_hours(column, digits=2) -%}
-    round({{ column }} / 60.0, {{ digits }})
+    {{ rounded(column ~ ' / 60.0', digits) }}
 {%- endmacro %}
 
 {% macro hhmm_to_time(column) -%}
     {#- A clock time stored as an integer HHMM (517 = 05:17; 2400 = midnight) as a TIME. -#}
-    {{- adapter.dispatch('hhmm_to_time')(column) -}}
+    {{ return(adapter.dispatch('hhmm_to_time')(column)) }}
 {%- endmacro %}
 
 {% macro default__hhmm_to_time(column) -%}
@@ -23,25 +23,17 @@
     end
 {%- endmacro %}
 
+{% macro postgres__hhmm_to_time(column) -%}
+    case
+        when {{ column }} is not null
+            then make_time(({{ column }})::int / 100 % 24, ({{ column }})::int % 100, 0)
+    end
+{%- endmacro %}
+
 {% macro spark__hhmm_to_time(column) -%}
     {#- Spark tables have no TIME type: the clock time as 'HH:MM:SS' text. -#}
     case
         when {{ column }} is not null
             then format_string('%02d:%02d:00', ({{ column }} div 100) % 24, {{ column }} % 100)
     end
-{%- endmacro %}
-
-{% macro format_date(column, format) -%}
-    {#- A date or timestamp as text, `format` in strftime's codes (%Y, %m, %d, %H). -#}
-    {{- adapter.dispatch('format_date')(column, format) -}}
-{%- endmacro %}
-
-{% macro default__format_date(column, format) -%}
-    strftime({{ column }}, '{{ format }}')
-{%- endmacro %}
-
-{% macro spark__format_date(column, format) -%}
-    {%- set pattern = format | replace('%Y', 'yyyy') | replace('%m', 'MM') | replace('%d', 'dd')
-                             | replace('%H', 'HH') -%}
-    date_format({{ column }}, '{{ pattern }}')
 {%- endmacro %}

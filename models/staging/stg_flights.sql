@@ -1,5 +1,5 @@
 select
-    {{ format_date('flight_date', '%Y%m%d') }} || '-' || carrier
+    {{ format_time('flight_date', '%Y%m%d') }} || '-' || carrier
         || cast(flight as {{ dbt.type_string() }}) || '-' || origin
         as flight_id,
     flight_date,
