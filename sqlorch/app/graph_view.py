@@ -17,7 +17,7 @@ from sqlorch.app.status import asset_status
 from sqlorch.errors import ConfigError
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 
 def graph_document(
@@ -39,7 +39,7 @@ def graph_document(
     """
     project = load_project(settings)
     status = {row["key"]: row for row in asset_status(settings, warn=warn, now=now)}
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     try:
         failing = {
             asset: sorted({r.name for r in results})
@@ -102,7 +102,7 @@ def asset_page(
     if node is None:
         raise ConfigError(f"No asset {key!r} in the project. `sqlorch ls` lists the assets.")
     status = next((r for r in asset_status(settings, now=now) if r["key"] == key), {})
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     try:
         columns = store.latest_columns().get(key)
         history = asset_history(store, key, limit)

@@ -43,7 +43,7 @@ from sqlorch.state.automation import (
     RequestStatus,
 )
 from sqlorch.state.rows import is_alive
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import StateStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def run_tick(
     """
     loaded = load_automation(settings)
     astore = AutomationStore(settings.state_path)
-    store = StateStore(settings.state_path)
+    store = open_store(settings)
     lease = Lease(astore, "tick", loaded.spec.daemon.lease_ttl_s)
     lease.acquire()
     say = echo or (lambda line: None)
@@ -200,7 +200,7 @@ class Daemon:
         loaded = load_automation(settings)
         options = loaded.spec.daemon
         astore = AutomationStore(settings.state_path)
-        store = StateStore(settings.state_path)
+        store = open_store(settings)
         lease = Lease(astore, "daemon", options.lease_ttl_s)
         lease.acquire()
         signal.signal(signal.SIGTERM, self.stop)

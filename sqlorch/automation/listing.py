@@ -14,7 +14,7 @@ from sqlorch.automation.ticks import Loaded, evaluate_now, load_automation
 from sqlorch.errors import ConfigError
 from sqlorch.settings import Settings
 from sqlorch.state.automation import AutomationStore, TickRecord
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 
 def source_documents(
@@ -117,7 +117,7 @@ def preview(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     loaded = load_automation(settings)
     at = now or datetime.now(UTC)
     astore = AutomationStore(settings.state_path)
-    evaluation, _facts = evaluate_now(loaded, StateStore(settings.state_path), astore, at)
+    evaluation, _facts = evaluate_now(loaded, open_store(settings), astore, at)
     return {
         "at": iso(at),
         "decisions": [
