@@ -247,12 +247,16 @@ class Daemon:
                 folders = marks
                 next_eval = 0.0
                 sensors_due.clear()
-            if now >= next_eval:
-                if now - loaded_at >= RELOAD_S:
-                    loaded = self._reload(loaded)
-                    loaded_at = now
+            evaluated = now >= next_eval
+            if evaluated:
                 next_eval = self._evaluate(loaded, astore, store, sensors_due)
             self._launch(loaded, astore)
+            if not evaluated and now - loaded_at >= RELOAD_S:
+                # off the path from an event to its run: code and settings changes count
+                loaded = self._reload(loaded)
+                loaded_at = time.time()
+                folders = self._folder_marks(loaded)
+                next_eval = 0.0
             self.wake.wait(timeout=max(0.0, min(POLL_S, next_eval - time.time())))
             self.wake.clear()
 
