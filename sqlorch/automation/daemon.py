@@ -41,6 +41,7 @@ from sqlorch.state.automation import (
     LeaseRecord,
     RequestRecord,
     RequestStatus,
+    open_automation,
 )
 from sqlorch.state.rows import is_alive
 from sqlorch.state.store import StateStore
@@ -120,8 +121,8 @@ def run_tick(
         ConfigError: a declaration is malformed.
     """
     loaded = load_automation(settings)
-    astore = AutomationStore(settings.state_path)
-    store = StateStore(settings.state_path)
+    astore = open_automation(settings)
+    store = astore.store
     lease = Lease(astore, "tick", loaded.spec.daemon.lease_ttl_s)
     lease.acquire()
     say = echo or (lambda line: None)
@@ -199,8 +200,8 @@ class Daemon:
         settings = self.settings
         loaded = load_automation(settings)
         options = loaded.spec.daemon
-        astore = AutomationStore(settings.state_path)
-        store = StateStore(settings.state_path)
+        astore = open_automation(settings)
+        store = astore.store
         lease = Lease(astore, "daemon", options.lease_ttl_s)
         lease.acquire()
         signal.signal(signal.SIGTERM, self.stop)
