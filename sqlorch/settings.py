@@ -51,6 +51,8 @@ class Settings:
     # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
     # it): what the last observation of the file remembered, else unknown
     warehouse_reads: bool = True
+    # issue 17: dlt sources as assets, one line each: dataset -> "module:function"
+    dlt: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -76,6 +78,7 @@ _KNOWN = {
     "check_modules",
     "checks",
     "retries",
+    "dlt",
     "schedules",
     "sensors",
     "automation",
@@ -132,6 +135,9 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
+    dlt = raw.get("dlt", {})
+    if not isinstance(dlt, dict) or not all(isinstance(v, str) for v in dlt.values()):
+        raise ConfigError(_bad(settings_file, "dlt", 'a table of dataset = "module:function"'))
     automation_tables = {
         name: _tables(raw, name, settings_file, example)
         for name, example in (
@@ -158,6 +164,7 @@ def load_settings(
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
+        dlt=dlt,
         state_url=pg_url,
         schedules=automation_tables["schedules"],
         sensors=automation_tables["sensors"],
