@@ -104,13 +104,14 @@ def asset_page(
     status = next((r for r in asset_status(settings, now=now) if r["key"] == key), {})
     store = StateStore(settings.state_path, readonly=True)
     try:
-        columns = store.latest_columns().get(key)
         history = asset_history(store, key, limit)
     finally:
         store.close()
     document = asset_document(node)
+    # the columns as last materialized (as `ls --json` shows them), else the dbt yml's
+    columns = next((m["columns"] for m in history["materializations"] if m["columns"]), None)
     if columns:
-        document["columns"] = [{"name": c, "type": t} for c, t in columns]
+        document["columns"] = columns
     children = sorted(k for k, n in graph.assets.items() if key in n.deps)
     return {
         "asset": document,
