@@ -39,6 +39,9 @@ class Settings:
     checks: Mapping[str, Any] = field(default_factory=dict)
     retries: Mapping[str, Any] = field(default_factory=dict)
     pool_rates: Mapping[str, float] = field(default_factory=dict)
+    # issue 16: who executes dbt nodes, "native" (default) or "dbt": {"default": ...,
+    # selector: ...} from `execution = "dbt"` or `[tool.sqlorch.execution]`
+    execution: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -59,6 +62,7 @@ _KNOWN = {
     "check_modules",
     "checks",
     "retries",
+    "execution",
 }
 
 
@@ -105,6 +109,12 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
+    execution = _execution(raw.get("execution"), settings_file)
+    if env.get("SQLORCH_EXECUTION"):
+        mode = env["SQLORCH_EXECUTION"]
+        if mode not in ("native", "dbt"):
+            raise ConfigError(f"SQLORCH_EXECUTION is {mode!r}; use 'native' or 'dbt'.")
+        execution["default"] = mode
     return Settings(
         root=base,
         project_dir=proj,
@@ -120,7 +130,25 @@ def load_settings(
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
+        execution=execution,
     )
+
+
+def _execution(raw: Any, path: Path | None) -> dict[str, str]:
+    """Read `execution`: "native" | "dbt", or a table of `default` / selector = mode."""
+    what = (
+        '"native" or "dbt", or a table like {default = "native", "tag:legacy" = "dbt"} '
+        "(native: sqlorch runs dbt's compiled SQL where it reproduces dbt exactly; dbt: dbt "
+        "executes the nodes)"
+    )
+    if raw is None:
+        return {}
+    table = {"default": raw} if isinstance(raw, str) else raw
+    if not isinstance(table, dict) or not all(
+        isinstance(v, str) and v in ("native", "dbt") for v in table.values()
+    ):
+        raise ConfigError(_bad(path, "execution", what))
+    return {str(k): str(v) for k, v in table.items()}
 
 
 def _settings_for(start: Path) -> tuple[Path | None, dict[str, Any]]:
