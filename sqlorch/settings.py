@@ -42,10 +42,14 @@ class Settings:
     # issue 16: who executes dbt nodes, "native" (default) or "dbt": {"default": ...,
     # selector: ...} from `execution = "dbt"` or `[tool.sqlorch.execution]`
     execution: Mapping[str, str] = field(default_factory=dict)
+    # where state and dbt artifacts live when not in the project (`sqlorch verify`'s copies)
+    state_root: Path | None = None
 
     @property
     def state_dir(self) -> Path:
         """The folder sqlorch keeps its state and dbt artifacts in."""
+        if self.state_root is not None:
+            return self.state_root
         return self.project_dir / ".sqlorch"
 
 

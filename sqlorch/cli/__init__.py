@@ -71,6 +71,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "status",
         "Show each asset's last materialization, rows, duration, last run, and why it is stale.",
     ),
+    "verify": (
+        "verify",
+        "verify",
+        "Build the selected dbt nodes with dbt and natively into two copies; compare them.",
+    ),
     "wipe": (
         "assets",
         "wipe",
