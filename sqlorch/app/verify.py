@@ -120,12 +120,10 @@ def verify(
         ModelComparison(k, execution.get(k, "dbt"), a, b, _differences(a, b))
         for k, (a, b) in facts.items()
     )
+    by_dbt, by_sqlorch = outcomes["dbt"].check_statuses, outcomes["native"].check_statuses
     tests = {
-        uid: (
-            str(outcomes["dbt"].check_statuses.get(uid, "-")),
-            str(outcomes["native"].check_statuses.get(uid, "-")),
-        )
-        for uid in sorted(set(outcomes["dbt"].check_statuses) | set(outcomes["native"].check_statuses))
+        uid: (str(by_dbt.get(uid, "-")), str(by_sqlorch.get(uid, "-")))
+        for uid in sorted(set(by_dbt) | set(by_sqlorch))
     }
     failed = tuple(m for m in ("dbt", "native") if outcomes[m].status != "success")
     return VerifyResult(models, tests, failed)

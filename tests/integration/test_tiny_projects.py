@@ -318,9 +318,7 @@ def test_dbt_python_dbt_chain_runs_in_order(make_dbt_project: Make) -> None:
     assert scalar(project.db, "select n from main.m3") == ((1 * 10) + 1) * 10 + 1
     events = last_events(project.path)
     invocations = [
-        e
-        for e in events
-        if e["kind"] == "dbt_invocation_started" and not e["data"].get("compile")
+        e for e in events if e["kind"] == "dbt_invocation_started" and not e["data"].get("compile")
     ]
     # one batch per segment: here sqlorch executes each natively (issue 16)
     assert len(invocations) == 3, "one dbt invocation per segment"
