@@ -156,6 +156,8 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
         pool_rates=dict(settings.pool_rates),
         native=native,
         forced_dbt=forced_dbt,
+        # `execution = "dbt"`: dbt executes every dbt node, partition windows included
+        direct_windows=native,
     )
 
 

@@ -96,6 +96,15 @@ class NativeSteps:
         from sqlorch.dbt.native import test_blocker
 
         graph = self.progress.graph
+        session = self.warehouse.session()
+        try:
+            database = str(session.execute("select current_database()")[0][0]).lower()
+        finally:
+            session.close()
+        for key in self.native:
+            other = graph.assets[key].metadata["sqlorch_relation"][0]
+            if other is not None and str(other).lower() != database:
+                self.reasons[key] = f"dbt: writes to database {other!r}, not the target's file"
         missing = []
         for key in sorted(self.native):
             sql = self.cache.model(graph.assets[key])
@@ -292,7 +301,7 @@ class NativeSteps:
         import duckdb
 
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_writes import materialize
+        from sqlorch.execute.native_writes import Catalog, materialize
 
         graph, inbox = self.progress.graph, self.invocations.inbox
         pending_tests = list(checks)
@@ -302,6 +311,7 @@ class NativeSteps:
         session = self.warehouse.session()
         con = session.connection
         try:
+            catalog = Catalog(con)
             for key in steps:
                 node = graph.assets[key]
                 uid = node.unique_id or ""
@@ -314,7 +324,8 @@ class NativeSteps:
                 t0 = time.perf_counter()
                 relation = tuple(node.metadata["sqlorch_relation"])
                 try:
-                    rows = materialize(con, relation, str(node.materialized), self.sql[key])  # type: ignore[arg-type]
+                    kind = str(node.materialized)
+                    rows = materialize(con, relation, kind, self.sql[key], catalog)  # type: ignore[arg-type]
                     status, message = "success", "OK"
                 except duckdb.Error as exc:
                     rows, status = None, "error"

@@ -41,7 +41,46 @@ def relation_type(con: Any, relation: Relation) -> str | None:
     return "view" if str(row[0]).upper() == "VIEW" else "table"
 
 
-def materialize(con: Any, relation: Relation, materialized: str, sql: str) -> int | None:
+class Catalog:
+    """The relations of the database as one batch of native writes sees them.
+
+    Read once per batch (the catalog of a 1000-model project costs milliseconds a query)
+    and kept up to date by the batch's own writes; nothing else writes dbt's relations
+    while a batch runs (dbt invocations and native batches take turns).
+    """
+
+    def __init__(self, con: Any) -> None:
+        self.kinds: dict[tuple[str, str], str] = {
+            (str(s).lower(), str(n).lower()): "view" if str(t).upper() == "VIEW" else "table"
+            for s, n, t in con.execute(
+                "select table_schema, table_name, table_type from information_schema.tables "
+                "where table_catalog = current_database()"
+            ).fetchall()
+        }
+        self.schemas = {
+            str(r[0]).lower()
+            for r in con.execute(
+                "select schema_name from information_schema.schemata "
+                "where catalog_name = current_database()"
+            ).fetchall()
+        }
+
+    def kind(self, relation: Relation) -> str | None:
+        """'table', 'view' or None."""
+        return self.kinds.get((relation[1].lower(), relation[2].lower()))
+
+    def set(self, relation: Relation, kind: str | None) -> None:
+        """Record what `relation` is now."""
+        key = (relation[1].lower(), relation[2].lower())
+        if kind is None:
+            self.kinds.pop(key, None)
+        else:
+            self.kinds[key] = kind
+
+
+def materialize(
+    con: Any, relation: Relation, materialized: str, sql: str, catalog: Catalog
+) -> int | None:
     """Replace `relation` with `sql`'s result as a view or table, atomically (dbt's way).
 
     Returns the rows written (a table), None for a view. Raises what DuckDB raises; a
@@ -52,12 +91,15 @@ def materialize(con: Any, relation: Relation, materialized: str, sql: str) -> in
     database, schema, name = relation
     tmp: Relation = (database, schema, f"{name}__dbt_tmp")
     backup: Relation = (database, schema, f"{name}__dbt_backup")
-    con.execute(f"create schema if not exists {quoted((database, schema))}")
+    if schema.lower() not in catalog.schemas:
+        con.execute(f"create schema if not exists {quoted((database, schema))}")
+        catalog.schemas.add(schema.lower())
     for leftover in (tmp, backup):
-        kind = relation_type(con, leftover)
+        kind = catalog.kind(leftover)
         if kind is not None:
             con.execute(f"drop {kind} if exists {quoted(leftover)} cascade")
-    existing = relation_type(con, relation)
+            catalog.set(leftover, None)
+    existing = catalog.kind(relation)
     con.execute("begin transaction")
     try:
         if materialized == "table":
@@ -76,6 +118,7 @@ def materialize(con: Any, relation: Relation, materialized: str, sql: str) -> in
         except duckdb.Error:
             pass
         raise
+    catalog.set(relation, materialized)
     if existing is not None:
         con.execute(f"drop {existing} if exists {quoted(backup)} cascade")
     return rows
