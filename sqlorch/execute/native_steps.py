@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# models written in one transaction at most (fewer commits; see `_run_batch`)
+_GROUP = 64
+
 
 class NativeSteps:
     """Decides and runs the native part of each dbt segment. One per run."""
@@ -298,12 +301,15 @@ class NativeSteps:
         self.invocations.inbox.put(DbtDone(steps, checks, result))
 
     def _run_batch(self, steps: list[str], checks: list[str], result: InvocationResult) -> None:
-        import duckdb
+        """Write the steps in groups, one transaction each, and run each group's tests after it.
 
-        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_writes import Catalog, materialize
+        A group ends after a model with a blocking test still to run, so a failing test stops
+        its downstream before it is written, as in dbt. A group whose transaction fails is
+        written again model by model, so each model fails or succeeds on its own.
+        """
+        from sqlorch.execute.native_writes import Catalog
 
-        graph, inbox = self.progress.graph, self.invocations.inbox
+        graph = self.progress.graph
         pending_tests = list(checks)
         failed: set[str] = set()  # models that failed or were skipped
         gated: set[str] = set()  # models a blocking test failed on: their downstream skips
@@ -312,45 +318,93 @@ class NativeSteps:
         con = session.connection
         try:
             catalog = Catalog(con)
-            for key in steps:
-                node = graph.assets[key]
-                uid = node.unique_id or ""
-                if self.cancellation.cancelled or (failed | gated) & graph.ancestors(key):
-                    failed.add(key)
-                    result.statuses[uid] = "skipped"
-                    result.messages[uid] = ""
-                    continue
-                inbox.put(DbtEvent(DbtNodeEvent(uid, DbtPhase.STARTED)))
-                t0 = time.perf_counter()
-                relation = tuple(node.metadata["sqlorch_relation"])
-                try:
-                    kind = str(node.materialized)
-                    rows = materialize(con, relation, kind, self.sql[key], catalog)  # type: ignore[arg-type]
-                    status, message = "success", "OK"
-                except duckdb.Error as exc:
-                    rows, status = None, "error"
-                    message = f"Runtime Error in model {node.name} ({node.file})\n  {exc}"
-                    result.success = False
-                    failed.add(key)
-                else:
-                    done.add(key)
-                result.statuses[uid] = status
-                result.messages[uid] = message
-                ev = DbtNodeEvent(
-                    uid,
-                    DbtPhase.FINISHED,
-                    status=status,
-                    message=message,
-                    rows_affected=rows,
-                    execution_time=time.perf_counter() - t0,
-                    adapter_response={"native": True},
-                )
-                inbox.put(DbtEvent(ev))
-                pending_tests = self._run_tests(con, pending_tests, done, (failed, gated), result)
+            queue = list(steps)
+            while queue:
+                group: list[str] = []
+                while queue and len(group) < _GROUP:
+                    key = queue.pop(0)
+                    uid = graph.assets[key].unique_id or ""
+                    if self.cancellation.cancelled or (failed | gated) & graph.ancestors(key):
+                        failed.add(key)
+                        result.statuses[uid] = "skipped"
+                        result.messages[uid] = ""
+                        continue
+                    group.append(key)
+                    if self._has_blocking_test(key, pending_tests):
+                        break
+                if group:
+                    self._write_group(con, catalog, group, result, done, failed)
+                stops = (failed, gated)
+                pending_tests = self._run_tests(con, pending_tests, done, stops, result)
         finally:
             session.close()
         for uid in pending_tests:
             result.statuses[uid] = "skipped"
+
+    def _has_blocking_test(self, key: str, tests: list[str]) -> bool:
+        checks = self.progress.checks
+        return any(checks[c].is_blocking and key in checks[c].asset_keys for c in tests)
+
+    def _write_group(
+        self,
+        con: Any,
+        catalog: Any,
+        group: list[str],
+        result: InvocationResult,
+        done: set[str],
+        failed: set[str],
+    ) -> None:
+        """Write a group in one transaction (model by model if that fails); report each."""
+        import duckdb
+
+        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+        from sqlorch.execute.native_writes import materialize_many
+
+        graph, inbox = self.progress.graph, self.invocations.inbox
+        nodes = [graph.assets[k] for k in group]
+        for node in nodes:
+            inbox.put(DbtEvent(DbtNodeEvent(node.unique_id or "", DbtPhase.STARTED)))
+        writes = [
+            (tuple(n.metadata["sqlorch_relation"]), str(n.materialized), self.sql[n.key])
+            for n in nodes
+        ]
+        outcomes: list[tuple[str, str, int | None, float]] = []
+        try:
+            wrote = materialize_many(con, writes, catalog)  # type: ignore[arg-type]
+            outcomes = [("success", "OK", rows, s) for rows, s in wrote]
+        except duckdb.Error:
+            for node, write in zip(nodes, writes, strict=True):
+                if failed & graph.ancestors(node.key):
+                    outcomes.append(("skipped", "", None, 0.0))
+                    continue
+                try:
+                    rows, seconds = materialize_many(con, [write], catalog)[0]  # type: ignore[list-item]
+                    outcomes.append(("success", "OK", rows, seconds))
+                except duckdb.Error as exc:
+                    text = f"Runtime Error in model {node.name} ({node.file})\n  {exc}"
+                    outcomes.append(("error", text, None, 0.0))
+                    failed.add(node.key)
+        for node, (status, message, rows, seconds) in zip(nodes, outcomes, strict=True):
+            uid = node.unique_id or ""
+            result.statuses[uid] = status
+            result.messages[uid] = message
+            if status == "success":
+                done.add(node.key)
+            else:
+                failed.add(node.key)
+                result.success = result.success and status != "error"
+            if status == "skipped":
+                continue
+            ev = DbtNodeEvent(
+                uid,
+                DbtPhase.FINISHED,
+                status=status,
+                message=message,
+                rows_affected=rows,
+                execution_time=seconds,
+                adapter_response={"native": True},
+            )
+            inbox.put(DbtEvent(ev))
 
     def _run_tests(
         self,

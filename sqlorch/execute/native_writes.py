@@ -86,31 +86,53 @@ def materialize(
     Returns the rows written (a table), None for a view. Raises what DuckDB raises; a
     failed write leaves the old relation in place.
     """
+    return materialize_many(con, [(relation, materialized, sql)], catalog)[0][0]
+
+
+Write = tuple[Relation, str, str]  # relation, "view" | "table", compiled SQL
+
+
+def materialize_many(
+    con: Any, writes: Sequence[Write], catalog: Catalog
+) -> list[tuple[int | None, float]]:
+    """Replace each relation as `materialize` does, all in ONE transaction (in order).
+
+    Returns (rows or None, seconds) per write. A failure rolls every one of them back
+    (each relation keeps its old content) and raises.
+    """
     import duckdb
 
-    database, schema, name = relation
-    tmp: Relation = (database, schema, f"{name}__dbt_tmp")
-    backup: Relation = (database, schema, f"{name}__dbt_backup")
-    if schema.lower() not in catalog.schemas:
-        con.execute(f"create schema if not exists {quoted((database, schema))}")
-        catalog.schemas.add(schema.lower())
-    for leftover in (tmp, backup):
-        kind = catalog.kind(leftover)
-        if kind is not None:
-            con.execute(f"drop {kind} if exists {quoted(leftover)} cascade")
-            catalog.set(leftover, None)
-    existing = catalog.kind(relation)
+    swaps: list[tuple[Relation, str, str | None]] = []
+    for relation, _materialized, _sql in writes:
+        database, schema, name = relation
+        if schema.lower() not in catalog.schemas:
+            con.execute(f"create schema if not exists {quoted((database, schema))}")
+            catalog.schemas.add(schema.lower())
+        for leftover in ((database, schema, f"{name}__dbt_tmp"), _backup(relation)):
+            kind = catalog.kind(leftover)
+            if kind is not None:
+                con.execute(f"drop {kind} if exists {quoted(leftover)} cascade")
+                catalog.set(leftover, None)
+    out: list[tuple[int | None, float]] = []
     con.execute("begin transaction")
     try:
-        if materialized == "table":
-            row = con.execute(f"create table {quoted(tmp)} as (\n{sql}\n  )").fetchone()
-            rows: int | None = int(row[0]) if row else None
-        else:
-            con.execute(f"create view {quoted(tmp)} as (\n{sql}\n  )")
-            rows = None
-        if existing is not None:
-            con.execute(f"alter {existing} {quoted(relation)} rename to {_ident(backup[2])}")
-        con.execute(f"alter {materialized} {quoted(tmp)} rename to {_ident(name)}")
+        for relation, materialized, sql in writes:
+            started = time.perf_counter()
+            database, schema, name = relation
+            tmp: Relation = (database, schema, f"{name}__dbt_tmp")
+            existing = catalog.kind(relation)
+            if materialized == "table":
+                row = con.execute(f"create table {quoted(tmp)} as (\n{sql}\n  )").fetchone()
+                rows: int | None = int(row[0]) if row else None
+            else:
+                con.execute(f"create view {quoted(tmp)} as (\n{sql}\n  )")
+                rows = None
+            if existing is not None:
+                backup = _backup(relation)
+                con.execute(f"alter {existing} {quoted(relation)} rename to {_ident(backup[2])}")
+            con.execute(f"alter {materialized} {quoted(tmp)} rename to {_ident(name)}")
+            swaps.append((relation, materialized, existing))
+            out.append((rows, time.perf_counter() - started))
         con.execute("commit")
     except BaseException:
         try:
@@ -118,10 +140,19 @@ def materialize(
         except duckdb.Error:
             pass
         raise
-    catalog.set(relation, materialized)
-    if existing is not None:
-        con.execute(f"drop {existing} if exists {quoted(backup)} cascade")
-    return rows
+    for relation, materialized, _existing in swaps:
+        catalog.set(relation, materialized)
+    backups = [(_backup(r), kind) for r, _m, kind in swaps if kind is not None]
+    if backups:
+        con.execute("begin transaction")
+        for backup, kind in backups:
+            con.execute(f"drop {kind} if exists {quoted(backup)} cascade")
+        con.execute("commit")
+    return out
+
+
+def _backup(relation: Relation) -> Relation:
+    return (relation[0], relation[1], f"{relation[2]}__dbt_backup")
 
 
 def run_test(con: Any, test: NativeTest) -> tuple[str, str, int, float]:
