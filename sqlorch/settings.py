@@ -44,6 +44,9 @@ class Settings:
     execution: Mapping[str, str] = field(default_factory=dict)
     # where state and dbt artifacts live when not in the project (`sqlorch verify`'s copies)
     state_root: Path | None = None
+    # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
+    # it): what the last observation of the file remembered, else unknown
+    warehouse_reads: bool = True
 
     @property
     def state_dir(self) -> Path:

@@ -141,7 +141,8 @@ def observe(project: Project, warehouse: Warehouse | None = None) -> WarehouseVi
     here for the moment (unknown when it cannot be opened).
     """
     opened = None
-    if warehouse is None and project.invoker.duckdb_path is None:
+    reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
+    if warehouse is None and project.invoker.duckdb_path is None and reads:
         try:
             warehouse = opened = open_warehouse(project.target, needs_file=False)
         except SqlorchError:
@@ -160,6 +161,7 @@ def _observe_with(project: Project, warehouse: Warehouse | None) -> WarehouseVie
         loaded_at_fields(project.graph),
         project.settings.state_dir / "relations.json",
         warehouse,
+        open_file=project.settings.warehouse_reads,
     )
 
 
