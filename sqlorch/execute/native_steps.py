@@ -403,6 +403,7 @@ class NativeSteps:
                 rows_affected=rows,
                 execution_time=seconds,
                 adapter_response={"native": True},
+                timing={"execute": round(seconds, 4)},
             )
             inbox.put(DbtEvent(ev))
 
