@@ -416,7 +416,7 @@ class DbtSteps:
             data={
                 "success": result.success,
                 "seconds": round(result.seconds, 3),
-                "log": str(result.log_path),
+                "log": str(result.log_path) if result.log_path else None,
                 "error": result.error,
                 "args": result.args,
             },
