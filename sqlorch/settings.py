@@ -44,6 +44,11 @@ class Settings:
     execution: Mapping[str, str] = field(default_factory=dict)
     # where state and dbt artifacts live when not in the project (`sqlorch verify`'s copies)
     state_root: Path | None = None
+    # issue 13: automation tables, read into typed values by sqlorch.automation.definitions
+    schedules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sensors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    automation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    daemon: Mapping[str, Any] = field(default_factory=dict)
     # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
     # it): what the last observation of the file remembered, else unknown
     warehouse_reads: bool = True
@@ -70,6 +75,10 @@ _KNOWN = {
     "checks",
     "retries",
     "execution",
+    "schedules",
+    "sensors",
+    "automation",
+    "daemon",
 }
 
 
@@ -122,6 +131,17 @@ def load_settings(
         if mode not in ("native", "dbt"):
             raise ConfigError(f"SQLORCH_EXECUTION is {mode!r}; use 'native' or 'dbt'.")
         execution["default"] = mode
+    automation_tables = {
+        name: _tables(raw, name, settings_file, example)
+        for name, example in (
+            ("schedules", 'nightly = {cron = "30 5 * * *", select = "+marts"}'),
+            ("sensors", 'orders = {path = "landing/*.csv", select = "raw.orders+"}'),
+            ("automation", '"marts" = {eager = true}'),
+        )
+    }
+    daemon = raw.get("daemon", {})
+    if not isinstance(daemon, dict):
+        raise ConfigError(_bad(settings_file, "daemon", "a table (max_concurrent_runs = 1, ...)"))
     return Settings(
         root=base,
         project_dir=proj,
@@ -138,6 +158,10 @@ def load_settings(
         retries=retries,
         pool_rates=pool_rates,
         execution=execution,
+        schedules=automation_tables["schedules"],
+        sensors=automation_tables["sensors"],
+        automation=automation_tables["automation"],
+        daemon=daemon,
     )
 
 
@@ -156,6 +180,16 @@ def _execution(raw: Any, path: Path | None) -> dict[str, str]:
     ):
         raise ConfigError(_bad(path, "execution", what))
     return {str(k): str(v) for k, v in table.items()}
+
+
+def _tables(
+    raw: Mapping[str, Any], name: str, path: Path | None, example: str
+) -> dict[str, dict[str, Any]]:
+    """Read a table of named tables (`[tool.sqlorch.schedules.nightly]`, ...)."""
+    value = raw.get(name, {})
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(_bad(path, name, f"a table of name = {{...}} tables, e.g. {example}"))
+    return {str(k): dict(v) for k, v in value.items()}
 
 
 def _settings_for(start: Path) -> tuple[Path | None, dict[str, Any]]:
