@@ -336,6 +336,8 @@ class NativeSteps:
                     self._write_group(con, catalog, group, result, done, failed)
                 stops = (failed, gated)
                 pending_tests = self._run_tests(con, pending_tests, done, stops, result)
+            # tests of models built before this batch (`sqlorch check`, a later test)
+            pending_tests = self._run_tests(con, pending_tests, done, (failed, gated), result)
         finally:
             session.close()
         for uid in pending_tests:
@@ -434,7 +436,9 @@ class NativeSteps:
             if keys & failed:
                 result.statuses[uid] = "skipped"
                 continue
-            if not all(k in done or status.get(k) is Status.SUCCEEDED for k in keys):
+            if not all(
+                k in done or status.get(k, Status.SUCCEEDED) is Status.SUCCEEDED for k in keys
+            ):
                 left.append(uid)
                 continue
             test = self.tests[uid]
