@@ -165,6 +165,7 @@ def _settings_for(
         profiles_dir=folder,
         target=target.name,
         state_path=folder / "state.db",
+        state_url=None,  # each copy has its own SQLite state, whatever the project uses
         execution=execution,
         state_root=folder / "state",
     )
