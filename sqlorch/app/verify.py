@@ -155,9 +155,10 @@ def _settings_for(
 
     target = project.target
     doc = yaml.safe_load(target.profiles_file.read_text()) or {}
-    outputs = doc[target.profile]["outputs"]
-    outputs[target.name] = {**outputs[target.name], "path": str(db)}
-    doc = {target.profile: {**doc[target.profile], "target": target.name}}
+    # only this target's output: other outputs may hold Jinja (env_var) that YAML re-quoting
+    # would change
+    output = {**doc[target.profile]["outputs"][target.name], "path": str(db)}
+    doc = {target.profile: {"target": target.name, "outputs": {target.name: output}}}
     (folder / "profiles.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     execution = {"default": "dbt"} if mode == "dbt" else dict(settings.execution)
     return dataclasses.replace(
