@@ -26,7 +26,7 @@ from sqlorch.errors import SqlorchError
 from sqlorch.events import Event, utcnow
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings, load_settings
-from sqlorch.state.automation import AutomationStore, RequestStatus
+from sqlorch.state.automation import AutomationStore, RequestStatus, open_automation
 from sqlorch.state.store import open_store
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(
         project_dir=args.project_dir, profiles_dir=args.profiles_dir, target=args.target
     )
-    astore = AutomationStore(settings.state_path)
+    astore = open_automation(settings)
     if not astore.claim(args.request_id, args.token, os.getpid()):
         return 0
     try:
