@@ -401,3 +401,115 @@ def test_dev_starts_the_ui_and_the_daemon_whose_ticks_the_automation_page_shows(
     assert code == 0, log.read_text()
     assert http_get(f"{base}/automation")[0] == 0  # the UI stopped too
     assert "daemon stopped" in log.read_text()
+
+
+# --------------------------------------------------------------------------- listings
+
+
+def test_listings_preview_pause_and_resume(orders: TinyProject) -> None:
+    from conftest import run_cli
+
+    orders.write(
+        {
+            "pyproject.toml": SETTINGS.replace("{grace}", "1s")
+            + '\n[tool.sqlorch.schedules.nightly]\ncron = "30 1 * * *"\n'
+            'timezone = "America/New_York"\nselect = "+order_totals"\n'
+        }
+    )
+
+    def cli(*args: str) -> object:
+        result = run_cli(None, *args, "--project-dir", str(orders.path), cwd=orders.path)
+        assert result.exit_code == 0, result.describe()
+        return result
+
+    [nightly] = cli("schedules", "ls", "--json").json()  # type: ignore[attr-defined]
+    assert nightly["cron"] == "30 1 * * *" and nightly["timezone"] == "America/New_York"
+    assert nightly["next_tick"].endswith(("05:30:00Z", "06:30:00Z"))  # 01:30 New York, in UTC
+    assert nightly["assets"] == ["main.order_totals", "main.stg_orders", "raw.orders"]
+    assets = cli("automation", "ls", "--json").json()  # type: ignore[attr-defined]
+    assert [(a["key"], a["conditions"]) for a in assets] == [
+        ("main.stg_orders", "eager"),
+        ("main.order_totals", "eager"),
+    ]
+    drop(orders, "o1.csv", "1,10\n")
+    preview = cli("sensors", "preview", "--json").json()  # type: ignore[attr-defined]
+    assert [d["status"] for d in preview["decisions"]] == ["requested"]
+    assert preview["run"]["full"] == ["raw.orders"]  # new data: rebuilt although not stale
+    assert preview["run"]["select"] == ["main.stg_orders", "main.order_totals"]  # eager, after
+    assert requests(orders) == []  # a preview records and launches nothing
+    cli("sensors", "pause", "orders")
+    assert cli("sensors", "ls", "--json").json()[0]["paused"] is True  # type: ignore[attr-defined]
+    paused = cli("sensors", "preview", "--json").json()  # type: ignore[attr-defined]
+    assert paused["run"] is None
+    cli("sensors", "resume", "orders")
+    cli("schedules", "resume", "nightly")
+    with sqlite3.connect(orders.path / ".sqlorch" / "state.db") as con:
+        cursors = dict(con.execute("SELECT source, cursor FROM automation_cursors"))
+    assert "schedule:nightly" in cursors  # resumed: it starts from now, no flood
+    bad = run_cli(None, "schedules", "pause", "weekly", "--project-dir", str(orders.path))
+    assert_clean_error(bad, 2, "No schedule named 'weekly'", "Declared: nightly")
+
+
+# --------------------------------------------------------------------------- file -> partition
+
+DAILY_ORDERS = """
+import pyarrow as pa
+import pyarrow.csv as csv
+
+from sqlorch import AssetContext, asset, daily
+
+
+@asset(partitions=daily("2013-01-01", end="2013-01-10", column="day"))
+def orders(context: AssetContext):
+    day = context.partition.start.date()
+    amounts = []
+    for path in context.files:
+        if path.name == f"orders_{day.isoformat()}.csv":
+            amounts += csv.read_csv(path).column("amount").to_pylist()
+    days = pa.array([day] * len(amounts), pa.date32())
+    return pa.table({"day": days, "amount": pa.array(amounts, pa.int64())})
+"""
+
+
+def test_a_file_builds_the_partition_its_name_maps_to_and_downstream(
+    make_dbt_project: Callable[..., TinyProject],
+) -> None:
+    project = make_dbt_project(
+        {
+            "models/sources.yml": FILES["models/sources.yml"],
+            "models/daily_totals.sql": (
+                "select day, sum(amount) as total from {{ source('raw', 'orders') }} group by day\n"
+            ),
+            "pyproject.toml": """
+                [tool.sqlorch]
+                profiles_dir = "."
+
+                [tool.sqlorch.sensors.orders]
+                path = "landing/*.csv"
+                select = "raw.orders+"
+                settle = "0.1s"
+                partition = "orders_{key}.csv"
+            """,
+        },
+        {"ingest/orders.py": DAILY_ORDERS},
+        name="daily",
+    )
+    (project.path / "landing").mkdir()
+    built = run_cli_subprocess(project.path, "build")
+    assert built.exit_code == 0, built.describe()
+    (project.path / "landing" / "orders_2013-01-03.csv").write_text("amount\n5\n7\n")
+    time.sleep(0.3)
+    tick = run_cli_subprocess(project.path, "tick", "--json")
+    assert tick.exit_code == 0, tick.describe()
+    [decision] = [d for d in tick.json()["decisions"] if d["status"] == "requested"]
+    assert decision["reasons"] == [
+        "new file landing/orders_2013-01-03.csv (11 bytes) -> partition 2013-01-03"
+    ]
+    assert scalar_row(project, "select sum(amount) from raw.orders") == (12,)
+    assert scalar_row(project, "select total from main.daily_totals") == (12,)
+    with sqlite3.connect(project.path / ".sqlorch" / "state.db") as con:
+        ledger = con.execute(
+            "SELECT lo, hi FROM partition_ledger WHERE asset = 'raw.orders' AND run_id = "
+            "(SELECT run_id FROM runs WHERE command = 'automation')"
+        ).fetchall()
+    assert ledger == [("2013-01-03", "2013-01-03")]  # that partition only
