@@ -38,6 +38,7 @@ class AssetDefinition:
     dep_mappings: Mapping[str, PartitionMapping] = field(default_factory=dict)
     max_partitions_per_run: int | None = 1
     retry: RetryPolicy | None = None
+    on_schema_change: str = "fail"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -69,6 +70,7 @@ def asset(
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
+    on_schema_change: str = "fail",
 ) -> Callable[[Callable[..., Any]], AssetDefinition]: ...
 
 
@@ -89,6 +91,7 @@ def asset(
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
+    on_schema_change: str = "fail",
 ) -> AssetDefinition | Callable[[Callable[..., Any]], AssetDefinition]:
     """Declare a Python asset.
 
@@ -115,6 +118,9 @@ def asset(
             transient warehouse errors, which are retried 3 times).
         backoff: `exponential` (default), `linear` or `constant` growth of the wait.
         retry_delay: the first wait, in seconds or as a duration (`"30s"`, `"2m"`).
+        on_schema_change: what a partition run whose columns differ from the table's does,
+            as dbt's: `fail` (default: nothing written, nothing coerced),
+            `append_new_columns` or `sync_all_columns`. `build --full` accepts any change.
     """
     mappings: dict[str, PartitionMapping] = {}
     if isinstance(deps, Mapping):
@@ -123,6 +129,13 @@ def asset(
         from sqlorch.errors import ConfigError
 
         raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
+    if on_schema_change not in ("fail", "append_new_columns", "sync_all_columns"):
+        from sqlorch.errors import ConfigError
+
+        raise ConfigError(
+            f"@asset(on_schema_change={on_schema_change!r}) is not one of 'fail', "
+            "'append_new_columns', 'sync_all_columns'."
+        )
     policy = None
     if retries is not None:
         from sqlorch.api.retries import retry_policy
@@ -146,6 +159,7 @@ def asset(
             dep_mappings=mappings,
             max_partitions_per_run=max_partitions_per_run,
             retry=policy,
+            on_schema_change=on_schema_change,
         )
 
     if fn is not None:

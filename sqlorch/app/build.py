@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlorch.app.plans import (
+    BuildRequest,
     CheckRequest,
     Request,
     RetryRequest,
@@ -33,6 +34,7 @@ from sqlorch.state.store import RunRecord, StateStore
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
+    from sqlorch.core.checks import Observed
     from sqlorch.execute.policies import RunPolicies
     from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import RunOutcome
@@ -111,11 +113,25 @@ def build(
         listeners,
         command=request.command,
         selection=selection_text(request, retried),
+        schema=_schema_acceptance(request, plan),
     )
     return dataclasses.replace(result, outcome=outcome, hidden=hidden)
 
 
-def run_policies(project: Project, store: StateStore) -> RunPolicies:
+def _schema_acceptance(request: Request, plan: Plan) -> tuple[frozenset[str], frozenset[str]]:
+    """(assets whose changed columns are accepted, assets whose partitioned tables evolve)."""
+    if not isinstance(request, BuildRequest):
+        return frozenset(), frozenset()
+    accept = frozenset(plan.keys) if request.accept_schema else frozenset()
+    return accept, frozenset(plan.keys) if request.full else accept
+
+
+def run_policies(
+    project: Project,
+    store: StateStore,
+    accept_schema: frozenset[str] = frozenset(),
+    evolve_schema: frozenset[str] = frozenset(),
+) -> RunPolicies:
     """Gather what the executor needs besides the plan: checks' inputs, retries, rates.
 
     Raises:
@@ -141,12 +157,38 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
         for (asset, partition), m in store.last_materializations().items()
         if partition is None
     }
+    previous.update(_accepted_columns(store))
     return RunPolicies(
         python_checks=dict(project.python_checks),
         previous=previous,
         retries=retries,
         pool_rates=dict(settings.pool_rates),
+        accept_schema=accept_schema,
+        evolve_schema=evolve_schema | accept_schema,
     )
+
+
+def _accepted_columns(store: StateStore) -> dict[str, Observed]:
+    """For assets whose blocking schema_change check fails: the materialization before it.
+
+    dbt commits a model before its checks run: the next build must compare with the columns
+    last accepted, not with the rejected ones (which would pass silently).
+    """
+    from sqlorch.core.checks import Observed
+
+    out: dict[str, Observed] = {}
+    for asset, results in store.failing_blocking_checks().items():
+        rejected = {
+            r.run_id for r in results if r.kind == "builtin" and r.name.startswith("schema_change")
+        }
+        if not rejected:
+            continue
+        runs = sorted(rejected)
+        for m in store.materializations(asset):
+            if m.partition is None and m.run_id not in rejected and m.run_id < runs[0]:
+                out[asset] = Observed(m.rows, m.columns, m.materialized_at)
+                break
+    return out
 
 
 def execute(
@@ -158,8 +200,12 @@ def execute(
     command: str = "build",
     selection: str = "",
     threads: int | None = None,
+    schema: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> tuple[RunOutcome, tuple[HiddenDependencyFound, ...]]:
     """Execute `plan`, recording the run in `store`; return how it ended and what it hid.
+
+    `schema`: the assets whose changed columns the run accepts (`--accept-schema`), and those
+    whose partitioned tables take new columns (`--full` too).
 
     Raises:
         KeyboardInterrupt: a second Ctrl-C (the run is recorded as cancelled).
@@ -195,7 +241,7 @@ def execute(
             threads=threads or settings.threads,
             listeners=[events],
             pools=dict(settings.pools),
-            policies=run_policies(project, store),
+            policies=run_policies(project, store, *schema),
         )
         try:
             outcome = executor.run()

@@ -46,6 +46,8 @@ class BuildRequest:
     exclude: tuple[str, ...] = ()
     full: bool = False
     skip_non_breaking: bool = False
+    #: accept changed columns (schema_change checks pass, partitioned tables evolve)
+    accept_schema: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +316,9 @@ def plan_backfill(
         assert definition is not None
         try:
             forced[key] = definition.select(now, start, end, keys)
+            note = definition.clipped(now, start, end)
+            if note and warn is not None:
+                warn(f"Asset {key}: {note}.")
         except PartitionError as exc:
             node = graph.assets[key]
             where = (

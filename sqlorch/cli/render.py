@@ -195,7 +195,10 @@ _LEVEL_COLORS = {"error": "red", "warning": "yellow", "debug": "dim"}
 
 
 def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> None:
-    """Print one recorded event as a line of `sqlorch logs` (its traceback with `debug`)."""
+    """Print one recorded event as a line of `sqlorch logs`, with its traceback if it has one.
+
+    (Errors say "the traceback is in `sqlorch logs`": it is, without --json or --debug.)
+    """
     color = _LEVEL_COLORS.get(ev.level, "")
     detail = ev.message
     if ev.kind == EventKind.ASSET_MATERIALIZED:
@@ -214,5 +217,5 @@ def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> No
     console.print(
         f"[{color}]{escape(line)}[/]" if color else line, highlight=False, markup=bool(color)
     )
-    if debug and ev.data.get("traceback"):
+    if ev.data.get("traceback") and (debug or ev.level == "error"):
         console.print(ev.data["traceback"], markup=False)

@@ -191,13 +191,22 @@ class PartitionRuns:
             if u in self.per_partition and key in c.asset_keys
         ]
 
-    def chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
-        """Record a written chunk and queue the checks of its rows."""
+    def chunk_done(
+        self,
+        key: str,
+        chunk: Chunk,
+        rows: int | None,
+        seconds: float,
+        audited: tuple[str, ...] = (),
+    ) -> None:
+        """Record a written chunk and queue the checks of its rows not `audited` in its write."""
         node = self.progress.graph.assets[key]
         assert node.partitions is not None
         self.inflight[key] -= 1
-        # the asset's Python checks run on each partition run's rows, after it committed
+        # the asset's other Python checks run on each partition run's rows, after it committed
         for uid in self.checks_of(key):
+            if uid in audited:
+                continue
             self.inflight[key] += 1
             self.queued_checks.append((uid, key, chunk))
         if rows is not None:

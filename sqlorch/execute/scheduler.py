@@ -29,6 +29,7 @@ from sqlorch.execute.dbt_chunks import DbtChunks
 from sqlorch.execute.dbt_steps import DbtSteps, Invocations, RowCounts
 from sqlorch.execute.messages import (
     AssetLog,
+    Audited,
     CheckDone,
     ChunkCheckDone,
     ChunkDone,
@@ -101,6 +102,7 @@ class Executor:
             cancellation=self.cancellation,
             retries=dict(side.retries),
             limiters=side.rate_limiters(),
+            accept_schema=side.evolve_schema,
         )
         self._python_keys = [s.key for s in plan.steps if s.kind is AssetKind.PYTHON]
         self.checks = CheckSteps(
@@ -111,6 +113,7 @@ class Executor:
             policies=side,
             inbox=self.inbox,
         )
+        self.python.auditor = self.checks.audit  # blocking checks run inside each write
         self.counts = RowCounts(self.progress, warehouse)
         self.dbt: DbtSteps | None = None
         self.dbt_chunks: DbtChunks | None = None
@@ -334,9 +337,9 @@ class Executor:
             case PythonFailed(key, error, tb):
                 self._worker_ended(key)
                 progress.fail(key, error, tb)
-            case ChunkDone(key, chunk, rows, seconds, _metadata):
+            case ChunkDone(key, chunk, rows, seconds, _metadata, audited):
                 self._worker_ended(key)
-                self.partitions.chunk_done(key, chunk, rows, seconds)
+                self.partitions.chunk_done(key, chunk, rows, seconds, audited)
             case ChunkFailed(key, chunk, error, tb):
                 self._worker_ended(key)
                 self.partitions.chunk_failed(key, chunk, error, tb)
@@ -346,6 +349,11 @@ class Executor:
             case ChunkCheckDone(key, uid, chunk, outcome):
                 self.slots.running -= 1
                 self.checks.chunk_check_done(key, uid, chunk, outcome)
+            case Audited(key, None, uid, outcome):
+                self.checks.record(uid, outcome.status, outcome.message, dict(outcome.metadata))
+            case Audited(key, chunk, uid, outcome) if chunk is not None:
+                self.partitions.inflight[key] += 1  # check_ended counts it off
+                self.checks.chunk_check_done(key, uid, chunk, outcome, rolled_back=True)
             case Retrying(key, attempt, error, delay):
                 progress.emit(
                     EventKind.ASSET_RETRY,

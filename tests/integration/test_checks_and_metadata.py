@@ -322,8 +322,16 @@ def test_builtin_and_python_checks_from_settings_meta_and_check_modules(
     assert outcomes(project)["main.stg_events"] == "skipped"
     assert set(store.failing_blocking_checks()) == {"raw.events"}
     assert query(project.db, "select count(*) from main.final") == [(900,)]
+    # the check ran on the new rows before they were published: nothing changed
+    assert query(project.db, "select count(*) from raw.events") == [(900,)]
 
-    # compared with 360 now, the same count passes and the rest catches up
+    # a second build does not accept the drop silently: the previous count still holds
+    again = build_with(project, 360)
+    assert again.exit_code == 1, again.describe()
+    assert "rows dropped 60.0% (900 -> 360)" in again.flat
+    # the user accepts it by loosening the check; then the rest catches up
+    settings = project.path / "pyproject.toml"
+    settings.write_text(settings.read_text().replace("max_drop_pct = 50", "max_drop_pct = 70"))
     fourth = build_with(project, 360)
     assert fourth.exit_code == 0, fourth.describe()
     assert query(project.db, "select count(*) from main.final") == [(360,)]
@@ -334,7 +342,15 @@ def test_builtin_and_python_checks_from_settings_meta_and_check_modules(
     fifth = build_with(project, 360)
     assert fifth.exit_code == 1, fifth.describe()
     assert "column(s) removed: v" in fifth.flat
+    assert "--accept-schema" in fifth.flat  # it says how to accept the change
     assert outcomes(project)["main.final"] == "skipped"
+    # dbt committed stg_events; a second build still compares with the accepted columns
+    again = build_with(project, 360)
+    assert again.exit_code == 1, again.describe()
+    assert "column(s) removed: v" in again.flat
+    accepted = run_cli(project.path, "build", "--accept-schema")
+    assert accepted.exit_code == 0, accepted.describe()
+    assert "accepted (--accept-schema)" in run_cli(project.path, "logs").flat
     (project.path / "drop_v").unlink()
 
     # the Python check from check_modules gates the dbt model downstream of its asset
