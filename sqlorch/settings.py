@@ -39,6 +39,9 @@ class Settings:
     checks: Mapping[str, Any] = field(default_factory=dict)
     retries: Mapping[str, Any] = field(default_factory=dict)
     pool_rates: Mapping[str, float] = field(default_factory=dict)
+    # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
+    # it): what the last observation of the file remembered, else unknown
+    warehouse_reads: bool = True
 
     @property
     def state_dir(self) -> Path:

@@ -7,6 +7,7 @@ A command is asked for by a request value (`BuildRequest`, `BackfillRequest`,
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,15 +25,23 @@ from sqlorch.core.plan.staleness import (
     stale_reasons,
 )
 from sqlorch.core.selection import STATE_METHODS, StateSets
+from sqlorch.errors import SqlorchError
 from sqlorch.events import AttemptOutcome
 from sqlorch.load.project import Project
 from sqlorch.state.store import RunRecord, StateStore
 from sqlorch.warehouse.base import Warehouse
-from sqlorch.warehouse.observe import WarehouseView, loaded_at_fields, observe_warehouse
+from sqlorch.warehouse.observe import (
+    WarehouseView,
+    loaded_at_fields,
+    observe_warehouse,
+    open_warehouse,
+)
 
 if TYPE_CHECKING:
     from sqlorch.core.partitions.ranges import PartitionSet
     from sqlorch.core.plan.partitions import AssetPartitions
+
+log = logging.getLogger(__name__)
 
 Warn = Callable[[str], None]
 
@@ -128,13 +137,33 @@ def plan_request(
 
 
 def observe(project: Project, warehouse: Warehouse | None = None) -> WarehouseView:
-    """Observe the project's warehouse (see `warehouse.observe.observe_warehouse`)."""
+    """Observe the project's warehouse (see `warehouse.observe.observe_warehouse`).
+
+    A target that is not a DuckDB file is observed through a connection of its own, opened
+    here for the moment (unknown when it cannot be opened).
+    """
+    opened = None
+    reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
+    if warehouse is None and project.invoker.duckdb_path is None and reads:
+        try:
+            warehouse = opened = open_warehouse(project.target, needs_file=False)
+        except SqlorchError:
+            log.debug("warehouse not reachable; table presence not checked", exc_info=True)
+    try:
+        return _observe_with(project, warehouse)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _observe_with(project: Project, warehouse: Warehouse | None) -> WarehouseView:
     return observe_warehouse(
         project.invoker.duckdb_path,
         project.target.config,
         loaded_at_fields(project.graph),
         project.settings.state_dir / "relations.json",
         warehouse,
+        open_file=project.settings.warehouse_reads,
     )
 
 

@@ -1,6 +1,6 @@
 """The `sqlorch` command line: a group whose commands load when they run.
 
-One module per command family (`build`, `assets`, `history`, `lineage`, `macros`); each
+One module per command family (`build`, `assets`, `history`, `lineage`, `macros`, `ui`); each
 command parses its flags, calls one `sqlorch.app` function and renders what it returns.
 `sqlorch --help` lists the commands from the table below without importing any of them.
 """
@@ -70,6 +70,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "assets",
         "status",
         "Show each asset's last materialization, rows, duration, last run, and why it is stale.",
+    ),
+    "ui": (
+        "ui",
+        "ui",
+        "Start the local web UI: graph, assets, partitions, runs and logs, launches.",
     ),
     "wipe": (
         "assets",

@@ -20,8 +20,6 @@ from sqlorch.errors import ConfigError, WarehouseError
 from sqlorch.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
-
     # (a type only: defining a Protocol costs start-up time on every command)
     class WarehouseTarget(Protocol):
         """What opening a warehouse reads of a resolved dbt target (`dbt.profiles.Target`)."""
@@ -43,7 +41,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWarehouse | None:
+#: dbt adapter type -> the module of `sqlorch.warehouse` that opens it (see `warehouse.base`)
+WAREHOUSE_MODULES: dict[str, str] = {
+    "duckdb": "sqlorch.warehouse.duckdb",
+    "postgres": "sqlorch.warehouse.postgres",
+}
+
+
+def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> Warehouse | None:
     """Open the warehouse `target` points at (None when nothing needs one).
 
     Args:
@@ -54,35 +59,43 @@ def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWareho
     Raises:
         ConfigError: the target cannot be opened, or cannot hold Python assets.
     """
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    import importlib
 
-    if target.type == "duckdb" and target.path and target.path != ":memory:":
-        try:
-            return DuckDBWarehouse(target.path, target.config)
-        except WarehouseError as exc:
-            cause = str(exc.__cause__ or exc)
-            hint = (
-                " The file is held by another process (a second sqlorch, dbt, or a DuckDB "
-                "shell): close it and run again."
-                if "lock" in cause.lower()
-                else " Check `path:` (its folder must exist) and the other settings of the target."
-            )
-            raise ConfigError(
-                f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) "
-                f"could not be opened: DuckDB file {str(Path(target.path).resolve())!r}: "
-                f"{cause}.{hint}"
-            ) from exc
-    if needs_file:
-        what = (
-            "an in-memory DuckDB database, which sqlorch cannot share with dbt"
-            if target.type == "duckdb"
-            else f"a {target.type!r} warehouse, which this sqlorch version cannot write to yet"
-        )
+    where = f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file})"
+    module = WAREHOUSE_MODULES.get(target.type)
+    if module is None:
+        if not needs_file:
+            return None
         raise ConfigError(
-            f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) is "
-            f"{what}. Python assets need a DuckDB file: set `path:` to a .duckdb file."
+            f"{where} is a {target.type!r} warehouse, which sqlorch cannot write Python assets "
+            f"to. Python assets need one of: {', '.join(sorted(WAREHOUSE_MODULES))}."
         )
-    return None
+    if target.type == "duckdb" and (not target.path or target.path == ":memory:"):
+        if not needs_file:
+            return None
+        raise ConfigError(
+            f"{where} is an in-memory DuckDB database, which sqlorch cannot share with dbt. "
+            "Python assets need a DuckDB file: set `path:` to a .duckdb file."
+        )
+    try:
+        warehouse: Warehouse = importlib.import_module(module).open_target(target)
+        return warehouse
+    except WarehouseError as exc:
+        raise ConfigError(f"{where} could not be opened: {_why(target, exc)}") from exc
+
+
+def _why(target: WarehouseTarget, exc: WarehouseError) -> str:
+    """The reason a target could not be opened, with what to do."""
+    if target.type != "duckdb":
+        return str(exc)
+    cause = str(exc.__cause__ or exc)
+    hint = (
+        " The file is held by another process (a second sqlorch, dbt, or a DuckDB "
+        "shell): close it and run again."
+        if "lock" in cause.lower()
+        else " Check `path:` (its folder must exist) and the other settings of the target."
+    )
+    return f"DuckDB file {str(Path(target.path or '').resolve())!r}: {cause}.{hint}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,6 +123,8 @@ def observe_warehouse(
     wanted: Mapping[str, str | None],
     memo: Path,
     warehouse: Warehouse | None = None,
+    *,
+    open_file: bool = True,
 ) -> WarehouseView:
     """Read which relations the DuckDB file `path` holds and when sources last got rows.
 
@@ -126,16 +141,19 @@ def observe_warehouse(
         wanted: the sources' `loaded_at_field`s (`loaded_at_fields`).
         memo: the file remembering the last observation.
         warehouse: an open connection to the file, read instead of opening one.
+        open_file: False: never open the file (the web UI); without a memo, nothing is known.
     """
     if path is None:
-        return WarehouseView(None)
+        return _observe(warehouse, wanted) if warehouse is not None else WarehouseView(None)
     if not path.exists():
         return WarehouseView(frozenset())
     if warehouse is not None:
-        return _observe(warehouse.connection, wanted)
+        return _observe(warehouse, wanted)
     cached = _read_memo(memo, path, wanted)
     if cached is not None:
         return cached
+    if not open_file:
+        return WarehouseView(None)
     import duckdb
 
     try:
@@ -148,34 +166,30 @@ def observe_warehouse(
         except duckdb.Error:
             log.debug("warehouse busy; table presence not checked", exc_info=True)
             return WarehouseView(None)
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
     try:
-        view = _observe(con, wanted)
+        view = _observe(DuckDBWarehouse(str(path), _parent=con), wanted)
     finally:
         con.close()
     remember_view(memo, path, wanted, view)
     return view
 
 
-def _observe(con: Any, wanted: Mapping[str, str | None]) -> WarehouseView:
-    from sqlorch.warehouse.duckdb import quote_key
+def _observe(warehouse: Warehouse, wanted: Mapping[str, str | None]) -> WarehouseView:
+    from sqlorch.warehouse.sql import quote_key
 
-    relations = frozenset(
-        r[0]
-        for r in con.execute(
-            "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
-            "WHERE table_catalog = current_database()"
-        ).fetchall()
-    )
+    relations = warehouse.relations()
     loaded: dict[str, str] = {}
     for key, field in wanted.items():
         if key not in relations:
             continue
         try:
-            row = con.execute(f"SELECT max({field}) FROM {quote_key(key)}").fetchone()
+            rows = warehouse.execute(f"SELECT max({field}) FROM {quote_key(key)}")
         except Exception as exc:  # noqa: BLE001 - a bad loaded_at_field only loses freshness
             log.warning("source %s: loaded_at_field %r could not be read: %s", key, field, exc)
             continue
-        stamp = _utc_iso(row[0] if row else None)
+        stamp = _utc_iso(rows[0][0] if rows else None)
         if stamp is not None:
             loaded[key] = stamp
     return WarehouseView(relations, loaded)
