@@ -193,8 +193,8 @@ class PythonSteps:
         Their outcomes land in `audited` (kept when the write commits, reported either way).
         """
         auditor = self.auditor
-        if auditor is None:
-            return None
+        if auditor is None or getattr(self.warehouse, "dialect", "") != "duckdb":
+            return None  # elsewhere the blocking checks run after the commit
 
         def gate(within: Warehouse) -> None:
             audited[:] = auditor(node.key, chunk, within)
@@ -234,7 +234,10 @@ class PythonSteps:
             raise _user_error(key, node.file, exc) from exc
         if result is not None:
             try:
-                return session.write(key, result, audit=self._gate(node, None, audited)), metadata
+                gate = self._gate(node, None, audited)
+                if gate is None:
+                    return session.write(key, result), metadata
+                return session.write(key, result, audit=gate), metadata
             except AuditError:
                 raise
             except AssetError as exc:
@@ -293,15 +296,19 @@ class PythonSteps:
             policy = self.fns[node.key].on_schema_change
             if node.key in self.accept_schema:
                 policy = "sync_all_columns"
-            rows = session.write_partition(
-                node.key,
-                result,
-                where,
-                params,
-                definition.columns,
-                audit=self._gate(node, chunk, audited),
-                on_schema_change=policy,
-            )
+            gate = self._gate(node, chunk, audited)
+            if gate is None:  # not DuckDB: the warehouse writes as it always did
+                rows = session.write_partition(node.key, result, where, params, definition.columns)
+            else:
+                rows = session.write_partition(
+                    node.key,
+                    result,
+                    where,
+                    params,
+                    definition.columns,
+                    audit=gate,
+                    on_schema_change=policy,
+                )
             return rows, metadata
         except AuditError:
             raise
