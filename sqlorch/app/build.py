@@ -169,23 +169,28 @@ def run_policies(
 
 
 def _accepted_columns(store: StateStore) -> dict[str, Observed]:
-    """For assets whose blocking schema_change check fails: the materialization before it.
+    """For assets whose blocking schema_change check fails: their last accepted columns.
 
-    dbt commits a model before its checks run: the next build must compare with the columns
-    last accepted, not with the rejected ones (which would pass silently).
+    dbt commits a model before its checks run: the next build must compare with the newest
+    materialization whose schema_change check did not fail, not with the rejected columns
+    (which would then pass silently).
     """
     from sqlorch.core.checks import Observed
 
     out: dict[str, Observed] = {}
-    for asset, results in store.failing_blocking_checks().items():
-        rejected = {
-            r.run_id for r in results if r.kind == "builtin" and r.name.startswith("schema_change")
+    for asset, failing in store.failing_blocking_checks().items():
+        names = {
+            r.name for r in failing if r.kind == "builtin" and r.name.startswith("schema_change")
         }
-        if not rejected:
+        if not names:
             continue
-        runs = sorted(rejected)
+        rejected = {
+            r.run_id
+            for r in store.check_results(asset=asset)
+            if r.name in names and r.status in ("fail", "error")
+        }
         for m in store.materializations(asset):
-            if m.partition is None and m.run_id not in rejected and m.run_id < runs[0]:
+            if m.partition is None and m.run_id not in rejected:
                 out[asset] = Observed(m.rows, m.columns, m.materialized_at)
                 break
     return out

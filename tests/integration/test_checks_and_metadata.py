@@ -287,6 +287,14 @@ EVENTS_PYTHON = {
 }
 
 
+def _run_id(result: Any) -> str:
+    import re
+
+    found = re.search(r"run (\d{8}T\d{6}-[0-9a-f]{6})", result.output)
+    assert found, result.describe()
+    return found.group(1)
+
+
 def build_with(project: TinyProject, n: int) -> Any:
     (project.path / "n.txt").write_text(str(n))
     # the source data changed, not the code: rebuild regardless of staleness
@@ -350,7 +358,13 @@ def test_builtin_and_python_checks_from_settings_meta_and_check_modules(
     assert "column(s) removed: v" in again.flat
     accepted = run_cli(project.path, "build", "--accept-schema")
     assert accepted.exit_code == 0, accepted.describe()
-    assert "accepted (--accept-schema)" in run_cli(project.path, "logs").flat
+    (latest,) = [
+        r
+        for r in store.check_results(asset="main.stg_events")
+        if r.name == "schema_change_stg_events" and r.run_id == _run_id(accepted)
+    ]
+    assert latest.status == "pass", latest
+    assert "column(s) removed: v" in latest.metadata["accepted"], latest
     (project.path / "drop_v").unlink()
 
     # the Python check from check_modules gates the dbt model downstream of its asset
