@@ -55,8 +55,11 @@ def dbt_metadata(ev: DbtNodeEvent) -> dict[str, Any]:
 
 def dbt_error(graph: AssetGraph, key: str, message: str) -> str:
     """Say which dbt node failed, where it is defined, and what dbt said."""
+    from sqlorch.dbt.diagnostics import in_user_terms
+
     node = graph.assets[key]
     text = " ".join(message.split()) if message else "dbt reported an error"
+    text = in_user_terms(text, node.file)
     return f"dbt {node.kind.value} {node.name!r} ({node.file}) failed: {text}"
 
 
