@@ -76,12 +76,12 @@ def partitions_report(
     """Load the project and describe one asset's partitions (for `sqlorch partitions`)."""
     from sqlorch.load.project import load_project
     from sqlorch.state import ledger
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
 
     project = load_project(settings)
     node = _node(project, asset)
     assert node.partitions is not None
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     keys = [node.key, *(p for p, _ in partitioned_parents(project.graph, node.key))]
     definitions = {k: project.graph.assets[k].partitions for k in keys}
     ledgers = ledger.all_segments(store, {k: d for k, d in definitions.items() if d is not None})
@@ -111,7 +111,7 @@ def wipe_partitions(
     """
     from sqlorch.load.project import load_project
     from sqlorch.state import ledger
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
     from sqlorch.warehouse.sql import filter_sql
 
     project = load_project(settings)
@@ -139,7 +139,7 @@ def wipe_partitions(
                 rows += warehouse.delete_where(node.key, where, params)
         finally:
             warehouse.close()
-    store = StateStore(settings.state_path)
+    store = open_store(settings)
     ledger.wipe(store, node.key, definition, parts)
     return len(parts), rows
 

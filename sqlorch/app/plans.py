@@ -55,6 +55,14 @@ class BuildRequest:
     exclude: tuple[str, ...] = ()
     full: bool = False
     skip_non_breaking: bool = False
+    #: dbt's flags (issue 14): rebuild incremental models and seeds from scratch (and every
+    #: partition of the selection); read unselected upstream from a state manifest (`prod`:
+    #: the production target's); copy the run's dbt artifacts to a folder
+    full_refresh: bool = False
+    defer_state: str | None = None
+    target_path: str | None = None
+    #: dbt's `--vars` (YAML or JSON): part of every code version, like the project's vars
+    vars: str | None = None
     #: accept changed columns (schema_change checks pass, partitioned tables evolve)
     accept_schema: bool = False
 

@@ -54,6 +54,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "history",
         "Show an asset's materializations over time: rows, duration, checks, failures.",
     ),
+    "init": (
+        "init",
+        "init",
+        "Set the repo up for sqlorch: `init github` writes the GitHub Actions workflows.",
+    ),
     "lineage": (
         "lineage",
         "lineage",
@@ -90,6 +95,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "automation",
         "sensors",
         "Folder and @sensor sensors: ls, preview, pause, resume, ticks.",
+    ),
+    "state": (
+        "state",
+        "state",
+        "Upgrade or move the state store (`migrate`, `copy --from sqlite --to postgresql://...`).",
     ),
     "status": (
         "assets",

@@ -8,6 +8,7 @@ from a dbt parse; `sqlorch.load.merge` joins it with the discovered Python asset
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ def load_project(settings: Settings) -> Project:
             if target.type == "duckdb" and target.path and target.path != ":memory:"
             else None
         ),
+        vars=dict(settings.dbt_vars),
     )
     dbt = _load_dbt(settings, target, invoker)
     found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
@@ -99,6 +101,7 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
             "profile": target.profile,
             "target": target.name,
             "profiles_file": target.profiles_file.resolve(),
+            "vars": json.dumps(dict(settings.dbt_vars), sort_keys=True, default=str),
         }
     )
     extra = [target.profiles_file]
@@ -119,7 +122,10 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
     project_vars = project_file.get("vars") or {}
     parts = dbt_code_parts(
         manifest,
-        project_vars=project_vars if isinstance(project_vars, dict) else {},
+        project_vars={
+            **(project_vars if isinstance(project_vars, dict) else {}),
+            **settings.dbt_vars,
+        },
         target={
             "profile": target.profile,
             "name": target.name,
