@@ -9,6 +9,7 @@ asset (item 6): a changed column type is never coerced, and `build --full` or a 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from conftest import TinyProject, run_cli, scalar
@@ -204,10 +205,11 @@ def test_an_added_column_follows_the_declared_policy(project: TinyProject) -> No
     assert len(rows) == 3, rows
 
 
-def _rows(project: TinyProject, sql: str) -> list[tuple[object, ...]]:
+def _rows(project: TinyProject, sql: str) -> list[tuple[Any, ...]]:
     from conftest import query
 
-    return query(project.db, sql)
+    rows: list[tuple[Any, ...]] = query(project.db, sql)
+    return rows
 
 
 def test_a_window_write_failing_a_blocking_test_is_rolled_back(
