@@ -39,6 +39,11 @@ class Settings:
     checks: Mapping[str, Any] = field(default_factory=dict)
     retries: Mapping[str, Any] = field(default_factory=dict)
     pool_rates: Mapping[str, float] = field(default_factory=dict)
+    # issue 16: who executes dbt nodes, "native" (default) or "dbt": {"default": ...,
+    # selector: ...} from `execution = "dbt"` or `[tool.sqlorch.execution]`
+    execution: Mapping[str, str] = field(default_factory=dict)
+    # where state and dbt artifacts live when not in the project (`sqlorch verify`'s copies)
+    state_root: Path | None = None
     # issue 14: a postgresql:// state URL (None: the SQLite file `state_path`); has secrets
     state_url: str | None = field(default=None, repr=False)
     # issue 14: `--vars` of this command (dbt's), merged over the project's vars
@@ -51,10 +56,14 @@ class Settings:
     # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
     # it): what the last observation of the file remembered, else unknown
     warehouse_reads: bool = True
+    # issue 17: dlt sources as assets, one line each: dataset -> "module:function"
+    dlt: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
         """The folder sqlorch keeps its state and dbt artifacts in."""
+        if self.state_root is not None:
+            return self.state_root
         return self.project_dir / ".sqlorch"
 
     @property
@@ -76,6 +85,8 @@ _KNOWN = {
     "check_modules",
     "checks",
     "retries",
+    "execution",
+    "dlt",
     "schedules",
     "sensors",
     "automation",
@@ -132,6 +143,15 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
+    execution = _execution(raw.get("execution"), settings_file)
+    if env.get("SQLORCH_EXECUTION"):
+        mode = env["SQLORCH_EXECUTION"]
+        if mode not in ("native", "dbt"):
+            raise ConfigError(f"SQLORCH_EXECUTION is {mode!r}; use 'native' or 'dbt'.")
+        execution["default"] = mode
+    dlt = raw.get("dlt", {})
+    if not isinstance(dlt, dict) or not all(isinstance(v, str) for v in dlt.values()):
+        raise ConfigError(_bad(settings_file, "dlt", 'a table of dataset = "module:function"'))
     automation_tables = {
         name: _tables(raw, name, settings_file, example)
         for name, example in (
@@ -158,12 +178,31 @@ def load_settings(
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
+        execution=execution,
+        dlt=dlt,
         state_url=pg_url,
         schedules=automation_tables["schedules"],
         sensors=automation_tables["sensors"],
         automation=automation_tables["automation"],
         daemon=daemon,
     )
+
+
+def _execution(raw: Any, path: Path | None) -> dict[str, str]:
+    """Read `execution`: "native" | "dbt", or a table of `default` / selector = mode."""
+    what = (
+        '"native" or "dbt", or a table like {default = "native", "tag:legacy" = "dbt"} '
+        "(native: sqlorch runs dbt's compiled SQL where it reproduces dbt exactly; dbt: dbt "
+        "executes the nodes)"
+    )
+    if raw is None:
+        return {}
+    table = {"default": raw} if isinstance(raw, str) else raw
+    if not isinstance(table, dict) or not all(
+        isinstance(v, str) and v in ("native", "dbt") for v in table.values()
+    ):
+        raise ConfigError(_bad(path, "execution", what))
+    return {str(k): str(v) for k, v in table.items()}
 
 
 def _tables(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sqlorch.core.graph import AssetGraph
 from sqlorch.core.plan.builder import build_plan
 from sqlorch.core.plan.definition import Plan, Reason, ReasonKind
+from sqlorch.core.plan.groups import with_load_groups
 from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,
@@ -116,7 +117,25 @@ def plan_request(
     warn: Warn | None = None,
     note: Warn | None = None,
 ) -> Plan:
-    """Plan what `request` runs (`retried`: the run a `RetryRequest` names, found)."""
+    """Plan what `request` runs (`retried`: the run a `RetryRequest` names, found).
+
+    The assets one load writes together (a dlt source's tables) are planned together.
+    """
+    plan = _plan_request(project, store, request, retried=retried, warn=warn, note=note)
+    if isinstance(request, CheckRequest):
+        return plan
+    return with_load_groups(project.graph, plan)
+
+
+def _plan_request(
+    project: Project,
+    store: StateStore,
+    request: Request,
+    *,
+    retried: RunRecord | None = None,
+    warn: Warn | None = None,
+    note: Warn | None = None,
+) -> Plan:
     match request:
         case BuildRequest():
             plan = plan_build(

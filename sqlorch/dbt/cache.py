@@ -29,7 +29,7 @@ from sqlorch.dbt.manifest import DbtProject
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: native-execution facts in node metadata (issue 16)
 _ROOT_FILES = (
     "dbt_project.yml",
     "packages.yml",

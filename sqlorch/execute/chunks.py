@@ -197,9 +197,11 @@ class PartitionRuns:
         chunk: Chunk,
         rows: int | None,
         seconds: float,
+        metadata: dict[str, Any] | None = None,
         audited: tuple[str, ...] = (),
     ) -> None:
-        """Record a written chunk and queue the checks of its rows not `audited` in its write."""
+        """Record a written chunk (with the metadata its asset reported); queue the checks of
+        its rows not `audited` in its write."""
         node = self.progress.graph.assets[key]
         assert node.partitions is not None
         self.inflight[key] -= 1
@@ -219,6 +221,7 @@ class PartitionRuns:
                 "rows": rows,
                 "duration_s": round(seconds, 4),
                 "code_version": node.code_version,
+                **({"metadata": metadata} if metadata else {}),
             },
         )
         self.maybe_finish(key)

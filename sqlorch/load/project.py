@@ -71,7 +71,13 @@ def load_project(settings: Settings) -> Project:
         vars=dict(settings.dbt_vars),
     )
     dbt = _load_dbt(settings, target, invoker)
-    found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
+    found, found_checks = discover_all(
+        settings.root,
+        (*settings.ingest, *settings.check_modules),
+        settings.state_dir / "dlt",
+        settings.dlt,
+        str(settings.settings_file) if settings.settings_file else "[tool.sqlorch]",
+    )
     graph, python_assets = merge(dbt, found, settings.asset_schema)
     from sqlorch.state.hidden import add_hidden_edges
 
