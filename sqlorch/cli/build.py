@@ -250,6 +250,7 @@ def _run(
     settings = load_settings(project_dir, profiles_dir, target, threads)
     out = console()
     renderer = TerminalRenderer(out, verbose=verbose)
+    renderer.loading()
     try:
         result = build(
             settings,

@@ -53,10 +53,34 @@ class TerminalRenderer:
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.checks = {"passed": 0, "warned": 0, "failed": 0}
         self.failures: list[tuple[str, str]] = []
+        # the command's start: "Done in" counts loading the project (dbt's parse) too
         self.started = time.perf_counter()
+        self.loaded_after: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._loading: Any = None
         self.run_started = False
+
+    def loading(self) -> None:
+        """On a terminal, show that the project loads (dbt parses), with the time elapsed."""
+        if not self.console.is_terminal:
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._loading = Progress(
+            SpinnerColumn(),
+            TextColumn("loading the project (dbt parses what changed)"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._loading.add_task("loading", total=None)
+        self._loading.start()
+
+    def _loaded(self) -> None:
+        if self._loading is not None:
+            self._loading.stop()
+            self._loading = None
 
     def __call__(self, event: Event) -> None:
         kind = event.kind
@@ -114,8 +138,9 @@ class TerminalRenderer:
         self._refresh()
 
     def _start(self, steps: object) -> None:
+        self._loaded()
         self.run_started = True
-        self.started = time.perf_counter()
+        self.loaded_after = time.perf_counter() - self.started
         if isinstance(steps, int):
             self.total = steps
         if not self.console.is_terminal:
@@ -152,6 +177,7 @@ class TerminalRenderer:
 
     def close(self, *, summary: bool = True) -> None:
         """Stop the live view and print the summary (unless the run never started)."""
+        self._loaded()
         if self._progress is not None:
             self._progress.stop()
         if not summary:
@@ -172,8 +198,12 @@ class TerminalRenderer:
                 tail += f", [yellow]{checks['warned']} warned[/]"
             if checks["failed"]:
                 tail += f", [red]{checks['failed']} failed[/]"
+        loading = ""
+        if self.loaded_after is not None and self.loaded_after >= 0.1:
+            loading = f" ({fmt_seconds(self.loaded_after)} loading the project)"
         self.console.print(
-            f"\nDone in {fmt_seconds(elapsed)}: {', '.join(parts)}{tail}.", highlight=False
+            f"\nDone in {fmt_seconds(elapsed)}{loading}: {', '.join(parts)}{tail}.",
+            highlight=False,
         )
         for what, message in self.failures:
             self.console.print(f"\n[red]{escape(what)}[/]: {escape(message)}", highlight=False)

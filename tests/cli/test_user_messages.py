@@ -149,3 +149,10 @@ def test_retry_dry_run_json_prints_json_when_nothing_is_left(project: TinyProjec
     assert result.exit_code == 0, result.describe()
     doc = json.loads(result.stdout)
     assert doc["steps"] == [], doc
+
+
+def test_done_in_counts_loading_the_project(project: TinyProject) -> None:
+    built = run_cli(project.path, "build", "-s", "b")  # the first build: dbt parses
+    assert built.exit_code == 0, built.describe()
+    done = next(line for line in built.stdout.splitlines() if line.startswith("Done in"))
+    assert "loading the project)" in done, built.describe()
