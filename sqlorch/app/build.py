@@ -196,6 +196,7 @@ def execute(
             listeners=[events],
             pools=dict(settings.pools),
             policies=run_policies(project, store),
+            dbt_threads=threads or settings.dbt_threads(project.target.threads),
         )
         try:
             outcome = executor.run()
@@ -334,7 +335,7 @@ def _record_relations_after_run(project: Project, warehouse: DuckDBWarehouse) ->
     """
     path = project.invoker.duckdb_path
     try:
-        view = observe(project, warehouse)
+        view = observe(project, warehouse, present=False)
     except Exception:  # noqa: BLE001 - only a cache
         log.debug("could not observe the warehouse", exc_info=True)
         view = None
