@@ -115,7 +115,7 @@ class CheckContext:
 
     @property
     def connection(self) -> Any:
-        """The warehouse connection (DuckDB: a cursor of the run's database)."""
+        """The warehouse's native connection (DuckDB: a cursor; PostgreSQL: a psycopg one)."""
         return self.warehouse.connection
 
     def rows(self) -> Any:
@@ -123,4 +123,4 @@ class CheckContext:
         where = f" WHERE {self.partition_filter}" if self.partition_filter else ""
         sql = f"SELECT * FROM {self.table}{where}"
         params = list(self.partition_params) or None
-        return self.connection.sql(sql, params=params).to_arrow_table()
+        return self.warehouse.arrow(sql, params)

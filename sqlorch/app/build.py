@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlorch.execute.policies import RunPolicies
     from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import RunOutcome
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def record_hidden_dependencies(
     return found
 
 
-def _open_for(project: Project, plan: Plan) -> DuckDBWarehouse | None:
+def _open_for(project: Project, plan: Plan) -> Warehouse | None:
     """Open the warehouse when the plan runs anything; check partition columns exist."""
     if not (plan.steps or plan.checks):
         return None
@@ -327,7 +327,7 @@ def _finish_run(
         )
 
 
-def _record_relations_after_run(project: Project, warehouse: DuckDBWarehouse) -> None:
+def _record_relations_after_run(project: Project, warehouse: Warehouse) -> None:
     """After a run: observe the warehouse, close every handle on the file, stamp it.
 
     The database is checkpointed when its last connection closes; stamping after that makes

@@ -7,6 +7,7 @@ A command is asked for by a request value (`BuildRequest`, `BackfillRequest`,
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,15 +26,23 @@ from sqlorch.core.plan.staleness import (
     table_missing,
 )
 from sqlorch.core.selection import STATE_METHODS, StateSets
+from sqlorch.errors import SqlorchError
 from sqlorch.events import AttemptOutcome
 from sqlorch.load.project import Project
 from sqlorch.state.store import RunRecord, StateStore
 from sqlorch.warehouse.base import Warehouse
-from sqlorch.warehouse.observe import WarehouseView, loaded_at_fields, observe_warehouse
+from sqlorch.warehouse.observe import (
+    WarehouseView,
+    loaded_at_fields,
+    observe_warehouse,
+    open_warehouse,
+)
 
 if TYPE_CHECKING:
     from sqlorch.core.partitions.ranges import PartitionSet
     from sqlorch.core.plan.partitions import AssetPartitions
+
+log = logging.getLogger(__name__)
 
 Warn = Callable[[str], None]
 
@@ -129,16 +138,34 @@ def plan_request(
 def observe(
     project: Project, warehouse: Warehouse | None = None, *, present: bool = True
 ) -> WarehouseView:
-    """Observe the project's warehouse (see `warehouse.observe.observe_warehouse`); with
-    `present`, a view whose files are gone (an external model's) counts as missing."""
-    view = observe_warehouse(
+    """Observe the project's warehouse (see `warehouse.observe.observe_warehouse`).
+
+    A target that is not a DuckDB file is observed through a connection of its own, opened
+    here for the moment (unknown when it cannot be opened). With `present`, a view whose
+    files are gone (a dbt-duckdb `external` model's parquet/csv) counts as missing.
+    """
+    opened = None
+    if warehouse is None and project.invoker.duckdb_path is None:
+        try:
+            warehouse = opened = open_warehouse(project.target, needs_file=False)
+        except SqlorchError:
+            log.debug("warehouse not reachable; table presence not checked", exc_info=True)
+    try:
+        view = _observe_with(project, warehouse)
+        return view.present() if present else view
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _observe_with(project: Project, warehouse: Warehouse | None) -> WarehouseView:
+    return observe_warehouse(
         project.invoker.duckdb_path,
         project.target.config,
         loaded_at_fields(project.graph),
         project.settings.state_dir / "relations.json",
         warehouse,
     )
-    return view.present() if present else view
 
 
 def select_assets(

@@ -25,6 +25,8 @@ class Target:
     path: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    #: the target's whole entry in profiles.yml, secrets included: never printed or cached
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def read_project_file(project_dir: Path) -> dict[str, Any]:
@@ -126,6 +128,7 @@ def read_target(
         path=str(out["path"]) if out.get("path") is not None else None,
         config=dict(out.get("config_options") or {}),
         threads=int(str(threads)) if str(threads).strip().isdigit() else None,
+        options=dict(out),
     )
 
 
@@ -142,7 +145,8 @@ def read_target_cached(
     """`read_target`, remembered while profiles.yml, dbt_project.yml and the environment
     variables they read are unchanged (no Jinja or YAML import on the no-op path).
 
-    A target with `config_options` is never written to the cache (they may hold tokens).
+    A target with `config_options`, or of another type than DuckDB (its options hold
+    passwords), is never written to the cache.
     """
     env = os.environ if env is None else env
     try:
@@ -173,7 +177,7 @@ def read_target_cached(
     except (OSError, ValueError, KeyError, TypeError):
         pass
     found = read_target(project_dir, profiles_dir, target, env)
-    if not found.config:
+    if not found.config and found.type == "duckdb":
         doc = {
             "key": key,
             "target": {

@@ -127,8 +127,8 @@ class CheckSteps:
         try:
             if self.warehouse is None:
                 raise RuntimeError(
-                    "sqlorch runs Python and built-in checks on a DuckDB file target only; "
-                    "this target's warehouse cannot be queried by sqlorch yet"
+                    "sqlorch runs Python and built-in checks through a warehouse it can open; "
+                    "this target's warehouse cannot be queried by sqlorch"
                 )
             session = self.warehouse.session()
             result = run(session, logger)
@@ -296,8 +296,8 @@ def run_side_check(
 
     def newest_value(column: str) -> datetime | None:
         ident = '"' + column.replace('"', '""') + '"'
-        value = session.connection.execute(f"SELECT max({ident}) FROM {quote_key(key)}").fetchone()
-        return as_datetime(value[0] if value else None)
+        value = session.execute(f"SELECT max({ident}) FROM {quote_key(key)}")
+        return as_datetime(value[0][0] if value else None)
 
     now = policies.now()
     if check.config["type"] == "freshness" and partitions is not None:
@@ -325,10 +325,8 @@ def latest_partition_present(
                 f"{key} declares no partition column, so the latest partition cannot be looked "
                 "up in its table; give the partitions a `column` or the check a `max_age`",
             )
-        row = session.connection.execute(
-            f"SELECT count(*) FROM {quote_key(key)} WHERE {where}", params
-        ).fetchone()
-        if not row or not row[0]:
+        row = session.execute(f"SELECT count(*) FROM {quote_key(key)} WHERE {where}", params)
+        if not row or not row[0][0]:
             missing.append(definition.key(prefix, n - 1))
     latest = definition.key(definition.prefixes()[0], n - 1)
     meta = {"latest_partition": latest, "missing": missing}

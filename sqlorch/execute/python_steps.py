@@ -58,10 +58,7 @@ class Sessions:
         with self._lock:
             sessions = list(self._open)
         for session in sessions:
-            try:
-                session.connection.interrupt()
-            except Exception:  # noqa: BLE001 - a closed or non-DuckDB session
-                log.debug("could not interrupt a session", exc_info=True)
+            session.interrupt()
 
 
 class PythonSteps:

@@ -1,4 +1,22 @@
-"""The `Warehouse` interface: what the executor needs from a database."""
+"""The `Warehouse` interface: what the executor needs from a database.
+
+One implementation per dbt adapter type, each in its own module of `sqlorch.warehouse`
+(`duckdb`, `postgres`, `spark`, ...). Such a module provides:
+
+- a class implementing `Warehouse` below;
+- `open_target(target) -> Warehouse`: open it from a resolved dbt target (`type`, `path`,
+  `config`, `options`: the target's whole profiles.yml entry, secrets included, never printed);
+  raise `WarehouseError` when it cannot connect (the caller turns it into a `ConfigError`).
+
+`sqlorch.warehouse.observe.WAREHOUSE_MODULES` maps the adapter type to the module (one line
+per warehouse). SQL given to `execute`/`arrow`/`delete_where`/`write_partition` uses `?`
+placeholders (as `sqlorch.warehouse.sql.filter_sql` writes them) and double-quoted
+identifiers; an implementation translates them to its driver's style. Keys are
+`schema.name`, compared case-insensitively. `relations()` answers "which tables exist" for
+the planner (a missing table is stale). The direct window writes of dbt models
+(`sqlorch.dbt.windows.WindowStore`) are optional: a warehouse without them leaves every
+window to dbt.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +40,7 @@ class Warehouse(Protocol):
     transaction, and answer catalog questions. Keys are `schema.name`.
     """
 
+    #: the sqlglot dialect of its SQL (`duckdb`, `postgres`, `spark`)
     dialect: str
 
     @property
@@ -31,6 +50,14 @@ class Warehouse(Protocol):
 
     def session(self) -> Warehouse:
         """Return a handle with its own connection, safe to use from another thread."""
+        ...
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run `sql` (`?` placeholders) and return all rows."""
+        ...
+
+    def arrow(self, sql: str, params: Any = None) -> Any:
+        """Run a query (`?` placeholders) and return its rows as a pyarrow Table."""
         ...
 
     def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
@@ -55,6 +82,10 @@ class Warehouse(Protocol):
         """Return True when a table or view `key` exists."""
         ...
 
+    def relations(self) -> frozenset[str]:
+        """Return every table and view of the target database as lower-case `schema.name`."""
+        ...
+
     def row_counts(self, keys: list[str]) -> dict[str, int]:
         """Return the row count of each of `keys` that exists (missing ones are left out)."""
         ...
@@ -65,6 +96,10 @@ class Warehouse(Protocol):
 
     def table_columns(self, keys: list[str]) -> dict[str, list[Column]]:
         """Return the columns of each existing relation among `keys` (one round trip)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Cancel the query this session is running (from another thread); never raises."""
         ...
 
     def close(self) -> None:

@@ -79,6 +79,20 @@ def _drift(have: Mapping[str, str], got: Mapping[str, str]) -> str:
     return "; ".join(parts) or "columns differ"
 
 
+def open_target(target: Any) -> DuckDBWarehouse:
+    """Open the DuckDB file of a dbt target (`path:`; an in-memory database is refused).
+
+    Raises:
+        WarehouseError: the target has no file, or the file cannot be opened.
+    """
+    if not target.path or target.path == ":memory:":
+        raise WarehouseError(
+            "it is an in-memory DuckDB database, which sqlorch cannot share with dbt; set "
+            "`path:` to a .duckdb file"
+        )
+    return DuckDBWarehouse(target.path, target.config)
+
+
 class DuckDBWarehouse:
     """A DuckDB database file (or an attached connection) as a `Warehouse`."""
 
@@ -116,6 +130,27 @@ class DuckDBWarehouse:
     def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run `sql` and return all rows."""
         return self._con.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+
+    def arrow(self, sql: str, params: Any = None) -> Any:
+        """Run a query and return its rows as a pyarrow Table."""
+        return self._con.sql(sql, params=params).to_arrow_table()
+
+    def relations(self) -> frozenset[str]:
+        """Return every table and view of the file as lower-case `schema.name`."""
+        return frozenset(
+            str(r[0])
+            for r in self._con.execute(
+                "SELECT lower(table_schema || '.' || table_name) FROM information_schema.tables "
+                "WHERE table_catalog = current_database()"
+            ).fetchall()
+        )
+
+    def interrupt(self) -> None:
+        """Interrupt this session's running query (from another thread)."""
+        try:
+            self._con.interrupt()
+        except Exception:  # noqa: BLE001 - a closed session has nothing to interrupt
+            log.debug("could not interrupt a DuckDB session", exc_info=True)
 
     def ensure_schema(self, schema: str) -> None:
         """Create `schema` if it does not exist."""

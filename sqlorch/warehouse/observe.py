@@ -22,8 +22,6 @@ from sqlorch.errors import ConfigError, WarehouseError
 from sqlorch.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
-
     # (a type only: defining a Protocol costs start-up time on every command)
     class WarehouseTarget(Protocol):
         """What opening a warehouse reads of a resolved dbt target (`dbt.profiles.Target`)."""
@@ -45,7 +43,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWarehouse | None:
+#: dbt adapter type -> the module of `sqlorch.warehouse` that opens it (see `warehouse.base`)
+WAREHOUSE_MODULES: dict[str, str] = {
+    "duckdb": "sqlorch.warehouse.duckdb",
+    "postgres": "sqlorch.warehouse.postgres",
+}
+
+
+def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> Warehouse | None:
     """Open the warehouse `target` points at (None when nothing needs one).
 
     Args:
@@ -56,35 +61,43 @@ def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> DuckDBWareho
     Raises:
         ConfigError: the target cannot be opened, or cannot hold Python assets.
     """
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    import importlib
 
-    if target.type == "duckdb" and target.path and target.path != ":memory:":
-        try:
-            return DuckDBWarehouse(target.path, target.config)
-        except WarehouseError as exc:
-            cause = str(exc.__cause__ or exc)
-            hint = (
-                " The file is held by another process (a second sqlorch, dbt, or a DuckDB "
-                "shell): close it and run again."
-                if "lock" in cause.lower()
-                else " Check `path:` (its folder must exist) and the other settings of the target."
-            )
-            raise ConfigError(
-                f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) "
-                f"could not be opened: DuckDB file {str(Path(target.path).resolve())!r}: "
-                f"{cause}.{hint}"
-            ) from exc
-    if needs_file:
-        what = (
-            "an in-memory DuckDB database, which sqlorch cannot share with dbt"
-            if target.type == "duckdb"
-            else f"a {target.type!r} warehouse, which this sqlorch version cannot write to yet"
-        )
+    where = f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file})"
+    module = WAREHOUSE_MODULES.get(target.type)
+    if module is None:
+        if not needs_file:
+            return None
         raise ConfigError(
-            f"Target {target.name!r} of profile {target.profile!r} ({target.profiles_file}) is "
-            f"{what}. Python assets need a DuckDB file: set `path:` to a .duckdb file."
+            f"{where} is a {target.type!r} warehouse, which sqlorch cannot write Python assets "
+            f"to. Python assets need one of: {', '.join(sorted(WAREHOUSE_MODULES))}."
         )
-    return None
+    if target.type == "duckdb" and (not target.path or target.path == ":memory:"):
+        if not needs_file:
+            return None
+        raise ConfigError(
+            f"{where} is an in-memory DuckDB database, which sqlorch cannot share with dbt. "
+            "Python assets need a DuckDB file: set `path:` to a .duckdb file."
+        )
+    try:
+        warehouse: Warehouse = importlib.import_module(module).open_target(target)
+        return warehouse
+    except WarehouseError as exc:
+        raise ConfigError(f"{where} could not be opened: {_why(target, exc)}") from exc
+
+
+def _why(target: WarehouseTarget, exc: WarehouseError) -> str:
+    """The reason a target could not be opened, with what to do."""
+    if target.type != "duckdb":
+        return str(exc)
+    cause = str(exc.__cause__ or exc)
+    hint = (
+        " The file is held by another process (a second sqlorch, dbt, or a DuckDB "
+        "shell): close it and run again."
+        if "lock" in cause.lower()
+        else " Check `path:` (its folder must exist) and the other settings of the target."
+    )
+    return f"DuckDB file {str(Path(target.path or '').resolve())!r}: {cause}.{hint}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,11 +156,11 @@ def observe_warehouse(
         warehouse: an open connection to the file, read instead of opening one.
     """
     if path is None:
-        return WarehouseView(None)
+        return _observe(warehouse, wanted) if warehouse is not None else WarehouseView(None)
     if not path.exists():
         return WarehouseView(frozenset())
     if warehouse is not None:
-        return _observe(warehouse.connection, wanted)
+        return _observe(warehouse, wanted)
     cached = _read_memo(memo, path, wanted)
     if cached is not None:
         return cached
@@ -163,8 +176,10 @@ def observe_warehouse(
         except duckdb.Error:
             log.debug("warehouse busy; table presence not checked", exc_info=True)
             return WarehouseView(None)
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
     try:
-        view = _observe(con, wanted)
+        view = _observe(DuckDBWarehouse(str(path), _parent=con), wanted)
     finally:
         con.close()
     remember_view(memo, path, wanted, view)
@@ -173,7 +188,7 @@ def observe_warehouse(
 
 # a view reading a file by a literal path: read_parquet('x.parquet'), read_csv_auto('y.csv')
 _FILE_READ = re.compile(
-    r"\bread_(?:parquet|csv|csv_auto|json|json_auto|ndjson)\(\s*'([^']+)'", re.I
+    r"\bread_(?:parquet|csv|csv_auto|json|json_auto|ndjson)\(\s*'([^']+)'", re.IGNORECASE
 )
 
 
@@ -186,29 +201,34 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)
 
 
-def _observe(con: Any, wanted: Mapping[str, str | None]) -> WarehouseView:
-    from sqlorch.warehouse.duckdb import quote_key
+def _view_files(warehouse: Warehouse) -> dict[str, list[str]]:
+    """The files each DuckDB view reads by a literal path, from the catalog in one query."""
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
-    # one query: every relation, and the SQL of each view (to find the files it reads)
-    rows = con.execute(
-        "SELECT lower(t.table_schema || '.' || t.table_name), v.sql "
-        "FROM information_schema.tables t LEFT JOIN duckdb_views() v "
-        "ON v.database_name = t.table_catalog AND v.schema_name = t.table_schema "
-        "AND v.view_name = t.table_name "
-        "WHERE t.table_catalog = current_database()"
-    ).fetchall()
-    relations = frozenset(r[0] for r in rows)
-    files = {key: paths for key, sql in rows if sql and (paths := _FILE_READ.findall(sql))}
+    if not isinstance(warehouse, DuckDBWarehouse):
+        return {}
+    rows = warehouse.execute(
+        "SELECT lower(schema_name || '.' || view_name), sql FROM duckdb_views() "
+        "WHERE NOT internal AND database_name = current_database()"
+    )
+    return {str(key): paths for key, sql in rows if sql and (paths := _FILE_READ.findall(str(sql)))}
+
+
+def _observe(warehouse: Warehouse, wanted: Mapping[str, str | None]) -> WarehouseView:
+    from sqlorch.warehouse.sql import quote_key
+
+    relations = warehouse.relations()
+    files = _view_files(warehouse)
     loaded: dict[str, str] = {}
     for key, field in wanted.items():
         if key not in relations:
             continue
         try:
-            row = con.execute(f"SELECT max({field}) FROM {quote_key(key)}").fetchone()
+            rows = warehouse.execute(f"SELECT max({field}) FROM {quote_key(key)}")
         except Exception as exc:  # noqa: BLE001 - a bad loaded_at_field only loses freshness
             log.warning("source %s: loaded_at_field %r could not be read: %s", key, field, exc)
             continue
-        stamp = _utc_iso(row[0] if row else None)
+        stamp = _utc_iso(rows[0][0] if rows else None)
         if stamp is not None:
             loaded[key] = stamp
     return WarehouseView(relations, loaded, files)
