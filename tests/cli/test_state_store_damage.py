@@ -7,6 +7,7 @@ history would be gone and everything rebuilt without a word.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 
 import pytest
@@ -29,10 +30,23 @@ def _built(make_dbt_project: Make) -> TinyProject:
 def test_damaged_pages_give_one_paragraph_and_what_to_do(make_dbt_project: Make) -> None:
     project = _built(make_dbt_project)
     store = project.path / ".sqlorch" / "state.db"
+    # scribble over the pages of the history tables; the schema (page 1) and the schema
+    # version stay readable, so the store opens and breaks only when the history is read
+    con = sqlite3.connect(store)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    roots = [
+        r[0]
+        for r in con.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name IN "
+            "('runs', 'events', 'attempts', 'materializations', 'partition_ledger')"
+        )
+    ]
+    con.close()
+    assert len(roots) == 5 and 1 not in roots
     data = bytearray(store.read_bytes())
-    assert len(data) > 8192
-    # keep the header page, scribble over every other page
-    data[4096:] = b"\xa5" * (len(data) - 4096)
+    for page in roots:
+        start = (page - 1) * page_size
+        data[start : start + page_size] = b"\xa5" * page_size
     store.write_bytes(bytes(data))
 
     for command in (("status",), ("runs",), ("build",)):
