@@ -3,7 +3,8 @@
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
 `MaterializeResult` (data plus metadata), `check` / `CheckResult` / `CheckContext` (Python
 checks of assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
-and partition mappings (`window`, `all_partitions`, `same`), and the error root
+and partition mappings (`window`, `all_partitions`, `same`), automation (`eager`,
+`on_cron`, `on_missing`, `max_lag`, `sensor`, `RunRequest`, `SensorResult`), and the error root
 `SqlorchError`.
 """
 
@@ -13,6 +14,16 @@ from sqlorch.api.asset import (
     MaterializeResult,
     PartitionContext,
     asset,
+)
+from sqlorch.api.automation import (
+    RunRequest,
+    SensorContext,
+    SensorResult,
+    eager,
+    max_lag,
+    on_cron,
+    on_missing,
+    sensor,
 )
 from sqlorch.api.checks import CheckContext, CheckResult, check
 from sqlorch.core.partitions.definitions import daily, hourly, monthly, multi, static, weekly
@@ -27,15 +38,23 @@ __all__ = [
     "MaterializeResult",
     "PartitionContext",
     "PartitionError",
+    "RunRequest",
+    "SensorContext",
+    "SensorResult",
     "SqlorchError",
     "all_partitions",
     "asset",
     "check",
     "daily",
+    "eager",
     "hourly",
+    "max_lag",
     "monthly",
     "multi",
+    "on_cron",
+    "on_missing",
     "same",
+    "sensor",
     "static",
     "weekly",
     "window",

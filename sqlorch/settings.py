@@ -42,6 +42,14 @@ class Settings:
     checks: Mapping[str, Any] = field(default_factory=dict)
     retries: Mapping[str, Any] = field(default_factory=dict)
     pool_rates: Mapping[str, float] = field(default_factory=dict)
+    # issue 13: automation tables, read into typed values by sqlorch.automation.definitions
+    schedules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sensors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    automation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    daemon: Mapping[str, Any] = field(default_factory=dict)
+    # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
+    # it): what the last observation of the file remembered, else unknown
+    warehouse_reads: bool = True
 
     @property
     def state_dir(self) -> Path:
@@ -68,6 +76,10 @@ _KNOWN = {
     "check_modules",
     "checks",
     "retries",
+    "schedules",
+    "sensors",
+    "automation",
+    "daemon",
 }
 
 
@@ -114,6 +126,17 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
+    automation_tables = {
+        name: _tables(raw, name, settings_file, example)
+        for name, example in (
+            ("schedules", 'nightly = {cron = "30 5 * * *", select = "+marts"}'),
+            ("sensors", 'orders = {path = "landing/*.csv", select = "raw.orders+"}'),
+            ("automation", '"marts" = {eager = true}'),
+        )
+    }
+    daemon = raw.get("daemon", {})
+    if not isinstance(daemon, dict):
+        raise ConfigError(_bad(settings_file, "daemon", "a table (max_concurrent_runs = 1, ...)"))
     return Settings(
         root=base,
         project_dir=proj,
@@ -132,7 +155,21 @@ def load_settings(
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
+        schedules=automation_tables["schedules"],
+        sensors=automation_tables["sensors"],
+        automation=automation_tables["automation"],
+        daemon=daemon,
     )
+
+
+def _tables(
+    raw: Mapping[str, Any], name: str, path: Path | None, example: str
+) -> dict[str, dict[str, Any]]:
+    """Read a table of named tables (`[tool.sqlorch.schedules.nightly]`, ...)."""
+    value = raw.get(name, {})
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(_bad(path, name, f"a table of name = {{...}} tables, e.g. {example}"))
+    return {str(k): dict(v) for k, v in value.items()}
 
 
 def _settings_for(start: Path) -> tuple[Path | None, dict[str, Any]]:

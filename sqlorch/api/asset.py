@@ -6,6 +6,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
 
     # the one agreed api -> warehouse edge; api/checks.py takes the type from here
     from sqlorch.warehouse.base import Warehouse as Warehouse
+
+
+#: the environment variable carrying `AssetContext.files` into a run automation launched:
+#: JSON, asset key -> file paths
+FILES_ENV = "SQLORCH_FILES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ def asset(
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
+    automation: Any = None,
 ) -> Callable[[Callable[..., Any]], AssetDefinition]: ...
 
 
@@ -89,6 +96,7 @@ def asset(
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
+    automation: Any = None,
 ) -> AssetDefinition | Callable[[Callable[..., Any]], AssetDefinition]:
     """Declare a Python asset.
 
@@ -115,6 +123,9 @@ def asset(
             transient warehouse errors, which are retried 3 times).
         backoff: `exponential` (default), `linear` or `constant` growth of the wait.
         retry_delay: the first wait, in seconds or as a duration (`"30s"`, `"2m"`).
+        automation: when the daemon (or `sqlorch tick`) materializes it: `eager()`,
+            `on_cron("0 * * * *")`, `on_missing()`, `max_lag("2h")` (sqlorch.api.automation),
+            a list of them, or the settings mapping (`{"eager": True}`).
     """
     mappings: dict[str, PartitionMapping] = {}
     if isinstance(deps, Mapping):
@@ -129,6 +140,14 @@ def asset(
 
         policy = retry_policy(retries, backoff, retry_delay, "@asset")
 
+    meta = dict(metadata or {})
+    if automation is not None:
+        from sqlorch.api.automation import conditions_config
+
+        own = dict(meta.get("sqlorch") or {})
+        own["automation"] = conditions_config(automation)
+        meta["sqlorch"] = own
+
     def wrap(f: Callable[..., Any]) -> AssetDefinition:
         doc = inspect.getdoc(f) or ""
         return AssetDefinition(
@@ -140,7 +159,7 @@ def asset(
             description=description if description is not None else doc.split("\n\n")[0],
             tags=tuple(tags),
             code_version=code_version,
-            metadata=dict(metadata or {}),
+            metadata=meta,
             pool=pool,
             partitions=partitions,
             dep_mappings=mappings,
@@ -183,6 +202,18 @@ class AssetContext:
     def table(self) -> str:
         """The asset's table name (without schema)."""
         return self.key.rsplit(".", 1)[1]
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files a folder sensor (or a `@sensor` request) handed to this run of the asset.
+
+        Empty outside runs that automation launched for new files.
+        """
+        import json
+        import os
+
+        handed = json.loads(os.environ.get(FILES_ENV) or "{}")
+        return tuple(Path(p) for p in handed.get(self.key, ()))
 
     def add_metadata(self, **values: Any) -> None:
         """Record metadata with this materialization."""

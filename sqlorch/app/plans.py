@@ -145,7 +145,8 @@ def observe(
     files are gone (a dbt-duckdb `external` model's parquet/csv) counts as missing.
     """
     opened = None
-    if warehouse is None and project.invoker.duckdb_path is None:
+    reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
+    if warehouse is None and project.invoker.duckdb_path is None and reads:
         try:
             warehouse = opened = open_warehouse(project.target, needs_file=False)
         except SqlorchError:
@@ -165,6 +166,7 @@ def _observe_with(project: Project, warehouse: Warehouse | None) -> WarehouseVie
         loaded_at_fields(project.graph),
         project.settings.state_dir / "relations.json",
         warehouse,
+        open_file=project.settings.warehouse_reads,
     )
 
 

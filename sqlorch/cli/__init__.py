@@ -1,6 +1,6 @@
 """The `sqlorch` command line: a group whose commands load when they run.
 
-One module per command family (`build`, `assets`, `history`, `lineage`, `macros`); each
+One module per command family (`build`, `assets`, `history`, `lineage`, `macros`, `ui`); each
 command parses its flags, calls one `sqlorch.app` function and renders what it returns.
 `sqlorch --help` lists the commands from the table below without importing any of them.
 """
@@ -14,6 +14,11 @@ import click
 #: command -> (module under sqlorch.cli, attribute, the first paragraph of its help)
 #: (tests/cli/test_lazy_group.py checks the summaries against the commands)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "automation": (
+        "automation",
+        "automation",
+        "Declarative asset automation (eager, on_cron, ...): ls, preview, pause, ...",
+    ),
     "backfill": (
         "build",
         "backfill",
@@ -28,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "build",
         "check",
         "Run the checks of the selected assets on what the warehouse holds now; build nothing.",
+    ),
+    "daemon": (
+        "automation",
+        "daemon",
+        "Run schedules, sensors and declarative automation until stopped (SIGTERM: exit 0).",
     ),
     "diff": (
         "lineage",
@@ -66,10 +76,30 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Re-run only the assets that failed or were skipped in a run (default: the last).",
     ),
     "runs": ("history", "runs", "List runs: id, started, finished, status, counts."),
+    "schedules": (
+        "automation",
+        "schedules",
+        "Cron schedules: ls, preview, pause, resume, ticks.",
+    ),
+    "sensors": (
+        "automation",
+        "sensors",
+        "Folder and @sensor sensors: ls, preview, pause, resume, ticks.",
+    ),
     "status": (
         "assets",
         "status",
         "Show each asset's last materialization, rows, duration, last run, and why it is stale.",
+    ),
+    "tick": (
+        "automation",
+        "tick",
+        "Evaluate all automation once, launch what is due, wait for it, and exit.",
+    ),
+    "ui": (
+        "ui",
+        "ui",
+        "Start the local web UI: graph, assets, partitions, runs and logs, launches.",
     ),
     "wipe": (
         "assets",

@@ -47,6 +47,26 @@ class StateReader(Protocol):
         """Yield a run's events in order."""
         ...
 
+    def events_page(
+        self,
+        run_id: str,
+        *,
+        after: int = 0,
+        limit: int = 500,
+        kinds: Sequence[str] = (),
+        levels: Sequence[str] = (),
+        asset: str | None = None,
+    ) -> list[EventRecord]:
+        """Return up to `limit` of a run's events with id > `after`, in order, filtered.
+
+        `kinds`, `levels`: only these (none: all); `asset`: only this asset's events.
+        """
+        ...
+
+    def event_count(self, run_id: str) -> int:
+        """Return how many events a run has."""
+        ...
+
     def asset_states(self) -> dict[str, AssetState]:
         """Return the last materialization and last attempt of every asset with history."""
         ...

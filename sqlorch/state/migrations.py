@@ -97,4 +97,60 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX partition_ledger_asset ON partition_ledger (asset);
     """,
+    # 5 (issue 13): automation: tick history, the run queue, run keys, cursors, pauses and the
+    # daemon's lease (portable SQL: TEXT/INTEGER/REAL, no AUTOINCREMENT)
+    """
+    CREATE TABLE automation_ticks (
+        tick_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        assets TEXT NOT NULL DEFAULT '[]',
+        reasons TEXT NOT NULL DEFAULT '[]',
+        request_id TEXT,
+        run_key TEXT,
+        error TEXT
+    );
+    CREATE INDEX automation_ticks_source ON automation_ticks (source, at);
+    CREATE TABLE automation_requests (
+        request_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        token TEXT,
+        pid INTEGER,
+        run_id TEXT,
+        launched_at REAL,
+        finished_at TEXT,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        error TEXT
+    );
+    CREATE INDEX automation_requests_status ON automation_requests (status, created_at);
+    CREATE TABLE automation_run_keys (
+        source TEXT NOT NULL,
+        run_key TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (source, run_key)
+    );
+    CREATE TABLE automation_cursors (
+        source TEXT PRIMARY KEY,
+        cursor TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE automation_pauses (
+        source TEXT PRIMARY KEY,
+        paused_at TEXT NOT NULL
+    );
+    CREATE TABLE automation_lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        acquired_at TEXT NOT NULL,
+        heartbeat REAL NOT NULL
+    )
+    """,
 )

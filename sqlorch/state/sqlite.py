@@ -327,6 +327,38 @@ class SqliteStateStore:
         ):
             yield event_record(r)
 
+    def events_page(
+        self,
+        run_id: str,
+        *,
+        after: int = 0,
+        limit: int = 500,
+        kinds: Sequence[str] = (),
+        levels: Sequence[str] = (),
+        asset: str | None = None,
+    ) -> list[EventRecord]:
+        """Return up to `limit` of a run's events with id > `after`, in order, filtered.
+
+        `kinds`, `levels`: only these (none: all); `asset`: only this asset's events.
+        """
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND id > ?"
+        params: list[Any] = [run_id, after]
+        for column, values in (("kind", kinds), ("level", levels)):
+            if values:
+                sql += f" AND {column} IN ({', '.join('?' * len(values))})"
+                params.extend(values)
+        if asset is not None:
+            sql += " AND asset = ?"
+            params.append(asset)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(int(limit))
+        return [event_record(r) for r in self._rows(sql, params)]
+
+    def event_count(self, run_id: str) -> int:
+        """Return how many events a run has."""
+        rows = self._rows("SELECT count(*) FROM events WHERE run_id = ?", (run_id,))
+        return int(rows[0][0]) if rows else 0
+
     def asset_states(self) -> dict[str, AssetState]:
         """Return the last materialization and last attempt of every asset with history."""
         mats = {

@@ -137,6 +137,8 @@ def observe_warehouse(
     wanted: Mapping[str, str | None],
     memo: Path,
     warehouse: Warehouse | None = None,
+    *,
+    open_file: bool = True,
 ) -> WarehouseView:
     """Read which relations the DuckDB file `path` holds and when sources last got rows.
 
@@ -154,6 +156,7 @@ def observe_warehouse(
         wanted: the sources' `loaded_at_field`s (`loaded_at_fields`).
         memo: the file remembering the last observation.
         warehouse: an open connection to the file, read instead of opening one.
+        open_file: False: never open the file (the web UI); without a memo, nothing is known.
     """
     if path is None:
         return _observe(warehouse, wanted) if warehouse is not None else WarehouseView(None)
@@ -164,6 +167,8 @@ def observe_warehouse(
     cached = _read_memo(memo, path, wanted)
     if cached is not None:
         return cached
+    if not open_file:
+        return WarehouseView(None)
     import duckdb
 
     try:

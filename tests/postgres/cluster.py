@@ -105,7 +105,9 @@ def start_cluster(port: int = 54329) -> Cluster:
     """
     initdb, pg_ctl = find_binary("initdb"), find_binary("pg_ctl")
     if not initdb or not pg_ctl:
-        raise RuntimeError("initdb/pg_ctl not found: install PostgreSQL (apt-get install postgresql)")
+        raise RuntimeError(
+            "initdb/pg_ctl not found: install PostgreSQL (apt-get install postgresql)"
+        )
     root = Path(tempfile.mkdtemp(prefix="sqlorch-pg-"))
     cluster = Cluster(root, port)
     cluster.socket_dir.mkdir()
@@ -136,8 +138,21 @@ def start_cluster(port: int = 54329) -> Cluster:
         log.touch()
         shutil.chown(log, "postgres", "postgres")
     out = subprocess.run(
-        _as_server_user([pg_ctl, "-D", str(cluster.data), "-l", str(log), "-o", options, "-w",
-                         "-t", "60", "start"]),
+        _as_server_user(
+            [
+                pg_ctl,
+                "-D",
+                str(cluster.data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
         capture_output=True,
         text=True,
         check=False,
