@@ -37,13 +37,13 @@ def route_delay_score(context: AssetContext) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    stats = context.warehouse.connection.sql(
+    stats = context.warehouse.arrow(
         """
         select origin, dest, flights, completed_flights, cancelled_flights, delayed_arrivals
         from marts.route_stats
         order by origin, dest
         """
-    ).to_arrow_table()
+    )
     if stats.num_rows == 0:
         raise RuntimeError("marts.route_stats is empty: build `route_stats` first.")
 

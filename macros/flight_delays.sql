@@ -8,13 +8,24 @@
 {%- endmacro %}
 
 {% macro minutes_to_hours(column, digits=2) -%}
-    round({{ column }} / 60.0, {{ digits }})
+    {{ rounded(column ~ ' / 60.0', digits) }}
 {%- endmacro %}
 
 {% macro hhmm_to_time(column) -%}
     {#- A clock time stored as an integer HHMM (517 = 05:17; 2400 = midnight) as a TIME. -#}
+    {{ return(adapter.dispatch('hhmm_to_time')(column)) }}
+{%- endmacro %}
+
+{% macro default__hhmm_to_time(column) -%}
     case
         when {{ column }} is not null
             then make_time(({{ column }} // 100) % 24, {{ column }} % 100, 0)
+    end
+{%- endmacro %}
+
+{% macro postgres__hhmm_to_time(column) -%}
+    case
+        when {{ column }} is not null
+            then make_time(({{ column }})::int / 100 % 24, ({{ column }})::int % 100, 0)
     end
 {%- endmacro %}

@@ -2,6 +2,9 @@
 
 The public names: `asset` (declare a Python asset), `AssetContext` (what an asset receives),
 `MaterializeResult` (data plus metadata), `check` / `CheckResult` / `CheckContext` (Python
+checks of assets), `dlt_assets` (a dlt source's tables as assets), partitions (`hourly`,
+`daily`, `weekly`, `monthly`, `static`, `multi`) and partition mappings (`window`,
+`all_partitions`, `same`), and the error root `SqlorchError`.
 checks of assets), partitions (`hourly`, `daily`, `weekly`, `monthly`, `static`, `multi`)
 and partition mappings (`window`, `all_partitions`, `same`), automation (`eager`,
 `on_cron`, `on_missing`, `max_lag`, `sensor`, `RunRequest`, `SensorResult`), and the error root
@@ -26,6 +29,7 @@ from sqlorch.api.automation import (
     sensor,
 )
 from sqlorch.api.checks import CheckContext, CheckResult, check
+from sqlorch.api.dlt import DltAssets, dlt_assets
 from sqlorch.core.partitions.definitions import daily, hourly, monthly, multi, static, weekly
 from sqlorch.core.partitions.mappings import all_partitions, same, window
 from sqlorch.errors import PartitionError, SqlorchError
@@ -35,6 +39,7 @@ __all__ = [
     "AssetDefinition",
     "CheckContext",
     "CheckResult",
+    "DltAssets",
     "MaterializeResult",
     "PartitionContext",
     "PartitionError",
@@ -46,6 +51,7 @@ __all__ = [
     "asset",
     "check",
     "daily",
+    "dlt_assets",
     "eager",
     "hourly",
     "max_lag",

@@ -42,6 +42,10 @@ class Settings:
     checks: Mapping[str, Any] = field(default_factory=dict)
     retries: Mapping[str, Any] = field(default_factory=dict)
     pool_rates: Mapping[str, float] = field(default_factory=dict)
+    # issue 14: a postgresql:// state URL (None: the SQLite file `state_path`); has secrets
+    state_url: str | None = field(default=None, repr=False)
+    # issue 14: `--vars` of this command (dbt's), merged over the project's vars
+    dbt_vars: Mapping[str, Any] = field(default_factory=dict)
     # issue 13: automation tables, read into typed values by sqlorch.automation.definitions
     schedules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sensors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -50,6 +54,8 @@ class Settings:
     # issue 12: False in the web UI, which never opens the warehouse file (a build may hold
     # it): what the last observation of the file remembered, else unknown
     warehouse_reads: bool = True
+    # issue 17: dlt sources as assets, one line each: dataset -> "module:function"
+    dlt: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -61,6 +67,11 @@ class Settings:
         if self.threads_explicit or not profile_threads or profile_threads < 1:
             return self.threads
         return profile_threads
+
+    @property
+    def state_location(self) -> str:
+        """Where the state store lives, for messages (a URL's password masked)."""
+        return mask_url(self.state_url) if self.state_url else str(self.state_path)
 
 
 _KNOWN = {
@@ -76,6 +87,7 @@ _KNOWN = {
     "check_modules",
     "checks",
     "retries",
+    "dlt",
     "schedules",
     "sensors",
     "automation",
@@ -113,7 +125,13 @@ def load_settings(
     base = settings_file.parent if settings_file else start
     proj = _project_dir(project_dir, raw, base)
     state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
-    state_path = _state_path(str(state_url), base) if state_url else proj / ".sqlorch" / "state.db"
+    where = "SQLORCH_STATE_URL" if env.get("SQLORCH_STATE_URL") else f"state_url in {settings_file}"
+    state_path = proj / ".sqlorch" / "state.db"
+    pg_url = None
+    if state_url and is_postgres_url(str(state_url)):
+        pg_url = str(state_url)
+    elif state_url:
+        state_path = _state_path(str(state_url), base, where)
     ingest = _modules(raw, "ingest", ["ingest"], settings_file)
     n_threads = _threads(threads, raw, env, settings_file)
     pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
@@ -126,6 +144,9 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
+    dlt = raw.get("dlt", {})
+    if not isinstance(dlt, dict) or not all(isinstance(v, str) for v in dlt.values()):
+        raise ConfigError(_bad(settings_file, "dlt", 'a table of dataset = "module:function"'))
     automation_tables = {
         name: _tables(raw, name, settings_file, example)
         for name, example in (
@@ -155,6 +176,8 @@ def load_settings(
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
+        dlt=dlt,
+        state_url=pg_url,
         schedules=automation_tables["schedules"],
         sensors=automation_tables["sensors"],
         automation=automation_tables["automation"],
@@ -313,13 +336,31 @@ def _profiles_dir(
     return None
 
 
-def _state_path(url: str, base: Path) -> Path:
+def is_postgres_url(url: str) -> bool:
+    """Whether a state URL names a PostgreSQL database."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (and any `password=` parameter) replaced by `****`."""
+    scheme, sep, rest = url.partition("://")
+    masked = url
+    if sep and "@" in rest:
+        # the user info ends at the LAST `@` (a password may hold `@`, `/`, `?`, `#` unquoted)
+        userinfo, _, host = rest.rpartition("@")
+        if ":" in userinfo:
+            masked = f"{scheme}://{userinfo.split(':', 1)[0]}:****@{host}"
+    return re.sub(r"(?i)(password=)[^&\s]*", r"\1****", masked)
+
+
+def _state_path(url: str, base: Path, where: str) -> Path:
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") :]
     elif "://" in url:
         raise ConfigError(
-            f"State URL {url!r} is not supported yet: use a SQLite file path "
-            "(or sqlite:///path). PostgreSQL state comes with the warehouse work."
+            f"The state URL {mask_url(url)!r} ({where}) is not supported: use a SQLite file "
+            "path (or sqlite:///path), or a PostgreSQL URL "
+            "(postgresql://user:password@host:port/dbname)."
         )
     path = Path(url)
     return path if path.is_absolute() else (base / path).resolve()

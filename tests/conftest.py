@@ -469,3 +469,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(name) for name in _SLOW_LANE):
             item.add_marker(pytest.mark.dbt)
+
+
+# --------------------------------------------------------------------------- PostgreSQL (issue 14)
+
+#: the login role the postgres tests connect as (with a password, like a real deployment)
+PG_USER = "sqlorch_test"
+PG_PASSWORD = "pg-test-canary-7f3a91"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """ONE throwaway PostgreSQL cluster per test session (tests/postgres/cluster.py)."""
+    from postgres.cluster import start_cluster  # tests/postgres/cluster.py
+
+    cluster = start_cluster(port=54000 + os.getpid() % 1000)
+    cluster.sql(f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of the session's cluster, as a postgresql:// URL."""
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + f"_{id(request)}"
+    pg_cluster.sql(f'CREATE DATABASE "{name}" OWNER {PG_USER}')
+    return str(pg_cluster.url(name, PG_USER, PG_PASSWORD))

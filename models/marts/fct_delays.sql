@@ -25,8 +25,8 @@ select
     count(*) filter (where is_arrival_delayed) as delayed_arrivals,
     coalesce(sum(dep_delay_min), 0) as total_dep_delay_min,
     coalesce(sum(arr_delay_min), 0) as total_arr_delay_min,
-    round(avg(dep_delay_min), 2) as avg_dep_delay,
-    round(avg(arr_delay_min), 2) as avg_arr_delay
+    {{ rounded('avg(dep_delay_min)', 2) }} as avg_dep_delay,
+    {{ rounded('avg(arr_delay_min)', 2) }} as avg_arr_delay
 from {{ ref('fct_flights') }}
 where {{ sqlorch_window('flight_date') }}
 group by flight_date, origin, carrier_code

@@ -49,7 +49,7 @@ monthly as (
 )
 
 select
-    monthly.carrier_code || '-' || strftime(monthly.flight_month, '%Y-%m') as carrier_month_id,
+    monthly.carrier_code || '-' || {{ format_time('monthly.flight_month', '%Y-%m') }} as carrier_month_id,
     monthly.carrier_code,
     airlines.airline_name,
     monthly.flight_month,

@@ -36,12 +36,12 @@ select
     origin,
     weather_condition,
     count(*) as flights,
-    round(count(*) filter (where is_cancelled) / count(*), 4) as cancellation_rate,
-    round(count(*) filter (where is_departure_delayed) / count(*), 4) as departure_delay_rate,
-    round(avg(dep_delay_min), 2) as avg_dep_delay,
-    round(avg(precip_in), 3) as avg_precip_in,
-    round(avg(visibility_mi), 2) as avg_visibility_mi,
-    round(avg(wind_speed_mph), 1) as avg_wind_speed_mph,
-    round(avg(temp_f), 1) as avg_temp_f
+    {{ ratio('count(*) filter (where is_cancelled)', 'count(*)', 4) }} as cancellation_rate,
+    {{ ratio('count(*) filter (where is_departure_delayed)', 'count(*)', 4) }} as departure_delay_rate,
+    {{ rounded('avg(dep_delay_min)', 2) }} as avg_dep_delay,
+    {{ rounded('avg(precip_in)', 3) }} as avg_precip_in,
+    {{ rounded('avg(visibility_mi)', 2) }} as avg_visibility_mi,
+    {{ rounded('avg(wind_speed_mph)', 1) }} as avg_wind_speed_mph,
+    {{ rounded('avg(temp_f)', 1) }} as avg_temp_f
 from flights_with_weather
 group by origin, weather_condition

@@ -1,5 +1,5 @@
 select
-    strftime(flight_date, '%Y%m%d') || '-' || carrier || flight::varchar || '-' || origin
+    {{ format_time('flight_date', '%Y%m%d') }} || '-' || carrier || flight::varchar || '-' || origin
         as flight_id,
     flight_date,
     carrier as carrier_code,

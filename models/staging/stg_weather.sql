@@ -1,5 +1,5 @@
 select
-    origin || '-' || strftime(time_hour, '%Y%m%d%H') as weather_id,
+    origin || '-' || {{ format_time('time_hour', '%Y%m%d%H') }} as weather_id,
     origin,
     time_hour as observed_hour_utc,
     make_date(year, month, day) as local_date,

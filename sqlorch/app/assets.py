@@ -30,9 +30,9 @@ def list_assets(
     nodes = [n for n in project.graph if keys is None or n.key in keys]
     if not recorded_columns:
         return nodes
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
 
-    recorded = StateStore(settings.state_path, readonly=True).latest_columns()
+    recorded = open_store(settings, readonly=True).latest_columns()
     return [
         dataclasses.replace(n, columns=tuple(Column(c, t) for c, t in recorded[n.key]))
         if recorded.get(n.key)

@@ -12,9 +12,11 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.app.plans import (
+    BuildRequest,
     CheckRequest,
     Request,
     RetryRequest,
@@ -29,7 +31,7 @@ from sqlorch.errors import ConfigError, SelectionError
 from sqlorch.events import Event, EventKind, HiddenDependencyFound, Listener, utcnow
 from sqlorch.load.project import Project, load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import RunRecord, StateStore
+from sqlorch.state.store import RunRecord, StateStore, open_store
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
@@ -88,10 +90,14 @@ def build(
     if isinstance(request, RetryRequest):  # a run id that does not exist needs no project
         from sqlorch.app.runs import find_run
 
-        store = StateStore(settings.state_path)
-        retried = find_run(store, settings.state_path, request.run_id)
+        store = open_store(settings)
+        retried = find_run(store, settings.state_location, request.run_id)
+    if isinstance(request, BuildRequest) and request.vars:
+        settings = dataclasses.replace(settings, dbt_vars=parse_vars(request.vars))
     project = load_project(settings)
-    store = store or StateStore(settings.state_path)
+    store = store or open_store(settings)
+    if isinstance(request, BuildRequest) and request.full_refresh:
+        request = dataclasses.replace(request, full=True)  # every partition, too
     plan = plan_request(project, store, request, retried=retried, warn=warn, note=note)
     graph = project.graph
     result = BuildResult(
@@ -104,6 +110,8 @@ def build(
     runs_nothing = not plan.checks if isinstance(request, CheckRequest) else not plan.steps
     if dry_run or runs_nothing:
         return result
+    if isinstance(request, BuildRequest):
+        apply_dbt_flags(project, request)
     outcome, hidden = execute(
         project,
         plan,
@@ -112,7 +120,76 @@ def build(
         command=request.command,
         selection=selection_text(request, retried),
     )
+    if isinstance(request, BuildRequest) and request.target_path:
+        copy_artifacts(project, outcome.run_id, Path(request.target_path))
     return dataclasses.replace(result, outcome=outcome, hidden=hidden)
+
+
+def parse_vars(text: str) -> dict[str, Any]:
+    """`--vars` as dbt reads it: a YAML (or JSON) mapping.
+
+    Raises:
+        ConfigError: it is not a mapping.
+    """
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--vars {text!r} is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'--vars {text!r} must be a mapping, e.g. --vars \'{{"start": "2013-01-01"}}\'.'
+        )
+    return {str(k): v for k, v in value.items()}
+
+
+def apply_dbt_flags(project: Project, request: BuildRequest) -> None:
+    """Hand `--full-refresh` and `--defer --state` to every dbt invocation of the run.
+
+    `--state prod` (a name, not a folder): the manifest of the `prod` target, parsed into
+    `.sqlorch/defer/prod/`; a folder: the `manifest.json` in it.
+
+    Raises:
+        ConfigError: the state folder holds no manifest.json.
+    """
+    invoker = project.invoker
+    invoker.full_refresh = request.full_refresh
+    if not request.defer_state:
+        return
+    state = Path(request.defer_state)
+    if not (state / "manifest.json").is_file():
+        if state.exists() or "/" in request.defer_state:
+            raise ConfigError(
+                f"--state {request.defer_state}: no manifest.json there. Point it at the "
+                "folder of a production run's dbt artifacts (`sqlorch build --target-path "
+                "DIR` writes them), or name the production target (`--state prod`)."
+            )
+        other = dataclasses.replace(
+            invoker,
+            target=request.defer_state,
+            artifacts_dir=project.settings.state_dir / "defer" / request.defer_state,
+            manifest=None,
+            run_args=(),
+            full_refresh=False,
+        )
+        other.parse()
+        state = other.artifacts_dir / "target"
+    invoker.run_args = ("--defer", "--state", str(state.resolve()))
+
+
+def copy_artifacts(project: Project, run_id: str, dest: Path) -> None:
+    """Copy the run's dbt artifacts (manifest.json, the last run_results.json) into `dest`."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    manifest = project.invoker.artifacts_dir / "target" / "manifest.json"
+    if manifest.is_file():
+        shutil.copy2(manifest, dest / "manifest.json")
+    run_dir = project.settings.state_dir / "runs" / run_id
+    results = sorted(run_dir.glob("dbt-*/target/run_results.json"), key=lambda p: p.stat().st_mtime)
+    if results:
+        shutil.copy2(results[-1], dest / "run_results.json")
 
 
 def run_policies(project: Project, store: StateStore) -> RunPolicies:
@@ -170,7 +247,13 @@ def execute(
 
     settings = project.settings
     run_id = new_run_id()
-    warehouse = _open_for(project, plan)
+    # a shared store: no other build writes these assets while this one runs
+    store.acquire_lease((s.key for s in plan.steps), run_id)
+    try:
+        warehouse = _open_for(project, plan)
+    except BaseException:
+        store.release_lease()
+        raise
     _prepare_store(store, project, plan)
     store.start_run(run_id, command, selection, utcnow())
     recorder = StateRecorder(
@@ -214,6 +297,7 @@ def execute(
         events.finish()
         recorder.flush()
         _finish_run(store, run_id, outcome, executor, interrupted)
+        store.release_lease()
         if warehouse is not None and not interrupted:
             # (after a second Ctrl-C the process exits at once)
             _record_relations_after_run(project, warehouse)

@@ -114,8 +114,8 @@ def history_of(
     Raises:
         ConfigError: the state store knows no such asset.
     """
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
 
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     key = resolve_asset(store, name)
     return key, asset_history(store, key, limit)

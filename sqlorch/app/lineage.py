@@ -27,9 +27,9 @@ def materialized_columns(project: Project) -> tuple[dict[str, Columns], str | No
     before sqlorch recorded columns), and only when no other process holds the file.
     """
     from sqlorch.lineage.service import warehouse_columns
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
 
-    store = StateStore(project.settings.state_path, readonly=True)
+    store = open_store(project.settings, readonly=True)
     try:
         recorded = store.latest_columns()
         states = store.asset_states()
@@ -139,9 +139,9 @@ def table_document(index: LineageIndex, key: str) -> dict[str, Any]:
 def compute_impact(project: Project, warn: Callable[[str], None]) -> tuple[Impact, LineageIndex]:
     """Lineage of the working tree compared with the last materialized code versions."""
     from sqlorch.lineage.service import build_index, changes_since_materialized
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
 
-    store = StateStore(project.settings.state_path, readonly=True)
+    store = open_store(project.settings, readonly=True)
     try:
         states = store.asset_states()
     finally:

@@ -81,12 +81,12 @@ def partitions_report(
 ) -> dict[str, Any]:
     """Load the project and describe one asset's partitions (for `sqlorch partitions`)."""
     from sqlorch.load.project import load_project
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
 
     project = load_project(settings)
     node = _node(project, asset)
     assert node.partitions is not None
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     doc = planned_docs(project, store, now or datetime.now(UTC))[node.key]
     counts = doc.pop("counts")
     return {
@@ -113,7 +113,7 @@ def wipe_partitions(
     """
     from sqlorch.load.project import load_project
     from sqlorch.state import ledger
-    from sqlorch.state.store import StateStore
+    from sqlorch.state.store import open_store
     from sqlorch.warehouse.sql import filter_sql
 
     project = load_project(settings)
@@ -141,7 +141,7 @@ def wipe_partitions(
                 rows += warehouse.delete_where(node.key, where, params)
         finally:
             warehouse.close()
-    store = StateStore(settings.state_path)
+    store = open_store(settings)
     ledger.wipe(store, node.key, definition, parts)
     return len(parts), rows
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sqlorch.core.graph import AssetGraph, AssetNode
 from sqlorch.core.plan.builder import build_plan
 from sqlorch.core.plan.definition import Plan, Reason, ReasonKind
+from sqlorch.core.plan.groups import with_load_groups
 from sqlorch.core.plan.staleness import (
     AssetRecord,
     StateSnapshot,
@@ -56,6 +57,14 @@ class BuildRequest:
     exclude: tuple[str, ...] = ()
     full: bool = False
     skip_non_breaking: bool = False
+    #: dbt's flags (issue 14): rebuild incremental models and seeds from scratch (and every
+    #: partition of the selection); read unselected upstream from a state manifest (`prod`:
+    #: the production target's); copy the run's dbt artifacts to a folder
+    full_refresh: bool = False
+    defer_state: str | None = None
+    target_path: str | None = None
+    #: dbt's `--vars` (YAML or JSON): part of every code version, like the project's vars
+    vars: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,25 @@ def plan_request(
     warn: Warn | None = None,
     note: Warn | None = None,
 ) -> Plan:
-    """Plan what `request` runs (`retried`: the run a `RetryRequest` names, found)."""
+    """Plan what `request` runs (`retried`: the run a `RetryRequest` names, found).
+
+    The assets one load writes together (a dlt source's tables) are planned together.
+    """
+    plan = _plan_request(project, store, request, retried=retried, warn=warn, note=note)
+    if isinstance(request, CheckRequest):
+        return plan
+    return with_load_groups(project.graph, plan)
+
+
+def _plan_request(
+    project: Project,
+    store: StateStore,
+    request: Request,
+    *,
+    retried: RunRecord | None = None,
+    warn: Warn | None = None,
+    note: Warn | None = None,
+) -> Plan:
     match request:
         case BuildRequest():
             plan = plan_build(

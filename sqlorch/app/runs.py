@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlorch.errors import ConfigError
 from sqlorch.settings import Settings
-from sqlorch.state.store import EventRecord, RunRecord, StateStore
+from sqlorch.state.store import EventRecord, RunRecord, StateStore, open_store
 
 #: event levels, lowest first (`sqlorch logs --level`)
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 
-def find_run(store: StateStore, state_path: Path, run_id: str | None) -> RunRecord:
+def find_run(store: StateStore, state_path: Path | str, run_id: str | None) -> RunRecord:
     """Return the run `run_id` (None: the last run).
 
     Raises:
@@ -33,7 +33,7 @@ def find_run(store: StateStore, state_path: Path, run_id: str | None) -> RunReco
 
 def run_documents(settings: Settings, limit: int | None) -> list[dict[str, Any]]:
     """Return the newest `limit` runs as `sqlorch runs --json` prints them (DESIGN.md §10)."""
-    records = StateStore(settings.state_path, readonly=True).runs(limit)
+    records = open_store(settings, readonly=True).runs(limit)
     return [
         {
             "run_id": r.run_id,
@@ -66,8 +66,8 @@ def run_log(
     Raises:
         ConfigError: there is no such run.
     """
-    store = StateStore(settings.state_path, readonly=True)
-    record = find_run(store, settings.state_path, run_id)
+    store = open_store(settings, readonly=True)
+    record = find_run(store, settings.state_location, run_id)
     wanted = {a.lower() for a in assets}
     return _filtered(store.events(record.run_id), wanted, LEVELS[level.lower()])
 

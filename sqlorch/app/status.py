@@ -10,7 +10,7 @@ from sqlorch.app.plans import Warn, observe, select_assets, state_sets, state_sn
 from sqlorch.core.plan.staleness import stale_reasons
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 
 def asset_status(
@@ -26,7 +26,7 @@ def asset_status(
     last_outcome, code_version and partitions (DESIGN.md §10).
     """
     project = load_project(settings)
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     snapshot = state_snapshot(store, observe(project), project.graph)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
     keys = (

@@ -119,13 +119,15 @@ def gather_facts(
     partitions = plan_partitions(project, store, wanted, now, snapshot=snapshot)
     plan = build_plan(graph, wanted, snapshot, partitions=partitions)
     reasons = {s.key: s.reasons for s in plan.steps}
-    states = store.asset_states()
+    # durations only matter to freshness targets (how early to start a rebuild)
+    lagged = any(a.max_lag_s is not None for a in loaded.spec.assets.values())
+    states = store.asset_states() if lagged else {}
     assets = {}
     for key in wanted:
         st = states.get(key)
         assets[key] = AssetFacts(
             stale=tuple(reasons.get(key, ())),
-            materialized_at=_when(st.last_materialized_at) if st else None,
+            materialized_at=_when(snapshot.record(key).materialized_at),
             duration_s=st.duration_s if st else None,
             partitioned=graph.assets[key].is_partitioned,
         )
@@ -147,8 +149,12 @@ def _planned_keys(loaded: Loaded) -> set[str]:
     """The automated assets and everything upstream of them (staleness flows down)."""
     graph = loaded.project.graph
     keys = set(loaded.spec.assets)
-    for key in list(keys):
-        keys |= graph.ancestors(key)
+    todo = list(keys)
+    while todo:  # one walk up from all of them (not one per asset)
+        for parent in graph.parents(todo.pop()):
+            if parent not in keys:
+                keys.add(parent)
+                todo.append(parent)
     return {k for k in keys if k in graph.assets and graph.assets[k].is_materializable}
 
 

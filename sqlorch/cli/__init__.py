@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "daemon",
         "Run schedules, sensors and declarative automation until stopped (SIGTERM: exit 0).",
     ),
+    "dev": (
+        "automation",
+        "dev",
+        "Start the web UI and the automation daemon together; Ctrl-C or SIGTERM stops both.",
+    ),
     "diff": (
         "lineage",
         "diff",
@@ -48,6 +53,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "history",
         "history",
         "Show an asset's materializations over time: rows, duration, checks, failures.",
+    ),
+    "init": (
+        "init",
+        "init",
+        "Set the repo up for sqlorch: `init github` writes the GitHub Actions workflows.",
     ),
     "lineage": (
         "lineage",
@@ -85,6 +95,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "automation",
         "sensors",
         "Folder and @sensor sensors: ls, preview, pause, resume, ticks.",
+    ),
+    "state": (
+        "state",
+        "state",
+        "Upgrade or move the state store (`migrate`, `copy --from sqlite --to postgresql://...`).",
     ),
     "status": (
         "assets",

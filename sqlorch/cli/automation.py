@@ -43,6 +43,55 @@ def daemon(
 
 @click.command()
 @common
+@click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The UI's address.")
+@handle_errors
+def dev(
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    debug: bool,
+    port: int,
+    host: str,
+) -> None:
+    """Start the web UI and the automation daemon together; Ctrl-C or SIGTERM stops both.
+
+    Two processes (`sqlorch ui` and `sqlorch daemon`): the UI never blocks a build and the
+    daemon's builds never wait for the UI. The UI's Automation page shows the ticks.
+    """
+    import signal
+    import subprocess
+    import time
+
+    settings = load_settings(project_dir, profiles_dir, target)
+    base = [sys.executable, "-m", "sqlorch.cli"]
+    shared = ["--project-dir", str(settings.project_dir)]
+    if profiles_dir:
+        shared += ["--profiles-dir", profiles_dir]
+    if target:
+        shared += ["--target", target]
+    ui = subprocess.Popen([*base, "ui", *shared, "--port", str(port), "--host", host])
+    daemon_proc = subprocess.Popen([*base, "daemon", *shared])
+    children = (ui, daemon_proc)
+    stop = {"signal": 0}
+
+    def forward(signum: int, frame: object) -> None:
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while not stop["signal"] and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    codes = [c.wait() for c in children]
+    failed = [c for c in codes if c not in (0, -signal.SIGTERM)]
+    sys.exit(0 if stop["signal"] or not failed else failed[0])
+
+
+@click.command()
+@common
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions and runs as JSON.")
 @handle_errors
 def tick(

@@ -45,6 +45,34 @@ _VERBOSE_HELP = "Show asset log lines as they arrive."
     help="Skip downstream assets that column lineage shows a non-breaking change "
     "(columns added, comments) does not affect.",
 )
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="As dbt: rebuild incremental models and seeds from scratch (implies --full: every "
+    "partition of the selection is rebuilt).",
+)
+@click.option(
+    "--defer",
+    is_flag=True,
+    help="Read unselected upstream models from the --state manifest's relations (slim CI).",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    metavar="PATH|TARGET",
+    help="With --defer: a folder holding a production manifest.json, or a target (`prod`).",
+)
+@click.option(
+    "--vars",
+    "dbt_vars",
+    metavar="YAML",
+    help="dbt's --vars (a YAML/JSON mapping): over the project's vars, in every code version.",
+)
+@click.option(
+    "--target-path",
+    metavar="DIR",
+    help="Also write the run's dbt artifacts (manifest.json, run_results.json) to DIR.",
+)
 @handle_errors
 def build(
     project_dir: str | None,
@@ -59,6 +87,11 @@ def build(
     as_json: bool,
     verbose: bool,
     skip_non_breaking: bool,
+    full_refresh: bool,
+    defer: bool,
+    state_dir: str | None,
+    target_path: str | None,
+    dbt_vars: str | None,
 ) -> None:
     """Materialize the stale selected assets (default: all) in dependency order.
 
@@ -69,7 +102,18 @@ def build(
     """
     from sqlorch.app.plans import BuildRequest
 
-    request = BuildRequest(select, exclude, full=full, skip_non_breaking=skip_non_breaking)
+    if defer != bool(state_dir):
+        raise ConfigError("--defer and --state go together: `--defer --state prod` (or a folder).")
+    request = BuildRequest(
+        select,
+        exclude,
+        full=full,
+        skip_non_breaking=skip_non_breaking,
+        full_refresh=full_refresh,
+        defer_state=state_dir,
+        target_path=target_path,
+        vars=dbt_vars,
+    )
     _run(project_dir, profiles_dir, target, threads, request, dry_run, as_json, verbose)
 
 

@@ -82,6 +82,24 @@ class DbtInvoker:
     artifacts_dir: Path
     manifest: Any = None
     duckdb_path: Path | None = None
+    #: flags every build and compile of the run gets (`--defer --state PATH`)
+    run_args: tuple[str, ...] = ()
+    #: `--full-refresh` for invocations that are not a partition window (`--vars`): a
+    #: window's invocation must never rebuild the whole table from that window alone
+    full_refresh: bool = False
+    #: `--vars` of the command: given to every invocation, under a window's own vars
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    def with_vars(self, extra_args: Sequence[str]) -> list[str]:
+        """`extra_args` with the command's vars merged under a window's `--vars` (or added)."""
+        args = list(extra_args)
+        if not self.vars:
+            return args
+        if "--vars" in args:
+            i = args.index("--vars") + 1
+            args[i] = json.dumps({**self.vars, **json.loads(args[i])})
+            return args
+        return [*args, "--vars", json.dumps(self.vars)]
 
     def common_args(self, target_path: Path, log_path: Path) -> list[str]:
         """Return the flags every invocation shares."""
@@ -116,7 +134,7 @@ class DbtInvoker:
 
         target_path = self.artifacts_dir / "target"
         log_path = self.artifacts_dir / "logs"
-        args = ["parse", *self.common_args(target_path, log_path)]
+        args = ["parse", *self.common_args(target_path, log_path), *self.with_vars(())]
         started = time.perf_counter()
         with _INVOKE_LOCK:
             res = dbtRunner().invoke(args)
@@ -163,7 +181,9 @@ class DbtInvoker:
             str(threads),
             "--indirect-selection",
             "empty",
-            *extra_args,
+            *self.run_args,
+            *(["--full-refresh"] if self.full_refresh and "--vars" not in extra_args else []),
+            *self.with_vars(extra_args),
             "--select",
             *selectors,
         ]
@@ -224,7 +244,8 @@ class DbtInvoker:
             *self.common_args(run_dir / "target", log_path),
             "--indirect-selection",
             "empty",
-            *extra_args,
+            *self.run_args,
+            *self.with_vars(extra_args),
             "--select",
             *selectors,
         ]

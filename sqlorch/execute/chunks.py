@@ -191,8 +191,15 @@ class PartitionRuns:
             if u in self.per_partition and key in c.asset_keys
         ]
 
-    def chunk_done(self, key: str, chunk: Chunk, rows: int | None, seconds: float) -> None:
-        """Record a written chunk and queue the checks of its rows."""
+    def chunk_done(
+        self,
+        key: str,
+        chunk: Chunk,
+        rows: int | None,
+        seconds: float,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a written chunk (with the metadata its asset reported); queue its checks."""
         node = self.progress.graph.assets[key]
         assert node.partitions is not None
         self.inflight[key] -= 1
@@ -210,6 +217,7 @@ class PartitionRuns:
                 "rows": rows,
                 "duration_s": round(seconds, 4),
                 "code_version": node.code_version,
+                **({"metadata": metadata} if metadata else {}),
             },
         )
         self.maybe_finish(key)

@@ -203,6 +203,18 @@ class DbtChunks:
             result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self.invocations.inbox.put(DbtChunkDone(group, checks, result))
 
+    def _dbt_only(self, group: Group) -> dict[str, str]:
+        """Why dbt writes the windows of a group's partitioned models on a non-DuckDB target."""
+        dialect = getattr(self.warehouse, "dialect", None)
+        if not self.direct_windows or dialect in (None, "duckdb"):
+            return {}
+        graph = self.progress.graph
+        return {
+            k: f"sqlorch writes windows itself on DuckDB only; on {dialect} dbt writes them"
+            for k, _ in group
+            if graph.assets[k].partitions is not None
+        }
+
     def _windows(self) -> DirectWindows | None:
         """The run's direct window writer, or None when windows are dbt's alone."""
         from sqlorch.warehouse.duckdb import DuckDBWarehouse
@@ -366,7 +378,7 @@ class DbtChunks:
             self.partitions.chunk_failed(key, chunk, dbt_error(graph, key, message), None)
 
     def _emit_finished(self, group: Group, result: InvocationResult) -> None:
-        reasons = self._direct.reasons if self._direct is not None else {}
+        reasons = self._direct.reasons if self._direct is not None else self._dbt_only(group)
         self.progress.emit(
             EventKind.DBT_INVOCATION_FINISHED,
             level="info" if result.success else "warning",

@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
+from sqlorch.api.dlt import DltTable
 from sqlorch.api.retries import RateLimiter, RetryPolicy
 from sqlorch.core.graph import AssetNode, Column
 from sqlorch.errors import AssetError, SqlorchError
 from sqlorch.execute.cancellation import Cancellation
 from sqlorch.execute.chunks import Chunk, context_of
+from sqlorch.execute.dlt_steps import DltLoads
 from sqlorch.execute.messages import (
     ChunkDone,
     ChunkFailed,
@@ -83,6 +85,7 @@ class PythonSteps:
         self.retries = retries
         self.limiters = limiters
         self.sessions = Sessions()
+        self.dlt = DltLoads()
 
     def submit(self, pool: ThreadPoolExecutor, node: AssetNode, chunk: Chunk | None) -> None:
         """Run `node` (or its `chunk`) in a worker of `pool`."""
@@ -156,6 +159,8 @@ class PythonSteps:
     def _call(self, node: AssetNode, ctx: AssetContext) -> tuple[Any, dict[str, Any]]:
         """Call the asset's function: (what it returned, its metadata)."""
         fn = self.fns[node.key]
+        if isinstance(fn.fn, DltTable):  # one dlt load writes every table of its source
+            return None, self.dlt.materialize(fn.fn, ctx)
         result = fn(ctx) if fn.takes_context else fn()
         metadata: dict[str, Any] = {}
         if isinstance(result, MaterializeResult):
@@ -171,6 +176,8 @@ class PythonSteps:
         key = node.key
         try:
             result, metadata = self._call(node, ctx)
+        except SqlorchError:
+            raise
         except Exception as exc:
             raise _user_error(key, node.file, exc) from exc
         if result is not None:

@@ -337,9 +337,9 @@ class Executor:
             case PythonFailed(key, error, tb):
                 self._worker_ended(key)
                 progress.fail(key, error, tb)
-            case ChunkDone(key, chunk, rows, seconds, _metadata):
+            case ChunkDone(key, chunk, rows, seconds, metadata):
                 self._worker_ended(key)
-                self.partitions.chunk_done(key, chunk, rows, seconds)
+                self.partitions.chunk_done(key, chunk, rows, seconds, metadata)
             case ChunkFailed(key, chunk, error, tb):
                 self._worker_ended(key)
                 self.partitions.chunk_failed(key, chunk, error, tb)

@@ -21,7 +21,7 @@ from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.lineage.cache import CompiledCache, LineageCache
@@ -325,7 +325,9 @@ def warehouse_columns(project: LineageInputs) -> tuple[dict[str, Columns], str |
     back to dbt yml and the SQL itself; the second value says so.
     """
     target = project.target
-    if target.type != "duckdb" or not target.path or target.path == ":memory:":
+    if target.type != "duckdb":
+        return _other_warehouse_columns(target)
+    if not target.path or target.path == ":memory:":
         return {}, None
     path = Path(target.path)
     if not path.is_absolute():
@@ -349,6 +351,32 @@ def warehouse_columns(project: LineageInputs) -> tuple[dict[str, Columns], str |
         ).fetchall()
     finally:
         con.close()
+    out: dict[str, Columns] = {}
+    for schema, table, column, dtype in rows:
+        out.setdefault(f"{schema}.{table}".lower(), []).append((str(column), str(dtype)))
+    return out, None
+
+
+def _other_warehouse_columns(target: Any) -> tuple[dict[str, Columns], str | None]:
+    """The columns of every relation of a warehouse sqlorch can open (PostgreSQL, ...)."""
+    from sqlorch.errors import SqlorchError
+    from sqlorch.warehouse.observe import open_warehouse
+
+    try:
+        warehouse = open_warehouse(target, needs_file=False)
+    except SqlorchError as exc:
+        return {}, f"{exc.message}; columns come from dbt yml and the models' SQL"
+    if warehouse is None:
+        return {}, None
+    try:
+        rows = warehouse.execute(
+            "select table_schema, table_name, column_name, data_type "
+            "from information_schema.columns where table_catalog = current_database() "
+            "and table_schema not in ('pg_catalog', 'information_schema') "
+            "order by table_schema, table_name, ordinal_position"
+        )
+    finally:
+        warehouse.close()
     out: dict[str, Columns] = {}
     for schema, table, column, dtype in rows:
         out.setdefault(f"{schema}.{table}".lower(), []).append((str(column), str(dtype)))

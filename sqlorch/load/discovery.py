@@ -8,13 +8,15 @@ import inspect
 import sys
 import traceback
 import types
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlorch.api.asset import AssetDefinition
 from sqlorch.api.checks import CheckDefinition
+from sqlorch.api.dlt import DltAssets, dlt_assets_of
 from sqlorch.core.codeversion import python_source_version
-from sqlorch.errors import ProjectError
+from sqlorch.errors import ConfigError, ProjectError
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +40,18 @@ class FoundCheck:
     line: int | None
 
 
-def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset], list[FoundCheck]]:
+def discover_all(
+    root: Path,
+    ingest: tuple[str, ...],
+    dlt_dir: Path | None = None,
+    dlt_settings: Mapping[str, str] | None = None,
+    settings_file: str = "[tool.sqlorch]",
+) -> tuple[list[FoundAsset], list[FoundCheck]]:
     """Import the ingest modules and return their `@asset` and `@check` definitions.
+
+    A `dlt_assets` declaration becomes one asset per table it loads (`dlt_dir` holds the
+    dlt pipelines' state, whose stored schemas name tables earlier loads created); so does
+    each line of the `dlt` setting (`dataset = "module:function"`).
 
     Each entry of `ingest` is a folder relative to `root` (every .py file under it is
     imported, as a package path from `root`) or a dotted module name. A missing default
@@ -72,6 +84,8 @@ def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset],
             modules.append(name)
         elif "/" not in entry and not folder.exists() and entry != "ingest":
             modules.append(entry)
+    dlt_lines = dict(dlt_settings or {})
+    modules.extend(_setting_module(d, t, settings_file) for d, t in dlt_lines.items())
     if not modules:
         return [], []
     root_str = str(root)
@@ -90,6 +104,10 @@ def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset],
     for name in dict.fromkeys(modules):
         mod = _import(name, root, files.get(name))
         for value in vars(mod).values():
+            if isinstance(value, DltAssets) and id(value) not in seen:
+                seen.add(id(value))
+                found.extend(_found_dlt(value, name, root, dlt_dir or root / ".sqlorch" / "dlt"))
+                continue
             if isinstance(value, AssetDefinition | CheckDefinition) and id(value) not in seen:
                 if getattr(value.fn, "__module__", name) != name:
                     continue  # imported from another module: found there
@@ -98,7 +116,30 @@ def discover_all(root: Path, ingest: tuple[str, ...]) -> tuple[list[FoundAsset],
                     found.append(_found(value, name, root))
                 else:
                     checks.append(_found_check(value, name, root))
+    for dataset, target in dlt_lines.items():
+        module, _, attr = target.partition(":")
+        mod = sys.modules.get(module) or _import(module, root)
+        if not hasattr(mod, attr):
+            raise ConfigError(
+                f"{settings_file}: the dlt setting {dataset} = {target!r} names {attr!r}, "
+                f"which module {module} does not define. Name a dlt source, resource, or a "
+                "function returning one.",
+            )
+        file = str(getattr(mod, "__file__", None) or module)
+        decl = dlt_assets_of(dataset, getattr(mod, attr), attr, file)
+        found.extend(_found_dlt(decl, module, root, dlt_dir or root / ".sqlorch" / "dlt"))
     return found, checks
+
+
+def _setting_module(dataset: str, target: str, settings_file: str) -> str:
+    """The module of one line of the `dlt` setting (`dataset = "module:function"`)."""
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise ConfigError(
+            f"{settings_file}: the dlt setting {dataset} = {target!r} must be "
+            '"module:function" (a dlt source, resource, or a function returning one).',
+        )
+    return module
 
 
 def _forget(name: str) -> None:
@@ -193,6 +234,30 @@ def _found(defn: AssetDefinition, module: str, root: Path) -> FoundAsset:
     file = inspect.getsourcefile(fn) or module
     version = defn.code_version or python_source_version(source)
     return FoundAsset(defn, module, _rel(Path(file), root), line, version)
+
+
+def _found_dlt(decl: DltAssets, module: str, root: Path, dlt_dir: Path) -> list[FoundAsset]:
+    """Expand a `dlt_assets` declaration into one found asset per table."""
+    from sqlorch.errors import SqlorchError
+
+    decl = replace(
+        decl, name=decl.name or module.rsplit(".", 1)[-1], file=_rel(Path(decl.file), root)
+    )
+    try:
+        definitions = decl.definitions(dlt_dir)
+    except SqlorchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's source, reported
+        where = decl.where()
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if _inside(f.filename, root)]
+        at = f" at {_rel(Path(frames[-1].filename), root)}:{frames[-1].lineno}" if frames else ""
+        raise ProjectError(
+            f"dlt assets {decl.name!r} ({where}): listing the source's tables failed{at}: "
+            f"{type(exc).__name__}: {exc}. Fix the source and run again.",
+            file=decl.file,
+            line=decl.line,
+        ) from exc
+    return [FoundAsset(d, module, decl.file, decl.line, d.code_version or "") for d in definitions]
 
 
 def _found_check(defn: CheckDefinition, module: str, root: Path) -> FoundCheck:

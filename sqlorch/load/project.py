@@ -8,6 +8,7 @@ from a dbt parse; `sqlorch.load.merge` joins it with the discovered Python asset
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,16 @@ def load_project(settings: Settings) -> Project:
             if target.type == "duckdb" and target.path and target.path != ":memory:"
             else None
         ),
+        vars=dict(settings.dbt_vars),
     )
     dbt = _load_dbt(settings, target, invoker)
-    found, found_checks = discover_all(settings.root, (*settings.ingest, *settings.check_modules))
+    found, found_checks = discover_all(
+        settings.root,
+        (*settings.ingest, *settings.check_modules),
+        settings.state_dir / "dlt",
+        settings.dlt,
+        str(settings.settings_file) if settings.settings_file else "[tool.sqlorch]",
+    )
     graph, python_assets = merge(dbt, found, settings.asset_schema)
     from sqlorch.state.hidden import add_hidden_edges
 
@@ -99,6 +107,7 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
             "profile": target.profile,
             "target": target.name,
             "profiles_file": target.profiles_file.resolve(),
+            "vars": json.dumps(dict(settings.dbt_vars), sort_keys=True, default=str),
         }
     )
     extra = [target.profiles_file]
@@ -119,7 +128,10 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
     project_vars = project_file.get("vars") or {}
     parts = dbt_code_parts(
         manifest,
-        project_vars=project_vars if isinstance(project_vars, dict) else {},
+        project_vars={
+            **(project_vars if isinstance(project_vars, dict) else {}),
+            **settings.dbt_vars,
+        },
         target={
             "profile": target.profile,
             "name": target.name,

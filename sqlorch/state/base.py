@@ -2,7 +2,8 @@
 
 `StateReader` is what `status`, `history`, `runs`, `logs`, lineage and the coming web UI
 read; `StateWriter` adds what a build records. The SQLite store
-(`sqlorch.state.sqlite.SqliteStateStore`) implements both; a PostgreSQL store will too.
+(`sqlorch.state.sqlite.SqliteStateStore`) implements both, and so does the PostgreSQL store
+(`sqlorch.state.postgres.PostgresStateStore`); `sqlorch.state.store.open_store` picks one.
 The rows `write_batch` takes are built by `sqlorch.state.rows`.
 """
 
@@ -143,6 +144,18 @@ class StateWriter(StateReader, Protocol):
         self, asset: str, change: Callable[[list[LedgerRow]], list[LedgerRow]]
     ) -> None:
         """Replace `asset`'s ledger rows with `change(rows)` in one write transaction."""
+        ...
+
+    def acquire_lease(self, keys: Iterable[str], run_id: str) -> None:
+        """Hold the assets `keys` for run `run_id` until `release_lease` (shared stores).
+
+        Raises:
+            StateError: another run holds one of them (named in the message).
+        """
+        ...
+
+    def release_lease(self) -> None:
+        """Release what `acquire_lease` took."""
         ...
 
     def mark_abandoned_runs(self, now: str) -> int:

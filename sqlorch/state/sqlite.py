@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from sqlorch.errors import StateError
 from sqlorch.events import AttemptOutcome
-from sqlorch.state.migrations import MIGRATIONS
+from sqlorch.state.migrations import MIGRATIONS, statements
 from sqlorch.state.records import (
     AssetState,
     CheckResultRecord,
@@ -156,9 +156,8 @@ class SqliteStateStore:
                     if (row[0] or 0) >= version:
                         self._con.execute("COMMIT")
                         continue
-                    for statement in MIGRATIONS[version - 1].split(";"):
-                        if statement.strip():
-                            self._con.execute(statement)
+                    for statement in statements(MIGRATIONS[version - 1]):
+                        self._con.execute(statement)
                     self._con.execute("INSERT INTO schema_version VALUES (?)", (version,))
                     self._con.execute("COMMIT")
                 except BaseException:
@@ -285,6 +284,12 @@ class SqliteStateStore:
                 (asset,),
             ).fetchall()
         ]
+
+    def acquire_lease(self, keys: Iterable[str], run_id: str) -> None:
+        """Nothing to lock: one DuckDB file has one writing process at a time anyway."""
+
+    def release_lease(self) -> None:
+        """Nothing to release."""
 
     def mark_abandoned_runs(self, now: str) -> int:
         """Mark runs left 'running' by a process that no longer exists as failed."""
@@ -419,7 +424,7 @@ class SqliteStateStore:
         for asset, cols in self._rows(
             "SELECT asset, columns FROM (SELECT asset, columns, row_number() OVER (PARTITION BY "
             "asset ORDER BY id DESC) AS rn FROM materializations WHERE columns IS NOT NULL) "
-            "WHERE rn = 1"
+            "AS latest WHERE rn = 1"
         ):
             out[asset] = [(str(n), str(t)) for n, t in json.loads(cols)]
         return out
@@ -435,7 +440,7 @@ class SqliteStateStore:
         rows = self._rows(
             f"SELECT {MAT_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY asset, "
             "partition ORDER BY id DESC) AS rn FROM materializations WHERE run_id != ?) "
-            "WHERE rn = 1",
+            "AS latest WHERE rn = 1",
             (before_run or "",),
         )
         return {(r[1], r[2]): materialization_record(r) for r in rows}
@@ -501,7 +506,7 @@ class SqliteStateStore:
         rows = self._rows(
             f"SELECT {CHECK_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY asset, "
             "partition, check_id ORDER BY id DESC) AS rn FROM check_results "
-            "WHERE status != 'skipped') WHERE rn = 1 AND blocking = 1 "
+            "WHERE status != 'skipped') AS latest WHERE rn = 1 AND blocking = 1 "
             "AND status IN ('fail', 'error') ORDER BY id"
         )
         out: dict[str, list[CheckResultRecord]] = {}

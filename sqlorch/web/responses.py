@@ -17,7 +17,12 @@ from sqlorch.errors import SqlorchError
 from sqlorch.web.context import context_of
 
 #: the navigation bar: path -> label (issue 13 adds its automation page here)
-NAV: tuple[tuple[str, str], ...] = (("/", "Graph"), ("/runs", "Runs"), ("/launch", "Launch"))
+NAV: tuple[tuple[str, str], ...] = (
+    ("/", "Graph"),
+    ("/runs", "Runs"),
+    ("/automation", "Automation"),
+    ("/launch", "Launch"),
+)
 
 
 def page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:

@@ -330,3 +330,74 @@ def test_a_bad_declaration_stops_tick_and_daemon_with_a_clear_error(orders: Tiny
     orders.write({"pyproject.toml": SETTINGS.replace("landing/*.csv", "inbox/*.csv")})
     result = run_cli_subprocess(orders.path, "tick", timeout=120)
     assert_clean_error(result, 2, "[tool.sqlorch.sensors.orders]", "inbox", "does not exist")
+
+
+# --------------------------------------------------------------------------- sqlorch dev
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, ""
+
+
+def test_dev_starts_the_ui_and_the_daemon_whose_ticks_the_automation_page_shows(
+    orders: TinyProject,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = orders.path / "dev.log"
+    with open(log, "wb") as out:
+        dev = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sqlorch.cli",
+                "dev",
+                "--project-dir",
+                str(orders.path),
+                "--port",
+                str(port),
+            ],
+            cwd=orders.path,
+            env=clean_environ(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Run by" in http_get(f"{base}/automation")[1], why="UI + daemon")
+        drop(orders, "o1.csv", "1,10\n2,20\n")
+        wait_for(lambda: [r for r in requests(orders) if r[1] == "success"], why="the run")
+        status, body = http_get(f"{base}/api/automation")
+        assert status == 200
+        doc = json.loads(body)
+        assert doc["daemon"]["holder"].startswith("daemon:")
+        [request] = doc["requests"]
+        assert request["status"] == "success" and request["run_id"]
+        requested = {t["source"]: t["reasons"] for t in doc["ticks"] if t["status"] == "requested"}
+        assert requested["sensor:orders"] == ["new file landing/o1.csv (20 bytes)"]
+        assert requested["asset:main.order_totals"] == [
+            "eager: upstream main.stg_orders is built in this run"
+        ]
+        html = http_get(f"{base}/automation?status=requested")[1]
+        assert "new file landing/o1.csv (20 bytes)" in html
+        assert f'href="/runs/{request["run_id"]}"' in html
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        code = dev.wait(timeout=90)
+    assert code == 0, log.read_text()
+    assert http_get(f"{base}/automation")[0] == 0  # the UI stopped too
+    assert "daemon stopped" in log.read_text()

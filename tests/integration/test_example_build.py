@@ -37,6 +37,8 @@ PYTHON_ASSETS = {
     "raw.weather",
     "raw.flights",
     "analytics.route_delay_score",
+    "ops.ground_stops",  # the dlt load's two tables (ingest/ground_stops.py)
+    "ops.ground_stops__reasons",
 }
 RAW_ROWS = {
     "raw.flights": 336_776,

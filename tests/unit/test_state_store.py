@@ -1,4 +1,8 @@
-"""The SQLite state store: migrations, runs, events, materializations, concurrent readers."""
+"""The state stores: migrations, runs, events, materializations, concurrent readers.
+
+Tests taking `new_store` run on SQLite and on PostgreSQL (the `postgres` param starts the
+session's throwaway cluster: not in the fast lane).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,19 @@ from sqlorch.state.migrations import MIGRATIONS
 from sqlorch.state.store import StateStore, attempt_row, event_row, materialization_row
 
 
-def test_records_runs_events_and_latest_asset_state(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "state.db")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Open (and reopen) one store: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return lambda: StateStore(tmp_path / "state.db")
+    from sqlorch.state.postgres import PostgresStateStore
+
+    url = request.getfixturevalue("pg_url")
+    return lambda: PostgresStateStore(url)
+
+
+def test_records_runs_events_and_latest_asset_state(new_store: Any) -> None:
+    store = new_store()
     store.start_run("r1", "build", "", "2026-01-01T00:00:00Z")
     store.write_batch(
         [event_row("r1", "2026-01-01T00:00:01Z", "asset_started", "raw.a")],
@@ -87,10 +102,10 @@ def test_a_run_whose_process_died_reads_as_failed(tmp_path: Path) -> None:
     assert run is not None and run.status == "failed"
 
 
-def test_failing_blocking_checks_per_asset_partition_and_check(tmp_path: Path) -> None:
-    from sqlorch.state.store import StateStore, check_result_row
+def test_failing_blocking_checks_per_asset_partition_and_check(new_store: Any) -> None:
+    from sqlorch.state.store import check_result_row
 
-    store = StateStore(tmp_path / "state.db")
+    store = new_store()
 
     def result(
         run: str,

@@ -31,6 +31,7 @@ class ReasonKind(StrEnum):
     UPSTREAM_PLANNED = "upstream_planned"  # upstream partitions planned, so these are too
     UPSTREAM_REBUILT = "upstream_rebuilt"  # an unpartitioned upstream every partition reads
     PARTITIONS_TO_RUN = "partitions_to_run"
+    LOADED_TOGETHER = "loaded_together"  # one load (a dlt source) writes it with a planned asset
     RETRY = "retry"  # failed, skipped or a blocking check failed in the run being retried
 
 

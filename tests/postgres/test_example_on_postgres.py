@@ -1,0 +1,225 @@
+"""The example project on PostgreSQL: warehouse AND state store in the session's cluster.
+
+One build of the whole example with `-t postgres` and `SQLORCH_STATE_URL` (module fixture),
+then: the same row counts per asset as the DuckDB build, a no-op second build, `status` from
+the shared store, a second build refused while another run holds the lease, and the
+password (a canary) nowhere: not in output, files, the warehouse's tables or the state store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PG_PASSWORD, PG_USER, BuiltExample, CliResult, copy_example, run_cli, scalar
+
+pytestmark = pytest.mark.postgres
+
+
+@dataclass(frozen=True)
+class PgExample:
+    """The example built on PostgreSQL: its folder, env, first build, and the database."""
+
+    path: Path
+    env: dict[str, str]
+    build: CliResult
+    conninfo: str
+    outputs: list[str]
+
+    def cli(self, *args: str, **kw: Any) -> CliResult:
+        result = run_cli(self.path, *args, env=self.env, **kw)
+        self.outputs.append(result.output)
+        return result
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.conninfo, autocommit=True) as con:
+            cur = con.execute(statement)
+            return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture(scope="module")
+def pg_example(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgExample]:
+    pg_cluster.sql(f"CREATE DATABASE nycflights OWNER {PG_USER}")
+    path = copy_example(tmp_path_factory.mktemp("pg") / "nycflights")
+    env = {
+        "SQLORCH_PG_HOST": str(pg_cluster.socket_dir),
+        "SQLORCH_PG_PORT": str(pg_cluster.port),
+        "SQLORCH_PG_USER": PG_USER,
+        "SQLORCH_PG_PASSWORD": PG_PASSWORD,
+        "SQLORCH_PG_DBNAME": "nycflights",
+        "SQLORCH_TARGET": "postgres",
+        "SQLORCH_STATE_URL": pg_cluster.url("nycflights", PG_USER, PG_PASSWORD),
+    }
+    result = run_cli(path, "build", env=env)
+    assert result.exit_code == 0, result.describe()
+    yield PgExample(
+        path,
+        env,
+        result,
+        pg_cluster.conninfo("nycflights", PG_USER, PG_PASSWORD),
+        [result.output],
+    )
+
+
+def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
+    pg_example: PgExample, built_example: BuiltExample
+) -> None:
+    assets = [a for a in built_example.cli("ls", "--json").json() if a["kind"] != "source"]
+    assert len(assets) >= 19
+    counts_pg: dict[str, int] = {}
+    counts_duck: dict[str, int] = {}
+    for a in assets:
+        schema, name = a["key"].split(".", 1)
+        count = f'select count(*) from "{schema}"."{name}"'
+        counts_duck[a["key"]] = scalar(built_example.db, count)
+        counts_pg[a["key"]] = pg_example.sql(count)[0][0]
+    assert counts_pg == counts_duck
+    assert counts_pg["raw.flights"] == 336_776
+    # nothing was written to a DuckDB file, and the state lives in PostgreSQL only
+    assert not list(pg_example.path.glob("*.duckdb"))
+    assert not (pg_example.path / ".sqlorch" / "state.db").exists()
+    assert pg_example.sql("select count(*) from sqlorch.materializations")[0][0] > 19
+    # checks ran on PostgreSQL (built-in ones through the warehouse, dbt tests through dbt)
+    assert "checks:" in pg_example.build.flat and " passed" in pg_example.build.flat
+    assert "failed" not in pg_example.build.flat.split("Done in", 1)[1].split("\n", 1)[0]
+
+
+def test_a_second_build_is_a_no_op_and_status_reads_the_shared_store(
+    pg_example: PgExample,
+) -> None:
+    again = pg_example.cli("build")
+    assert again.exit_code == 0 and "nothing to do" in again.flat, again.describe()
+    status = pg_example.cli("status", "--json")
+    assert status.exit_code == 0, status.describe()
+    docs = {d["key"]: d for d in status.json()}
+    assert docs["raw.flights"]["rows"] == 336_776 and not docs["raw.flights"]["stale"]
+    # a table dropped behind sqlorch's back is stale again (observing the warehouse)
+    pg_example.sql("drop table marts.mart_route_scorecard")
+    plan = pg_example.cli("build", "--dry-run", "--json")
+    assert [s["key"] for s in plan.json()["steps"]] == ["marts.mart_route_scorecard"]
+    rebuilt = pg_example.cli("build")
+    assert rebuilt.exit_code == 0, rebuilt.describe()
+
+
+def test_a_build_on_assets_another_run_holds_is_refused_naming_the_holder(
+    pg_example: PgExample,
+) -> None:
+    from sqlorch.state.postgres import PostgresStateStore
+
+    holder = PostgresStateStore(pg_example.env["SQLORCH_STATE_URL"])
+    holder.acquire_lease(["raw.airlines"], "20260101T000000-holder")
+    try:
+        runs_before = len(holder.runs())
+        second = pg_example.cli("build", "-s", "raw.airlines", "--full")
+        assert second.exit_code == 2, second.describe()
+        assert "raw.airlines" in second.flat and "20260101T000000-holder" in second.flat
+        assert len(holder.runs()) == runs_before  # nothing of the refused run was written
+        other = pg_example.cli("build", "-s", "raw.planes", "--full")  # other assets: fine
+        assert other.exit_code == 0, other.describe()
+    finally:
+        holder.close()
+
+
+def test_the_password_canary_appears_nowhere(pg_example: PgExample, pg_cluster: Any) -> None:
+    # an error path too: a wrong password in the state URL is masked in the message
+    bad = dict(pg_example.env, SQLORCH_STATE_URL=pg_example.env["SQLORCH_STATE_URL"] + "x")
+    refused = run_cli(pg_example.path, "runs", env=bad)
+    pg_example.outputs.append(refused.output)
+    assert refused.exit_code == 2 and "****" in refused.output, refused.describe()
+    logs = pg_example.cli("logs")
+    assert logs.exit_code == 0
+    for output in pg_example.outputs:
+        assert PG_PASSWORD not in output
+    leaked = [
+        p
+        for p in pg_example.path.rglob("*")
+        if p.is_file() and PG_PASSWORD.encode() in p.read_bytes()
+    ]
+    assert leaked == []
+    # the state store and the warehouse: every text column of every table
+    rows = pg_example.sql(
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where table_schema not in ('pg_catalog', 'information_schema') "
+        "and data_type in ('text', 'character varying')"
+    )
+    for schema, table, column in rows:
+        hits = pg_example.sql(
+            f'select count(*) from "{schema}"."{table}" where "{column}" like \'%{PG_PASSWORD}%\''
+        )
+        assert hits == [(0,)], f"{schema}.{table}.{column}"
+    # and the server's own log
+    assert PG_PASSWORD not in (pg_cluster.root / "server.log").read_text(errors="replace")
+
+
+def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
+    pg_example: PgExample, tmp_path: Path
+) -> None:
+    artifacts = tmp_path / "prod-artifacts"
+    full = pg_example.cli(
+        "build", "-s", "mart_carrier_ontime_monthly", "--full-refresh", "--target-path",
+        str(artifacts),
+    )  # fmt: skip
+    assert full.exit_code == 0, full.describe()
+    assert "12 partitions" in full.flat  # every partition of the selection, not just stale ones
+    assert (artifacts / "manifest.json").is_file() and (artifacts / "run_results.json").is_file()
+    logs = pg_example.cli("logs", "--json").json_lines()
+    invocations = [e for e in logs if e["kind"] == "dbt_invocation_finished"]
+    assert invocations
+    for e in invocations:  # a window's invocation never gets --full-refresh
+        args = e["data"]["args"]
+        assert not ("--vars" in args and "--full-refresh" in args), args
+        assert "on postgres dbt writes them" in " ".join(e["data"]["dbt_writes_because"].values())
+
+    # a PR: one model edited; state:modified+ builds just it, reading upstream deferred
+    model = pg_example.path / "models" / "marts" / "mart_route_scorecard.sql"
+    model.write_text(model.read_text().replace("delay_score < 15 then", "delay_score < 14 then"))
+    plan = pg_example.cli("build", "-s", "state:modified+", "--dry-run", "--json")
+    assert [s["key"] for s in plan.json()["steps"]] == ["marts.mart_route_scorecard"]
+    pr = pg_example.cli("build", "-s", "state:modified+", "--defer", "--state", str(artifacts))
+    assert pr.exit_code == 0, pr.describe()
+    assert "1 succeeded" in pr.flat
+    args = [
+        e["data"]["args"]
+        for e in pg_example.cli("logs", "--json").json_lines()
+        if e["kind"] == "dbt_invocation_finished"
+    ]
+    assert args and all("--defer" in a and str(artifacts.resolve()) in a for a in args)
+    status = {d["key"]: d for d in pg_example.cli("status", "--json").json()}
+    run_id = pr.flat.split("run ", 1)[1].split()[0]
+    assert status["marts.mart_route_scorecard"]["last_run_id"] == run_id
+    assert status["marts.route_stats"]["last_run_id"] != run_id  # deferred, not rebuilt
+    # --vars: part of the code version of the models that read them (as the project's vars)
+    stats = pg_example.path / "models" / "marts" / "route_stats.sql"
+    stats.write_text(
+        stats.read_text().replace(
+            "group by route, origin, dest",
+            "group by route, origin, dest\nhaving count(*) >= {{ var('min_flights', 0) }}",
+        )
+    )
+    assert pg_example.cli("build", "-s", "route_stats+").exit_code == 0
+    same = pg_example.cli("build", "--dry-run", "--json")
+
+    def code_changed(result: CliResult) -> set[str]:
+        steps = result.json()["steps"]
+        return {s["key"] for s in steps if "var min_flights changed" in " ".join(s["reasons"])}
+
+    assert "marts.route_stats" not in code_changed(same)
+    other = pg_example.cli("build", "--dry-run", "--json", "--vars", "{min_flights: 5}")
+    assert other.exit_code == 0, other.describe()
+    assert "marts.route_stats" in code_changed(other)
+    assert "marts.fct_delays" not in code_changed(other)
+    bad = pg_example.cli("build", "--full", "-s", "stg_airlines", "--defer", "--state", "no/dir")
+    assert bad.exit_code == 2 and "no manifest.json there" in bad.flat, bad.describe()
+
+
+def test_column_lineage_in_the_postgres_dialect(pg_example: PgExample) -> None:
+    result = pg_example.cli("lineage", "marts.fct_delays.avg_dep_delay", "--json")
+    assert result.exit_code == 0, result.describe()
+    text = result.stdout
+    for column in ("marts.fct_flights.dep_delay_min", "raw.flights.dep_delay"):
+        assert column in text
