@@ -18,6 +18,9 @@ commands run as subprocesses, interleaved (sqlorch, dlt, sqlorch, dlt, ...):
   pipelines_dir=...).run(resource)` into a fresh DuckDB file and pipelines folder.
 
 Both pay Python start-up and `import dlt`; both end with the rows in a DuckDB file (checked).
+Both use the loader file format `--file-format` (default parquet, set through dlt's own config
+variable NORMALIZE__LOADER_FILE_FORMAT; `default` keeps dlt's insert_values for DuckDB, whose
+one 1M-row INSERT statement DuckDB parses for many minutes on a loaded 2-core machine).
 The script prints best-of wall and CPU (children's user+sys) seconds, the ratios, and the load
 average. Target (issue 17): sqlorch at most 1.1x plain dlt.
 """
@@ -185,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--shapes", default="flat,nested")
+    parser.add_argument(
+        "--file-format",
+        default="parquet",
+        help="dlt's loader file format for both (`default`: dlt's own, insert_values for DuckDB)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="where the projects go")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
@@ -195,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
+    if args.file_format != "default":
+        env["NORMALIZE__LOADER_FILE_FORMAT"] = args.file_format  # dlt's config, both alike
     load_before = os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -206,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = f"{worst:.2f}x {'PASS' if worst <= TARGET_RATIO else 'FAIL'}"
     lines = [
         f"dlt load of {args.rows:,} rows into a fresh DuckDB file (dlt {dlt.__version__}), "
-        f"best of {args.repeat}, subprocesses interleaved",
+        f"best of {args.repeat}, subprocesses interleaved, loader file format "
+        f"{args.file_format}",
         "  shape    sqlorch s   dlt s   ratio   sqlorch CPU s   dlt CPU s   CPU ratio",
     ]
     for r in results:
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": args.rows,
             "repeat": args.repeat,
             "shapes": results,
+            "file_format": args.file_format,
             "target": TARGET,
             "target_ratio": TARGET_RATIO,
             "verdict": verdict,

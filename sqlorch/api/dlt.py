@@ -158,9 +158,12 @@ class DltAssets:
                 parts.append(getattr(fn, "__qualname__", repr(fn)))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
-    def definitions(self, pipelines_dir: Path) -> list[AssetDefinition]:
-        """One asset definition per table, each run by the source's one load."""
-        group = DltGroup(self, pipelines_dir, tuple(self.tables(pipelines_dir)))
+    def definitions(
+        self, pipelines_dir: Path, tables: list[str] | None = None
+    ) -> list[AssetDefinition]:
+        """One asset definition per table (default: `tables()`), each run by the one load."""
+        listed = tables if tables is not None else self.tables(pipelines_dir)
+        group = DltGroup(self, pipelines_dir, tuple(listed))
         return [
             AssetDefinition(
                 fn=DltTable(group, table),

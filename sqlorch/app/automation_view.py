@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from sqlorch.settings import Settings
-from sqlorch.state.automation import AutomationStore, RequestRecord, TickRecord
+from sqlorch.state.automation import RequestRecord, TickRecord, open_automation
 
 #: the lease the daemon (or a `sqlorch tick`) holds while it runs automation
 LEASE = "automation"
@@ -27,9 +27,9 @@ def automation_page(
         source: only ticks whose source id starts with this (`schedule:`, `sensor:orders`).
         status: only ticks with this status (`requested`, `skipped`, `failed`).
     """
-    if not settings.state_path.exists():
+    if not settings.state_url and not settings.state_path.exists():
         return {"daemon": None, "paused": [], "requests": [], "ticks": []}
-    store = AutomationStore(settings.state_path)
+    store = open_automation(settings)
     try:
         lease = store.lease(LEASE)
         ticks = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,8 @@ class BuildResult:
     selected_materializable: int = 0
     #: the run a retry re-runs
     retried: RunRecord | None = None
+    #: dbt step -> "native" or why dbt executes it (issue 16; filled for --dry-run)
+    execution: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -108,6 +110,10 @@ def build(
         retried=retried,
     )
     runs_nothing = not plan.checks if isinstance(request, CheckRequest) else not plan.steps
+    if dry_run and plan.steps:
+        from sqlorch.app.execution import plan_execution
+
+        result = dataclasses.replace(result, execution=plan_execution(project, plan))
     if dry_run or runs_nothing:
         return result
     if isinstance(request, BuildRequest):
@@ -199,6 +205,7 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
         ConfigError: a `retries` setting is malformed or its selector matches nothing.
     """
     from sqlorch.api.retries import RetryPolicy, policy_from_settings
+    from sqlorch.app.execution import execution_settings
     from sqlorch.core.checks import Observed
     from sqlorch.execute.policies import RunPolicies
 
@@ -218,11 +225,16 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
         for (asset, partition), m in store.last_materializations().items()
         if partition is None
     }
+    native, forced_dbt = execution_settings(project)
     return RunPolicies(
         python_checks=dict(project.python_checks),
         previous=previous,
         retries=retries,
         pool_rates=dict(settings.pool_rates),
+        native=native,
+        forced_dbt=forced_dbt,
+        # `execution = "dbt"`: dbt executes every dbt node, partition windows included
+        direct_windows=native,
     )
 
 

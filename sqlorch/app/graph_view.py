@@ -17,7 +17,7 @@ from sqlorch.app.status import asset_status
 from sqlorch.errors import ConfigError
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 
 def graph_document(
@@ -38,8 +38,10 @@ def graph_document(
         SelectionError: the selection does not parse or matches nothing.
     """
     project = load_project(settings)
-    status = {row["key"]: row for row in asset_status(settings, warn=warn, now=now)}
-    store = StateStore(settings.state_path, readonly=True)
+    status = {
+        row["key"]: row for row in asset_status(settings, warn=warn, now=now, project=project)
+    }
+    store = open_store(settings, readonly=True)
     try:
         failing = {
             asset: sorted({r.name for r in results})
@@ -101,16 +103,18 @@ def asset_page(
     node = graph.assets.get(key)
     if node is None:
         raise ConfigError(f"No asset {key!r} in the project. `sqlorch ls` lists the assets.")
-    status = next((r for r in asset_status(settings, now=now) if r["key"] == key), {})
-    store = StateStore(settings.state_path, readonly=True)
+    rows = asset_status(settings, now=now, project=project)
+    status = next((r for r in rows if r["key"] == key), {})
+    store = open_store(settings, readonly=True)
     try:
-        columns = store.latest_columns().get(key)
         history = asset_history(store, key, limit)
     finally:
         store.close()
     document = asset_document(node)
+    # the columns as last materialized (as `ls --json` shows them), else the dbt yml's
+    columns = next((m["columns"] for m in history["materializations"] if m["columns"]), None)
     if columns:
-        document["columns"] = [{"name": c, "type": t} for c, t in columns]
+        document["columns"] = columns
     children = sorted(k for k, n in graph.assets.items() if key in n.deps)
     return {
         "asset": document,

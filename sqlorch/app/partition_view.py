@@ -13,7 +13,7 @@ from typing import Any
 from sqlorch.app.partitions import partitions_report
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 STATUSES = ("done", "stale", "missing", "failed")
 
@@ -23,7 +23,9 @@ def partition_grid(settings: Settings, asset: str, now: datetime | None = None) 
 
     `{..., "axis": per-row partition count, "rows": [{"prefix": "JFK" | "", "segments":
     [{"status", "first", "last", "lo", "hi", "count"}]}], "ledger": [{"prefix", "first",
-    "last", "status", "run_id", "at"}]}`: `lo`/`hi` index the row's axis (0-based).
+    "last", "status", "run_id", "at"}]}`: `lo`/`hi` index the row's axis (0-based); each
+    segment also lists the ledger ranges that overlap it (`"runs": [{"run_id", "at",
+    "status", "first", "last"}]`, the newest three), i.e. which run last wrote or failed it.
 
     Raises:
         ConfigError, PartitionError: no such asset, or it has no partitions.
@@ -47,24 +49,42 @@ def partition_grid(settings: Settings, asset: str, now: datetime | None = None) 
                     "count": hi - lo + 1,
                 }
             )
-    store = StateStore(settings.state_path, readonly=True)
+    from sqlorch.state import ledger as ledgers
+
+    store = open_store(settings, readonly=True)
     try:
-        ledger = [
-            {
-                "prefix": r.prefix,
-                "first": r.lo,
-                "last": r.hi,
-                "status": r.status,
-                "run_id": r.run_id,
-                "at": r.at,
-            }
-            for r in store.ledger(report["key"])
-        ]
+        segs = ledgers.segments(store, report["key"], definition)
     finally:
         store.close()
+    ledger = [
+        {
+            "prefix": "|".join(g.prefix),
+            "first": definition.key(g.prefix, g.lo),
+            "last": definition.key(g.prefix, g.hi),
+            "status": str(g.status),
+            "run_id": g.run_id,
+            "at": g.at,
+            "lo": g.lo,
+            "hi": g.hi,
+        }
+        for g in segs
+    ]
+    _attach_runs(rows, ledger)
     return {
         **report,
         "axis": definition.count(now),
         "rows": [{"prefix": p, "segments": segs} for p, segs in rows.items()],
         "ledger": ledger,
     }
+
+
+def _attach_runs(rows: dict[str, list[dict[str, Any]]], ledger: list[dict[str, Any]]) -> None:
+    """Give each segment the ledger ranges (runs) that overlap it, newest first."""
+    newest = sorted(ledger, key=lambda e: e["at"] or "", reverse=True)
+    for prefix, segments in rows.items():
+        for seg in segments:
+            seg["runs"] = [
+                {k: e[k] for k in ("run_id", "at", "status", "first", "last")}
+                for e in newest
+                if e["prefix"] == prefix and e["lo"] <= seg["hi"] and e["hi"] >= seg["lo"]
+            ][:3]

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlorch.app.plans import Warn, observe, select_assets, state_sets, state_snapshot
 from sqlorch.core.plan.staleness import stale_reasons
-from sqlorch.load.project import load_project
+from sqlorch.load.project import Project, load_project
 from sqlorch.settings import Settings
 from sqlorch.state.store import open_store
 
@@ -19,13 +19,16 @@ def asset_status(
     exclude: Sequence[str] = (),
     warn: Warn | None = None,
     now: datetime | None = None,
+    *,
+    project: Project | None = None,
 ) -> list[dict[str, Any]]:
     """Return the status of each selected asset (default: all), as `status --json` prints it.
 
     Each: key, kind, stale, reasons, last_materialized_at, rows, duration_s, last_run_id,
-    last_outcome, code_version and partitions (DESIGN.md §10).
+    last_outcome, code_version and partitions (DESIGN.md §10). `project`: the project of
+    `settings`, already loaded (the web UI's pages load it once per request).
     """
-    project = load_project(settings)
+    project = project or load_project(settings)
     store = open_store(settings, readonly=True)
     snapshot = state_snapshot(store, observe(project), project.graph)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None

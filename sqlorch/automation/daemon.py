@@ -41,6 +41,7 @@ from sqlorch.state.automation import (
     LeaseRecord,
     RequestRecord,
     RequestStatus,
+    open_automation,
 )
 from sqlorch.state.rows import is_alive
 from sqlorch.state.store import StateStore
@@ -120,8 +121,8 @@ def run_tick(
         ConfigError: a declaration is malformed.
     """
     loaded = load_automation(settings)
-    astore = AutomationStore(settings.state_path)
-    store = StateStore(settings.state_path)
+    astore = open_automation(settings)
+    store = astore.store
     lease = Lease(astore, "tick", loaded.spec.daemon.lease_ttl_s)
     lease.acquire()
     say = echo or (lambda line: None)
@@ -199,8 +200,8 @@ class Daemon:
         settings = self.settings
         loaded = load_automation(settings)
         options = loaded.spec.daemon
-        astore = AutomationStore(settings.state_path)
-        store = StateStore(settings.state_path)
+        astore = open_automation(settings)
+        store = astore.store
         lease = Lease(astore, "daemon", options.lease_ttl_s)
         lease.acquire()
         signal.signal(signal.SIGTERM, self.stop)
@@ -247,12 +248,16 @@ class Daemon:
                 folders = marks
                 next_eval = 0.0
                 sensors_due.clear()
-            if now >= next_eval:
-                if now - loaded_at >= RELOAD_S:
-                    loaded = self._reload(loaded)
-                    loaded_at = now
+            evaluated = now >= next_eval
+            if evaluated:
                 next_eval = self._evaluate(loaded, astore, store, sensors_due)
             self._launch(loaded, astore)
+            if not evaluated and now - loaded_at >= RELOAD_S:
+                # off the path from an event to its run: code and settings changes count
+                loaded = self._reload(loaded)
+                loaded_at = time.time()
+                folders = self._folder_marks(loaded)
+                next_eval = 0.0
             self.wake.wait(timeout=max(0.0, min(POLL_S, next_eval - time.time())))
             self.wake.clear()
 

@@ -13,8 +13,7 @@ from sqlorch.automation.evaluate import iso
 from sqlorch.automation.ticks import Loaded, evaluate_now, load_automation
 from sqlorch.errors import ConfigError
 from sqlorch.settings import Settings
-from sqlorch.state.automation import AutomationStore, TickRecord
-from sqlorch.state.store import StateStore
+from sqlorch.state.automation import TickRecord, open_automation
 
 
 def source_documents(
@@ -23,7 +22,7 @@ def source_documents(
     """Return every declared source of `kind` with its next tick, pause and last decision."""
     loaded = load_automation(settings)
     at = now or datetime.now(UTC)
-    astore = AutomationStore(settings.state_path)
+    astore = open_automation(settings)
     paused, last = astore.paused(), astore.last_ticks()
     spec = loaded.spec
     docs: list[dict[str, Any]] = []
@@ -98,7 +97,7 @@ def tick_documents(
     settings: Settings, kind: SourceKind, name: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Return the newest tick records of one kind of source (or of one source)."""
-    astore = AutomationStore(settings.state_path)
+    astore = open_automation(settings)
     prefix = f"{kind}:"
     source = None if name is None else _source(kind, name)
     ticks = [t for t in astore.ticks(source) if t.source.startswith(prefix)][:limit]
@@ -116,8 +115,8 @@ def preview(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Evaluate everything now WITHOUT recording or launching: what would be requested, why."""
     loaded = load_automation(settings)
     at = now or datetime.now(UTC)
-    astore = AutomationStore(settings.state_path)
-    evaluation, _facts = evaluate_now(loaded, StateStore(settings.state_path), astore, at)
+    astore = open_automation(settings)
+    evaluation, _facts = evaluate_now(loaded, astore.store, astore, at)
     return {
         "at": iso(at),
         "decisions": [
@@ -152,7 +151,7 @@ def set_paused(settings: Settings, kind: SourceKind, name: str, paused: bool) ->
             s.split(":", 1)[1] for s in loaded.spec.sources if s.startswith(f"{kind}:")
         )
         raise ConfigError(f"No {kind} named {name!r} is declared. Declared: {known or 'none'}.")
-    astore = AutomationStore(settings.state_path)
+    astore = open_automation(settings)
     now = iso(datetime.now(UTC))
     astore.set_paused(source, paused, now)
     if not paused:

@@ -26,8 +26,8 @@ from sqlorch.errors import SqlorchError
 from sqlorch.events import Event, utcnow
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings, load_settings
-from sqlorch.state.automation import AutomationStore, RequestStatus
-from sqlorch.state.store import StateStore
+from sqlorch.state.automation import AutomationStore, RequestStatus, open_automation
+from sqlorch.state.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def plan_spec(settings: Settings, spec: Mapping[str, Any]) -> tuple[Any, Plan]:
     """Load the project and plan a request's spec as ONE plan; return (project, plan)."""
     project = load_project(settings)
-    store = StateStore(settings.state_path)
+    store = open_store(settings)
     graph = project.graph
     select = [k for k in spec.get("select", ()) if k in graph.assets]
     full = {k for k in spec.get("full", ()) if k in graph.assets}
@@ -105,7 +105,7 @@ def run_request(settings: Settings, astore: AutomationStore, request_id: str) ->
     outcome, _hidden = execute(
         project,
         plan,
-        StateStore(settings.state_path),
+        open_store(settings),
         [remember_run],
         command="automation",
         selection=label,
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(
         project_dir=args.project_dir, profiles_dir=args.profiles_dir, target=args.target
     )
-    astore = AutomationStore(settings.state_path)
+    astore = open_automation(settings)
     if not astore.claim(args.request_id, args.token, os.getpid()):
         return 0
     try:

@@ -290,7 +290,7 @@ def _print_without_run(
             "skipped: nothing to retry."
         )
     elif dry_run:
-        print_plan(out, plan, as_json=as_json)
+        print_plan(out, plan, as_json=as_json, execution=result.execution)
     elif isinstance(request, CheckRequest):
         out.print("No checks test the selected assets.")
     elif result.selected_materializable:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from sqlorch.events import Event, EventKind
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
@@ -187,18 +189,37 @@ class TerminalRenderer:
             self.console.print(f"\n[red]{escape(what)}[/]: {escape(message)}", highlight=False)
 
 
-def print_plan(console: Console, plan: Plan, *, as_json: bool = False) -> None:
-    """Print a plan as `--dry-run` shows it (`--json`: the DESIGN.md §10 document)."""
+def print_plan(
+    console: Console,
+    plan: Plan,
+    *,
+    as_json: bool = False,
+    execution: Mapping[str, str] | None = None,
+) -> None:
+    """Print a plan as `--dry-run` shows it (`--json`: the DESIGN.md §10 document).
+
+    `execution`: dbt step -> "native" or why dbt executes it (shown with the step).
+    """
     from sqlorch.core.plan.explainer import explain_plan, plan_document, plan_headline
 
+    execution = execution or {}
     if as_json:
         import click
 
-        click.echo(json.dumps(plan_document(plan), indent=2, default=str))
+        doc = plan_document(plan)
+        for step in doc["steps"]:
+            if step["key"] in execution:
+                step["execution"] = execution[step["key"]]
+        click.echo(json.dumps(doc, indent=2, default=str))
         return
     console.print(plan_headline(plan))
+    keys = iter(s.key for s in plan.steps)
     for line in explain_plan(plan):
-        console.print(f"{escape(line.text)}[dim]{escape(line.why)}[/]")
+        how = ""
+        if line.text.strip():  # a step's line (its partition ranges follow on blank ones)
+            how = execution.get(next(keys, ""), "")
+        why = "; ".join(x for x in (line.why, f"execution: {how}" if how else "") if x)
+        console.print(f"{escape(line.text)}[dim]{escape(why)}[/]")
 
 
 _LEVEL_COLORS = {"error": "red", "warning": "yellow", "debug": "dim"}

@@ -32,7 +32,8 @@ from sqlorch.dbt.manifest import DbtProject
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+# 2: native-execution facts in node metadata (issue 16); 3: env_var() values (issue 18)
+FORMAT = 3
 _ROOT_FILES = (
     "dbt_project.yml",
     "packages.yml",

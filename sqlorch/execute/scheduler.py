@@ -128,6 +128,7 @@ class Executor:
                 invocations=invocations,
                 counts=self.counts,
             )
+            self._add_native(side, warehouse)
             self.dbt_chunks = DbtChunks(
                 steps=self.dbt,
                 readiness=self.readiness,
@@ -137,6 +138,24 @@ class Executor:
                 run_dir=run_dir,
                 direct_windows=side.direct_windows,
             )
+
+    def _add_native(self, side: RunPolicies, warehouse: Warehouse | None) -> None:
+        """Let sqlorch execute dbt's compiled SQL natively where it reproduces dbt (issue 16)."""
+        from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+        if self.dbt is None or not side.native or not isinstance(warehouse, DuckDBWarehouse):
+            return
+        from sqlorch.execute.native_steps import NativeSteps
+
+        self.dbt.native = NativeSteps(
+            progress=self.progress,
+            readiness=self.readiness,
+            invocations=self.dbt.invocations,
+            warehouse=warehouse,
+            cancellation=self.cancellation,
+            forced=side.forced_dbt,
+            keys=self.dbt.keys,
+        )
 
     @property
     def status(self) -> dict[str, Status]:

@@ -3,15 +3,13 @@
 Exactly once: `commit_tick` writes an evaluation's tick records, its queued run request, the
 run keys it used and the sources' new cursors in ONE transaction; a launched run claims its
 request with a token (`claim`), so a request is run by one process only, whatever crashed.
-The SQL is portable (TEXT/INTEGER/REAL, no SQLite-only syntax); only the connection and the
-`BEGIN IMMEDIATE` of `_transaction` are SQLite's.
+The SQL is portable (TEXT/INTEGER/REAL): the store runs its queries on the connection of the
+state store it wraps, SQLite's or PostgreSQL's (which translates `?` and `BEGIN IMMEDIATE`).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlorch.errors import StateError
+from sqlorch.settings import Settings
 from sqlorch.state.sqlite import SqliteStateStore
+from sqlorch.state.store import open_store
 
 
 class RequestStatus(StrEnum):
@@ -95,26 +95,25 @@ _REQUEST_COLUMNS = (
 
 
 class AutomationStore:
-    """Read-write access to the automation tables of `.sqlorch/state.db`."""
+    """Read-write access to the automation tables of a state store (SQLite or PostgreSQL).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        SqliteStateStore(path).close()  # creates the file and runs the migrations
-        self._lock = threading.RLock()
-        try:
-            self._con = sqlite3.connect(
-                str(path), check_same_thread=False, isolation_level=None, timeout=30
-            )
-            self._con.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"The state store {path} cannot be opened: {exc}.") from exc
+    It runs on the wrapped store's connection and lock (one connection per process).
+    """
+
+    def __init__(self, store: SqliteStateStore) -> None:
+        if store._con is None:  # noqa: SLF001 - the same room: the store's own connection
+            raise StateError(f"The state store {store.path} is open read-only.")
+        self.store = store
+        self.path: Path | str = getattr(store, "location", store.path)
+        self._con: Any = store._con  # noqa: SLF001
+        self._lock = store._lock  # noqa: SLF001
 
     def close(self) -> None:
-        """Close the connection."""
-        self._con.close()
+        """Close the wrapped store."""
+        self.store.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Any]:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
@@ -126,7 +125,8 @@ class AutomationStore:
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._con.execute(sql, params).fetchall()
+            rows: list[tuple[Any, ...]] = self._con.execute(sql, params).fetchall()
+            return rows
 
     # the lease --------------------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ class AutomationStore:
                 "UPDATE automation_lease SET heartbeat = ? WHERE name = ? AND holder = ?",
                 (now, name, holder),
             )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up (only if `holder` has it)."""
@@ -223,7 +223,7 @@ class AutomationStore:
                 "DELETE FROM automation_run_keys WHERE source = ? AND run_key = ?",
                 (source, run_key),
             )
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     # one evaluation, committed at once -------------------------------------------------------
 
@@ -307,7 +307,7 @@ class AutomationStore:
                 "WHERE request_id = ? AND status = ?",
                 (RequestStatus.LAUNCHING, token, now, request_id, RequestStatus.QUEUED),
             )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def claim(self, request_id: str, token: str, pid: int) -> bool:
         """Claim a launching request for process `pid`; False when another process has it."""
@@ -317,7 +317,7 @@ class AutomationStore:
                 "WHERE request_id = ? AND token = ? AND status = ?",
                 (RequestStatus.RUNNING, pid, request_id, token, RequestStatus.LAUNCHING),
             )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def set_run_id(self, request_id: str, run_id: str) -> None:
         """Remember the run a request started."""
@@ -445,3 +445,8 @@ def _request(r: Sequence[Any]) -> RequestRecord:
         attempt=int(r[10] or 1),
         error=r[11],
     )
+
+
+def open_automation(settings: Settings) -> AutomationStore:
+    """Open the automation tables of the state store `settings` name (migrated)."""
+    return AutomationStore(open_store(settings))

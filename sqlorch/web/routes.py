@@ -9,9 +9,9 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from sqlorch.web.pages import assets, automation, graph, launch, partitions, runs
+from sqlorch.web.pages import assets, automation, graph, launch, lineage, partitions, runs
 
-PAGE_FAMILIES = (graph, assets, partitions, runs, launch, automation)
+PAGE_FAMILIES = (graph, assets, lineage, partitions, runs, launch, automation)
 
 
 def routes() -> list[BaseRoute]:

@@ -401,3 +401,50 @@ def test_dev_starts_the_ui_and_the_daemon_whose_ticks_the_automation_page_shows(
     assert code == 0, log.read_text()
     assert http_get(f"{base}/automation")[0] == 0  # the UI stopped too
     assert "daemon stopped" in log.read_text()
+
+
+# --------------------------------------------------------------------------- listings
+
+
+def test_listings_preview_pause_and_resume(orders: TinyProject) -> None:
+    from conftest import run_cli
+
+    orders.write(
+        {
+            "pyproject.toml": SETTINGS.replace("{grace}", "1s")
+            + '\n[tool.sqlorch.schedules.nightly]\ncron = "30 1 * * *"\n'
+            'timezone = "America/New_York"\nselect = "+order_totals"\n'
+        }
+    )
+
+    def cli(*args: str) -> object:
+        result = run_cli(None, *args, "--project-dir", str(orders.path), cwd=orders.path)
+        assert result.exit_code == 0, result.describe()
+        return result
+
+    [nightly] = cli("schedules", "ls", "--json").json()  # type: ignore[attr-defined]
+    assert nightly["cron"] == "30 1 * * *" and nightly["timezone"] == "America/New_York"
+    assert nightly["next_tick"].endswith(("05:30:00Z", "06:30:00Z"))  # 01:30 New York, in UTC
+    assert nightly["assets"] == ["main.order_totals", "main.stg_orders", "raw.orders"]
+    assets = cli("automation", "ls", "--json").json()  # type: ignore[attr-defined]
+    assert [(a["key"], a["conditions"]) for a in assets] == [
+        ("main.stg_orders", "eager"),
+        ("main.order_totals", "eager"),
+    ]
+    drop(orders, "o1.csv", "1,10\n")
+    preview = cli("sensors", "preview", "--json").json()  # type: ignore[attr-defined]
+    assert [d["status"] for d in preview["decisions"]] == ["requested"]
+    assert preview["run"]["full"] == ["raw.orders"]  # new data: rebuilt although not stale
+    assert preview["run"]["select"] == ["main.stg_orders", "main.order_totals"]  # eager, after
+    assert requests(orders) == []  # a preview records and launches nothing
+    cli("sensors", "pause", "orders")
+    assert cli("sensors", "ls", "--json").json()[0]["paused"] is True  # type: ignore[attr-defined]
+    paused = cli("sensors", "preview", "--json").json()  # type: ignore[attr-defined]
+    assert paused["run"] is None
+    cli("sensors", "resume", "orders")
+    cli("schedules", "resume", "nightly")
+    with sqlite3.connect(orders.path / ".sqlorch" / "state.db") as con:
+        cursors = dict(con.execute("SELECT source, cursor FROM automation_cursors"))
+    assert "schedule:nightly" in cursors  # resumed: it starts from now, no flood
+    bad = run_cli(None, "schedules", "pause", "weekly", "--project-dir", str(orders.path))
+    assert_clean_error(bad, 2, "No schedule named 'weekly'", "Declared: nightly")

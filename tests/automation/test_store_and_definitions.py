@@ -55,7 +55,7 @@ def tick(source: str = "schedule:n", rid: str | None = "req-1") -> TickRecord:
 
 
 def test_the_lease_names_its_holder_and_is_taken_over_when_the_holder_died(tmp_path: Path) -> None:
-    store = AutomationStore(tmp_path / "state.db")
+    store = AutomationStore(StateStore(tmp_path / "state.db"))
     me = LeaseRecord("daemon:h:1", "h", os.getpid(), "t0", 100.0)
     assert store.acquire_lease("automation", me, 15, lambda pid: True) is None
     other = LeaseRecord("daemon:h:2", "h", 2, "t1", 105.0)
@@ -70,7 +70,7 @@ def test_the_lease_names_its_holder_and_is_taken_over_when_the_holder_died(tmp_p
 
 
 def test_a_tick_commits_ticks_request_run_keys_and_cursor_together(tmp_path: Path) -> None:
-    store = AutomationStore(tmp_path / "state.db")
+    store = AutomationStore(StateStore(tmp_path / "state.db"))
     store.commit_tick([tick()], request(), [("schedule:n", "k1")], {"schedule:n": "c1"}, "now")
     assert store.used_run_keys("schedule:n", ["k1", "k2"]) == {"k1"}
     assert store.cursors() == {"schedule:n": "c1"}
@@ -89,7 +89,7 @@ def test_a_tick_commits_ticks_request_run_keys_and_cursor_together(tmp_path: Pat
 
 
 def test_a_commit_is_refused_when_the_cursor_moved_meanwhile(tmp_path: Path) -> None:
-    store = AutomationStore(tmp_path / "state.db")
+    store = AutomationStore(StateStore(tmp_path / "state.db"))
     store.commit_tick([], None, [], {"sensor:s": "new"}, "now")
     with pytest.raises(StateError, match="moved while this evaluation ran"):
         store.commit_tick([tick()], request(), [], {"sensor:s": "x"}, "now", {"sensor:s": "old"})
@@ -97,7 +97,7 @@ def test_a_commit_is_refused_when_the_cursor_moved_meanwhile(tmp_path: Path) -> 
 
 
 def test_a_request_is_claimed_by_one_process_only(tmp_path: Path) -> None:
-    store = AutomationStore(tmp_path / "state.db")
+    store = AutomationStore(StateStore(tmp_path / "state.db"))
     store.commit_tick([tick()], request(), [], {}, "now")
     assert store.mark_launching("req-1", "tok-a", 1.0)
     assert not store.mark_launching("req-1", "tok-b", 1.0)  # no longer queued
@@ -111,8 +111,8 @@ def test_a_request_is_claimed_by_one_process_only(tmp_path: Path) -> None:
 def test_the_sweep_fails_a_dead_run_queues_it_once_more_and_requeues_lost_launches(
     tmp_path: Path,
 ) -> None:
-    store = AutomationStore(tmp_path / "state.db")
-    state = StateStore(tmp_path / "state.db")
+    store = AutomationStore(StateStore(tmp_path / "state.db"))
+    state = store.store
     store.commit_tick([tick()], request(), [], {}, "now")
     store.add_request(request("req-2"))
     assert store.mark_launching("req-1", "t", 0.0)

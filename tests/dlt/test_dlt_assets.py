@@ -138,3 +138,24 @@ def test_the_one_line_setting_declares_a_source(
     )
     result = run_cli(bad.path, "ls")
     assert result.exit_code == 2 and '"module:function"' in result.flat, result.describe()
+
+
+def test_a_blocking_check_of_a_dlt_table_stops_downstream(dlt_project: TinyProject) -> None:
+    checks = (
+        "from sqlorch import check\n\n\n"
+        '@check(asset="raw.users")\n'
+        "def users_have_names(rows):\n"
+        '    return rows.column("name").null_count == 0\n'
+    )
+    (dlt_project.path / "ingest/checks.py").write_text(checks)
+    write_lines(dlt_project.path / "data/users/all.jsonl", [{"id": 0, "name": None}, {"id": 1}])
+    failed = run_cli(dlt_project.path, "build")
+    assert failed.exit_code == 1, failed.describe()
+    st = status(dlt_project.path)
+    assert st["raw.events"]["last_outcome"] == "success"
+    assert st["main.enriched"]["last_materialized_at"] is None  # never built on bad users
+    assert st["raw.users"]["stale"]
+    assert any("users_have_names" in r for r in st["raw.users"]["reasons"]), st["raw.users"]
+    write_lines(dlt_project.path / "data/users/all.jsonl", [{"id": 0, "name": "a"}])
+    ok(run_cli(dlt_project.path, "build"))
+    assert scalar(dlt_project.db, "select count(*) from main.enriched") == 3

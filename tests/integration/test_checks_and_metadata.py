@@ -164,8 +164,10 @@ def test_python_metadata_and_dbt_numbers_are_recorded(failing: tuple[TinyProject
     assert py.rows == 3 and py.duration_s is not None and py.code_version
     (big,) = store.materializations("main.big_orders")
     assert big.rows == 3  # counted: dbt-duckdb reports no rows_affected
-    assert set(big.metadata["dbt_timing"]) == {"compile", "execute"}
-    assert all(v >= 0 for v in big.metadata["dbt_timing"].values())
+    # dbt's phases; natively executed (issue 16), the compile happened before (cached SQL)
+    timing = big.metadata["dbt_timing"]
+    assert "execute" in timing and set(timing) <= {"compile", "execute"}
+    assert all(v >= 0 for v in timing.values())
     (view,) = store.materializations("main.stg_orders")
     assert view.rows is None  # a view has no row count
 

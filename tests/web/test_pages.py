@@ -95,6 +95,8 @@ def test_partitions_page_draws_ranges_not_partitions(client: Any) -> None:
     doc = client.get("/api/partitions/marts.fct_delays").json()
     assert doc["counts"]["expected"] == 365 and doc["counts"]["done"] == 365
     (row,) = doc["rows"]
+    runs = [r["run_id"] for s in row["segments"] for r in s.pop("runs")]
+    assert runs == [doc["ledger"][0]["run_id"]]  # hover: which run wrote the range
     assert row["segments"] == [
         {
             "status": "done",
@@ -109,6 +111,7 @@ def test_partitions_page_draws_ranges_not_partitions(client: Any) -> None:
     page = client.get("/partitions/marts.fct_delays").text
     assert page.count('class="seg ') == 1
     assert "2013-01-01 .. 2013-12-31 (365 partitions)" in page
+    assert f"by run {runs[0]}" in page
     unpartitioned = client.get("/partitions/marts.route_stats")
     assert unpartitioned.status_code == 404 and "has no partitions" in unpartitioned.text
 
@@ -197,3 +200,26 @@ def test_the_ui_never_opens_the_warehouse_file(
             assert c.get(url).status_code == 200, url
         plan = c.post("/launch/plan", data={"command": "build", "csrf": token})
         assert plan.status_code == 200, plan.text
+
+
+def test_column_lineage_is_the_lineage_commands(
+    client: Any, built_example: BuiltExample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webclient import this_tree_on_path
+
+    this_tree_on_path(monkeypatch)
+    ref = "marts.route_stats.avg_arr_delay"
+    doc = client.get(f"/api/lineage/{ref}").json()
+    cli = built_example.cli("lineage", ref, "--json").json()
+    assert {k: v for k, v in doc.items() if k not in ("warnings", "direction")} == cli
+    assert doc["upstream"][0]["column"] == "marts.fct_flights.arr_delay_min"
+    down = client.get(f"/api/lineage/{ref}", params={"direction": "downstream"}).json()
+    assert "downstream" in down
+    fragment = client.get(f"/lineage/{ref}", params={"fragment": "1"}).text
+    assert "<html" not in fragment and "staging.stg_flights.arr_delay_min" in fragment
+    assert (
+        'hx-get="/lineage/marts.route_stats.avg_arr_delay?fragment=1"'
+        in client.get("/assets/marts.route_stats").text
+    )
+    bad = client.get("/lineage/marts.route_stats.no_such_column")
+    assert bad.status_code == 400 and "no_such_column" in bad.text

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import clean_environ
 
 
 @contextlib.contextmanager
@@ -35,3 +41,40 @@ def this_tree_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the `sqlorch` processes the UI launches run this tree (not another install)."""
     root = str(Path(__file__).resolve().parents[2])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_ui(project: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `sqlorch ui` on a free port; return the process and the URL it printed."""
+    root = str(Path(__file__).resolve().parents[2])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sqlorch.cli", "ui", "--port", str(free_port()), *args],
+        cwd=project,
+        env=clean_environ({"PYTHONPATH": root}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("sqlorch ui: http://"), line + (
+        process.stderr.read() if process.stderr else ""
+    )
+    return process, line.split()[2]
+
+
+def get(url: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

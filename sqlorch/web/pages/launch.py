@@ -108,10 +108,13 @@ class LaunchForm:
     def args(self) -> list[str]:
         """The command line arguments after `sqlorch COMMAND`."""
         out: list[str] = []
-        if self.command in ("build", "backfill"):
+        if self.command == "build":
             out += ["-s", self.select] if self.select else []
-            out += ["--exclude", self.exclude] if self.exclude else []
-            out += ["--full"] if self.full and self.command == "build" else []
+            out += ["--full"] if self.full else []
+        if self.command == "backfill":
+            out.append(self.select)  # SELECT is an argument of backfill
+        if self.command in ("build", "backfill") and self.exclude:
+            out += ["--exclude", self.exclude]
         if self.command == "retry" and self.run_id:
             out.append(self.run_id)
         if self.command == "wipe":

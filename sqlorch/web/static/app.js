@@ -73,7 +73,9 @@ function gantt() {
     bar.title = `${b.label}: ${b.status} ${((e - s) / 1000).toFixed(2)}s`;
     const label = document.createElement("span");
     label.className = "g-label";
-    label.style.left = `calc(${(100 * (s - start)) / span}% + 4px)`;
+    const at = (100 * (s - start)) / span;
+    if (at > 60) label.style.right = `calc(${100 - at}% + 4px)`;  // near the end: to the left
+    else label.style.left = `calc(${at}% + 4px)`;
     label.textContent = `${b.label} ${((e - s) / 1000).toFixed(2)}s`;
     row.append(bar, label);
     el.append(row);
@@ -96,12 +98,10 @@ function liveLog() {
     }
     table.append(tr);
   });
-  source.addEventListener("done", (msg) => {
+  source.addEventListener("done", () => {
+    // the run ended: reload for its final status, counts and timeline
     source.close();
-    const status = JSON.parse(msg.data).status;
-    const badge = document.getElementById("run-status");
-    if (badge) { badge.textContent = status; badge.className = `status ${status}`; }
-    setTimeout(() => window.location.reload(), 300);
+    window.location.reload();
   });
 }
 
