@@ -56,9 +56,9 @@ def _dbt_threads(project: Path) -> list[int]:
 
 
 def test_dbt_gets_the_profiles_threads_unless_threads_is_given(make_dbt_project: Make) -> None:
-    project = make_dbt_project(
-        {"models/m.sql": "{{ config(materialized='table') }}\nselect 1 as x\n"}
-    )
+    # dbt executes this model (not sqlorch natively), so dbt's threads are used and recorded
+    config = "{{ config(materialized='table', meta={'sqlorch': {'execution': 'dbt'}}) }}"
+    project = make_dbt_project({"models/m.sql": f"{config}\nselect 1 as x\n"})
     profiles = project.path / "profiles.yml"
     assert "threads: 2" in profiles.read_text()
     profiles.write_text(profiles.read_text().replace("threads: 2", "threads: 3"))
