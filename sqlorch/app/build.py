@@ -342,6 +342,7 @@ def execute(
             listeners=[events],
             pools=dict(settings.pools),
             policies=run_policies(project, store, *schema),
+            dbt_threads=threads or settings.dbt_threads(project.target.threads),
         )
         try:
             outcome = executor.run()
@@ -481,7 +482,7 @@ def _record_relations_after_run(project: Project, warehouse: Warehouse) -> None:
     """
     path = project.invoker.duckdb_path
     try:
-        view = observe(project, warehouse)
+        view = observe(project, warehouse, present=False)
     except Exception:  # noqa: BLE001 - only a cache
         log.debug("could not observe the warehouse", exc_info=True)
         view = None

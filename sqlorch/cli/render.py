@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.events import Event, EventKind
@@ -130,12 +131,21 @@ class TerminalRenderer:
             self.checks["failed"] += 1
             self.failures.append((f"check {data.get('check')}", event.message))
             self.console.print(f"[red]FAIL[/] check  {escape(event.message)}", highlight=False)
+        elif kind is EventKind.DBT_INVOCATION_FINISHED and not data.get("success", True):
+            self._invocation_failed(data)
         elif kind is EventKind.ASSET_LOG and self.verbose:
             self.console.print(
                 f"[dim]     {escape(event.asset or '')}: {escape(event.message)}[/]",
                 highlight=False,
             )
         self._refresh()
+
+    def _invocation_failed(self, data: Mapping[str, Any]) -> None:
+        """A dbt invocation that failed: its error is said, unless a failure already says it."""
+        error = str(data.get("error") or "")
+        if not error or any(error in message for _what, message in self.failures):
+            return
+        self.failures.append(("dbt", f"{error} (dbt's log: {data.get('log')})"))
 
     def _start(self, steps: object) -> None:
         self._loaded()

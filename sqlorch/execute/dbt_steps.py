@@ -411,6 +411,11 @@ class DbtSteps:
                 ):
                     progress.check_status[uid] = CheckStatus.PENDING
                     continue
+                if st is None and result.error:
+                    # dbt failed before running it: said and recorded, never taken as passed
+                    why = f"dbt failed before running it: {result.error} (dbt's log: "
+                    self.checks.record(uid, CheckStatus.ERROR, f"{why}{result.log_path})")
+                    continue
                 progress.check_status[uid] = ended_status(st, result)
         self.invocations.busy = False
         progress.emit(

@@ -250,8 +250,9 @@ class NativeSteps:
         """
         graph = self.progress.graph
         waiting = self._pending_native()
+        native = self.native
         dbt_steps = [
-            k for k in steps if k not in self.native and not (graph.ancestors(k) & waiting)
+            k for k in steps if k not in native and not (waiting and graph.ancestors(k) & waiting)
         ]
         mine = set(dbt_steps)
         dbt_checks = []
@@ -324,7 +325,8 @@ class NativeSteps:
                 while queue and len(group) < _GROUP:
                     key = queue.pop(0)
                     uid = graph.assets[key].unique_id or ""
-                    if self.cancellation.cancelled or (failed | gated) & graph.ancestors(key):
+                    stopped = failed | gated
+                    if self.cancellation.cancelled or (stopped and stopped & graph.ancestors(key)):
                         failed.add(key)
                         result.statuses[uid] = "skipped"
                         result.messages[uid] = ""
@@ -376,7 +378,7 @@ class NativeSteps:
             outcomes = [("success", "OK", rows, s) for rows, s in wrote]
         except duckdb.Error:
             for node, write in zip(nodes, writes, strict=True):
-                if failed & graph.ancestors(node.key):
+                if failed and failed & graph.ancestors(node.key):
                     outcomes.append(("skipped", "", None, 0.0))
                     continue
                 try:

@@ -80,6 +80,7 @@ class Executor:
         listeners: Iterable[Listener],
         pools: dict[str, int] | None = None,
         policies: RunPolicies | None = None,
+        dbt_threads: int | None = None,
     ) -> None:
         side = policies or RunPolicies()
         self.graph = graph
@@ -118,7 +119,9 @@ class Executor:
         self.dbt: DbtSteps | None = None
         self.dbt_chunks: DbtChunks | None = None
         if invoker is not None and dbt_project is not None:
-            invocations = Invocations(invoker, dbt_project, run_dir, self.slots.threads, self.inbox)
+            invocations = Invocations(
+                invoker, dbt_project, run_dir, dbt_threads or self.slots.threads, self.inbox
+            )
             self.dbt = DbtSteps(
                 progress=self.progress,
                 readiness=self.readiness,
