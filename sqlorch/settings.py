@@ -33,6 +33,9 @@ class Settings:
     threads: int
     pools: Mapping[str, int] = field(default_factory=dict)
     settings_file: Path | None = None
+    # issue 18: whether `threads` was given (flag, SQLORCH_THREADS or the settings); if not,
+    # dbt gets the profile's `threads`, as plain dbt does
+    threads_explicit: bool = False
     # issue 6: extra modules holding @check functions; built-in checks and retry policies by
     # selector; request rates (per second) of pools
     check_modules: tuple[str, ...] = ()
@@ -65,6 +68,12 @@ class Settings:
         if self.state_root is not None:
             return self.state_root
         return self.project_dir / ".sqlorch"
+
+    def dbt_threads(self, profile_threads: int | None) -> int:
+        """dbt's `--threads`: the profile's `threads` unless `threads` was given, as in dbt."""
+        if self.threads_explicit or not profile_threads or profile_threads < 1:
+            return self.threads
+        return profile_threads
 
     @property
     def state_location(self) -> str:
@@ -174,6 +183,9 @@ def load_settings(
         threads=n_threads,
         pools=pools,
         settings_file=settings_file,
+        threads_explicit=bool(
+            threads or env.get("SQLORCH_THREADS") or "threads" in raw or "max_concurrency" in raw
+        ),
         check_modules=check_modules,
         checks=checks,
         retries=retries,

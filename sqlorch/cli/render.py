@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.events import Event, EventKind
@@ -53,10 +54,34 @@ class TerminalRenderer:
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.checks = {"passed": 0, "warned": 0, "failed": 0}
         self.failures: list[tuple[str, str]] = []
+        # the command's start: "Done in" counts loading the project (dbt's parse) too
         self.started = time.perf_counter()
+        self.loaded_after: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._loading: Any = None
         self.run_started = False
+
+    def loading(self) -> None:
+        """On a terminal, show that the project loads (dbt parses), with the time elapsed."""
+        if not self.console.is_terminal:
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._loading = Progress(
+            SpinnerColumn(),
+            TextColumn("loading the project (dbt parses what changed)"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._loading.add_task("loading", total=None)
+        self._loading.start()
+
+    def _loaded(self) -> None:
+        if self._loading is not None:
+            self._loading.stop()
+            self._loading = None
 
     def __call__(self, event: Event) -> None:
         kind = event.kind
@@ -106,6 +131,8 @@ class TerminalRenderer:
             self.checks["failed"] += 1
             self.failures.append((f"check {data.get('check')}", event.message))
             self.console.print(f"[red]FAIL[/] check  {escape(event.message)}", highlight=False)
+        elif kind is EventKind.DBT_INVOCATION_FINISHED and not data.get("success", True):
+            self._invocation_failed(data)
         elif kind is EventKind.ASSET_LOG and self.verbose:
             self.console.print(
                 f"[dim]     {escape(event.asset or '')}: {escape(event.message)}[/]",
@@ -113,9 +140,17 @@ class TerminalRenderer:
             )
         self._refresh()
 
+    def _invocation_failed(self, data: Mapping[str, Any]) -> None:
+        """A dbt invocation that failed: its error is said, unless a failure already says it."""
+        error = str(data.get("error") or "")
+        if not error or any(error in message for _what, message in self.failures):
+            return
+        self.failures.append(("dbt", f"{error} (dbt's log: {data.get('log')})"))
+
     def _start(self, steps: object) -> None:
+        self._loaded()
         self.run_started = True
-        self.started = time.perf_counter()
+        self.loaded_after = time.perf_counter() - self.started
         if isinstance(steps, int):
             self.total = steps
         if not self.console.is_terminal:
@@ -152,6 +187,7 @@ class TerminalRenderer:
 
     def close(self, *, summary: bool = True) -> None:
         """Stop the live view and print the summary (unless the run never started)."""
+        self._loaded()
         if self._progress is not None:
             self._progress.stop()
         if not summary:
@@ -172,8 +208,12 @@ class TerminalRenderer:
                 tail += f", [yellow]{checks['warned']} warned[/]"
             if checks["failed"]:
                 tail += f", [red]{checks['failed']} failed[/]"
+        loading = ""
+        if self.loaded_after is not None and self.loaded_after >= 0.1:
+            loading = f" ({fmt_seconds(self.loaded_after)} loading the project)"
         self.console.print(
-            f"\nDone in {fmt_seconds(elapsed)}: {', '.join(parts)}{tail}.", highlight=False
+            f"\nDone in {fmt_seconds(elapsed)}{loading}: {', '.join(parts)}{tail}.",
+            highlight=False,
         )
         for what, message in self.failures:
             self.console.print(f"\n[red]{escape(what)}[/]: {escape(message)}", highlight=False)
@@ -216,7 +256,10 @@ _LEVEL_COLORS = {"error": "red", "warning": "yellow", "debug": "dim"}
 
 
 def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> None:
-    """Print one recorded event as a line of `sqlorch logs` (its traceback with `debug`)."""
+    """Print one recorded event as a line of `sqlorch logs`, with its traceback if it has one.
+
+    (Errors say "the traceback is in `sqlorch logs`": it is, without --json or --debug.)
+    """
     color = _LEVEL_COLORS.get(ev.level, "")
     detail = ev.message
     if ev.kind == EventKind.ASSET_MATERIALIZED:
@@ -235,5 +278,5 @@ def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> No
     console.print(
         f"[{color}]{escape(line)}[/]" if color else line, highlight=False, markup=bool(color)
     )
-    if debug and ev.data.get("traceback"):
+    if ev.data.get("traceback") and (debug or ev.level == "error"):
         console.print(ev.data["traceback"], markup=False)

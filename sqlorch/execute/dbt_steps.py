@@ -55,8 +55,11 @@ def dbt_metadata(ev: DbtNodeEvent) -> dict[str, Any]:
 
 def dbt_error(graph: AssetGraph, key: str, message: str) -> str:
     """Say which dbt node failed, where it is defined, and what dbt said."""
+    from sqlorch.dbt.diagnostics import in_user_terms
+
     node = graph.assets[key]
     text = " ".join(message.split()) if message else "dbt reported an error"
+    text = in_user_terms(text, node.file)
     return f"dbt {node.kind.value} {node.name!r} ({node.file}) failed: {text}"
 
 
@@ -407,6 +410,11 @@ class DbtSteps:
                     progress.is_retrying(k) for k in progress.checks[uid].asset_keys
                 ):
                     progress.check_status[uid] = CheckStatus.PENDING
+                    continue
+                if st is None and result.error:
+                    # dbt failed before running it: said and recorded, never taken as passed
+                    why = f"dbt failed before running it: {result.error} (dbt's log: "
+                    self.checks.record(uid, CheckStatus.ERROR, f"{why}{result.log_path})")
                     continue
                 progress.check_status[uid] = ended_status(st, result)
         self.invocations.busy = False
