@@ -421,7 +421,7 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
     if not (plan.steps or plan.checks):
         return None
     if project.target.type == "spark":
-        from sqlorch.warehouse.spark import unsupported
+        from sqlorch.warehouse.spark_refusals import unsupported
 
         refused = unsupported(project.graph.assets[s.key] for s in plan.steps)
         if refused:

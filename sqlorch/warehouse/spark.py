@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlorch.core.graph import AssetKind, AssetNode, Column
+from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, ConfigError, WarehouseError
-from sqlorch.warehouse.base import WriteMode
+from sqlorch.warehouse.base import Audit, WriteMode
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +239,19 @@ class SparkWarehouse:
             raise AssetError(f"Asset {key!r} returned data without columns.", asset=key)
         return self.spark.createDataFrame(table), int(table.num_rows)
 
-    def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
-        """Write `data` to the managed table `key` (Parquet) and return the rows written."""
+    def write(
+        self,
+        key: str,
+        data: Any,
+        mode: WriteMode = WriteMode.REPLACE,
+        audit: Audit | None = None,
+    ) -> int:
+        """Write `data` to the managed table `key` (Parquet) and return the rows written.
+
+        Plain Spark tables have no transaction to audit inside: `audit` must be None (the
+        executor runs blocking checks after the write on Spark).
+        """
+        _no_audit(audit, key)
         df, rows = self._frame(data, key)
         schema = key.split(".", 1)[0]
         try:
@@ -256,7 +267,14 @@ class SparkWarehouse:
         return rows
 
     def write_partition(
-        self, key: str, data: Any, where: str, params: list[Any], columns: tuple[str, ...]
+        self,
+        key: str,
+        data: Any,
+        where: str,
+        params: list[Any],
+        columns: tuple[str, ...],
+        audit: Audit | None = None,
+        on_schema_change: str = "fail",
     ) -> int:
         """Replace the partitions of `key` that `where` selects with `data`.
 
@@ -265,11 +283,15 @@ class SparkWarehouse:
         partitions matching `where` that `data` has no rows for are dropped. Every row of
         `data` must match `where` (checked on the Arrow data before Spark sees it).
 
+        `audit` must be None (see `write`); `on_schema_change` is `fail` in effect: Spark
+        refuses data whose columns differ from the table's (the write fails, nothing recorded).
+
         Raises:
             AssetError: the data lacks a partition column or holds rows outside the partition.
         """
         from sqlorch.warehouse.duckdb import to_arrow_stream
 
+        _no_audit(audit, key)
         stream = to_arrow_stream(data, key)
         table = stream.read_all() if hasattr(stream, "read_all") else stream
         missing = [c for c in columns if c not in table.column_names]
@@ -421,6 +443,16 @@ class SparkWarehouse:
         """Nothing to release: the SparkSession lives as long as the process (dbt uses it)."""
 
 
+def _no_audit(audit: Audit | None, key: str) -> None:
+    """Refuse a write-audit-publish gate: a Spark write cannot be rolled back after it."""
+    if audit is not None:
+        raise WarehouseError(
+            f"Cannot audit the write of {key!r} before publishing it: plain Spark tables have "
+            "no transactions. Its blocking checks run after the write on Spark.",
+            asset=key,
+        )
+
+
 def _error(what: str, key: str, exc: BaseException) -> WarehouseError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return WarehouseError(f"{what}: {first}", asset=key)
@@ -513,64 +545,3 @@ def _inspect(
     finally:
         con.close()
     return (int(row[0]) if row else 0), present
-
-
-#: table formats that give Spark MERGE, DELETE and snapshots (their jars are not in pyspark)
-_TRANSACTIONAL = ("delta", "iceberg", "hudi")
-
-
-def unsupported(nodes: Iterable[AssetNode]) -> list[str]:
-    """Why each of `nodes` cannot be built on plain Spark tables (one sentence per node).
-
-    Plain (Parquet) Spark tables have no MERGE, DELETE or UPDATE: dbt-spark's `merge`
-    strategy and snapshots need Delta, Iceberg or Hudi; `delete+insert` does not exist there;
-    and a partitioned model must be written partition by partition (`partition_by` on its
-    partition column), or an overwrite would replace the whole table by one window.
-    """
-    out: list[str] = []
-    for node in nodes:
-        if not node.kind.is_dbt:
-            continue
-        config = node.metadata.get("sqlorch_write_config") or {}
-        fmt = str(config.get("file_format") or "parquet").lower()
-        strategy = str(config.get("incremental_strategy") or "append").lower()
-        where = f"dbt {node.kind.value} {node.name!r} ({node.file or node.key})"
-        if fmt in _TRANSACTIONAL:
-            continue  # dbt-spark handles it (the table format's jars must be on the cluster)
-        if node.kind is AssetKind.SNAPSHOT:
-            out.append(
-                f"{where} is a snapshot, which dbt-spark builds only on Delta, Iceberg or Hudi "
-                "tables (file_format), not plain Parquet tables. Set its file_format to one of "
-                "them on a cluster that has the format, or disable it on this target: "
-                "`+enabled: \"{{ target.type != 'spark' }}\"`."
-            )
-            continue
-        if node.materialized != "incremental":
-            continue
-        if strategy == "merge":
-            out.append(
-                f"{where} uses incremental_strategy='merge', which needs Delta, Iceberg or Hudi "
-                f"tables (file_format is {fmt!r}). Use 'insert_overwrite' with partition_by "
-                "(partitions replaced whole), or 'append'; or set file_format to delta/iceberg "
-                "on a cluster that has it."
-            )
-        elif strategy not in ("append", "insert_overwrite", "microbatch"):
-            out.append(
-                f"{where} uses incremental_strategy={strategy!r}, which dbt-spark does not "
-                "have. Use 'insert_overwrite' with partition_by (each partition replaced whole) "
-                "or 'append'."
-            )
-        elif node.partitions is not None and strategy != "microbatch":
-            wanted = [c.lower() for c in node.partitions.columns]
-            given = config.get("partition_by") or []
-            have = {str(c).lower() for c in ([given] if isinstance(given, str) else given)}
-            lacking = [c for c in wanted if c not in have]
-            if lacking or not wanted:
-                out.append(
-                    f"{where} is partitioned by sqlorch but its table is not partitioned by "
-                    f"{', '.join(lacking) or 'a partition column'}: on Spark every window "
-                    f"write would overwrite the whole table. Add partition_by="
-                    f"{(lacking or ['<column>'])!r} to its config (with "
-                    "incremental_strategy='insert_overwrite'), and `column:` to its partitions."
-                )
-    return out
