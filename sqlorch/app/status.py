@@ -39,7 +39,7 @@ def asset_status(
     states = store.asset_states()
     docs: dict[str, Any] = {}
     if any(n.partitions is not None for n in project.graph):
-        from sqlorch.app.partitions import partition_docs
+        from sqlorch.app.partitions import planned_docs
         from sqlorch.app.plans import plan_partitions
         from sqlorch.core.plan.builder import with_partitions
 
@@ -48,7 +48,11 @@ def asset_status(
             project, store, list(project.graph.assets), now, snapshot=snapshot
         )
         stale = with_partitions(project.graph, list(project.graph.assets), stale, planned)
-        docs = partition_docs(project.graph, store, now)
+        # one computation: the partitions shown are the ones a build would run
+        docs = {
+            k: {f: v for f, v in d.items() if f != "counts"}
+            for k, d in planned_docs(project, store, now, planned).items()
+        }
     rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:

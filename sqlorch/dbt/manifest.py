@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
     macros: Mapping[str, Any] = manifest.get("macros", {}) or {}
     parents = _Parents.index(nodes, sources_raw)
     tests_of = _test_inputs(nodes, macros)
+    native = _NativeContext.of(unit_tests, macros)
     assets: list[AssetNode] = []
     checks: list[CheckNode] = []
     runnable: dict[str, tuple[str, ...]] = {}
@@ -90,7 +92,8 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         if rtype in RUNNABLE_TYPES:
             runnable[uid] = tuple(n.get("fqn", ()))
         if rtype in _KINDS and uid in parents.key_of:
-            assets.append(_asset(uid, n, parents, nodes, sources_raw, macros, tests_of.get(uid)))
+            asset = _asset(uid, n, parents, nodes, sources_raw, macros, tests_of.get(uid))
+            assets.append(native.annotate(asset, n, nodes, sources_raw, macros, tests_of.get(uid)))
         elif rtype == "test":
             checks.append(_check(uid, n, parents))
     for uid, u in unit_tests.items():
@@ -108,6 +111,52 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         hook_count=hooks,
         adapter_type=meta.get("adapter_type"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _NativeContext:
+    """What deciding native execution needs beyond a node (sqlorch.dbt.native)."""
+
+    unit_tested: frozenset[str]
+    own_materializations: frozenset[str]
+
+    @classmethod
+    def of(cls, unit_tests: Mapping[str, Any], macros: Mapping[str, Any]) -> _NativeContext:
+        from sqlorch.dbt.native import own_materializations
+
+        tested = {
+            dep
+            for u in unit_tests.values()
+            for dep in (u.get("depends_on") or {}).get("nodes") or ()
+        }
+        return cls(frozenset(tested), own_materializations(macros))
+
+    def annotate(
+        self,
+        asset: AssetNode,
+        n: Mapping[str, Any],
+        nodes: Mapping[str, Any],
+        sources: Mapping[str, Any],
+        macros: Mapping[str, Any],
+        tests: list[str] | None,
+    ) -> AssetNode:
+        """Add the compile facts and the native-execution decision to `asset`'s metadata."""
+        from sqlorch.dbt.meta import rendered_inputs
+        from sqlorch.dbt.native import model_blocker
+
+        config = n.get("config", {}) or {}
+        meta = dict(asset.metadata)
+        if "sqlorch_render_inputs" not in meta:
+            meta.update(direct_facts(n, config, nodes, sources, macros, tests))
+        _parts, code = rendered_inputs(n, nodes, sources, macros)
+        meta["sqlorch_native_blocker"] = model_blocker(
+            n,
+            config,
+            code,
+            unit_tested=asset.unique_id in self.unit_tested,
+            own_materializations=self.own_materializations,
+        )
+        return dataclasses.replace(asset, metadata=meta)
 
 
 @dataclass(frozen=True, slots=True)

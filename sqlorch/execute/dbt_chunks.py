@@ -294,7 +294,16 @@ class DbtChunks:
                 failed.add(key)
             else:
                 run.append(uid)
-        due = [c for c in checks if not failed.intersection(self.progress.checks[c].asset_keys)]
+        # the blocking tests that ran inside the window writes (write-audit-publish)
+        audited = self._direct.audited if self._direct is not None else {}
+        for uid in checks:
+            if uid in audited:
+                self._report_test(uid, *audited[uid], result)
+        due = [
+            c
+            for c in checks
+            if c not in audited and not failed.intersection(self.progress.checks[c].asset_keys)
+        ]
         # the written models' own tests that have compiled SQL run here, as dbt would
         later = {k for k, _ in rest}
         ready = {
@@ -322,22 +331,34 @@ class DbtChunks:
         self, uids: list[str], ready: dict[str, DataTestTemplate], result: InvocationResult
     ) -> None:
         """Run the written models' compiled tests; each result goes out as a dbt event."""
-        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
 
         assert self._direct is not None
         for uid in uids:
-            status, message, failures, seconds = self._direct.run_test(ready[uid])
-            result.statuses[uid] = status
-            result.messages[uid] = message
-            ev = DbtNodeEvent(
-                uid,
-                DbtPhase.FINISHED,
-                status=status,
-                message=message,
-                failures=failures,
-                execution_time=seconds,
-            )
-            self.invocations.inbox.put(DbtEvent(ev))
+            self._report_test(uid, *self._direct.run_test(ready[uid]), result)
+
+    def _report_test(
+        self,
+        uid: str,
+        status: str,
+        message: str,
+        failures: int,
+        seconds: float,
+        result: InvocationResult,
+    ) -> None:
+        """Put a test's result in `result` and out as a dbt event."""
+        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+
+        result.statuses[uid] = status
+        result.messages[uid] = message
+        ev = DbtNodeEvent(
+            uid,
+            DbtPhase.FINISHED,
+            status=status,
+            message=message,
+            failures=failures,
+            execution_time=seconds,
+        )
+        self.invocations.inbox.put(DbtEvent(ev))
 
     def on_done(self, group: Group, checks: list[str], result: InvocationResult) -> None:
         """Apply the end of a chunk invocation: each model's chunk succeeded or failed."""
