@@ -420,6 +420,15 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
     """Open the warehouse when the plan runs anything; check partition columns exist."""
     if not (plan.steps or plan.checks):
         return None
+    if project.target.type == "spark":
+        from sqlorch.warehouse.spark import unsupported
+
+        refused = unsupported(project.graph.assets[s.key] for s in plan.steps)
+        if refused:
+            raise ConfigError(
+                f"Target {project.target.name!r} is Spark with plain tables; nothing was "
+                "run: " + " ".join(refused)
+            )
     warehouse = open_warehouse(project.target, needs_file=bool(project.python_assets))
     if warehouse is not None and any(s.partitions for s in plan.steps):
         from sqlorch.execute.chunks import check_partition_columns

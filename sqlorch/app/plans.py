@@ -175,7 +175,10 @@ def observe(
     """
     opened = None
     reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
-    if warehouse is None and project.invoker.duckdb_path is None and reads:
+    # Spark: opening it starts a JVM (10-20 s) and locks an embedded metastore a running
+    # build holds; without an open session its table presence stays unknown
+    heavy = project.target.type == "spark"
+    if warehouse is None and project.invoker.duckdb_path is None and reads and not heavy:
         try:
             warehouse = opened = open_warehouse(project.target, needs_file=False)
         except SqlorchError:

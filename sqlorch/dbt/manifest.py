@@ -50,6 +50,10 @@ class DbtProject:
     adapter_type: str | None = None
 
 
+#: dbt configs that say how a model's table is written
+_WRITE_CONFIG = ("incremental_strategy", "file_format", "partition_by")
+
+
 def _key(schema: str | None, name: str) -> str:
     return f"{schema or 'main'}.{name}".lower()
 
@@ -269,6 +273,10 @@ def _asset(
     partitions, per_run, meta = partitions_of(n, config)
     if partitions is not None:
         meta.update(direct_facts(n, config, nodes, sources, macros, tests))
+    # how dbt writes the table (what a warehouse may refuse: see sqlorch.warehouse.spark)
+    writes = {k: config[k] for k in _WRITE_CONFIG if config.get(k) is not None}
+    if writes:
+        meta["sqlorch_write_config"] = writes
     mappings = dep_mappings(
         n,
         key,

@@ -185,7 +185,12 @@ class DbtChunks:
         # partitioned models' own results are read from the invocation's result
         direct, rest, templates = self._direct_chunk(n, group)
         if direct is None:
-            result = self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra)
+            cleared = self._clear_windows(group)
+            result = (
+                self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra)
+                if cleared is None
+                else cleared
+            )
             if self._direct is not None:
                 # dbt is warm in this process now: compile the templates of the models whose
                 # tables this invocation created, so their next windows need no dbt start-up
@@ -202,6 +207,38 @@ class DbtChunks:
         else:
             result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self.invocations.inbox.put(DbtChunkDone(group, checks, result))
+
+    def _clear_windows(self, group: Group) -> InvocationResult | None:
+        """Empty the group's windows first where dbt's overwrite would keep stale partitions.
+
+        On Spark, `insert_overwrite` replaces only the partitions the new data has rows for:
+        a day that no longer has rows would keep its old ones. So sqlorch drops the window's
+        partitions before dbt writes it (the ledger has them done only after dbt succeeded).
+        Returns None, or a failed result when the partitions could not be dropped.
+        """
+        from sqlorch.dbt.runner import InvocationResult
+
+        warehouse = self.warehouse
+        if warehouse is None or not getattr(warehouse, "keeps_absent_partitions", False):
+            return None
+        drop = warehouse.drop_partitions  # type: ignore[attr-defined]
+        graph = self.progress.graph
+        for key, chunk in group:
+            node = graph.assets[key]
+            try:
+                if node.partitions is not None and node.partitions.columns:
+                    where, params = rows_of(node, chunk)  # type: ignore[arg-type]
+                    drop(key, where, params)
+            except Exception as exc:  # noqa: BLE001 - the chunk fails, the run goes on
+                log.debug("dropping the window of %s failed", key, exc_info=True)
+                uid = node.unique_id or ""
+                return InvocationResult(
+                    False,
+                    statuses={graph.assets[k].unique_id or "": "error" for k, _ in group},
+                    messages={uid: f"could not drop the window's partitions first: {exc}"},
+                    error=str(exc),
+                )
+        return None
 
     def _dbt_only(self, group: Group) -> dict[str, str]:
         """Why dbt writes the windows of a group's partitioned models on a non-DuckDB target."""

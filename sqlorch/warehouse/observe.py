@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 WAREHOUSE_MODULES: dict[str, str] = {
     "duckdb": "sqlorch.warehouse.duckdb",
     "postgres": "sqlorch.warehouse.postgres",
+    "spark": "sqlorch.warehouse.spark",
 }
 
 
