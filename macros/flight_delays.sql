@@ -29,3 +29,11 @@
             then make_time(({{ column }})::int / 100 % 24, ({{ column }})::int % 100, 0)
     end
 {%- endmacro %}
+
+{% macro spark__hhmm_to_time(column) -%}
+    {#- Spark tables have no TIME type: the clock time as 'HH:MM:SS' text. -#}
+    case
+        when {{ column }} is not null
+            then format_string('%02d:%02d:00', ({{ column }} div 100) % 24, {{ column }} % 100)
+    end
+{%- endmacro %}

@@ -40,3 +40,8 @@
 {% macro postgres__format_time(expr, format) -%}
     to_char({{ expr }}, '{{ format | replace("%Y", "YYYY") | replace("%m", "MM") | replace("%d", "DD") | replace("%H", "HH24") }}')
 {%- endmacro %}
+
+{% macro spark__format_time(expr, format) -%}
+    {#- Spark (-t spark): Java date patterns. -#}
+    date_format({{ expr }}, '{{ format | replace("%Y", "yyyy") | replace("%m", "MM") | replace("%d", "dd") | replace("%H", "HH") }}')
+{%- endmacro %}

@@ -33,3 +33,40 @@
     {%- endfor -%}
     {{- parts | join(' and ') if parts else 'true' -}}
 {%- endmacro %}
+
+{#- dbt-spark's `session` method formats seed values into the SQL text without escaping them
+    (a value with an apostrophe, "New Year's Day", breaks the INSERT): escape them here. Only
+    Spark targets use this macro. -#}
+{% macro spark__load_csv_rows(model, agate_table) %}
+    {%- set column_override = model['config'].get('column_types', {}) -%}
+    {%- set statements = [] -%}
+    {%- for chunk in agate_table.rows | batch(get_batch_size()) -%}
+        {%- set bindings = [] -%}
+        {%- for row in chunk -%}
+            {%- for value in row -%}
+                {%- if value is string -%}
+                    {%- do bindings.append(value | replace('\\', '\\\\') | replace("'", "\\'")) -%}
+                {%- else -%}
+                    {%- do bindings.append(value) -%}
+                {%- endif -%}
+            {%- endfor -%}
+        {%- endfor -%}
+        {%- set sql -%}
+            insert into {{ this.render() }} values
+            {% for row in chunk -%}
+                ({%- for col_name in agate_table.column_names -%}
+                    {%- set inferred_type = adapter.convert_type(agate_table, loop.index0) -%}
+                    {%- set type = column_override.get(col_name, inferred_type) -%}
+                    cast({{ get_binding_char() }} as {{ type }})
+                    {%- if not loop.last %},{% endif -%}
+                {%- endfor -%})
+                {%- if not loop.last %},{% endif %}
+            {%- endfor %}
+        {%- endset -%}
+        {%- do adapter.add_query(sql, bindings=bindings, abridge_sql_log=True) -%}
+        {%- if loop.index0 == 0 -%}
+            {%- do statements.append(sql) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(statements[0]) }}
+{% endmacro %}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SqlorchError(Exception):
     """Root of every error sqlorch raises on purpose.
@@ -64,6 +66,17 @@ class AssetError(SqlorchError):
     """A Python asset failed while running or returned something sqlorch cannot write."""
 
     exit_code = 1
+
+
+class AuditError(AssetError):
+    """A blocking check failed on an asset's new data; the write was rolled back, nothing changed.
+
+    `outcomes` holds the checks' results, (check unique id, outcome) pairs, to record.
+    """
+
+    def __init__(self, message: str, *, asset: str | None = None, outcomes: Any = ()) -> None:
+        super().__init__(message, asset=asset)
+        self.outcomes = list(outcomes)
 
 
 class WarehouseError(SqlorchError):

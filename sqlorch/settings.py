@@ -33,12 +33,20 @@ class Settings:
     threads: int
     pools: Mapping[str, int] = field(default_factory=dict)
     settings_file: Path | None = None
+    # issue 18: whether `threads` was given (flag, SQLORCH_THREADS or the settings); if not,
+    # dbt gets the profile's `threads`, as plain dbt does
+    threads_explicit: bool = False
     # issue 6: extra modules holding @check functions; built-in checks and retry policies by
     # selector; request rates (per second) of pools
     check_modules: tuple[str, ...] = ()
     checks: Mapping[str, Any] = field(default_factory=dict)
     retries: Mapping[str, Any] = field(default_factory=dict)
     pool_rates: Mapping[str, float] = field(default_factory=dict)
+    # issue 16: who executes dbt nodes, "native" (default) or "dbt": {"default": ...,
+    # selector: ...} from `execution = "dbt"` or `[tool.sqlorch.execution]`
+    execution: Mapping[str, str] = field(default_factory=dict)
+    # where state and dbt artifacts live when not in the project (`sqlorch verify`'s copies)
+    state_root: Path | None = None
     # issue 14: a postgresql:// state URL (None: the SQLite file `state_path`); has secrets
     state_url: str | None = field(default=None, repr=False)
     # issue 14: `--vars` of this command (dbt's), merged over the project's vars
@@ -57,7 +65,15 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         """The folder sqlorch keeps its state and dbt artifacts in."""
+        if self.state_root is not None:
+            return self.state_root
         return self.project_dir / ".sqlorch"
+
+    def dbt_threads(self, profile_threads: int | None) -> int:
+        """dbt's `--threads`: the profile's `threads` unless `threads` was given, as in dbt."""
+        if self.threads_explicit or not profile_threads or profile_threads < 1:
+            return self.threads
+        return profile_threads
 
     @property
     def state_location(self) -> str:
@@ -78,6 +94,7 @@ _KNOWN = {
     "check_modules",
     "checks",
     "retries",
+    "execution",
     "dlt",
     "schedules",
     "sensors",
@@ -135,6 +152,12 @@ def load_settings(
         raise ConfigError(
             _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
         )
+    execution = _execution(raw.get("execution"), settings_file)
+    if env.get("SQLORCH_EXECUTION"):
+        mode = env["SQLORCH_EXECUTION"]
+        if mode not in ("native", "dbt"):
+            raise ConfigError(f"SQLORCH_EXECUTION is {mode!r}; use 'native' or 'dbt'.")
+        execution["default"] = mode
     dlt = raw.get("dlt", {})
     if not isinstance(dlt, dict) or not all(isinstance(v, str) for v in dlt.values()):
         raise ConfigError(_bad(settings_file, "dlt", 'a table of dataset = "module:function"'))
@@ -160,10 +183,14 @@ def load_settings(
         threads=n_threads,
         pools=pools,
         settings_file=settings_file,
+        threads_explicit=bool(
+            threads or env.get("SQLORCH_THREADS") or "threads" in raw or "max_concurrency" in raw
+        ),
         check_modules=check_modules,
         checks=checks,
         retries=retries,
         pool_rates=pool_rates,
+        execution=execution,
         dlt=dlt,
         state_url=pg_url,
         schedules=automation_tables["schedules"],
@@ -171,6 +198,23 @@ def load_settings(
         automation=automation_tables["automation"],
         daemon=daemon,
     )
+
+
+def _execution(raw: Any, path: Path | None) -> dict[str, str]:
+    """Read `execution`: "native" | "dbt", or a table of `default` / selector = mode."""
+    what = (
+        '"native" or "dbt", or a table like {default = "native", "tag:legacy" = "dbt"} '
+        "(native: sqlorch runs dbt's compiled SQL where it reproduces dbt exactly; dbt: dbt "
+        "executes the nodes)"
+    )
+    if raw is None:
+        return {}
+    table = {"default": raw} if isinstance(raw, str) else raw
+    if not isinstance(table, dict) or not all(
+        isinstance(v, str) and v in ("native", "dbt") for v in table.values()
+    ):
+        raise ConfigError(_bad(path, "execution", what))
+    return {str(k): str(v) for k, v in table.items()}
 
 
 def _tables(

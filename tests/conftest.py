@@ -460,6 +460,35 @@ def assert_clean_error(result: CliResult, exit_code: int, *needles: str) -> None
         assert needle in result.flat, f"{needle!r} not in the output\n{result.describe()}"
 
 
+# --------------------------------------------------------------------------- Spark (tests/spark)
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The test session's one SparkSession (local[2], 2 GB driver; catalog in a temp dir)."""
+    from spark_support import has_java, session_params
+
+    if not has_java():
+        pytest.skip(
+            "no Java runtime: Spark needs Java 17 (`apt-get install openjdk-17-jre-headless`, "
+            "which .ci/run does where apt-get can)"
+        )
+    from sqlorch.warehouse.spark import start_session
+
+    session = start_session(session_params(tmp_path_factory.mktemp("spark")))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def spark(spark_session: Any) -> Any:
+    """The shared SparkSession with an empty catalog (every database but `default` dropped)."""
+    for db in spark_session.catalog.listDatabases():
+        if db.name != "default":
+            spark_session.sql(f"DROP DATABASE IF EXISTS `{db.name}` CASCADE")
+    return spark_session
+
+
 #: Markers of tests that start a server, a JVM or a browser: they stay out of the fast lane.
 _SLOW_LANE = ("postgres", "spark", "browser")
 

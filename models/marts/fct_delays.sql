@@ -4,7 +4,9 @@
     config(
         materialized='incremental',
         unique_key='flight_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=('insert_overwrite' if target.type == 'spark' else 'delete+insert'),
+        partition_by=(['flight_date'] if target.type == 'spark' else none),
+        file_format=('parquet' if target.type == 'spark' else none),
         on_schema_change='fail',
         meta={'sqlorch': {'partitions': {'type': 'daily', 'start': '2013-01-01', 'end': '2014-01-01',
                            'timezone': 'America/New_York', 'column': 'flight_date'}}},

@@ -5,7 +5,9 @@
     config(
         materialized='incremental',
         unique_key='flight_month',
-        incremental_strategy='delete+insert',
+        incremental_strategy=('insert_overwrite' if target.type == 'spark' else 'delete+insert'),
+        partition_by=(['flight_month'] if target.type == 'spark' else none),
+        file_format=('parquet' if target.type == 'spark' else none),
         meta={'sqlorch': {'partitions': {'type': 'monthly', 'start': '2013-01', 'end': '2014-01',
                            'timezone': 'America/New_York', 'column': 'flight_month'}}},
     )

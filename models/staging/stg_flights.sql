@@ -1,5 +1,6 @@
 select
-    {{ format_time('flight_date', '%Y%m%d') }} || '-' || carrier || flight::varchar || '-' || origin
+    {{ format_time('flight_date', '%Y%m%d') }} || '-' || carrier
+        || cast(flight as {{ dbt.type_string() }}) || '-' || origin
         as flight_id,
     flight_date,
     carrier as carrier_code,

@@ -44,6 +44,7 @@ class AssetDefinition:
     dep_mappings: Mapping[str, PartitionMapping] = field(default_factory=dict)
     max_partitions_per_run: int | None = 1
     retry: RetryPolicy | None = None
+    on_schema_change: str = "fail"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -75,6 +76,7 @@ def asset(
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
+    on_schema_change: str = "fail",
     automation: Any = None,
 ) -> Callable[[Callable[..., Any]], AssetDefinition]: ...
 
@@ -96,6 +98,7 @@ def asset(
     retries: int | None = None,
     backoff: str = "exponential",
     retry_delay: float | str = 1.0,
+    on_schema_change: str = "fail",
     automation: Any = None,
 ) -> AssetDefinition | Callable[[Callable[..., Any]], AssetDefinition]:
     """Declare a Python asset.
@@ -123,6 +126,10 @@ def asset(
             transient warehouse errors, which are retried 3 times).
         backoff: `exponential` (default), `linear` or `constant` growth of the wait.
         retry_delay: the first wait, in seconds or as a duration (`"30s"`, `"2m"`).
+        on_schema_change: what a partition run whose columns differ from the table's does,
+            as dbt's: `fail` (default: nothing written, nothing coerced),
+            `append_new_columns` or `sync_all_columns`. `build --full` (or `--accept-schema`)
+            accepts any change.
         automation: when the daemon (or `sqlorch tick`) materializes it: `eager()`,
             `on_cron("0 * * * *")`, `on_missing()`, `max_lag("2h")` (sqlorch.api.automation),
             a list of them, or the settings mapping (`{"eager": True}`).
@@ -134,6 +141,13 @@ def asset(
         from sqlorch.errors import ConfigError
 
         raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
+    if on_schema_change not in ("fail", "append_new_columns", "sync_all_columns"):
+        from sqlorch.errors import ConfigError
+
+        raise ConfigError(
+            f"@asset(on_schema_change={on_schema_change!r}) is not one of 'fail', "
+            "'append_new_columns', 'sync_all_columns'."
+        )
     policy = None
     if retries is not None:
         from sqlorch.api.retries import retry_policy
@@ -165,6 +179,7 @@ def asset(
             dep_mappings=mappings,
             max_partitions_per_run=max_partitions_per_run,
             retry=policy,
+            on_schema_change=on_schema_change,
         )
 
     if fn is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from sqlorch.state.store import RunRecord, StateStore, open_store
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
+    from sqlorch.core.checks import Observed
     from sqlorch.execute.policies import RunPolicies
     from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import RunOutcome
@@ -56,6 +57,8 @@ class BuildResult:
     selected_materializable: int = 0
     #: the run a retry re-runs
     retried: RunRecord | None = None
+    #: dbt step -> "native" or why dbt executes it (issue 16; filled for --dry-run)
+    execution: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -108,6 +111,10 @@ def build(
         retried=retried,
     )
     runs_nothing = not plan.checks if isinstance(request, CheckRequest) else not plan.steps
+    if dry_run and plan.steps:
+        from sqlorch.app.execution import plan_execution
+
+        result = dataclasses.replace(result, execution=plan_execution(project, plan))
     if dry_run or runs_nothing:
         return result
     if isinstance(request, BuildRequest):
@@ -119,6 +126,7 @@ def build(
         listeners,
         command=request.command,
         selection=selection_text(request, retried),
+        schema=_schema_acceptance(request, plan),
     )
     if isinstance(request, BuildRequest) and request.target_path:
         copy_artifacts(project, outcome.run_id, Path(request.target_path))
@@ -192,13 +200,28 @@ def copy_artifacts(project: Project, run_id: str, dest: Path) -> None:
         shutil.copy2(results[-1], dest / "run_results.json")
 
 
-def run_policies(project: Project, store: StateStore) -> RunPolicies:
+def _schema_acceptance(request: Request, plan: Plan) -> tuple[frozenset[str], frozenset[str]]:
+    """(assets whose changed columns are accepted, assets whose partitioned tables evolve)."""
+    if not isinstance(request, BuildRequest):
+        return frozenset(), frozenset()
+    accept = frozenset(plan.keys) if request.accept_schema else frozenset()
+    rewrite = request.full or request.full_refresh
+    return accept, frozenset(plan.keys) if rewrite else accept
+
+
+def run_policies(
+    project: Project,
+    store: StateStore,
+    accept_schema: frozenset[str] = frozenset(),
+    evolve_schema: frozenset[str] = frozenset(),
+) -> RunPolicies:
     """Gather what the executor needs besides the plan: checks' inputs, retries, rates.
 
     Raises:
         ConfigError: a `retries` setting is malformed or its selector matches nothing.
     """
     from sqlorch.api.retries import RetryPolicy, policy_from_settings
+    from sqlorch.app.execution import execution_settings
     from sqlorch.core.checks import Observed
     from sqlorch.execute.policies import RunPolicies
 
@@ -218,12 +241,48 @@ def run_policies(project: Project, store: StateStore) -> RunPolicies:
         for (asset, partition), m in store.last_materializations().items()
         if partition is None
     }
+    previous.update(_accepted_columns(store))
+    native, forced_dbt = execution_settings(project)
     return RunPolicies(
         python_checks=dict(project.python_checks),
         previous=previous,
         retries=retries,
         pool_rates=dict(settings.pool_rates),
+        accept_schema=accept_schema,
+        evolve_schema=evolve_schema | accept_schema,
+        native=native,
+        forced_dbt=forced_dbt,
+        # `execution = "dbt"`: dbt executes every dbt node, partition windows included
+        direct_windows=native,
     )
+
+
+def _accepted_columns(store: StateStore) -> dict[str, Observed]:
+    """For assets whose blocking schema_change check fails: their last accepted columns.
+
+    dbt commits a model before its checks run: the next build must compare with the newest
+    materialization whose schema_change check did not fail, not with the rejected columns
+    (which would then pass silently).
+    """
+    from sqlorch.core.checks import Observed
+
+    out: dict[str, Observed] = {}
+    for asset, failing in store.failing_blocking_checks().items():
+        names = {
+            r.name for r in failing if r.kind == "builtin" and r.name.startswith("schema_change")
+        }
+        if not names:
+            continue
+        rejected = {
+            r.run_id
+            for r in store.check_results(asset=asset)
+            if r.name in names and r.status in ("fail", "error")
+        }
+        for m in store.materializations(asset):
+            if m.partition is None and m.run_id not in rejected:
+                out[asset] = Observed(m.rows, m.columns, m.materialized_at)
+                break
+    return out
 
 
 def execute(
@@ -235,8 +294,12 @@ def execute(
     command: str = "build",
     selection: str = "",
     threads: int | None = None,
+    schema: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> tuple[RunOutcome, tuple[HiddenDependencyFound, ...]]:
     """Execute `plan`, recording the run in `store`; return how it ended and what it hid.
+
+    `schema`: the assets whose changed columns the run accepts (`--accept-schema`), and those
+    whose partitioned tables take new columns (`--full` too).
 
     Raises:
         KeyboardInterrupt: a second Ctrl-C (the run is recorded as cancelled).
@@ -278,7 +341,8 @@ def execute(
             threads=threads or settings.threads,
             listeners=[events],
             pools=dict(settings.pools),
-            policies=run_policies(project, store),
+            policies=run_policies(project, store, *schema),
+            dbt_threads=threads or settings.dbt_threads(project.target.threads),
         )
         try:
             outcome = executor.run()
@@ -356,6 +420,15 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
     """Open the warehouse when the plan runs anything; check partition columns exist."""
     if not (plan.steps or plan.checks):
         return None
+    if project.target.type == "spark":
+        from sqlorch.warehouse.spark import unsupported
+
+        refused = unsupported(project.graph.assets[s.key] for s in plan.steps)
+        if refused:
+            raise ConfigError(
+                f"Target {project.target.name!r} is Spark with plain tables; nothing was "
+                "run: " + " ".join(refused)
+            )
     warehouse = open_warehouse(project.target, needs_file=bool(project.python_assets))
     if warehouse is not None and any(s.partitions for s in plan.steps):
         from sqlorch.execute.chunks import check_partition_columns
@@ -418,7 +491,7 @@ def _record_relations_after_run(project: Project, warehouse: Warehouse) -> None:
     """
     path = project.invoker.duckdb_path
     try:
-        view = observe(project, warehouse)
+        view = observe(project, warehouse, present=False)
     except Exception:  # noqa: BLE001 - only a cache
         log.debug("could not observe the warehouse", exc_info=True)
         view = None

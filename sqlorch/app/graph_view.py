@@ -17,7 +17,7 @@ from sqlorch.app.status import asset_status
 from sqlorch.errors import ConfigError
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 
 def graph_document(
@@ -38,8 +38,10 @@ def graph_document(
         SelectionError: the selection does not parse or matches nothing.
     """
     project = load_project(settings)
-    status = {row["key"]: row for row in asset_status(settings, warn=warn, now=now)}
-    store = StateStore(settings.state_path, readonly=True)
+    status = {
+        row["key"]: row for row in asset_status(settings, warn=warn, now=now, project=project)
+    }
+    store = open_store(settings, readonly=True)
     try:
         failing = {
             asset: sorted({r.name for r in results})
@@ -101,8 +103,9 @@ def asset_page(
     node = graph.assets.get(key)
     if node is None:
         raise ConfigError(f"No asset {key!r} in the project. `sqlorch ls` lists the assets.")
-    status = next((r for r in asset_status(settings, now=now) if r["key"] == key), {})
-    store = StateStore(settings.state_path, readonly=True)
+    rows = asset_status(settings, now=now, project=project)
+    status = next((r for r in rows if r["key"] == key), {})
+    store = open_store(settings, readonly=True)
     try:
         history = asset_history(store, key, limit)
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlorch.app.partitions import partitions_report
 from sqlorch.load.project import load_project
 from sqlorch.settings import Settings
-from sqlorch.state.store import StateStore
+from sqlorch.state.store import open_store
 
 STATUSES = ("done", "stale", "missing", "failed")
 
@@ -51,7 +51,7 @@ def partition_grid(settings: Settings, asset: str, now: datetime | None = None) 
             )
     from sqlorch.state import ledger as ledgers
 
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     try:
         segs = ledgers.segments(store, report["key"], definition)
     finally:

@@ -6,15 +6,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlorch.core.partitions.segments import Segment, SegmentStatus, status_set
-from sqlorch.core.plan.partitions import Upstream, partitioned_parents, plan_asset
+from sqlorch.core.partitions.ranges import PartitionSet
+from sqlorch.core.partitions.segments import Segment
+from sqlorch.core.plan.partitions import AssetPartitions, plan_graph
 from sqlorch.errors import ConfigError, PartitionError
 
 if TYPE_CHECKING:
     from sqlorch.core.graph import AssetGraph, AssetNode
     from sqlorch.load.project import Project
     from sqlorch.settings import Settings
-    from sqlorch.state.base import StateReader
+    from sqlorch.state.store import StateStore
 
 
 def partition_doc(
@@ -22,30 +23,35 @@ def partition_doc(
     key: str,
     ledgers: Mapping[str, Sequence[Segment]],
     now: datetime,
+    planned: AssetPartitions | None = None,
 ) -> dict[str, Any]:
-    """The §10 `partitions` object of one asset: done / missing / failed / stale ranges."""
+    """The §10 `partitions` object of one asset: done / missing / failed / stale ranges.
+
+    `planned` is the asset's partition plan as a build would make it (`plan_graph`, with
+    the warehouse and the unpartitioned assets' state): `status`, `partitions` and `build`
+    then agree by construction. Without it, the plan is made from the ledgers alone.
+    """
     node = graph.assets[key]
     definition = node.partitions
     assert definition is not None
-    segs = ledgers.get(key, ())
-    ups = [
-        Upstream(p, graph.assets[p].partitions, m, tuple(ledgers.get(p, ())))
-        for p, m in partitioned_parents(graph, key)
-    ]
-    plan = plan_asset(definition, segs, ups, now, node.code_version)
+    if planned is None:
+        planned = plan_graph(graph, [key], ledgers, now)[key]
     exist = definition.expected(now)
-    done = status_set(segs, SegmentStatus.DONE) & exist
-    stale = plan.stale | plan.code_changed
+    detail = planned.plan
+    missing = detail.missing if detail is not None else PartitionSet()
+    failed = detail.failed if detail is not None else PartitionSet()
+    stale = planned.parts - missing - failed
+    done = planned.done
     return {
         "done": definition.key_ranges(done),
-        "missing": definition.key_ranges(plan.missing),
-        "failed": definition.key_ranges(plan.failed),
+        "missing": definition.key_ranges(missing),
+        "failed": definition.key_ranges(failed),
         "stale": definition.key_ranges(stale),
         "counts": {
             "expected": len(exist),
             "done": len(done),
-            "missing": len(plan.missing),
-            "failed": len(plan.failed),
+            "missing": len(missing),
+            "failed": len(failed),
             "stale": len(stale),
         },
     }
@@ -75,17 +81,13 @@ def partitions_report(
 ) -> dict[str, Any]:
     """Load the project and describe one asset's partitions (for `sqlorch partitions`)."""
     from sqlorch.load.project import load_project
-    from sqlorch.state import ledger
     from sqlorch.state.store import open_store
 
     project = load_project(settings)
     node = _node(project, asset)
     assert node.partitions is not None
     store = open_store(settings, readonly=True)
-    keys = [node.key, *(p for p, _ in partitioned_parents(project.graph, node.key))]
-    definitions = {k: project.graph.assets[k].partitions for k in keys}
-    ledgers = ledger.all_segments(store, {k: d for k, d in definitions.items() if d is not None})
-    doc = partition_doc(project.graph, node.key, ledgers, now or datetime.now(UTC))
+    doc = planned_docs(project, store, now or datetime.now(UTC))[node.key]
     counts = doc.pop("counts")
     return {
         "key": node.key,
@@ -144,15 +146,22 @@ def wipe_partitions(
     return len(parts), rows
 
 
-def partition_docs(graph: AssetGraph, store: StateReader, now: datetime) -> dict[str, Any]:
-    """The §10 `partitions` object of every partitioned asset (for `sqlorch status`)."""
+def planned_docs(
+    project: Project,
+    store: StateStore,
+    now: datetime,
+    planned: Mapping[str, AssetPartitions] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The §10 `partitions` object of every partitioned asset, from the plan a `build` of
+    everything would make now (`planned`, else made here): one computation for `status`,
+    `partitions` and `build`."""
+    from sqlorch.app.plans import observe, plan_partitions, state_snapshot
     from sqlorch.state import ledger
 
+    graph = project.graph
     definitions = {n.key: n.partitions for n in graph if n.partitions is not None}
+    if planned is None:
+        snapshot = state_snapshot(store, observe(project), graph)
+        planned = plan_partitions(project, store, list(graph.assets), now, snapshot=snapshot)
     ledgers = ledger.all_segments(store, definitions)
-    docs = {}
-    for key in definitions:
-        doc = partition_doc(graph, key, ledgers, now)
-        doc.pop("counts")
-        docs[key] = doc
-    return docs
+    return {key: partition_doc(graph, key, ledgers, now, planned[key]) for key in definitions}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlorch.core.graph import AssetGraph
+from sqlorch.core.graph import AssetGraph, AssetNode
 from sqlorch.core.plan.builder import build_plan
 from sqlorch.core.plan.definition import Plan, Reason, ReasonKind
 from sqlorch.core.plan.groups import with_load_groups
@@ -24,6 +24,7 @@ from sqlorch.core.plan.staleness import (
     modified,
     own_reasons,
     stale_reasons,
+    table_missing,
 )
 from sqlorch.core.selection import STATE_METHODS, StateSets
 from sqlorch.errors import SqlorchError
@@ -64,6 +65,8 @@ class BuildRequest:
     target_path: str | None = None
     #: dbt's `--vars` (YAML or JSON): part of every code version, like the project's vars
     vars: str | None = None
+    #: accept changed columns (schema_change checks pass, partitioned tables evolve)
+    accept_schema: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,21 +164,28 @@ def _plan_request(
             return plan_checks(project, request.select, request.exclude, warn)
 
 
-def observe(project: Project, warehouse: Warehouse | None = None) -> WarehouseView:
+def observe(
+    project: Project, warehouse: Warehouse | None = None, *, present: bool = True
+) -> WarehouseView:
     """Observe the project's warehouse (see `warehouse.observe.observe_warehouse`).
 
     A target that is not a DuckDB file is observed through a connection of its own, opened
-    here for the moment (unknown when it cannot be opened).
+    here for the moment (unknown when it cannot be opened). With `present`, a view whose
+    files are gone (a dbt-duckdb `external` model's parquet/csv) counts as missing.
     """
     opened = None
     reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
-    if warehouse is None and project.invoker.duckdb_path is None and reads:
+    # Spark: opening it starts a JVM (10-20 s) and locks an embedded metastore a running
+    # build holds; without an open session its table presence stays unknown
+    heavy = project.target.type == "spark"
+    if warehouse is None and project.invoker.duckdb_path is None and reads and not heavy:
         try:
             warehouse = opened = open_warehouse(project.target, needs_file=False)
         except SqlorchError:
             log.debug("warehouse not reachable; table presence not checked", exc_info=True)
     try:
-        return _observe_with(project, warehouse)
+        view = _observe_with(project, warehouse)
+        return view.present() if present else view
     finally:
         if opened is not None:
             opened.close()
@@ -300,11 +310,14 @@ def plan_partitions(
     propagate: bool = True,
     full: bool = False,
     snapshot: StateSnapshot | None = None,
+    rebuilt: Collection[str] = (),
 ) -> dict[str, AssetPartitions]:
     """Plan the partitions of the partitioned assets among `keys` from the ledger.
 
     With `full`, every partition that should exist of each of them. With `snapshot`, the
-    unpartitioned assets they read count too (see `partition_plan.plan_graph`).
+    unpartitioned assets they read count too (see `partition_plan.plan_graph`), those in
+    `rebuilt` as rebuilt by this plan whatever their state (a retry), and a partitioned
+    asset whose table the warehouse does not hold has every partition missing.
     """
     from sqlorch.core.plan.partitions import PlainUpstream, plan_graph
     from sqlorch.state import ledger
@@ -319,17 +332,37 @@ def plan_partitions(
         forced = {k: d.expected(now) for k, d in definitions.items() if k in set(keys)}
     ledgers = ledger.all_segments(store, definitions)
     plain = None
+    absent: set[str] = set()
     if snapshot is not None:
         plain = {
             n.key: PlainUpstream(
                 snapshot.record(n.key).materialized_at,
                 snapshot.record(n.key).materialized_run,
-                full or bool(own_reasons(n, graph, snapshot)),
+                full or n.key in rebuilt or _changed_itself(n, graph, snapshot),
             )
             for n in graph
             if n.partitions is None and n.is_materializable
         }
-    return plan_graph(graph, keys, ledgers, now, forced=forced, propagate=propagate, plain=plain)
+        absent = {k for k in definitions if table_missing(graph.assets[k], snapshot)}
+    return plan_graph(
+        graph,
+        keys,
+        ledgers,
+        now,
+        forced=forced,
+        propagate=propagate,
+        plain=plain,
+        absent=absent,
+    )
+
+
+def _changed_itself(node: AssetNode, graph: AssetGraph, snapshot: StateSnapshot) -> bool:
+    """Whether `node` is stale on its own account; a view's upstream getting rows is not:
+    a view holds no data of its own, so it is looked through."""
+    reasons = own_reasons(node, graph, snapshot)
+    if node.materialized in ("view", "ephemeral"):
+        reasons = [r for r in reasons if r.kind is not ReasonKind.UPSTREAM_NEWER]
+    return bool(reasons)
 
 
 def plan_backfill(
@@ -370,6 +403,9 @@ def plan_backfill(
         assert definition is not None
         try:
             forced[key] = definition.select(now, start, end, keys)
+            note = definition.clipped(now, start, end)
+            if note and warn is not None:
+                warn(f"Asset {key}: {note}.")
         except PartitionError as exc:
             node = graph.assets[key]
             where = (
@@ -415,8 +451,9 @@ def plan_retry(
     if not keys:
         return Plan(steps=(), checks=(), selected=frozenset())
     snapshot = state_snapshot(store, observe(project), graph)
-    # a partitioned asset retries its missing and failed partitions, not all of them
-    partitions = plan_partitions(project, store, keys)
+    # a partitioned asset retries its missing and failed partitions, not all of them, and
+    # every partition that reads an unpartitioned asset retried here
+    partitions = plan_partitions(project, store, keys, snapshot=snapshot, rebuilt=keys)
     plan = build_plan(graph, keys, snapshot, full=True, partitions=partitions)
     steps = tuple(
         dataclasses.replace(s, reasons=(why[s.key], *_not_full(s.reasons))) for s in plan.steps

@@ -12,7 +12,7 @@ from typing import Any
 from sqlorch.app.runs import LEVELS, event_document, find_run, run_documents
 from sqlorch.events import EventKind
 from sqlorch.settings import Settings
-from sqlorch.state.store import EventRecord, StateStore
+from sqlorch.state.store import EventRecord, open_store
 
 #: the events that start and end the bars of a run's timeline
 TIMELINE_KINDS = (
@@ -48,7 +48,7 @@ def runs_page(
     """
     docs = run_documents(settings, None if (status or asset) else limit)
     if asset:
-        store = StateStore(settings.state_path, readonly=True)
+        store = open_store(settings, readonly=True)
         try:
             touched = {m.run_id for m in store.materializations(asset)}
             touched |= {a[0] for a in store.failed_attempts(asset)}
@@ -71,7 +71,7 @@ def run_page(settings: Settings, run_id: str) -> dict[str, Any]:
     Raises:
         ConfigError: there is no such run.
     """
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     try:
         record = find_run(store, settings.state_path, run_id)
         marks = store.events_page(
@@ -182,7 +182,7 @@ def events_page(
     if floor is None:
         raise ConfigError(f"Unknown level {level!r}: one of {', '.join(LEVELS)}.")
     levels = [name for name, rank in LEVELS.items() if rank >= floor] if floor else []
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     try:
         record = find_run(store, settings.state_path, run_id)
         page = store.events_page(

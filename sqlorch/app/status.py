@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlorch.app.plans import Warn, observe, select_assets, state_sets, state_snapshot
 from sqlorch.core.plan.staleness import stale_reasons
-from sqlorch.load.project import load_project
+from sqlorch.load.project import Project, load_project
 from sqlorch.settings import Settings
 from sqlorch.state.store import open_store
 
@@ -19,13 +19,16 @@ def asset_status(
     exclude: Sequence[str] = (),
     warn: Warn | None = None,
     now: datetime | None = None,
+    *,
+    project: Project | None = None,
 ) -> list[dict[str, Any]]:
     """Return the status of each selected asset (default: all), as `status --json` prints it.
 
     Each: key, kind, stale, reasons, last_materialized_at, rows, duration_s, last_run_id,
-    last_outcome, code_version and partitions (DESIGN.md §10).
+    last_outcome, code_version and partitions (DESIGN.md §10). `project`: the project of
+    `settings`, already loaded (the web UI's pages load it once per request).
     """
-    project = load_project(settings)
+    project = project or load_project(settings)
     store = open_store(settings, readonly=True)
     snapshot = state_snapshot(store, observe(project), project.graph)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
@@ -36,7 +39,7 @@ def asset_status(
     states = store.asset_states()
     docs: dict[str, Any] = {}
     if any(n.partitions is not None for n in project.graph):
-        from sqlorch.app.partitions import partition_docs
+        from sqlorch.app.partitions import planned_docs
         from sqlorch.app.plans import plan_partitions
         from sqlorch.core.plan.builder import with_partitions
 
@@ -45,7 +48,11 @@ def asset_status(
             project, store, list(project.graph.assets), now, snapshot=snapshot
         )
         stale = with_partitions(project.graph, list(project.graph.assets), stale, planned)
-        docs = partition_docs(project.graph, store, now)
+        # one computation: the partitions shown are the ones a build would run
+        docs = {
+            k: {f: v for f, v in d.items() if f != "counts"}
+            for k, d in planned_docs(project, store, now, planned).items()
+        }
     rows: list[dict[str, Any]] = []
     for n in project.graph:
         if keys is not None and n.key not in keys:

@@ -116,6 +116,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ui",
         "Start the local web UI: graph, assets, partitions, runs and logs, launches.",
     ),
+    "verify": (
+        "verify",
+        "verify",
+        "Build the selected dbt nodes with dbt and natively into two copies; compare them.",
+    ),
     "wipe": (
         "assets",
         "wipe",

@@ -36,6 +36,12 @@ _VERBOSE_HELP = "Show asset log lines as they arrive."
 @selection
 @threads_option
 @click.option("--full", is_flag=True, help="Rebuild every selected asset, stale or not.")
+@click.option(
+    "--accept-schema",
+    is_flag=True,
+    help="Accept the selected assets' changed columns: a failed schema_change check passes, "
+    "and partitioned Python assets' tables take their new columns.",
+)
 @click.option("--dry-run", is_flag=True, help=_DRY_RUN_HELP)
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--verbose", "-v", is_flag=True, help=_VERBOSE_HELP)
@@ -83,6 +89,7 @@ def build(
     exclude: tuple[str, ...],
     threads: int | None,
     full: bool,
+    accept_schema: bool,
     dry_run: bool,
     as_json: bool,
     verbose: bool,
@@ -113,6 +120,7 @@ def build(
         defer_state=state_dir,
         target_path=target_path,
         vars=dbt_vars,
+        accept_schema=accept_schema,
     )
     _run(project_dir, profiles_dir, target, threads, request, dry_run, as_json, verbose)
 
@@ -242,6 +250,7 @@ def _run(
     settings = load_settings(project_dir, profiles_dir, target, threads)
     out = console()
     renderer = TerminalRenderer(out, verbose=verbose)
+    renderer.loading()
     try:
         result = build(
             settings,
@@ -283,14 +292,16 @@ def _print_without_run(
     from sqlorch.cli.render import print_plan
 
     plan = result.plan
-    if isinstance(request, RetryRequest) and not plan.steps:
+    if dry_run and as_json:
+        print_plan(out, plan, as_json=True)  # a JSON document whatever the plan holds
+    elif isinstance(request, RetryRequest) and not plan.steps:
         assert result.retried is not None
         out.print(
             f"Run {result.retried.run_id} ({result.retried.status}) left nothing failed or "
             "skipped: nothing to retry."
         )
     elif dry_run:
-        print_plan(out, plan, as_json=as_json)
+        print_plan(out, plan, as_json=as_json, execution=result.execution)
     elif isinstance(request, CheckRequest):
         out.print("No checks test the selected assets.")
     elif result.selected_materializable:

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sqlorch.cli.options import common, console, emit_json, handle_errors, load_settings
+from sqlorch.cli.options import (
+    common,
+    console,
+    emit_json,
+    handle_errors,
+    load_settings,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,24 +46,27 @@ def runs(
     if not docs:
         console().print("No runs yet. `sqlorch build` starts one.")
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for col in ("run", "started", "finished", "status", "ok", "failed", "skipped", "selection"):
-        table.add_column(col)
-    for d in docs:
-        color = {"success": "green", "failed": "red", "running": "cyan"}.get(d["status"], "yellow")
-        table.add_row(
-            d["run_id"],
-            d["started_at"][:19].replace("T", " "),
-            (d["finished_at"] or "-")[:19].replace("T", " "),
-            f"[{color}]{d['status']}[/]",
-            str(d["assets"]["succeeded"]),
-            str(d["assets"]["failed"]),
-            str(d["assets"]["skipped"]),
-            d["selection"] or "*",
-        )
-    console().print(table)
+    colors = {"success": "green", "failed": "red", "running": "cyan"}
+    # the aligned printer: a run id is never cut (piped, or at 80 columns) so it can be
+    # pasted into `sqlorch logs`
+    print_table(
+        ("run", "started", "finished", "status", "ok", "failed", "skipped", "selection"),
+        [
+            (
+                d["run_id"],
+                d["started_at"][:19].replace("T", " "),
+                (d["finished_at"] or "-")[:19].replace("T", " "),
+                d["status"],
+                str(d["assets"]["succeeded"]),
+                str(d["assets"]["failed"]),
+                str(d["assets"]["skipped"]),
+                d["selection"] or "*",
+            )
+            for d in docs
+        ],
+        right={"ok", "failed", "skipped"},
+        color=lambda head, cell: colors.get(cell, "yellow") if head == "status" else None,
+    )
 
 
 @click.command()
@@ -177,10 +187,15 @@ def _materializations_table(chrono: list[dict[str, Any]]) -> Table:
 
     partitioned = any(m["partition"] for m in chrono)
     table = Table(box=None, pad_edge=False)
+    run_width = max((len(m["run_id"]) for m in chrono), default=0)
     for col in ("materialized", "run", "partition", "rows", "duration", "checks"):
         if col != "partition" or partitioned:
             table.add_column(
-                col, no_wrap=col != "checks", justify="right" if col == "rows" else "left"
+                col,
+                no_wrap=col != "checks",
+                justify="right" if col == "rows" else "left",
+                # a run id is never cut, so it can be pasted into `sqlorch logs`
+                min_width=run_width if col == "run" else None,
             )
     colors = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
     for m in chrono:

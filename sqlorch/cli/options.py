@@ -36,15 +36,42 @@ def common(fn: F) -> F:
     return fn
 
 
+class GreedyOption(click.Option):
+    """A multiple option that, as dbt's `-s a b`, also takes the words after its value.
+
+    `-s a b --exclude c d` selects a and b and excludes c and d; `-s a -s b` still works.
+    """
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        """Register the option, then make it consume the following non-option words."""
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            opt = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if opt is None:
+                continue
+            process = opt.process
+
+            def greedy(value: Any, state: Any, process: Any = process) -> None:
+                process(value, state)
+                while state.rargs and not str(state.rargs[0]).startswith("-"):
+                    process(state.rargs.pop(0), state)
+
+            opt.process = greedy
+
+
 def selection(fn: F) -> F:
     """Add `--select` and `--exclude` (dbt's selection syntax over all assets)."""
     fn = click.option(
-        "--exclude", multiple=True, help="Assets to leave out (same syntax as --select)."
+        "--exclude",
+        multiple=True,
+        cls=GreedyOption,
+        help="Assets to leave out (same syntax as --select).",
     )(fn)
     fn = click.option(
         "--select",
         "-s",
         multiple=True,
+        cls=GreedyOption,
         help="dbt selection syntax over all assets: name, +name, name+, tag:x, path:, "
         "source:, kind:python, '*'. Space = union, comma = intersection.",
     )(fn)
@@ -116,10 +143,27 @@ def load_settings(
     target: str | None,
     threads: int | None = None,
 ) -> Settings:
-    """Resolve the settings from the shared options."""
+    """Resolve the settings from the shared options; work in the project's folder.
+
+    Relative paths in the project (a profile's DuckDB `path`) then mean the same wherever the
+    command starts, as the state does (`--project-dir` from another folder). A `profiles.yml`
+    in the starting folder is still found first, as dbt finds it.
+    """
+    import dataclasses
+    import os
+    from pathlib import Path
+
     from sqlorch.settings import load_settings as load
 
-    return load(project_dir=project_dir, profiles_dir=profiles_dir, target=target, threads=threads)
+    settings = load(
+        project_dir=project_dir, profiles_dir=profiles_dir, target=target, threads=threads
+    )
+    here = Path.cwd().resolve()
+    if project_dir and settings.project_dir != here:
+        if settings.profiles_dir is None and (here / "profiles.yml").is_file():
+            settings = dataclasses.replace(settings, profiles_dir=here)
+        os.chdir(settings.project_dir)
+    return settings
 
 
 def print_table(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.events import Event, EventKind
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
@@ -51,10 +54,34 @@ class TerminalRenderer:
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.checks = {"passed": 0, "warned": 0, "failed": 0}
         self.failures: list[tuple[str, str]] = []
+        # the command's start: "Done in" counts loading the project (dbt's parse) too
         self.started = time.perf_counter()
+        self.loaded_after: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._loading: Any = None
         self.run_started = False
+
+    def loading(self) -> None:
+        """On a terminal, show that the project loads (dbt parses), with the time elapsed."""
+        if not self.console.is_terminal:
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._loading = Progress(
+            SpinnerColumn(),
+            TextColumn("loading the project (dbt parses what changed)"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._loading.add_task("loading", total=None)
+        self._loading.start()
+
+    def _loaded(self) -> None:
+        if self._loading is not None:
+            self._loading.stop()
+            self._loading = None
 
     def __call__(self, event: Event) -> None:
         kind = event.kind
@@ -104,6 +131,8 @@ class TerminalRenderer:
             self.checks["failed"] += 1
             self.failures.append((f"check {data.get('check')}", event.message))
             self.console.print(f"[red]FAIL[/] check  {escape(event.message)}", highlight=False)
+        elif kind is EventKind.DBT_INVOCATION_FINISHED and not data.get("success", True):
+            self._invocation_failed(data)
         elif kind is EventKind.ASSET_LOG and self.verbose:
             self.console.print(
                 f"[dim]     {escape(event.asset or '')}: {escape(event.message)}[/]",
@@ -111,9 +140,17 @@ class TerminalRenderer:
             )
         self._refresh()
 
+    def _invocation_failed(self, data: Mapping[str, Any]) -> None:
+        """A dbt invocation that failed: its error is said, unless a failure already says it."""
+        error = str(data.get("error") or "")
+        if not error or any(error in message for _what, message in self.failures):
+            return
+        self.failures.append(("dbt", f"{error} (dbt's log: {data.get('log')})"))
+
     def _start(self, steps: object) -> None:
+        self._loaded()
         self.run_started = True
-        self.started = time.perf_counter()
+        self.loaded_after = time.perf_counter() - self.started
         if isinstance(steps, int):
             self.total = steps
         if not self.console.is_terminal:
@@ -150,6 +187,7 @@ class TerminalRenderer:
 
     def close(self, *, summary: bool = True) -> None:
         """Stop the live view and print the summary (unless the run never started)."""
+        self._loaded()
         if self._progress is not None:
             self._progress.stop()
         if not summary:
@@ -170,32 +208,58 @@ class TerminalRenderer:
                 tail += f", [yellow]{checks['warned']} warned[/]"
             if checks["failed"]:
                 tail += f", [red]{checks['failed']} failed[/]"
+        loading = ""
+        if self.loaded_after is not None and self.loaded_after >= 0.1:
+            loading = f" ({fmt_seconds(self.loaded_after)} loading the project)"
         self.console.print(
-            f"\nDone in {fmt_seconds(elapsed)}: {', '.join(parts)}{tail}.", highlight=False
+            f"\nDone in {fmt_seconds(elapsed)}{loading}: {', '.join(parts)}{tail}.",
+            highlight=False,
         )
         for what, message in self.failures:
             self.console.print(f"\n[red]{escape(what)}[/]: {escape(message)}", highlight=False)
 
 
-def print_plan(console: Console, plan: Plan, *, as_json: bool = False) -> None:
-    """Print a plan as `--dry-run` shows it (`--json`: the DESIGN.md §10 document)."""
+def print_plan(
+    console: Console,
+    plan: Plan,
+    *,
+    as_json: bool = False,
+    execution: Mapping[str, str] | None = None,
+) -> None:
+    """Print a plan as `--dry-run` shows it (`--json`: the DESIGN.md §10 document).
+
+    `execution`: dbt step -> "native" or why dbt executes it (shown with the step).
+    """
     from sqlorch.core.plan.explainer import explain_plan, plan_document, plan_headline
 
+    execution = execution or {}
     if as_json:
         import click
 
-        click.echo(json.dumps(plan_document(plan), indent=2, default=str))
+        doc = plan_document(plan)
+        for step in doc["steps"]:
+            if step["key"] in execution:
+                step["execution"] = execution[step["key"]]
+        click.echo(json.dumps(doc, indent=2, default=str))
         return
     console.print(plan_headline(plan))
+    keys = iter(s.key for s in plan.steps)
     for line in explain_plan(plan):
-        console.print(f"{escape(line.text)}[dim]{escape(line.why)}[/]")
+        how = ""
+        if line.text.strip():  # a step's line (its partition ranges follow on blank ones)
+            how = execution.get(next(keys, ""), "")
+        why = "; ".join(x for x in (line.why, f"execution: {how}" if how else "") if x)
+        console.print(f"{escape(line.text)}[dim]{escape(why)}[/]")
 
 
 _LEVEL_COLORS = {"error": "red", "warning": "yellow", "debug": "dim"}
 
 
 def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> None:
-    """Print one recorded event as a line of `sqlorch logs` (its traceback with `debug`)."""
+    """Print one recorded event as a line of `sqlorch logs`, with its traceback if it has one.
+
+    (Errors say "the traceback is in `sqlorch logs`": it is, without --json or --debug.)
+    """
     color = _LEVEL_COLORS.get(ev.level, "")
     detail = ev.message
     if ev.kind == EventKind.ASSET_MATERIALIZED:
@@ -214,5 +278,5 @@ def print_event(console: Console, ev: EventRecord, *, debug: bool = False) -> No
     console.print(
         f"[{color}]{escape(line)}[/]" if color else line, highlight=False, markup=bool(color)
     )
-    if debug and ev.data.get("traceback"):
+    if ev.data.get("traceback") and (debug or ev.level == "error"):
         console.print(ev.data["traceback"], markup=False)

@@ -204,7 +204,14 @@ def _schema_change(current: Observed | None, previous: Observed | None) -> Check
         problems.append("column(s) removed: " + ", ".join(removed))
     if changed:
         problems.append("type(s) changed: " + ", ".join(changed))
-    return CheckResult(not problems, "; ".join(problems), meta)
+    if not problems:
+        return CheckResult(True, "", meta)
+    return CheckResult(
+        False,
+        "; ".join(problems) + " (to accept the new columns, run `sqlorch build "
+        "--accept-schema` on this asset; until then every build fails this check)",
+        meta,
+    )
 
 
 def _freshness(

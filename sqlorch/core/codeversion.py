@@ -141,8 +141,12 @@ def describe_changes(
                 reasons.append(f"macro {arg} changed")
         elif kind == "var":
             reasons.append(f"var {arg} changed")
+        elif kind == "env":
+            reasons.append(f"environment variable {arg} changed")
         elif kind == "target":
             reasons.append("target changed")
+        elif kind == "graph":
+            reasons.append(f"the project's nodes changed, and the code reads dbt's graph{where}")
         else:
             reasons.append(f"{name} changed")
     # a new macro call shows up in the SQL too; the SQL line says it first

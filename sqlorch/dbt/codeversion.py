@@ -7,12 +7,18 @@ by `state:modified` (a known blind spot). Here each node's version is built from
 - `config`: its resolved config, minus keys that do not change the output (tags, docs, ...);
 - `macro:<name>`: every macro it calls, transitively (a macro's own code, normalized);
 - `var:<name>`: the value of every var its code or its macros read;
-- `target`: the adapter type, database/path and schema the node is written to.
+- `env:<name>`: likewise every environment variable read with `env_var()` (its value
+  hashed; `DBT_ENV_SECRET_*` never counts);
+- `target`: the adapter type, database/path and schema the node is written to;
+- `graph`: for a node whose code (or a macro it calls) reads dbt's `graph` variable, the
+  set of the project's node, source and exposure ids: SQL generated from the project
+  changes when a model is added or removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +31,11 @@ _CONFIG_NOISE = frozenset(
     {"tags", "docs", "group", "access", "persist_docs", "meta", "description", "enabled"}
 )
 _VAR_CALL = re.compile(r"""\bvar\(\s*['"]([\w.\-]+)['"]""")
+_ENV_CALL = re.compile(r"""\benv_var\(\s*['"]([\w.\-]+)['"]""")
 _UNDEFINED = "\0undefined"
+# Jinja reading dbt's `graph` context variable: graph.nodes, graph['sources'], ...
+_GRAPH_USE = re.compile(r"\bgraph\s*(?:\.|\[)")
+_READS_GRAPH = "\0graph"  # among the names a node reads: it reads the project's graph
 
 
 def dbt_code_parts(
@@ -47,6 +57,13 @@ def dbt_code_parts(
     packages = {m.get("package_name") for m in macros.values()}
     root = (manifest.get("metadata") or {}).get("project_name")
     target_part = digest(dict(target))
+    graph_part = digest(
+        sorted(
+            uid
+            for section in ("nodes", "sources", "exposures", "metrics", "semantic_models")
+            for uid in manifest.get(section) or {}
+        )
+    )
     macro_cache: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
 
     def macro_closure(uid: str, seen: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
@@ -61,7 +78,9 @@ def dbt_code_parts(
         if m.get("package_name") not in (root, None):
             name = f"{m.get('package_name')}.{name}"
         parts = {name: digest(normalize_sql(sql))}
-        read = set(_VAR_CALL.findall(sql))
+        read = set(_VAR_CALL.findall(sql)) | {f"\0env:{e}" for e in _ENV_CALL.findall(sql)}
+        if _GRAPH_USE.search(sql):
+            read.add(_READS_GRAPH)
         for dep in (m.get("depends_on") or {}).get("macros", ()):
             if dep not in seen:
                 p, r = macro_closure(dep, seen | {uid})
@@ -87,11 +106,21 @@ def dbt_code_parts(
         if sqlorch_meta:
             kept["meta.sqlorch"] = sqlorch_meta
         parts = {"sql": sql_part, "config": digest(kept), "target": target_part}
-        read = set(_VAR_CALL.findall(raw))
+        read = set(_VAR_CALL.findall(raw)) | {f"\0env:{e}" for e in _ENV_CALL.findall(raw)}
+        if _GRAPH_USE.search(raw):
+            read.add(_READS_GRAPH)
         for dep in (n.get("depends_on") or {}).get("macros", ()):
             mparts, mread = macro_closure(dep, frozenset())
             parts.update({f"macro:{k}": v for k, v in mparts.items()})
             read |= mread
+        if _READS_GRAPH in read:
+            read.discard(_READS_GRAPH)
+            parts["graph"] = graph_part
+        for name in sorted(r for r in read if r.startswith("\0env:")):
+            read.discard(name)
+            env_name = name[5:]
+            if not env_name.startswith("DBT_ENV_SECRET"):
+                parts[f"env:{env_name}"] = digest(repr(os.environ.get(env_name)))
         package = n.get("package_name")
         for var in sorted(read):
             parts[f"var:{var}"] = digest(_var_value(var, package, project_vars, packages))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,10 @@ class DbtProject:
     adapter_type: str | None = None
 
 
+#: dbt configs that say how a model's table is written
+_WRITE_CONFIG = ("incremental_strategy", "file_format", "partition_by")
+
+
 def _key(schema: str | None, name: str) -> str:
     return f"{schema or 'main'}.{name}".lower()
 
@@ -78,6 +83,7 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
     macros: Mapping[str, Any] = manifest.get("macros", {}) or {}
     parents = _Parents.index(nodes, sources_raw)
     tests_of = _test_inputs(nodes, macros)
+    native = _NativeContext.of(unit_tests, macros)
     assets: list[AssetNode] = []
     checks: list[CheckNode] = []
     runnable: dict[str, tuple[str, ...]] = {}
@@ -90,7 +96,8 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         if rtype in RUNNABLE_TYPES:
             runnable[uid] = tuple(n.get("fqn", ()))
         if rtype in _KINDS and uid in parents.key_of:
-            assets.append(_asset(uid, n, parents, nodes, sources_raw, macros, tests_of.get(uid)))
+            asset = _asset(uid, n, parents, nodes, sources_raw, macros, tests_of.get(uid))
+            assets.append(native.annotate(asset, n, nodes, sources_raw, macros, tests_of.get(uid)))
         elif rtype == "test":
             checks.append(_check(uid, n, parents))
     for uid, u in unit_tests.items():
@@ -108,6 +115,52 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
         hook_count=hooks,
         adapter_type=meta.get("adapter_type"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _NativeContext:
+    """What deciding native execution needs beyond a node (sqlorch.dbt.native)."""
+
+    unit_tested: frozenset[str]
+    own_materializations: frozenset[str]
+
+    @classmethod
+    def of(cls, unit_tests: Mapping[str, Any], macros: Mapping[str, Any]) -> _NativeContext:
+        from sqlorch.dbt.native import own_materializations
+
+        tested = {
+            dep
+            for u in unit_tests.values()
+            for dep in (u.get("depends_on") or {}).get("nodes") or ()
+        }
+        return cls(frozenset(tested), own_materializations(macros))
+
+    def annotate(
+        self,
+        asset: AssetNode,
+        n: Mapping[str, Any],
+        nodes: Mapping[str, Any],
+        sources: Mapping[str, Any],
+        macros: Mapping[str, Any],
+        tests: list[str] | None,
+    ) -> AssetNode:
+        """Add the compile facts and the native-execution decision to `asset`'s metadata."""
+        from sqlorch.dbt.meta import rendered_inputs
+        from sqlorch.dbt.native import model_blocker
+
+        config = n.get("config", {}) or {}
+        meta = dict(asset.metadata)
+        if "sqlorch_render_inputs" not in meta:
+            meta.update(direct_facts(n, config, nodes, sources, macros, tests))
+        _parts, code = rendered_inputs(n, nodes, sources, macros)
+        meta["sqlorch_native_blocker"] = model_blocker(
+            n,
+            config,
+            code,
+            unit_tested=asset.unique_id in self.unit_tested,
+            own_materializations=self.own_materializations,
+        )
+        return dataclasses.replace(asset, metadata=meta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +273,10 @@ def _asset(
     partitions, per_run, meta = partitions_of(n, config)
     if partitions is not None:
         meta.update(direct_facts(n, config, nodes, sources, macros, tests))
+    # how dbt writes the table (what a warehouse may refuse: see sqlorch.warehouse.spark)
+    writes = {k: config[k] for k in _WRITE_CONFIG if config.get(k) is not None}
+    if writes:
+        meta["sqlorch_write_config"] = writes
     mappings = dep_mappings(
         n,
         key,

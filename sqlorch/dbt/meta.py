@@ -147,6 +147,10 @@ def _rendered_inputs(
     return parts, code
 
 
+#: (what a node's compiled SQL renders, the code dbt renders into it); see `direct_facts`
+rendered_inputs = _rendered_inputs
+
+
 def partitions_of(
     n: Mapping[str, Any], config: Mapping[str, Any]
 ) -> tuple[PartitionsDefinition | None, int | None, dict[str, Any]]:

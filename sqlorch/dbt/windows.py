@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class WindowRejected(Exception):  # noqa: N818 - a rolled-back write, reported as the model's error
+    """A blocking data test failed on a window inside its write: the write was rolled back."""
+
+
 # (database or None for the file's own, schema, table), as dbt names a relation
 Relation = tuple[str | None, str, str]
 
@@ -60,9 +65,17 @@ class WindowStore(Protocol):
         ...
 
     def replace_window_sql(
-        self, relation: Relation, queries: list[str], where: str, params: list[Any]
+        self,
+        relation: Relation,
+        queries: list[str],
+        where: str,
+        params: list[Any],
+        audit: Callable[[Any], None] | None = None,
     ) -> int:
-        """Replace the rows of `relation` matching `where` with `queries`' rows, atomically."""
+        """Replace the rows of `relation` matching `where` with `queries`' rows, atomically.
+
+        `audit` runs inside the transaction on a handle that sees the new rows (it raises to
+        roll the write back)."""
         ...
 
     def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -106,6 +119,9 @@ class DirectWindows:
         self.cache = TemplateCache(invoker.artifacts_dir / "templates.json")
         # model key -> why dbt writes its windows (shown in the run's events)
         self.reasons: dict[str, str] = {}
+        # test unique_id -> (status, message, failures, seconds) of the blocking tests run
+        # inside the last `run`'s writes (write-audit-publish)
+        self.audited: dict[str, tuple[str, str, int, float]] = {}
 
     def templates(self, n: int, keys: list[str]) -> dict[str, Template]:
         """The templates of the models among `keys` that have one (compiling missing ones).
@@ -193,6 +209,7 @@ class DirectWindows:
         result = InvocationResult(
             success=True, args=["sqlorch: window writes from dbt's compiled SQL", *queries]
         )
+        self.audited = {}
         try:
             failed: set[str] = set()
             for key, chunk in group:
@@ -210,7 +227,16 @@ class DirectWindows:
                         # dbt writes the whole group again (every window write is idempotent)
                         self.reasons[key] = f"its columns changed ({drift})"
                         return None
-                    rows = session.replace_window_sql(relation, queries[key], where, params)
+                    audit = self._audit(key, templates[key])
+                    rows = session.replace_window_sql(
+                        relation, queries[key], where, params, audit=audit
+                    )
+                except WindowRejected as exc:
+                    failed.add(key)
+                    result.success = False
+                    result.statuses[uid] = "error"
+                    result.messages[uid] = str(exc)
+                    continue
                 except self.errors as exc:
                     failed.add(key)
                     result.success = False
@@ -223,6 +249,34 @@ class DirectWindows:
             session.close()
         result.seconds = time.perf_counter() - started
         return result
+
+    def _audit(self, key: str, template: Template) -> Callable[[Any], None] | None:
+        """The model's blocking (severity error) tests, run inside its window's write.
+
+        A failing (or erroring) one raises `WindowRejected`: the write rolls back, the table
+        and every view over it keep their previous rows. Results land in `self.audited`.
+        """
+        blocking = [t for t in template.tests if t.severity.upper() == "ERROR"]
+        if not blocking:
+            return None
+
+        def audit(within: Any) -> None:
+            bad: list[str] = []
+            for test in blocking:
+                outcome = self._test_on(within, test)
+                self.audited[test.unique_id] = outcome
+                if outcome[0] in ("fail", "error"):
+                    name = test.unique_id.split(".")[2] if "." in test.unique_id else ""
+                    bad.append(f"{name or test.unique_id} ({outcome[1]})")
+            if bad:
+                raise WindowRejected(
+                    f"Blocking test {', '.join(bad)} failed on the new window of {key}. "
+                    f"Nothing was published: the write was rolled back, so {key} and every "
+                    "view over it keep their previous rows. Fix the data (or the test) and "
+                    "run the build again."
+                )
+
+        return audit
 
     def tests_of(self, key: str) -> list[str]:
         """The dbt data tests on model `key` alone (a test of several models stays with dbt)."""
@@ -237,14 +291,18 @@ class DirectWindows:
 
         A query error is the test's `error`, as in dbt.
         """
-        started = time.perf_counter()
         session = self.warehouse.session()
+        try:
+            return self._test_on(session, test)
+        finally:
+            session.close()
+
+    def _test_on(self, session: Any, test: DataTestTemplate) -> tuple[str, str, int, float]:
+        started = time.perf_counter()
         try:
             row = session.execute(test.query())[0]
         except self.errors as exc:
             return "error", f"Database Error in test {test.unique_id}: {exc}", 0, 0.0
-        finally:
-            session.close()
         failures = int(row[0] or 0)
         status, message = test.outcome(failures, bool(row[1]), bool(row[2]))
         seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlorch.api.checks import CheckContext, CheckDefinition
 from sqlorch.core.checks import CheckResult, CheckStatus, Observed, as_datetime, run_builtin
-from sqlorch.core.graph import CheckKind, CheckNode
+from sqlorch.core.graph import AssetKind, CheckKind, CheckNode
 from sqlorch.core.partitions.definitions import PartitionsDefinition
 from sqlorch.events import EventKind
 from sqlorch.execute.chunks import Chunk, PartitionRuns, context_of
@@ -48,6 +48,59 @@ class CheckSteps:
         self.inbox = inbox
         # checks sqlorch runs itself (@check, built-ins)
         self.side = [u for u, c in progress.checks.items() if not c.runs_in_dbt]
+        # the blocking ones of each Python asset run inside its write (write-audit-publish):
+        # of a partitioned asset, its Python checks, on each partition run's rows
+        self.audited: dict[str, list[str]] = {}
+        for uid in self.side:
+            check = progress.checks[uid]
+            key = check.asset_keys[0]
+            node = progress.graph.assets.get(key)
+            if node is None or not check.is_blocking or node.kind is not AssetKind.PYTHON:
+                continue
+            if node.partitions is not None and uid not in partitions.per_partition:
+                continue  # a built-in check of the whole partitioned table runs at its end
+            self.audited.setdefault(key, []).append(uid)
+
+    def audit(
+        self, key: str, chunk: Chunk | None, session: Warehouse
+    ) -> list[tuple[str, CheckOutcome]]:
+        """Run `key`'s blocking checks on `session`, inside the write of its new data.
+
+        Returns each check's outcome (a raising check is `error`); the caller rolls the write
+        back when one did not pass.
+        """
+        out: list[tuple[str, CheckOutcome]] = []
+        definition = self.progress.graph.assets[key].partitions
+        for uid in self.audited.get(key, ()):
+            check = self.progress.checks[uid]
+
+            def run(s: Warehouse, logger: logging.Logger, check: CheckNode = check) -> CheckResult:
+                if chunk is not None and definition is not None:
+                    where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
+                    ctx = CheckContext(
+                        asset=key,
+                        run_id=self.progress.run_id,
+                        warehouse=s,
+                        log=logger,
+                        table=quote_key(key),
+                        partition=context_of(definition, chunk),
+                        partition_filter=where or None,
+                        partition_params=params,
+                    )
+                    return run_python_check(self.policies.python_checks[check.unique_id], ctx)
+                current = None
+                if check.kind != CheckKind.PYTHON:
+                    cols = s.table_columns([key]).get(key) or []
+                    current = Observed(
+                        s.row_counts([key]).get(key),
+                        [(c.name, c.type) for c in cols],
+                        self.policies.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    )
+                run_id = self.progress.run_id
+                return run_side_check(check, self.policies, s, run_id, logger, current)
+
+            out.append((uid, self._outcome(uid, key, run, session)))
+        return out
 
     def launch(self, pool: ThreadPoolExecutor) -> None:
         """Start the @check and built-in checks whose assets are materialized (or observed)."""
@@ -112,26 +165,33 @@ class CheckSteps:
         self.inbox.put(ChunkCheckDone(key, uid, chunk, self._outcome(uid, key, run)))
 
     def _outcome(
-        self, uid: str, key: str, run: Callable[[Warehouse, logging.Logger], CheckResult]
+        self,
+        uid: str,
+        key: str,
+        run: Callable[[Warehouse, logging.Logger], CheckResult],
+        within: Warehouse | None = None,
     ) -> CheckOutcome:
         """Run a check sqlorch executes itself.
 
-        `run` gets a warehouse session and the check's logger (its lines go to the run's
-        events); a failed blocking check is `fail`, a failed non-blocking one `warn`, a
-        raising one `error`.
+        `run` gets a warehouse session (`within`, a write's, or a new one) and the check's
+        logger (its lines go to the run's events); a failed blocking check is `fail`, a failed
+        non-blocking one `warn`, a raising one `error`.
         """
         check = self.progress.checks[uid]
         logger = logger_for(f"sqlorch.check.{check.name}", self.inbox, key)
         session = None
         started = time.perf_counter()
         try:
-            if self.warehouse is None:
+            if within is not None:
+                result = run(within, logger)
+            elif self.warehouse is None:
                 raise RuntimeError(
                     "sqlorch runs Python and built-in checks through a warehouse it can open; "
                     "this target's warehouse cannot be queried by sqlorch"
                 )
-            session = self.warehouse.session()
-            result = run(session, logger)
+            else:
+                session = self.warehouse.session()
+                result = run(session, logger)
             if result.passed:
                 status = CheckStatus.PASS
             else:
@@ -147,8 +207,20 @@ class CheckSteps:
         metadata["duration_s"] = round(time.perf_counter() - started, 4)
         return CheckOutcome(status, message, metadata)
 
-    def chunk_check_done(self, key: str, uid: str, chunk: Chunk, outcome: CheckOutcome) -> None:
-        """Record one partition run's check; a blocking failure fails those partitions only."""
+    def chunk_check_done(
+        self,
+        key: str,
+        uid: str,
+        chunk: Chunk,
+        outcome: CheckOutcome,
+        *,
+        rolled_back: bool = False,
+    ) -> None:
+        """Record one partition run's check; a blocking failure fails those partitions only.
+
+        `rolled_back`: the check ran inside the write, which its failure rolled back (the
+        partition run's own failure says so: its partitions are not failed twice).
+        """
         check = self.progress.checks[uid]
         definition = self.progress.graph.assets[key].partitions
         assert definition is not None
@@ -177,7 +249,7 @@ class CheckSteps:
             emit(EventKind.CHECK_WARNED, key, text, level="warning", data=data)
         else:
             emit(EventKind.CHECK_FAILED, key, text, level="error", data=data)
-            if check.is_blocking or status is CheckStatus.ERROR:
+            if not rolled_back and (check.is_blocking or status is CheckStatus.ERROR):
                 chunk_error = f"check {text}"
                 emit(
                     EventKind.PARTITIONS_FAILED,
@@ -300,6 +372,12 @@ def run_side_check(
         return as_datetime(value[0][0] if value else None)
 
     now = policies.now()
+    if check.config["type"] == "schema_change" and key in policies.accept_schema:
+        result = run_builtin(check.config, key, current, policies.previous.get(key), now)
+        if not result.passed:
+            meta = {**result.metadata, "accepted": result.message}
+            return CheckResult(True, f"accepted (--accept-schema): {result.message}", meta)
+        return result
     if check.config["type"] == "freshness" and partitions is not None:
         latest = latest_partition_present(partitions, session, key, now)
         if not latest.passed or "max_age_s" not in check.config:

@@ -198,13 +198,17 @@ class PartitionRuns:
         rows: int | None,
         seconds: float,
         metadata: dict[str, Any] | None = None,
+        audited: tuple[str, ...] = (),
     ) -> None:
-        """Record a written chunk (with the metadata its asset reported); queue its checks."""
+        """Record a written chunk (with the metadata its asset reported); queue the checks of
+        its rows not `audited` in its write."""
         node = self.progress.graph.assets[key]
         assert node.partitions is not None
         self.inflight[key] -= 1
-        # the asset's Python checks run on each partition run's rows, after it committed
+        # the asset's other Python checks run on each partition run's rows, after it committed
         for uid in self.checks_of(key):
+            if uid in audited:
+                continue
             self.inflight[key] += 1
             self.queued_checks.append((uid, key, chunk))
         if rows is not None:

@@ -185,7 +185,12 @@ class DbtChunks:
         # partitioned models' own results are read from the invocation's result
         direct, rest, templates = self._direct_chunk(n, group)
         if direct is None:
-            result = self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra)
+            cleared = self._clear_windows(group)
+            result = (
+                self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra)
+                if cleared is None
+                else cleared
+            )
             if self._direct is not None:
                 # dbt is warm in this process now: compile the templates of the models whose
                 # tables this invocation created, so their next windows need no dbt start-up
@@ -202,6 +207,38 @@ class DbtChunks:
         else:
             result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self.invocations.inbox.put(DbtChunkDone(group, checks, result))
+
+    def _clear_windows(self, group: Group) -> InvocationResult | None:
+        """Empty the group's windows first where dbt's overwrite would keep stale partitions.
+
+        On Spark, `insert_overwrite` replaces only the partitions the new data has rows for:
+        a day that no longer has rows would keep its old ones. So sqlorch drops the window's
+        partitions before dbt writes it (the ledger has them done only after dbt succeeded).
+        Returns None, or a failed result when the partitions could not be dropped.
+        """
+        from sqlorch.dbt.runner import InvocationResult
+
+        warehouse = self.warehouse
+        if warehouse is None or not getattr(warehouse, "keeps_absent_partitions", False):
+            return None
+        drop = warehouse.drop_partitions  # type: ignore[attr-defined]
+        graph = self.progress.graph
+        for key, chunk in group:
+            node = graph.assets[key]
+            try:
+                if node.partitions is not None and node.partitions.columns:
+                    where, params = rows_of(node, chunk)  # type: ignore[arg-type]
+                    drop(key, where, params)
+            except Exception as exc:  # noqa: BLE001 - the chunk fails, the run goes on
+                log.debug("dropping the window of %s failed", key, exc_info=True)
+                uid = node.unique_id or ""
+                return InvocationResult(
+                    False,
+                    statuses={graph.assets[k].unique_id or "": "error" for k, _ in group},
+                    messages={uid: f"could not drop the window's partitions first: {exc}"},
+                    error=str(exc),
+                )
+        return None
 
     def _dbt_only(self, group: Group) -> dict[str, str]:
         """Why dbt writes the windows of a group's partitioned models on a non-DuckDB target."""
@@ -294,7 +331,16 @@ class DbtChunks:
                 failed.add(key)
             else:
                 run.append(uid)
-        due = [c for c in checks if not failed.intersection(self.progress.checks[c].asset_keys)]
+        # the blocking tests that ran inside the window writes (write-audit-publish)
+        audited = self._direct.audited if self._direct is not None else {}
+        for uid in checks:
+            if uid in audited:
+                self._report_test(uid, *audited[uid], result)
+        due = [
+            c
+            for c in checks
+            if c not in audited and not failed.intersection(self.progress.checks[c].asset_keys)
+        ]
         # the written models' own tests that have compiled SQL run here, as dbt would
         later = {k for k, _ in rest}
         ready = {
@@ -322,22 +368,34 @@ class DbtChunks:
         self, uids: list[str], ready: dict[str, DataTestTemplate], result: InvocationResult
     ) -> None:
         """Run the written models' compiled tests; each result goes out as a dbt event."""
-        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
 
         assert self._direct is not None
         for uid in uids:
-            status, message, failures, seconds = self._direct.run_test(ready[uid])
-            result.statuses[uid] = status
-            result.messages[uid] = message
-            ev = DbtNodeEvent(
-                uid,
-                DbtPhase.FINISHED,
-                status=status,
-                message=message,
-                failures=failures,
-                execution_time=seconds,
-            )
-            self.invocations.inbox.put(DbtEvent(ev))
+            self._report_test(uid, *self._direct.run_test(ready[uid]), result)
+
+    def _report_test(
+        self,
+        uid: str,
+        status: str,
+        message: str,
+        failures: int,
+        seconds: float,
+        result: InvocationResult,
+    ) -> None:
+        """Put a test's result in `result` and out as a dbt event."""
+        from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
+
+        result.statuses[uid] = status
+        result.messages[uid] = message
+        ev = DbtNodeEvent(
+            uid,
+            DbtPhase.FINISHED,
+            status=status,
+            message=message,
+            failures=failures,
+            execution_time=seconds,
+        )
+        self.invocations.inbox.put(DbtEvent(ev))
 
     def on_done(self, group: Group, checks: list[str], result: InvocationResult) -> None:
         """Apply the end of a chunk invocation: each model's chunk succeeded or failed."""

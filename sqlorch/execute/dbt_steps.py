@@ -15,7 +15,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlorch.core.checks import CheckStatus
 from sqlorch.core.graph import AssetGraph, Column
@@ -55,8 +55,11 @@ def dbt_metadata(ev: DbtNodeEvent) -> dict[str, Any]:
 
 def dbt_error(graph: AssetGraph, key: str, message: str) -> str:
     """Say which dbt node failed, where it is defined, and what dbt said."""
+    from sqlorch.dbt.diagnostics import in_user_terms
+
     node = graph.assets[key]
     text = " ".join(message.split()) if message else "dbt reported an error"
+    text = in_user_terms(text, node.file)
     return f"dbt {node.kind.value} {node.name!r} ({node.file}) failed: {text}"
 
 
@@ -187,6 +190,20 @@ class RowCounts:
             self.progress.materialized(f.key, f.rows_affected, f.seconds, f.metadata)
 
 
+class NativeDispatch(Protocol):
+    """sqlorch's native execution of dbt nodes (sqlorch.execute.native_steps)."""
+
+    reasons: dict[str, str]
+
+    def launch(self, steps: list[str]) -> bool:
+        """Start a native batch of the segment's ready native steps; False when none."""
+        ...
+
+    def for_dbt(self, steps: list[str], checks: list[str]) -> tuple[list[str], list[str]]:
+        """The part of a segment dbt runs."""
+        ...
+
+
 class DbtSteps:
     """Runs the unpartitioned dbt nodes in segments and applies dbt's node events."""
 
@@ -215,6 +232,8 @@ class DbtSteps:
         self.uid_to_key = {
             n.unique_id: n.key for n in graph.assets.values() if n.unique_id and n.kind.is_dbt
         }
+        # sqlorch's native execution of dbt's compiled SQL (set by the executor; issue 16)
+        self.native: NativeDispatch | None = None
 
     def segment(self) -> tuple[list[str], list[str]]:
         """Return the dbt steps and checks that can run now, in one invocation."""
@@ -255,6 +274,15 @@ class DbtSteps:
         steps, checks = self.segment()
         if not steps and not checks:
             return False
+        why: dict[str, str] = {}
+        if self.native is not None:
+            # the one dispatch point: sqlorch runs what it reproduces exactly, dbt the rest
+            if self.native.launch(steps):
+                return True
+            steps, checks = self.native.for_dbt(steps, checks)
+            if not steps and not checks:
+                return False
+            why = {k: self.native.reasons[k] for k in steps if self.native.reasons.get(k)}
         progress, project = self.progress, self.invocations.project
         from sqlorch.dbt.manifest import compress_selection
 
@@ -271,7 +299,13 @@ class DbtSteps:
             progress.status[k] = Status.RUNNING
         for c in checks:
             progress.check_status[c] = CheckStatus.RUNNING
-        data = {"nodes": len(steps), "checks": len(checks), "selectors": len(selectors)}
+        data: dict[str, Any] = {
+            "nodes": len(steps),
+            "checks": len(checks),
+            "selectors": len(selectors),
+        }
+        if why:
+            data["dbt_runs_because"] = why
         n, start_hooks = self.invocations.begin(data, progress)
 
         def run() -> None:
@@ -377,6 +411,11 @@ class DbtSteps:
                 ):
                     progress.check_status[uid] = CheckStatus.PENDING
                     continue
+                if st is None and result.error:
+                    # dbt failed before running it: said and recorded, never taken as passed
+                    why = f"dbt failed before running it: {result.error} (dbt's log: "
+                    self.checks.record(uid, CheckStatus.ERROR, f"{why}{result.log_path})")
+                    continue
                 progress.check_status[uid] = ended_status(st, result)
         self.invocations.busy = False
         progress.emit(
@@ -385,7 +424,7 @@ class DbtSteps:
             data={
                 "success": result.success,
                 "seconds": round(result.seconds, 3),
-                "log": str(result.log_path),
+                "log": str(result.log_path) if result.log_path else None,
                 "error": result.error,
                 "args": result.args,
             },

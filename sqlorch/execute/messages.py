@@ -48,6 +48,8 @@ class ChunkDone:
     rows: int | None
     seconds: float
     metadata: dict[str, Any]
+    #: the checks that already ran inside the write (write-audit-publish)
+    audited: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,16 @@ class ChunkCheckDone:
 
 
 @dataclass(frozen=True, slots=True)
+class Audited:
+    """A blocking check ran inside an asset's (or a partition run's) write, before it committed."""
+
+    key: str
+    chunk: Chunk | None
+    uid: str
+    outcome: CheckOutcome
+
+
+@dataclass(frozen=True, slots=True)
 class AssetLog:
     """A line an asset or check logged (`context.log`)."""
 
@@ -147,6 +159,7 @@ Message = (
     | RetryReady
     | CheckDone
     | ChunkCheckDone
+    | Audited
     | AssetLog
     | DbtEvent
     | DbtDone

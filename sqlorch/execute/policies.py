@@ -32,6 +32,13 @@ class RunPolicies:
         monotonic: the clock of rate limits.
         direct_windows: write partitioned dbt models' windows from their compiled SQL
             (sqlorch.dbt.templates) where eligible; False leaves every window to dbt.
+        accept_schema: assets whose changed columns this run accepts (`--accept-schema`):
+            their `schema_change` checks pass.
+        evolve_schema: partitioned Python assets whose tables take the new columns of their
+            data (`--full`, `--accept-schema`) whatever their `on_schema_change`.
+        native: execute dbt's compiled SQL natively where sqlorch reproduces dbt exactly
+            (sqlorch.dbt.native); False: dbt executes every dbt node (`execution = "dbt"`).
+        forced_dbt: asset key -> why the settings say dbt executes it.
     """
 
     python_checks: Mapping[str, CheckDefinition] = field(default_factory=dict)
@@ -42,6 +49,10 @@ class RunPolicies:
     sleep: Callable[[float], Any] | None = None
     monotonic: Callable[[], float] = time.monotonic
     direct_windows: bool = True
+    accept_schema: frozenset[str] = frozenset()
+    evolve_schema: frozenset[str] = frozenset()
+    native: bool = True
+    forced_dbt: Mapping[str, str] = field(default_factory=dict)
 
     def rate_limiters(self) -> dict[str, RateLimiter]:
         """One token bucket per rate-limited pool, for one run."""

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,11 +19,13 @@ from sqlorch.api.asset import AssetContext, AssetDefinition, MaterializeResult
 from sqlorch.api.dlt import DltTable
 from sqlorch.api.retries import RateLimiter, RetryPolicy
 from sqlorch.core.graph import AssetNode, Column
-from sqlorch.errors import AssetError, SqlorchError
+from sqlorch.errors import AssetError, AuditError, SqlorchError
 from sqlorch.execute.cancellation import Cancellation
 from sqlorch.execute.chunks import Chunk, context_of
 from sqlorch.execute.dlt_steps import DltLoads
 from sqlorch.execute.messages import (
+    Audited,
+    CheckOutcome,
     ChunkDone,
     ChunkFailed,
     Inbox,
@@ -36,6 +39,10 @@ from sqlorch.warehouse.base import Warehouse
 from sqlorch.warehouse.sql import filter_sql
 
 log = logging.getLogger(__name__)
+
+#: Runs an asset's blocking checks inside its write: (key, chunk or None, the write's session)
+#: -> each check's (unique id, outcome).
+Auditor = Callable[[str, Chunk | None, Warehouse], list[tuple[str, CheckOutcome]]]
 
 
 class Sessions:
@@ -76,8 +83,13 @@ class PythonSteps:
         cancellation: Cancellation,
         retries: dict[str, RetryPolicy],
         limiters: dict[str, RateLimiter],
+        accept_schema: frozenset[str] = frozenset(),
     ) -> None:
+        """`accept_schema`: assets whose changed columns this run accepts (`build --full`)."""
         self.fns = fns
+        self.accept_schema = accept_schema
+        # set by the executor: runs the blocking checks inside the write
+        self.auditor: Auditor | None = None
         self.warehouse = warehouse
         self.run_id = run_id
         self.inbox = inbox
@@ -109,6 +121,9 @@ class PythonSteps:
             return
         failure, cancelled = ended
         message = failure.message
+        if isinstance(failure.exc, AuditError):
+            for uid, outcome in failure.exc.outcomes:
+                self.inbox.put(Audited(key, chunk, uid, outcome))
         if chunk is None:
             message += " (run cancelled)" if cancelled else ""
             self.inbox.put(PythonFailed(key, message, failure.traceback))
@@ -134,17 +149,23 @@ class PythonSteps:
                 attempt=attempt,
             )
             started = time.perf_counter()
+            audited: list[tuple[str, CheckOutcome]] = []
             if chunk is None:
-                rows, metadata = self._whole(node, ctx, session)
+                rows, metadata = self._whole(node, ctx, session, audited)
                 duration = time.perf_counter() - started
                 columns = _columns_of(session, key)
                 if attempt > 1:
                     metadata.setdefault("attempts", attempt)
+                for uid, outcome in audited:
+                    self.inbox.put(Audited(key, None, uid, outcome))
                 self.inbox.put(PythonDone(key, rows, duration, metadata, columns))
             else:
-                rows, metadata = self._chunk(node, ctx, session, chunk)
+                rows, metadata = self._chunk(node, ctx, session, chunk, audited)
                 duration = time.perf_counter() - started
-                self.inbox.put(ChunkDone(key, chunk, rows, duration, metadata))
+                for uid, outcome in audited:
+                    self.inbox.put(Audited(key, chunk, uid, outcome))
+                uids = tuple(uid for uid, _ in audited)
+                self.inbox.put(ChunkDone(key, chunk, rows, duration, metadata, uids))
             return None
         except SqlorchError as exc:
             return Failure(exc.message, traceback.format_exc(), exc)
@@ -169,8 +190,46 @@ class PythonSteps:
         metadata.update(ctx.metadata)
         return result, metadata
 
+    def _gate(
+        self, node: AssetNode, chunk: Chunk | None, audited: list[tuple[str, CheckOutcome]]
+    ) -> Callable[[Warehouse], None] | None:
+        """The audit of a write: run the blocking checks on the new data, raise to roll back.
+
+        Their outcomes land in `audited` (kept when the write commits, reported either way).
+        """
+        auditor = self.auditor
+        if auditor is None or getattr(self.warehouse, "dialect", "") != "duckdb":
+            return None  # elsewhere the blocking checks run after the commit
+
+        def gate(within: Warehouse) -> None:
+            audited[:] = auditor(node.key, chunk, within)
+            bad = [(uid, o) for uid, o in audited if o.status.is_failed]
+            if not bad:
+                return
+            names = ", ".join(uid.rsplit(".", 1)[-1] for uid, _ in bad)
+            first = bad[0][1].message
+            what = node.key
+            if chunk is not None and node.partitions is not None:
+                span = chunk.span(node.partitions)
+                what += f" (partitions {span[0]}..{span[1]})"
+            raise AuditError(
+                f"Blocking check {names} failed on the new data of {what}"
+                + (f": {first}" if first else "")
+                + f". Nothing was published: the write was rolled back, so {node.key} and "
+                "every view over it keep their previous content. Fix the data (or the check) "
+                "and run `sqlorch build` again.",
+                asset=node.key,
+                outcomes=list(audited),
+            )
+
+        return gate
+
     def _whole(
-        self, node: AssetNode, ctx: AssetContext, session: Warehouse
+        self,
+        node: AssetNode,
+        ctx: AssetContext,
+        session: Warehouse,
+        audited: list[tuple[str, CheckOutcome]],
     ) -> tuple[int | None, dict[str, Any]]:
         """Call an unpartitioned asset and write (or find) its table: (rows, metadata)."""
         key = node.key
@@ -182,7 +241,12 @@ class PythonSteps:
             raise _user_error(key, node.file, exc) from exc
         if result is not None:
             try:
-                return session.write(key, result), metadata
+                gate = self._gate(node, None, audited)
+                if gate is None:
+                    return session.write(key, result), metadata
+                return session.write(key, result, audit=gate), metadata
+            except AuditError:
+                raise
             except AssetError as exc:
                 where = f"{node.file}:{node.line}" if node.line else str(node.file)
                 raise AssetError(
@@ -212,7 +276,12 @@ class PythonSteps:
         return session.row_counts([key]).get(key), metadata
 
     def _chunk(
-        self, node: AssetNode, ctx: AssetContext, session: Warehouse, chunk: Chunk
+        self,
+        node: AssetNode,
+        ctx: AssetContext,
+        session: Warehouse,
+        chunk: Chunk,
+        audited: list[tuple[str, CheckOutcome]],
     ) -> tuple[int | None, dict[str, Any]]:
         """Call a partitioned asset for `chunk` and replace exactly its rows: (rows, metadata)."""
         definition = node.partitions
@@ -231,8 +300,25 @@ class PythonSteps:
                     )
                 return None, metadata  # the asset wrote its partition itself
             where, params = filter_sql(definition, chunk.prefix, chunk.lo, chunk.hi)
-            rows = session.write_partition(node.key, result, where, params, definition.columns)
+            policy = self.fns[node.key].on_schema_change
+            if node.key in self.accept_schema:
+                policy = "sync_all_columns"
+            gate = self._gate(node, chunk, audited)
+            if gate is None:  # not DuckDB: the warehouse writes as it always did
+                rows = session.write_partition(node.key, result, where, params, definition.columns)
+            else:
+                rows = session.write_partition(
+                    node.key,
+                    result,
+                    where,
+                    params,
+                    definition.columns,
+                    audit=gate,
+                    on_schema_change=policy,
+                )
             return rows, metadata
+        except AuditError:
+            raise
         except SqlorchError as exc:
             span = chunk.span(definition)
             where = f"{node.file}:{node.line}" if node.line else str(node.file)

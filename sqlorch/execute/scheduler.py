@@ -29,6 +29,7 @@ from sqlorch.execute.dbt_chunks import DbtChunks
 from sqlorch.execute.dbt_steps import DbtSteps, Invocations, RowCounts
 from sqlorch.execute.messages import (
     AssetLog,
+    Audited,
     CheckDone,
     ChunkCheckDone,
     ChunkDone,
@@ -79,6 +80,7 @@ class Executor:
         listeners: Iterable[Listener],
         pools: dict[str, int] | None = None,
         policies: RunPolicies | None = None,
+        dbt_threads: int | None = None,
     ) -> None:
         side = policies or RunPolicies()
         self.graph = graph
@@ -101,6 +103,7 @@ class Executor:
             cancellation=self.cancellation,
             retries=dict(side.retries),
             limiters=side.rate_limiters(),
+            accept_schema=side.evolve_schema,
         )
         self._python_keys = [s.key for s in plan.steps if s.kind is AssetKind.PYTHON]
         self.checks = CheckSteps(
@@ -111,11 +114,14 @@ class Executor:
             policies=side,
             inbox=self.inbox,
         )
+        self.python.auditor = self.checks.audit  # blocking checks run inside each write
         self.counts = RowCounts(self.progress, warehouse)
         self.dbt: DbtSteps | None = None
         self.dbt_chunks: DbtChunks | None = None
         if invoker is not None and dbt_project is not None:
-            invocations = Invocations(invoker, dbt_project, run_dir, self.slots.threads, self.inbox)
+            invocations = Invocations(
+                invoker, dbt_project, run_dir, dbt_threads or self.slots.threads, self.inbox
+            )
             self.dbt = DbtSteps(
                 progress=self.progress,
                 readiness=self.readiness,
@@ -125,6 +131,7 @@ class Executor:
                 invocations=invocations,
                 counts=self.counts,
             )
+            self._add_native(side, warehouse)
             self.dbt_chunks = DbtChunks(
                 steps=self.dbt,
                 readiness=self.readiness,
@@ -134,6 +141,24 @@ class Executor:
                 run_dir=run_dir,
                 direct_windows=side.direct_windows,
             )
+
+    def _add_native(self, side: RunPolicies, warehouse: Warehouse | None) -> None:
+        """Let sqlorch execute dbt's compiled SQL natively where it reproduces dbt (issue 16)."""
+        from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+        if self.dbt is None or not side.native or not isinstance(warehouse, DuckDBWarehouse):
+            return
+        from sqlorch.execute.native_steps import NativeSteps
+
+        self.dbt.native = NativeSteps(
+            progress=self.progress,
+            readiness=self.readiness,
+            invocations=self.dbt.invocations,
+            warehouse=warehouse,
+            cancellation=self.cancellation,
+            forced=side.forced_dbt,
+            keys=self.dbt.keys,
+        )
 
     @property
     def status(self) -> dict[str, Status]:
@@ -334,9 +359,9 @@ class Executor:
             case PythonFailed(key, error, tb):
                 self._worker_ended(key)
                 progress.fail(key, error, tb)
-            case ChunkDone(key, chunk, rows, seconds, metadata):
+            case ChunkDone(key, chunk, rows, seconds, metadata, audited):
                 self._worker_ended(key)
-                self.partitions.chunk_done(key, chunk, rows, seconds, metadata)
+                self.partitions.chunk_done(key, chunk, rows, seconds, metadata, audited)
             case ChunkFailed(key, chunk, error, tb):
                 self._worker_ended(key)
                 self.partitions.chunk_failed(key, chunk, error, tb)
@@ -346,6 +371,11 @@ class Executor:
             case ChunkCheckDone(key, uid, chunk, outcome):
                 self.slots.running -= 1
                 self.checks.chunk_check_done(key, uid, chunk, outcome)
+            case Audited(key, None, uid, outcome):
+                self.checks.record(uid, outcome.status, outcome.message, dict(outcome.metadata))
+            case Audited(key, chunk, uid, outcome) if chunk is not None:
+                self.partitions.inflight[key] += 1  # check_ended counts it off
+                self.checks.chunk_check_done(key, uid, chunk, outcome, rolled_back=True)
             case Retrying(key, attempt, error, delay):
                 progress.emit(
                     EventKind.ASSET_RETRY,

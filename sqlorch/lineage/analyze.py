@@ -76,11 +76,31 @@ def _tables(tree: exp.Expr) -> list[str]:
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             continue  # a table function: read_parquet('...'), range(10), unnest(...)
+        if is_file_reference(table):
+            continue  # FROM 'data/trips.csv': a file (dbt-duckdb's external sources), no table
         name = table.name.lower()
         if not table.db and name in ctes:
             continue
         out.setdefault(table_key(table), None)
     return list(out)
+
+
+_FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".ndjson", ".jsonl", ".gz", ".zst", ".xlsx")
+
+
+def is_file_reference(table: exp.Table) -> bool:
+    """Whether a table reference names a file, as DuckDB reads `FROM 'path/x.csv'`."""
+    ident = table.this
+    if not ident.args.get("quoted") or table.db:
+        return False
+    name = str(ident.this)
+    return (
+        "/" in name
+        or "\\" in name
+        or "*" in name
+        or "://" in name
+        or name.lower().endswith(_FILE_SUFFIXES)
+    )
 
 
 def _drop_catalogs(tree: exp.Expr) -> None:
@@ -93,7 +113,10 @@ def _drop_catalogs(tree: exp.Expr) -> None:
 
 
 def table_key(table: exp.Table) -> str:
-    """Return the asset key of a table reference (`schema.name`, lower-cased)."""
+    """Return the asset key of a table reference (`schema.name`, lower-cased); a file read
+    in place (`FROM 'data/x.csv'`) keeps its path, quoted."""
+    if is_file_reference(table):
+        return f"'{table.name}'"
     return f"{(table.db or 'main')}.{table.name}".lower()
 
 

@@ -174,11 +174,14 @@ class PostgresStateStore(SqliteStateStore):
                 con.close()
                 self._con = None
                 return
-            if not readonly:
-                self._migrate()
-            con.execute(f'SET search_path TO "{self.schema}"')
+            if ours:
+                con.execute(f'SET search_path TO "{self.schema}"')
             if readonly:
                 self._check_version(con)
+            elif not ours or self._version(con) != len(MIGRATIONS):
+                # (an up-to-date store needs no lock and no CREATE privilege)
+                self._migrate()
+                con.execute(f'SET search_path TO "{self.schema}"')
         except BaseException:
             con.close()
             raise
@@ -228,9 +231,13 @@ class PostgresStateStore(SqliteStateStore):
             )
         return True
 
-    def _check_version(self, con: Any) -> None:
+    @staticmethod
+    def _version(con: Any) -> int:
         row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-        current = (row[0] if row else 0) or 0
+        return int((row[0] if row else 0) or 0)
+
+    def _check_version(self, con: Any) -> None:
+        current = self._version(con)
         if current > len(MIGRATIONS):
             raise StateError(
                 f"The state store {self.location} has schema version {current}, newer than "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlorch.errors import StateError
 from sqlorch.events import AttemptOutcome
@@ -36,6 +38,61 @@ from sqlorch.state.rows import (
 )
 
 
+def damaged(path: Path, exc: BaseException) -> StateError:
+    """The one-paragraph error for a state store SQLite cannot read."""
+    return StateError(
+        f"The state store {path} is damaged ({exc}), so sqlorch cannot tell what was built. "
+        f"Restore it from a backup if you have one (or try `sqlite3 {path} .recover | "
+        f"sqlite3 {path}.recovered` and move the result in its place). Otherwise move it "
+        f"away (`mv {path} {path}.damaged`) and run again: sqlorch starts a new store, "
+        "without the run history, and the next build rebuilds everything."
+    )
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn SQLite's "malformed" errors in a store method into the damaged-store paragraph."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(self: SqliteStateStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                if _is_damage(exc):
+                    raise damaged(self.path, exc) from exc
+                raise
+
+        return gen
+
+    @functools.wraps(fn)
+    def call(self: SqliteStateStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise damaged(self.path, exc) from exc
+            raise
+
+    return call
+
+
+_T = TypeVar("_T")
+
+
+def _guard_methods(cls: type[_T]) -> type[_T]:
+    """Guard every public method of a store class against a damaged file (`_guarded`)."""
+    for name, fn in list(vars(cls).items()):
+        if callable(fn) and not name.startswith("_") and name != "close":
+            setattr(cls, name, _guarded(fn))
+    return cls
+
+
+@_guard_methods
 class SqliteStateStore:
     """Read-write access to `.sqlorch/state.db` (SQLite, WAL); thread-safe through one lock.
 
@@ -49,6 +106,14 @@ class SqliteStateStore:
         if readonly and not path.exists():
             self._con: sqlite3.Connection | None = None
             return
+        if path.is_file() and path.stat().st_size == 0:
+            # SQLite would take it as a new, empty store: the history would be silently lost
+            raise StateError(
+                f"The state store {path} is empty (0 bytes): its run history is gone (a full "
+                "disk, a truncated copy?), so sqlorch cannot tell what was built. Restore it "
+                f"from a backup if you have one. Otherwise delete it (`rm {path}`) and run "
+                "again: sqlorch starts a new store and the next build rebuilds everything."
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = sqlite3.connect(
@@ -59,6 +124,8 @@ class SqliteStateStore:
             self._con.execute("PRAGMA busy_timeout=30000")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise damaged(path, exc) from exc
             raise StateError(
                 f"The state store {path} cannot be opened: {exc}. If it is damaged, move it "
                 "away; sqlorch starts a new one (the run history is lost)."

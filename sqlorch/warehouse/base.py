@@ -20,6 +20,7 @@ window to dbt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -31,6 +32,10 @@ class WriteMode(StrEnum):
 
     REPLACE = "replace"
     APPEND = "append"
+
+
+#: Called inside a write's transaction with a session that sees the new data; raises to roll back.
+Audit = Callable[["Warehouse"], None]
 
 
 class Warehouse(Protocol):
@@ -60,14 +65,36 @@ class Warehouse(Protocol):
         """Run a query (`?` placeholders) and return its rows as a pyarrow Table."""
         ...
 
-    def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
-        """Write Arrow-compatible `data` to table `key` in one transaction; return its rows."""
+    def write(
+        self,
+        key: str,
+        data: Any,
+        mode: WriteMode = WriteMode.REPLACE,
+        audit: Audit | None = None,
+    ) -> int:
+        """Write Arrow-compatible `data` to table `key` in one transaction; return its rows.
+
+        `audit` is called inside the transaction, before it commits, with a session that sees
+        the new data; when it raises, the write is rolled back and the error propagates.
+        """
         ...
 
     def write_partition(
-        self, key: str, data: Any, where: str, params: list[Any], columns: tuple[str, ...]
+        self,
+        key: str,
+        data: Any,
+        where: str,
+        params: list[Any],
+        columns: tuple[str, ...],
+        audit: Audit | None = None,
+        on_schema_change: str = "fail",
     ) -> int:
-        """Replace the rows of `key` matching `where` with `data` in one transaction."""
+        """Replace the rows of `key` matching `where` with `data` in one transaction.
+
+        `audit` as in `write`; `on_schema_change` (`fail`, `append_new_columns`,
+        `sync_all_columns`) says what a difference between the data's columns and the table's
+        does.
+        """
         ...
 
     def delete_where(self, key: str, where: str, params: list[Any]) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, WarehouseError
-from sqlorch.warehouse.base import WriteMode
+from sqlorch.warehouse.base import Audit, WriteMode
 from sqlorch.warehouse.sql import quote_key as quote_key  # importers know it from here
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,67 @@ def _drift(have: Mapping[str, str], got: Mapping[str, str]) -> str:
     return "; ".join(parts) or "columns differ"
 
 
+#: What a partitioned asset's changed columns do (dbt's `on_schema_change` values).
+SCHEMA_POLICIES = ("fail", "append_new_columns", "sync_all_columns")
+
+
+def evolve_columns(
+    con: Any,
+    key: str,
+    have: Mapping[str, str],
+    got: Mapping[str, str],
+    policy: str,
+    keep: tuple[str, ...] = (),
+) -> None:
+    """Make table `key` (columns `have`) take a partition whose data has columns `got`.
+
+    `fail`: any added, removed or retyped column is an error (nothing is ever coerced);
+    `append_new_columns`: new columns are added (removed ones stay, NULL in the new rows),
+    a changed type is an error; `sync_all_columns`: the table takes the data's columns (added,
+    dropped, retyped; `keep`, the partition columns, are never dropped). Untyped (all-NULL)
+    columns of the data match any type.
+
+    Raises:
+        AssetError: the policy refuses the difference; the caller's transaction rolls back.
+    """
+    if not have:
+        return
+    got = {c: t for c, t in got.items() if t.strip('"').upper() != "NULL" or c not in have}
+    added = sorted(set(got) - set(have))
+    removed = sorted(set(have) - set(got))
+    changed = sorted(c for c in set(have) & set(got) if have[c].upper() != got[c].upper())
+    if policy == "append_new_columns":
+        removed = []  # they stay, NULL in the new rows
+    if not (added or removed or changed):
+        return
+    if policy == "fail" or (policy == "append_new_columns" and changed):
+        what = _drift(
+            {c: have[c] for c in have if c in got or c in removed},
+            {c: got[c] for c in got if c in have or c in added},
+        )
+        raise AssetError(
+            f"Asset {key!r}: its output's columns differ from its table's ({what}); nothing "
+            "was written, and no value was converted. To accept the new columns, rebuild "
+            f"every partition with `sqlorch build --full -s {key}`, or declare what a "
+            "partitioned asset does when its columns change: "
+            "`@asset(on_schema_change='append_new_columns')` (add new columns) or "
+            "`'sync_all_columns'` (add, drop and retype columns), as dbt's on_schema_change.",
+            asset=key,
+        )
+    target = quote_key(key)
+
+    def ident(c: str) -> str:
+        return '"' + c.replace('"', '""') + '"'
+
+    for c in added:
+        con.execute(f"ALTER TABLE {target} ADD COLUMN {ident(c)} {got[c]}")
+    for c in removed:
+        if c not in {k.lower() for k in keep}:
+            con.execute(f"ALTER TABLE {target} DROP COLUMN {ident(c)}")
+    for c in changed:
+        con.execute(f"ALTER TABLE {target} ALTER COLUMN {ident(c)} TYPE {got[c]}")
+
+
 def open_target(target: Any) -> DuckDBWarehouse:
     """Open the DuckDB file of a dbt target (`path:`; an in-memory database is refused).
 
@@ -104,13 +165,17 @@ class DuckDBWarehouse:
         config: Mapping[str, Any] | None = None,
         *,
         _parent: Any = None,
+        _bound: Any = None,
     ) -> None:
         import duckdb
 
         self.path = path
         self._config = dict(config or {})
+        self._owned = _bound is None
         try:
-            if _parent is not None:
+            if _bound is not None:
+                self._con = _bound  # a cursor inside a write's open transaction
+            elif _parent is not None:
                 self._con = _parent.cursor()
             else:
                 self._con = duckdb.connect(path, config=self._config)
@@ -126,6 +191,11 @@ class DuckDBWarehouse:
     def session(self) -> DuckDBWarehouse:
         """Return a handle with its own cursor on the same database instance."""
         return DuckDBWarehouse(self.path, self._config, _parent=self._con)
+
+    def _audit(self, audit: Audit | None, con: Any) -> None:
+        """Run `audit` on a handle of `con`, inside its transaction (it raises to roll back)."""
+        if audit is not None:
+            audit(DuckDBWarehouse(self.path, self._config, _bound=con))
 
     def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run `sql` and return all rows."""
@@ -156,8 +226,18 @@ class DuckDBWarehouse:
         """Create `schema` if it does not exist."""
         self._retry(lambda: self._con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
-    def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
-        """Write `data` to `key` in one transaction and return the table's row count."""
+    def write(
+        self,
+        key: str,
+        data: Any,
+        mode: WriteMode = WriteMode.REPLACE,
+        audit: Audit | None = None,
+    ) -> int:
+        """Write `data` to `key` in one transaction and return the table's row count.
+
+        `audit` runs inside the transaction on the new data (write-audit-publish): when it
+        raises, nothing is written and readers never saw the new rows.
+        """
         import duckdb
 
         stream = to_arrow_stream(data, key)
@@ -183,6 +263,7 @@ class DuckDBWarehouse:
                     con.execute(f"INSERT INTO {target} SELECT * FROM __sqlorch_input")
             finally:
                 con.unregister("__sqlorch_input")
+            self._audit(audit, con)
             if rows_hint is not None and mode is WriteMode.REPLACE:
                 return int(rows_hint)
             return int(con.execute(f"SELECT count(*) FROM {target}").fetchone()[0])
@@ -196,15 +277,25 @@ class DuckDBWarehouse:
             ) from exc
 
     def write_partition(
-        self, key: str, data: Any, where: str, params: list[Any], columns: tuple[str, ...]
+        self,
+        key: str,
+        data: Any,
+        where: str,
+        params: list[Any],
+        columns: tuple[str, ...],
+        audit: Audit | None = None,
+        on_schema_change: str = "fail",
     ) -> int:
         """Replace the rows of `key` matching `where` with `data`, in one transaction.
 
         Every row of `data` must match `where` (the partition's filter) and `data` must have
-        every partition column; otherwise nothing is written. Returns the rows written.
+        every partition column; otherwise nothing is written. A difference between the data's
+        columns and the table's follows `on_schema_change` (see `evolve_columns`); `audit`
+        runs inside the transaction, as in `write`. Returns the rows written.
 
         Raises:
-            AssetError: the data lacks a partition column or holds rows outside the partition.
+            AssetError: the data lacks a partition column, holds rows outside the partition,
+                or its columns differ from the table's and the policy refuses that.
         """
         import duckdb
         import pyarrow as pa
@@ -249,8 +340,15 @@ class DuckDBWarehouse:
                     "Return only the rows of `context.partition`.",
                     asset=key,
                 )
+            got = {
+                str(r[0]).lower(): str(r[1])
+                for r in con.execute("DESCRIBE SELECT * FROM __sqlorch_input").fetchall()
+            }
+            have = self._column_types(con, (None, schema, key.split(".", 1)[1]))
+            evolve_columns(con, key, have, got, on_schema_change, columns)
             con.execute(f"DELETE FROM {target} WHERE {where}", params)
             con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __sqlorch_input")
+            self._audit(audit, con)
             return int(stream.num_rows)
 
         try:
@@ -296,13 +394,19 @@ class DuckDBWarehouse:
         }
 
     def replace_window_sql(
-        self, relation: Relation, queries: list[str], where: str, params: list[Any]
+        self,
+        relation: Relation,
+        queries: list[str],
+        where: str,
+        params: list[Any],
+        audit: Audit | None = None,
     ) -> int:
         """Replace the rows of `relation` matching `where` with `queries`' rows, in one transaction.
 
         `relation` is (database or None for the file's own, schema, table), as dbt names it.
         Each query's rows outside `where` are filtered out, so a window never writes another
-        window's rows. Returns the rows written.
+        window's rows. `audit` runs inside the transaction on the new table (write-audit-
+        publish: it raises to roll back). Returns the rows written.
 
         Raises:
             SchemaDrift: a query's columns (names or types) differ from the table's: the
@@ -332,6 +436,7 @@ class DuckDBWarehouse:
                     params,
                 ).fetchone()
                 rows += int(row[0]) if row else 0
+            self._audit(audit, con)
             return rows
 
         try:
@@ -418,7 +523,9 @@ class DuckDBWarehouse:
         return out
 
     def close(self) -> None:
-        """Close this session's connection."""
+        """Close this session's connection (a handle inside a write leaves it to the write)."""
+        if not self._owned:
+            return
         try:
             self._con.close()
         except Exception:  # noqa: BLE001 - closing twice or after the parent is harmless

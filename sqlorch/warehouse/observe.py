@@ -7,9 +7,11 @@ loaded project: the use cases in `sqlorch.app` hand them over.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 WAREHOUSE_MODULES: dict[str, str] = {
     "duckdb": "sqlorch.warehouse.duckdb",
     "postgres": "sqlorch.warehouse.postgres",
+    "spark": "sqlorch.warehouse.spark",
 }
 
 
@@ -108,6 +111,18 @@ class WarehouseView:
 
     relations: frozenset[str] | None
     loaded_at: dict[str, str] = dataclasses.field(default_factory=dict)
+    # views over files (dbt-duckdb `external` models): relation -> the paths they read
+    files: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+    def present(self) -> WarehouseView:
+        """This view less the relations whose files are gone (an external model's parquet
+        or csv deleted: its view still exists, its data does not)."""
+        if self.relations is None or not self.files:
+            return self
+        gone = {key for key, paths in self.files.items() if not all(map(_exists, paths))}
+        if not gone:
+            return self
+        return dataclasses.replace(self, relations=self.relations - gone)
 
 
 def loaded_at_fields(graph: AssetGraph) -> dict[str, str | None]:
@@ -131,7 +146,8 @@ def observe_warehouse(
     A file that does not exist holds nothing; no file (`path` None: not DuckDB) is unknown.
     The answer is remembered in `memo` with the size and modification time of the file and
     its WAL: while neither changed (a DROP, an INSERT, a checkpoint all change one), the file
-    is not opened at all, so a no-op build does not even import DuckDB. Otherwise, without
+    is not opened at all, so a no-op build does not even import DuckDB (the files views read
+    are checked by `WarehouseView.present`, not here). Otherwise, without
     an open `warehouse`, the file is opened read-only for a moment; when another process
     holds it (a build), nothing is known (None) rather than waited for.
 
@@ -176,10 +192,39 @@ def observe_warehouse(
     return view
 
 
+# a view reading a file by a literal path: read_parquet('x.parquet'), read_csv_auto('y.csv')
+_FILE_READ = re.compile(
+    r"\bread_(?:parquet|csv|csv_auto|json|json_auto|ndjson)\(\s*'([^']+)'", re.IGNORECASE
+)
+
+
+def _exists(path: str) -> bool:
+    """Whether a file a view reads is there (remote URLs are taken as there)."""
+    if "://" in path:
+        return True
+    if any(c in path for c in "*?["):
+        return bool(glob.glob(path, recursive=True))
+    return os.path.exists(path)
+
+
+def _view_files(warehouse: Warehouse) -> dict[str, list[str]]:
+    """The files each DuckDB view reads by a literal path, from the catalog in one query."""
+    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+
+    if not isinstance(warehouse, DuckDBWarehouse):
+        return {}
+    rows = warehouse.execute(
+        "SELECT lower(schema_name || '.' || view_name), sql FROM duckdb_views() "
+        "WHERE NOT internal AND database_name = current_database()"
+    )
+    return {str(key): paths for key, sql in rows if sql and (paths := _FILE_READ.findall(str(sql)))}
+
+
 def _observe(warehouse: Warehouse, wanted: Mapping[str, str | None]) -> WarehouseView:
     from sqlorch.warehouse.sql import quote_key
 
     relations = warehouse.relations()
+    files = _view_files(warehouse)
     loaded: dict[str, str] = {}
     for key, field in wanted.items():
         if key not in relations:
@@ -192,7 +237,7 @@ def _observe(warehouse: Warehouse, wanted: Mapping[str, str | None]) -> Warehous
         stamp = _utc_iso(rows[0][0] if rows else None)
         if stamp is not None:
             loaded[key] = stamp
-    return WarehouseView(relations, loaded)
+    return WarehouseView(relations, loaded, files)
 
 
 def _utc_iso(value: Any) -> str | None:
@@ -233,7 +278,11 @@ def _read_memo(memo: Path, path: Path, wanted: Mapping[str, str | None]) -> Ware
         or doc.get("wanted") != wanted
     ):
         return None
-    return WarehouseView(frozenset(doc.get("relations", ())), dict(doc.get("loaded_at", {})))
+    return WarehouseView(
+        frozenset(doc.get("relations", ())),
+        dict(doc.get("loaded_at", {})),
+        {str(k): list(v) for k, v in doc.get("files", {}).items()},
+    )
 
 
 def remember_view(
@@ -248,6 +297,7 @@ def remember_view(
         "wanted": wanted,
         "relations": sorted(view.relations),
         "loaded_at": view.loaded_at,
+        "files": view.files,
     }
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
     try:

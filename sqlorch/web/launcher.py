@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlorch.events import utcnow
 from sqlorch.settings import Settings
-from sqlorch.state.store import RunRecord, StateStore
+from sqlorch.state.store import RunRecord, open_store
 
 
 @dataclass(slots=True)
@@ -73,7 +73,7 @@ class Launcher:
         folder.mkdir(parents=True, exist_ok=True)
         launch_id = f"{utcnow()[:19].replace(':', '').replace('-', '')}-{secrets.token_hex(3)}"
         log = folder / f"{launch_id}.log"
-        store = StateStore(self.settings.state_path, readonly=True)
+        store = open_store(self.settings, readonly=True)
         try:
             known = frozenset(r.run_id for r in store.runs(50))
         finally:
@@ -102,7 +102,7 @@ class Launcher:
             launch = self.launches.get(launch_id)
         if launch is None or launch.run_id is not None:
             return launch
-        store = StateStore(self.settings.state_path, readonly=True)
+        store = open_store(self.settings, readonly=True)
         try:
             launch.run_id = _find_run(store.runs(50), launch)
         finally:
@@ -154,7 +154,7 @@ def warehouse_holder(path: Path | None) -> int | None:
 
 def running_runs(settings: Settings) -> list[RunRecord]:
     """Return the runs the state store says are running."""
-    store = StateStore(settings.state_path, readonly=True)
+    store = open_store(settings, readonly=True)
     try:
         return [r for r in store.runs(50) if r.status == "running"]
     finally:

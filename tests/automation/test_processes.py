@@ -448,3 +448,68 @@ def test_listings_preview_pause_and_resume(orders: TinyProject) -> None:
     assert "schedule:nightly" in cursors  # resumed: it starts from now, no flood
     bad = run_cli(None, "schedules", "pause", "weekly", "--project-dir", str(orders.path))
     assert_clean_error(bad, 2, "No schedule named 'weekly'", "Declared: nightly")
+
+
+# --------------------------------------------------------------------------- file -> partition
+
+DAILY_ORDERS = """
+import pyarrow as pa
+import pyarrow.csv as csv
+
+from sqlorch import AssetContext, asset, daily
+
+
+@asset(partitions=daily("2013-01-01", end="2013-01-10", column="day"))
+def orders(context: AssetContext):
+    day = context.partition.start.date()
+    amounts = []
+    for path in context.files:
+        if path.name == f"orders_{day.isoformat()}.csv":
+            amounts += csv.read_csv(path).column("amount").to_pylist()
+    days = pa.array([day] * len(amounts), pa.date32())
+    return pa.table({"day": days, "amount": pa.array(amounts, pa.int64())})
+"""
+
+
+def test_a_file_builds_the_partition_its_name_maps_to_and_downstream(
+    make_dbt_project: Callable[..., TinyProject],
+) -> None:
+    project = make_dbt_project(
+        {
+            "models/sources.yml": FILES["models/sources.yml"],
+            "models/daily_totals.sql": (
+                "select day, sum(amount) as total from {{ source('raw', 'orders') }} group by day\n"
+            ),
+            "pyproject.toml": """
+                [tool.sqlorch]
+                profiles_dir = "."
+
+                [tool.sqlorch.sensors.orders]
+                path = "landing/*.csv"
+                select = "raw.orders+"
+                settle = "0.1s"
+                partition = "orders_{key}.csv"
+            """,
+        },
+        {"ingest/orders.py": DAILY_ORDERS},
+        name="daily",
+    )
+    (project.path / "landing").mkdir()
+    built = run_cli_subprocess(project.path, "build")
+    assert built.exit_code == 0, built.describe()
+    (project.path / "landing" / "orders_2013-01-03.csv").write_text("amount\n5\n7\n")
+    time.sleep(0.3)
+    tick = run_cli_subprocess(project.path, "tick", "--json")
+    assert tick.exit_code == 0, tick.describe()
+    [decision] = [d for d in tick.json()["decisions"] if d["status"] == "requested"]
+    assert decision["reasons"] == [
+        "new file landing/orders_2013-01-03.csv (11 bytes) -> partition 2013-01-03"
+    ]
+    assert scalar_row(project, "select sum(amount) from raw.orders") == (12,)
+    assert scalar_row(project, "select total from main.daily_totals") == (12,)
+    with sqlite3.connect(project.path / ".sqlorch" / "state.db") as con:
+        ledger = con.execute(
+            "SELECT lo, hi FROM partition_ledger WHERE asset = 'raw.orders' AND run_id = "
+            "(SELECT run_id FROM runs WHERE command = 'automation')"
+        ).fetchall()
+    assert ledger == [("2013-01-03", "2013-01-03")]  # that partition only

@@ -260,7 +260,8 @@ def test_a_failing_blocking_python_check_stops_downstream(tmp_path: Path) -> Non
         {"a": amounts_positive, "b": never_happy},
     )
     assert outcome.statuses == {
-        "raw.orders": Status.SUCCEEDED,
+        # the blocking check ran inside the write and rolled it back (write-audit-publish)
+        "raw.orders": Status.FAILED,
         "raw.report": Status.SKIPPED,
         "raw.other": Status.SUCCEEDED,
         "raw.other_report": Status.SUCCEEDED,  # a warn check does not stop downstream
@@ -275,10 +276,14 @@ def test_a_failing_blocking_python_check_stops_downstream(tmp_path: Path) -> Non
     assert failed.data["blocking"] is True and failed.data["check_kind"] == "python"
     (skipped,) = of_kind(events, EventKind.ASSET_SKIPPED)
     assert "amounts_positive" in skipped.message
-    # the check ran after its asset was materialized and before the child was considered
+    # the check ran on the new rows before they were published: nothing materialized
     kinds = [(e.kind, e.asset) for e in events]
-    assert kinds.index((EventKind.ASSET_MATERIALIZED, "raw.orders")) < kinds.index(
-        (EventKind.CHECK_FAILED, "raw.orders")
+    assert (EventKind.ASSET_MATERIALIZED, "raw.orders") not in kinds
+    (failed_asset,) = [e for e in events if e.kind == EventKind.ASSET_FAILED]
+    assert "rolled back" in failed_asset.message
+    # the non-blocking check ran after its asset was materialized
+    assert kinds.index((EventKind.ASSET_MATERIALIZED, "raw.other")) < kinds.index(
+        (EventKind.CHECK_WARNED, "raw.other")
     )
 
 

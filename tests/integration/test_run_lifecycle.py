@@ -68,7 +68,14 @@ def start_build(project: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a job started in the background (as CI may start pytest) inherits SIGINT ignored, and
+        # Python then installs no Ctrl-C handler: give the build the default back
+        preexec_fn=_sigint_default,
     )
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(what: str, predicate: Callable[[], bool], proc: subprocess.Popen[str]) -> None:

@@ -133,3 +133,23 @@ def test_a_changed_partition_mapping_changes_the_dbt_code_version() -> None:
     assert with_deps({"up": {"window": {"offset": -2}}})["config"] != offset["config"]
     assert with_deps({"up": "all"})["config"] != offset["config"]
     assert with_deps({"up": {"window": {"offset": -2}}})["sql"] == offset["sql"]
+
+
+def test_code_reading_dbt_graph_includes_the_projects_node_ids() -> None:
+    reads = _manifest(raw_code="{% for n in graph.nodes.values() %}{{ n.name }}{% endfor %}")
+    plain = _parts(_manifest())
+    assert "graph" not in plain
+    before = _parts(reads)
+    added = dict(reads)
+    added["nodes"] = {**reads["nodes"], "model.p.new": {"resource_type": "model"}}
+    after = _parts(added)
+    assert after["graph"] != before["graph"]
+    assert {k: v for k, v in after.items() if k != "graph"} == {
+        k: v for k, v in before.items() if k != "graph"
+    }
+    # a macro reading graph['sources'] counts for the models calling it (transitively)
+    via_macro = _manifest()
+    via_macro["macros"]["macro.p.inner"]["macro_sql"] = (
+        "{% macro inner() %}{{ graph['sources'] | length }}{% endmacro %}"
+    )
+    assert "graph" in _parts(via_macro)

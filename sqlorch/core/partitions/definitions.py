@@ -404,13 +404,7 @@ class PartitionsDefinition:
                 return chosen
         if start is None and end is None:
             return exist
-        dim = self.axis_dim
-        if isinstance(dim, TimeWindows):
-            lo = dim.index_of_bound(start, upper=False) if start else 0
-            hi = dim.index_of_bound(end, upper=True) if end else n - 1
-        else:
-            lo = dim.index(start) if start else 0
-            hi = dim.index(end) if end else n - 1
+        lo, hi = self._bounds(start, end, n)
         if lo > hi:
             raise PartitionError(f"The range {start} .. {end} is empty: --from is after --to.")
         if hi < 0 or lo >= n:
@@ -421,6 +415,31 @@ class PartitionsDefinition:
         lo, hi = max(lo, 0), min(hi, n - 1)
         span = PartitionSet({p: ((lo, hi),) for p in self.prefixes()})
         return span if not keys else chosen & span
+
+    def _bounds(self, start: str | None, end: str | None, n: int) -> tuple[int, int]:
+        dim = self.axis_dim
+        if isinstance(dim, TimeWindows):
+            lo = dim.index_of_bound(start, upper=False) if start else 0
+            hi = dim.index_of_bound(end, upper=True) if end else n - 1
+        else:
+            lo = dim.index(start) if start else 0
+            hi = dim.index(end) if end else n - 1
+        return lo, hi
+
+    def clipped(self, now: datetime, start: str | None, end: str | None) -> str | None:
+        """Say how a range `start`..`end` reaching outside the partitions was cut (None: it
+        was not); `select` cuts it so."""
+        if start is None and end is None:
+            return None
+        n = self.count(now)
+        lo, hi = self._bounds(start, end, n)
+        if lo > hi or hi < 0 or lo >= n or (lo >= 0 and hi < n):
+            return None
+        return (
+            f"the range {start or '...'} .. {end or '...'} reaches outside its partitions "
+            f"({self._span_text(n)}): only {self.axis_dim.key(max(lo, 0))} .. "
+            f"{self.axis_dim.key(min(hi, n - 1))} run"
+        )
 
     def _span_text(self, n: int) -> str:
         if n <= 0:

@@ -35,7 +35,11 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 
 def plan_headline(plan: Plan) -> str:
     """Return the first line of the explanation: how many assets and checks run."""
-    return f"Plan: {len(plan.steps)} assets, {len(plan.checks)} checks"
+    steps, checks = len(plan.steps), len(plan.checks)
+    return (
+        f"Plan: {steps} asset{'' if steps == 1 else 's'}, "
+        f"{checks} check{'' if checks == 1 else 's'}"
+    )
 
 
 def explain_plan(plan: Plan) -> list[ExplainedLine]:

@@ -7,7 +7,7 @@ what a partition planned upstream means downstream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -132,10 +132,17 @@ _PASS_THROUGH = frozenset({"view", "ephemeral"})
 
 @dataclass(frozen=True, slots=True)
 class AssetPartitions:
-    """The partitions of one asset a run will materialize, and why."""
+    """The partitions of one asset a run will materialize, and why.
+
+    `plan`: the asset's own missing / failed / stale / code-changed partitions (None for a
+    backfill's forced ones); `done`: the partitions the ledger calls done (none when the
+    asset's table is missing). `parts` adds what upstream plans bring along.
+    """
 
     parts: PartitionSet
     reasons: tuple[Reason, ...]
+    plan: PartitionPlan | None = None
+    done: PartitionSet = PartitionSet()
 
 
 def partitioned_parents(graph: AssetGraph, key: str) -> list[tuple[str, PartitionMapping]]:
@@ -282,7 +289,8 @@ def plain_parents(graph: AssetGraph, key: str) -> list[str]:
 
     Every partition of `key` reads all of such an asset ("all partitions" of an
     unpartitioned upstream). Observed sources are left out: data arriving in them is what
-    new partitions are for.
+    new partitions are for. Views (and ephemeral models) are listed too: their own change
+    (code, a missing relation) reaches every partition, but their data is their parents'.
     """
     out: set[str] = set()
     stack = list(graph.assets[key].deps)
@@ -309,6 +317,7 @@ def plan_graph(
     forced: Mapping[str, PartitionSet] | None = None,
     propagate: bool = True,
     plain: Mapping[str, PlainUpstream] | None = None,
+    absent: Collection[str] = (),
 ) -> dict[str, AssetPartitions]:
     """Plan the partitions of every partitioned asset among `keys` (in dependency order).
 
@@ -319,7 +328,12 @@ def plan_graph(
 
     With `plain` (the unpartitioned assets' state), a partition is also stale when an
     unpartitioned asset it reads was materialized after it, and every partition is planned
-    when this plan rebuilds such an asset.
+    when this plan rebuilds such an asset. A view (or ephemeral model) is looked through:
+    rebuilding it because its upstream got partitions does not change the other partitions,
+    and its materialization time is not its data's; only its own change counts (`stale`).
+
+    Partitioned assets in `absent` have no relation in the warehouse: whatever their ledger
+    says, every partition is missing.
     """
     planned: dict[str, AssetPartitions] = {}
     rebuilt: set[str] = set()  # unpartitioned assets among `keys` this plan rebuilds
@@ -328,14 +342,19 @@ def plan_graph(
         definition = node.partitions
         if definition is None:
             info = plain.get(key) if plain is not None else None
+            through = node.materialized in _PASS_THROUGH
             if info is not None and (
                 info.stale
-                or any(d in rebuilt or (d in planned and planned[d].parts) for d in node.deps)
+                or any(
+                    d in rebuilt or (not through and d in planned and planned[d].parts)
+                    for d in node.deps
+                )
             ):
                 rebuilt.add(key)
             continue
         plains = plain_parents(graph, key) if plain is not None else []
-        segs = ledgers.get(key, ())
+        segs = () if key in absent else ledgers.get(key, ())
+        detail: PartitionPlan | None = None
         parents = partitioned_parents(graph, key)
         reasons: tuple[Reason, ...]
         if forced is not None:
@@ -353,13 +372,16 @@ def plan_graph(
             ]
             for p in plains:
                 info = plain.get(p) if plain is not None else None
-                if info is not None:
+                if info is not None and graph.assets[p].materialized not in _PASS_THROUGH:
                     ups.append(
                         Upstream(p, None, PartitionMapping(), (), info.materialized_at, info.run_id)
                     )
-            plan = plan_asset(definition, segs, ups, now, node.code_version)
-            parts = plan.to_run
-            reasons = plan.reasons(definition)
+            detail = plan_asset(definition, segs, ups, now, node.code_version)
+            parts = detail.to_run
+            reasons = detail.reasons(definition)
+            if key in absent:
+                text = f"table missing: all {len(parts)} partitions are rebuilt"
+                reasons = (Reason(text, ReasonKind.TABLE_MISSING), *reasons)
         if propagate:
             extra = PartitionSet()
             for p, m in parents:
@@ -378,5 +400,6 @@ def plan_graph(
                 parts = parts | every
                 text = f"upstream {hit[0]} is rebuilt: every partition reads it"
                 reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_REBUILT))
-        planned[key] = AssetPartitions(parts, reasons)
+        done = status_set(segs, SegmentStatus.DONE) & definition.expected(now)
+        planned[key] = AssetPartitions(parts, reasons, detail, done)
     return planned

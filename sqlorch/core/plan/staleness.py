@@ -65,7 +65,7 @@ def own_reasons(node: AssetNode, graph: AssetGraph, state: StateSnapshot) -> lis
             return [Reason(text, never)]
         return [Reason("never materialized", never)]
     reasons: list[Reason] = []
-    if state.tables is not None and node.key not in state.tables and _makes_table(node, rec):
+    if table_missing(node, state):
         reasons.append(Reason("table missing", ReasonKind.TABLE_MISSING))
     if node.code_version is not None and rec.code_version != node.code_version:
         old = rec.code_parts if rec.code_parts else None
@@ -168,6 +168,17 @@ def _newer(up: AssetRecord, rec: AssetRecord) -> bool:
         and rec.materialized_at is not None
         and up.materialized_run != rec.materialized_run
         and up.materialized_at > rec.materialized_at
+    )
+
+
+def table_missing(node: AssetNode, state: StateSnapshot) -> bool:
+    """Whether `node` was materialized but its relation (or file) is not in the warehouse."""
+    rec = state.record(node.key)
+    return (
+        state.tables is not None
+        and rec.materialized_at is not None
+        and node.key not in state.tables
+        and _makes_table(node, rec)
     )
 
 

@@ -1,0 +1,242 @@
+"""Native execution (issue 16): sqlorch against plain dbt and the floor, cold and warm cache.
+
+    python benchmarks/run_native.py [--models 100 1000] [--rows 2000000] [--days 90]
+                                    [--repeat 2] [--json]
+
+For each size (projects from benchmarks/generate.py, shared with run_build.py) and each
+repetition, interleaved so background load hits all alike, from a fresh copy of the DuckDB
+file holding only raw.events:
+
+- dbt:            `dbt build` (subprocess, partial parse warm);
+- sqlorch cold:   `sqlorch build` with nothing of sqlorch's cached (no manifest cache, no
+                  compiled SQL; dbt's partial parse warm, as for dbt);
+- sqlorch warm:   `sqlorch build` with the manifest cache and compiled SQL cached but no run
+                  state (every model is built);
+- sqlorch via dbt: `SQLORCH_EXECUTION=dbt sqlorch build` (the fallback), warm caches;
+- floor:          the compiled SQL in dependency order in one DuckDB connection.
+
+Then the edit loop: one leaf model is edited (its SQL wrapped in a subquery, toggled each
+time) and `sqlorch build` (it compiles only that model) is timed against
+`dbt build -s leaf`. Wall and CPU seconds (user+sys) and peak RSS are printed; the best of
+`--repeat` is reported, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from run_build import (
+    BIN,
+    HERE,
+    LOG_DIR,
+    clear_sqlorch_state,
+    count_relations,
+    ensure_project,
+    error_summary,
+    fresh_database,
+    prepare,
+    run_floor,
+)
+
+MODES = ("dbt", "sqlorch_cold", "sqlorch_warm", "sqlorch_via_dbt", "floor")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def timed(
+    cmd: list[str], cwd: Path, logfile: Path, env: dict[str, str]
+) -> tuple[float, float, int]:
+    """Run `cmd`; return (wall s, CPU s, peak RSS MB) of it alone (a wrapper process)."""
+    wrapper = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "code = subprocess.run(sys.argv[1:]).returncode\n"
+        "wall = time.perf_counter() - t\n"
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps([wall, r.ru_utime + r.ru_stime, r.ru_maxrss, code]), file=sys.stderr)\n"
+    )
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with logfile.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-c", wrapper, *cmd],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"},
+            check=False,
+        )
+    wall, cpu, rss_kb, code = json.loads(proc.stderr.strip().splitlines()[-1])
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed ({logfile}): {error_summary(logfile)}")
+    return wall, cpu, rss_kb / 1024
+
+
+def clear_all_but_dbt_parse(project: Path) -> None:
+    """sqlorch cold: nothing of sqlorch's cached (dbt's partial parse kept)."""
+    clear_sqlorch_state(project)
+
+
+def clear_run_state(project: Path) -> None:
+    """sqlorch warm: keep the manifest cache and compiled SQL; forget runs (all stale)."""
+    state = project / ".sqlorch"
+    for name in ("state.db", "state.db-wal", "state.db-shm", "relations.json"):
+        (state / name).unlink(missing_ok=True)
+    shutil.rmtree(state / "runs", ignore_errors=True)
+
+
+def leaf_of(project: Path) -> Path:
+    """A model nothing depends on (from dbt's manifest)."""
+    manifest = json.loads((project / "target" / "manifest.json").read_text())
+    models = {k: n for k, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    used = {d for n in models.values() for d in n["depends_on"]["nodes"]}
+    leaf = sorted(k for k in models if k not in used)[-1]
+    return project / models[leaf]["original_file_path"]
+
+
+def edit(path: Path, original: str, n: int) -> None:
+    """Change the model's code (not its result): its SQL in a subquery named after `n`."""
+    config, _, body = original.rpartition("}}\n\n")
+    prefix = config + "}}\n\n" if config else ""
+    path.write_text(f"{prefix}select * from (\n{body}\n) as bench_edit_{n}\n")
+
+
+def bench_size(
+    project: Path, models: int, repeat: int, modes: tuple[str, ...], edits: bool
+) -> dict[str, Any]:
+    plan = prepare(project, ["dbt", "sqlorch", "floor"], 3600)
+    dirs = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    logs = project / LOG_DIR
+    runs: dict[str, list[tuple[float, float, float]]] = {
+        m: [] for m in (*MODES, "edit_sqlorch", "edit_dbt")
+    }
+    if "sqlorch_warm" in modes:
+        # untimed: fills the compiled-SQL cache, as `dbt parse` warms dbt's partial parse
+        fresh_database(project)
+        timed([str(BIN / "sqlorch"), "build", *dirs], project, logs / "native-warmup.log", {})
+    for rep in range(1, repeat + 1):
+        for mode in modes:
+            fresh_database(project)
+            if mode == "floor":
+                sql_s, ck_s, cpu = run_floor(project, plan)
+                runs[mode].append((sql_s + ck_s, cpu, 0.0))
+                continue
+            env: dict[str, str] = {}
+            if mode == "dbt":
+                cmd = [str(BIN / "dbt"), "build", *dirs]
+            else:
+                cmd = [str(BIN / "sqlorch"), "build", *dirs]
+                if mode == "sqlorch_cold":
+                    clear_all_but_dbt_parse(project)
+                else:
+                    clear_run_state(project)
+                if mode == "sqlorch_via_dbt":
+                    env["SQLORCH_EXECUTION"] = "dbt"
+            got = timed(cmd, project, logs / f"native-{mode}-{rep}.log", env)
+            built = count_relations(project)
+            if built != models:
+                raise SystemExit(f"{mode} built {built} of {models} relations")
+            runs[mode].append(got)
+            log(f"  rep {rep} {mode}: {got[0]:.2f} s wall, {got[1]:.2f} s CPU, {got[2]:.0f} MB")
+    result: dict[str, Any] = {"models": models}
+    if edits:
+        result["leaf"] = edit_loop(project, repeat, runs)
+    for mode, values in runs.items():
+        if values:
+            result[mode] = {
+                "wall_s": round(min(v[0] for v in values), 3),
+                "cpu_s": round(min(v[1] for v in values), 3),
+                "peak_mb": round(max(v[2] for v in values), 1),
+                "walls": [round(v[0], 3) for v in values],
+            }
+    return result
+
+
+def edit_loop(project: Path, repeat: int, runs: dict[str, list[tuple[float, float, float]]]) -> str:
+    """Edit one leaf model and build: `sqlorch build` against `dbt build -s leaf`."""
+    dirs = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    logs = project / LOG_DIR
+    fresh_database(project)
+    clear_run_state(project)
+    timed([str(BIN / "sqlorch"), "build", *dirs], project, logs / "native-edit-prep.log", {})
+    leaf = leaf_of(project)
+    name, original = leaf.stem, leaf.read_text()
+    try:
+        for rep in range(1, repeat + 1):
+            edit(leaf, original, 2 * rep)
+            sq = [str(BIN / "sqlorch"), "build", *dirs]
+            got = timed(sq, project, logs / f"edit-s-{rep}.log", {})
+            runs["edit_sqlorch"].append(got)
+            edit(leaf, original, 2 * rep + 1)
+            db = [str(BIN / "dbt"), "build", "-s", name, *dirs]
+            got_dbt = timed(db, project, logs / f"edit-d-{rep}.log", {})
+            runs["edit_dbt"].append(got_dbt)
+            log(f"  rep {rep} edit {name}: sqlorch {got[0]:.2f} s, dbt -s {got_dbt[0]:.2f} s")
+    finally:
+        leaf.write_text(original)
+    return name
+
+
+def render(results: list[dict[str, Any]], rows: int, repeat: int) -> str:
+    lines = [f"native execution, {rows:,} raw rows, best of {repeat}, load {os.getloadavg()}"]
+    for r in results:
+        floor, dbt = r.get("floor"), r.get("dbt")
+        lines.append(f"{r['models']} models:")
+        for mode in (*MODES, "edit_sqlorch", "edit_dbt"):
+            m = r.get(mode)
+            if not m:
+                continue
+            ratios = ""
+            if not mode.startswith("edit") and floor and dbt:
+                ratios = (
+                    f"  wall/floor {m['wall_s'] / floor['wall_s']:.2f}x"
+                    f"  wall/dbt {m['wall_s'] / dbt['wall_s']:.2f}x"
+                    f"  cpu/dbt {m['cpu_s'] / dbt['cpu_s']:.2f}x"
+                )
+            lines.append(
+                f"  {mode:<16} {m['wall_s']:7.2f} s wall {m['cpu_s']:7.2f} s CPU "
+                f"{m['peak_mb']:7.0f} MB peak{ratios}"
+            )
+        es, ed = r.get("edit_sqlorch"), r.get("edit_dbt")
+        if not es or not ed:
+            continue
+        lines.append(
+            f"  one-leaf edit ({r['leaf']}): sqlorch/dbt -s wall "
+            f"{es['wall_s'] / ed['wall_s']:.2f}x, CPU {es['cpu_s'] / ed['cpu_s']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--projects-dir", type=Path, default=HERE / "projects")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
+    parser.add_argument("--no-edit", action="store_true", help="skip the one-leaf edit loop")
+    args = parser.parse_args(argv)
+    results = []
+    for models in args.models:
+        project = ensure_project(args.projects_dir, models, args.rows, args.days, args.seed)
+        log(f"{models} models: {project}")
+        modes = tuple(m for m in args.modes.split(",") if m)
+        results.append(bench_size(project, models, args.repeat, modes, not args.no_edit))
+    print(json.dumps(results, indent=1) if args.json else render(results, args.rows, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""dbt's compiled SQL, cached per code version: compile exactly what changed, once.
+
+sqlorch runs the compiled SQL of models and data tests itself (sqlorch.dbt.native). The SQL
+comes from dbt: one in-process `dbt compile` of exactly the models (and their tests) whose
+cached entry is missing or stale, and it is kept in `.sqlorch/dbt/compiled.json`, keyed by
+the model's code version, the relations and ephemeral models it renders, its tests' code
+and configuration, and the environment variables it reads (`sqlorch.dbt.templates.inputs_of`).
+A build with no code change reads this file and never imports dbt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlorch.dbt.templates import inputs_of
+
+if TYPE_CHECKING:
+    from sqlorch.core.graph import AssetNode, CheckNode
+    from sqlorch.dbt.runner import DbtInvoker
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_TEST_MACROS = frozenset(
+    {
+        "get_test_sql",
+        "default__get_test_sql",
+        "duckdb__get_test_sql",
+        "get_limit_subquery_sql",
+        "default__get_limit_subquery_sql",
+        "duckdb__get_limit_subquery_sql",
+        "should_store_failures",
+        "materialization_test_default",
+        "materialization_test_duckdb",
+    }
+)
+_DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb", "dbt_postgres"})
+
+
+@dataclass(frozen=True, slots=True)
+class NativeTest:
+    """A dbt data test, compiled, with what decides its outcome (dbt's test materialization)."""
+
+    unique_id: str
+    sql: str
+    fail_calc: str = "count(*)"
+    warn_if: str = "!= 0"
+    error_if: str = "!= 0"
+    severity: str = "ERROR"
+    limit: int | None = None
+    # store_failures: (database, schema, identifier, "table" | "view") of the failures relation
+    store: tuple[str | None, str, str, str] | None = None
+
+    def limited(self) -> str:
+        """The test's SQL with its `limit` (dbt's `get_limit_subquery_sql`)."""
+        main = self.sql.strip().rstrip(";")
+        if self.limit is None:
+            return main
+        return (
+            f"select *\n    from (\n        {main}\n    ) _dbt_limit_subq\n    limit {self.limit}"
+        )
+
+    def query(self, main: str) -> str:
+        """dbt's `get_test_sql` around `main`: failures, should_warn, should_error."""
+        fc = self.fail_calc
+        return (
+            f"select\n      {fc} as failures,\n      {fc} {self.warn_if} as should_warn,\n"
+            f"      {fc} {self.error_if} as should_error\n    from (\n      {main}\n    "
+            ") dbt_internal_test"
+        )
+
+    def outcome(self, failures: int, should_warn: bool, should_error: bool) -> tuple[str, str]:
+        """(status, message) as dbt reports them for this result."""
+        n = f"{failures} result{'' if failures == 1 else 's'}"
+        if self.severity.upper() == "ERROR" and should_error:
+            return "fail", f"Got {n}, configured to fail if {self.error_if}"
+        if should_warn:
+            return "warn", f"Got {n}, configured to warn if {self.warn_if}"
+        return "pass", ""
+
+
+def test_inputs(check: CheckNode, nodes: Mapping[str, AssetNode]) -> str:
+    """The digest a test's compiled SQL is valid for: the inputs of every node it tests."""
+    parts = sorted(inputs_of(nodes[k]) for k in check.asset_keys)
+    return hashlib.sha256(f"{FORMAT}|{check.unique_id}|{parts}".encode()).hexdigest()[:24]
+
+
+class CompiledCache:
+    """compiled.json: model key and test unique_id -> compiled SQL (or why there is none)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._doc: dict[str, Any] | None = None
+        self._dirty = False
+
+    def _load(self) -> dict[str, Any]:
+        if self._doc is None:
+            try:
+                doc = json.loads(self.path.read_text())
+                ok = isinstance(doc, dict) and doc.get("format") == FORMAT
+                self._doc = doc if ok else {}
+            except (OSError, ValueError):
+                self._doc = {}
+            self._doc.setdefault("format", FORMAT)
+            self._doc.setdefault("models", {})
+            self._doc.setdefault("tests", {})
+        return self._doc
+
+    def model(self, node: AssetNode) -> str | None:
+        """The model's compiled SQL for its current inputs (None: not cached, or stale).
+
+        A model dbt could not compile is cached as "" (dbt then runs it and says why).
+        """
+        entry = self._load()["models"].get(node.key)
+        if not isinstance(entry, dict) or entry.get("inputs") != inputs_of(node):
+            return None
+        return str(entry.get("sql") or "")
+
+    def test(self, check: CheckNode, nodes: Mapping[str, AssetNode]) -> NativeTest | str | None:
+        """The test compiled (or why dbt runs it); None when not cached for these inputs."""
+        entry = self._load()["tests"].get(check.unique_id)
+        if not isinstance(entry, dict) or entry.get("inputs") != test_inputs(check, nodes):
+            return None
+        if entry.get("reason"):
+            return str(entry["reason"])
+        fields = dict(entry["test"])
+        if fields.get("store") is not None:
+            fields["store"] = tuple(fields["store"])
+        return NativeTest(**fields)
+
+    def put_model(self, node: AssetNode, sql: str) -> None:
+        """Remember `node`'s compiled SQL ("" when dbt could not compile it)."""
+        self._load()["models"][node.key] = {"inputs": inputs_of(node), "sql": sql}
+        self._dirty = True
+
+    def put_test(
+        self, check: CheckNode, nodes: Mapping[str, AssetNode], value: NativeTest | str
+    ) -> None:
+        """Remember a compiled test, or why dbt runs it."""
+        entry: dict[str, Any] = {"inputs": test_inputs(check, nodes)}
+        if isinstance(value, str):
+            entry["reason"] = value
+        else:
+            entry["test"] = asdict(value)
+        self._load()["tests"][check.unique_id] = entry
+        self._dirty = True
+
+    def save(self) -> None:
+        """Write the cache atomically (when something changed)."""
+        if not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._load(), separators=(",", ":")))
+        tmp.replace(self.path)
+        self._dirty = False
+
+
+def compile_nodes(
+    invoker: DbtInvoker,
+    models: Sequence[AssetNode],
+    tests: Sequence[str],
+    selectors: list[str],
+    run_dir: Path,
+) -> tuple[dict[str, str], dict[str, NativeTest | str]]:
+    """Have dbt compile `models` and the data tests `tests` in one invocation.
+
+    Returns (model key -> compiled SQL, "" where dbt compiled nothing) and (test unique_id ->
+    the test, or why dbt must run it).
+
+    Raises:
+        ProjectError: dbt could not compile anything.
+    """
+    compiled = invoker.compile(
+        selectors, run_dir=run_dir, purpose="the models sqlorch executes natively"
+    )
+    sqls = {m.key: compiled.get(m.unique_id or "", "") for m in models}
+    overridden = _test_sql_overridden(invoker)
+    out: dict[str, NativeTest | str] = {}
+    for uid in tests:
+        if overridden:
+            out[uid] = "dbt: the project overrides how dbt runs tests"
+        elif uid not in compiled:
+            out[uid] = "dbt: dbt did not compile it"
+        else:
+            out[uid] = _native_test(invoker, uid, compiled[uid])
+    return sqls, out
+
+
+def _test_sql_overridden(invoker: DbtInvoker) -> bool:
+    """Whether the project or a package redefines how dbt wraps or materializes a test."""
+    macros = getattr(invoker.manifest, "macros", None) or {}
+    return any(
+        getattr(m, "name", "") in _TEST_MACROS
+        and getattr(m, "package_name", "") not in _DBT_PACKAGES
+        for m in macros.values()
+    )
+
+
+def _native_test(invoker: DbtInvoker, uid: str, sql: str) -> NativeTest | str:
+    """Read a compiled test's configuration from dbt's parsed manifest."""
+    node = getattr(invoker.manifest, "nodes", {}).get(uid)
+    config = getattr(node, "config", None)
+    if node is None or config is None or getattr(node, "resource_type", None) != "test":
+        return "dbt: not a data test"
+    if getattr(config, "sql_header", None):
+        return "dbt: sql_header"
+    store = None
+    if getattr(config, "store_failures", None):
+        kind = getattr(config, "store_failures_as", None) or "table"
+        if kind not in ("table", "view"):
+            return f"dbt: store_failures_as {kind!r}"
+        alias = getattr(node, "alias", None) or getattr(node, "name", uid)
+        store = (getattr(node, "database", None), str(node.schema), str(alias), str(kind))
+    limit = getattr(config, "limit", None)
+    return NativeTest(
+        unique_id=uid,
+        sql=sql,
+        fail_calc=str(getattr(config, "fail_calc", None) or "count(*)"),
+        warn_if=str(getattr(config, "warn_if", None) or "!= 0"),
+        error_if=str(getattr(config, "error_if", None) or "!= 0"),
+        severity=str(getattr(config, "severity", None) or "ERROR").upper(),
+        limit=int(limit) if limit is not None else None,
+        store=store,
+    )

@@ -1,0 +1,173 @@
+"""Native execution of dbt nodes: which nodes sqlorch runs from dbt's compiled SQL, and why not.
+
+dbt parses and compiles; sqlorch executes the compiled SQL of the materializations it
+reproduces exactly (`view` and `table` on DuckDB, and the data tests on them) and dbt
+executes everything else. This module decides per node, from the manifest alone (no dbt
+import), and says why in dbt's words when dbt must run the node ("dbt: has post-hook").
+Full fidelity is the rule: anything not known to be reproduced exactly runs through dbt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlorch.errors import ProjectError
+
+if TYPE_CHECKING:
+    from sqlorch.core.graph import AssetNode, CheckNode
+
+#: the materializations sqlorch runs itself
+NATIVE_MATERIALIZATIONS = frozenset({"view", "table"})
+
+# what makes a model's compiled SQL depend on more than its code: the database's state at
+# compile time (introspection) or the moment of the run
+_INTROSPECTIVE = re.compile(
+    r"\brun_query\s*\(|\bstatement\s*\(|\bload_result\s*\(|\bload_relation\s*\(|"
+    r"\badapter\s*\.\s*(?!dispatch\b)\w+|\bget_columns_in_relation\b|\bget_relation\s*\(|"
+    r"\bdbt_utils\s*\.\s*(?:star|get_column_values|union_relations|get_relations_by)"
+)
+_MOMENT = re.compile(r"\brun_started_at\b|\binvocation_id\b|\bmodules\s*\.\s*(?:datetime|time)\b")
+# a project or package that redefines the view or table materialization
+_OWN_MATERIALIZATIONS = frozenset(
+    {
+        "materialization_view_default",
+        "materialization_view_duckdb",
+        "materialization_table_default",
+        "materialization_table_duckdb",
+    }
+)
+_DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb", "dbt_postgres"})
+
+
+class Execution(StrEnum):
+    """Who executes a dbt node."""
+
+    NATIVE = "native"
+    DBT = "dbt"
+
+
+def model_blocker(
+    n: Mapping[str, Any],
+    config: Mapping[str, Any],
+    code: list[str],
+    *,
+    unit_tested: bool,
+    own_materializations: frozenset[str],
+) -> str:
+    """Why dbt must run this manifest node ("" when sqlorch may run its compiled SQL).
+
+    `code` is the node's code and the code of the macros and ephemeral models it renders.
+    `own_materializations` names the materializations the project itself redefines.
+    """
+    rtype = n.get("resource_type")
+    if rtype == "seed":
+        return "dbt: seed"
+    if rtype == "snapshot":
+        return "dbt: snapshot"
+    own = _sqlorch_meta(n, config)
+    if own.get("execution") not in (None, Execution.NATIVE.value, Execution.DBT.value):
+        file = n.get("original_file_path")
+        raise ProjectError(
+            f"dbt {rtype} {n.get('name')!r} ({file}): meta.sqlorch.execution is "
+            f"{own.get('execution')!r}; use 'native' (sqlorch runs dbt's compiled SQL where it "
+            "reproduces dbt exactly, the default) or 'dbt' (dbt always runs this node).",
+            file=file,
+        )
+    if own.get("execution") == Execution.DBT.value:
+        return "dbt: meta.sqlorch.execution is 'dbt'"
+    if n.get("language", "sql") != "sql":
+        return "dbt: python model"
+    materialized = str(config.get("materialized") or "")
+    if materialized in own_materializations:
+        return f"dbt: custom materialization {materialized!r}"
+    if materialized not in NATIVE_MATERIALIZATIONS:
+        if materialized == "incremental":
+            return "dbt: incremental (not executed natively yet)"
+        return f"dbt: custom materialization {materialized!r}"
+    for hook in ("pre-hook", "post-hook"):
+        if config.get(hook):
+            return f"dbt: has {hook}"
+    if (config.get("contract") or {}).get("enforced"):
+        return "dbt: contract enforced"
+    if config.get("grants"):
+        return "dbt: grants"
+    if any((config.get("persist_docs") or {}).values()):
+        return "dbt: persist_docs"
+    for key in ("sql_header", "indexes", "partitioned_by", "sorted_by"):
+        if config.get(key):
+            return f"dbt: {key}"
+    if unit_tested:
+        return "dbt: has unit tests"
+    text = "\n".join(code)
+    if _MOMENT.search(text):
+        return "dbt: renders the run's moment (run_started_at, invocation_id, datetime)"
+    if _INTROSPECTIVE.search(text):
+        return "dbt: introspective SQL (run_query, adapter calls, ...)"
+    return ""
+
+
+def own_materializations(macros: Mapping[str, Any]) -> frozenset[str]:
+    """The materializations among view/table that a project or package redefines."""
+    out = set()
+    for m in macros.values():
+        name = str(m.get("name") or "")
+        if name in _OWN_MATERIALIZATIONS and m.get("package_name") not in _DBT_PACKAGES:
+            out.add(name.split("_")[1])
+    return frozenset(out)
+
+
+def _sqlorch_meta(n: Mapping[str, Any], config: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = config.get("meta") or n.get("meta") or {}
+    own = meta.get("sqlorch") if isinstance(meta, Mapping) else None
+    return own if isinstance(own, Mapping) else {}
+
+
+def blocker(
+    node: AssetNode,
+    *,
+    same_file: bool,
+    hook_count: int,
+    forced: Mapping[str, str],
+) -> str:
+    """Why dbt must run `node` in this run ("" when sqlorch executes it natively).
+
+    Args:
+        node: a dbt node of the graph.
+        same_file: the dbt target is the DuckDB file sqlorch writes to.
+        hook_count: the project's on-run-start/on-run-end hooks.
+        forced: asset key -> why the settings say dbt runs it.
+    """
+    if node.key in forced:
+        return forced[node.key]
+    reason = node.metadata.get("sqlorch_native_blocker")
+    if reason is None or "sqlorch_relation" not in node.metadata:
+        return "dbt: no compile facts (run `sqlorch build` after dbt parses the project)"
+    if reason:
+        return str(reason)
+    if node.is_partitioned:
+        return "dbt: partitioned (its windows are written from templates)"
+    if not same_file:
+        return "dbt: the target is not the DuckDB file sqlorch writes to"
+    if hook_count:
+        return "dbt: the project has on-run-start/on-run-end hooks"
+    return ""
+
+
+def test_blocker(check: CheckNode, graph_nodes: Mapping[str, AssetNode]) -> str:
+    """Why dbt must run data test `check` ("" when sqlorch may run its compiled SQL).
+
+    Its compiled SQL is cached under the render inputs of the nodes it tests, which cover
+    the test's code and configuration (sqlorch.dbt.meta): every one must be a dbt node.
+    """
+    if check.is_unit_test:
+        return "dbt: unit test"
+    if not check.asset_keys:
+        return "dbt: tests no model"
+    for key in check.asset_keys:
+        node = graph_nodes.get(key)
+        if node is None or node.unique_id is None or "sqlorch_render_inputs" not in node.metadata:
+            return "dbt: tests a relation no dbt node produces"
+    return ""

@@ -1,0 +1,184 @@
+"""dbt's materializations as sqlorch runs them natively on DuckDB: view, table, data tests.
+
+Each write follows dbt-duckdb's statements: the relation is built under `<name>__dbt_tmp`,
+the existing one renamed to `<name>__dbt_backup`, the new one renamed into place, all in one
+transaction, and the backup dropped after the commit. A reader sees the old relation or the
+new one, never none. Data tests run as dbt's test materialization runs them (limit,
+store_failures, fail_calc, warn_if, error_if).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlorch.dbt.compiled import NativeTest
+
+# (database or None, schema, identifier), as dbt names a relation
+Relation = tuple[str | None, str, str]
+
+
+def quoted(relation: Sequence[str | None]) -> str:
+    """`"db"."schema"."name"` (a part that is None is left out)."""
+    return ".".join('"' + p.replace('"', '""') + '"' for p in relation if p is not None)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def relation_type(con: Any, relation: Relation) -> str | None:
+    """'table', 'view' or None: what `relation` is now."""
+    database, schema, name = relation
+    row = con.execute(
+        "select table_type from information_schema.tables where table_schema = ? "
+        "and table_name = ? and (? is null or table_catalog = ?)",
+        [schema, name, database, database],
+    ).fetchone()
+    if row is None:
+        return None
+    return "view" if str(row[0]).upper() == "VIEW" else "table"
+
+
+class Catalog:
+    """The relations of the database as one batch of native writes sees them.
+
+    Read once per batch (the catalog of a 1000-model project costs milliseconds a query)
+    and kept up to date by the batch's own writes; nothing else writes dbt's relations
+    while a batch runs (dbt invocations and native batches take turns).
+    """
+
+    def __init__(self, con: Any) -> None:
+        self.kinds: dict[tuple[str, str], str] = {
+            (str(s).lower(), str(n).lower()): "view" if str(t).upper() == "VIEW" else "table"
+            for s, n, t in con.execute(
+                "select table_schema, table_name, table_type from information_schema.tables "
+                "where table_catalog = current_database()"
+            ).fetchall()
+        }
+        self.schemas = {
+            str(r[0]).lower()
+            for r in con.execute(
+                "select schema_name from information_schema.schemata "
+                "where catalog_name = current_database()"
+            ).fetchall()
+        }
+
+    def kind(self, relation: Relation) -> str | None:
+        """'table', 'view' or None."""
+        return self.kinds.get((relation[1].lower(), relation[2].lower()))
+
+    def set(self, relation: Relation, kind: str | None) -> None:
+        """Record what `relation` is now."""
+        key = (relation[1].lower(), relation[2].lower())
+        if kind is None:
+            self.kinds.pop(key, None)
+        else:
+            self.kinds[key] = kind
+
+
+def materialize(
+    con: Any, relation: Relation, materialized: str, sql: str, catalog: Catalog
+) -> int | None:
+    """Replace `relation` with `sql`'s result as a view or table, atomically (dbt's way).
+
+    Returns the rows written (a table), None for a view. Raises what DuckDB raises; a
+    failed write leaves the old relation in place.
+    """
+    return materialize_many(con, [(relation, materialized, sql)], catalog)[0][0]
+
+
+Write = tuple[Relation, str, str]  # relation, "view" | "table", compiled SQL
+
+
+def materialize_many(
+    con: Any, writes: Sequence[Write], catalog: Catalog
+) -> list[tuple[int | None, float]]:
+    """Replace each relation as `materialize` does, all in ONE transaction (in order).
+
+    Returns (rows or None, seconds) per write. A failure rolls every one of them back
+    (each relation keeps its old content) and raises.
+    """
+    import duckdb
+
+    swaps: list[tuple[Relation, str, str | None]] = []
+    for relation, _materialized, _sql in writes:
+        database, schema, name = relation
+        if schema.lower() not in catalog.schemas:
+            con.execute(f"create schema if not exists {quoted((database, schema))}")
+            catalog.schemas.add(schema.lower())
+        for leftover in ((database, schema, f"{name}__dbt_tmp"), _backup(relation)):
+            kind = catalog.kind(leftover)
+            if kind is not None:
+                con.execute(f"drop {kind} if exists {quoted(leftover)} cascade")
+                catalog.set(leftover, None)
+    out: list[tuple[int | None, float]] = []
+    con.execute("begin transaction")
+    try:
+        for relation, materialized, sql in writes:
+            started = time.perf_counter()
+            database, schema, name = relation
+            tmp: Relation = (database, schema, f"{name}__dbt_tmp")
+            existing = catalog.kind(relation)
+            if materialized == "table":
+                row = con.execute(f"create table {quoted(tmp)} as (\n{sql}\n  )").fetchone()
+                rows: int | None = int(row[0]) if row else None
+            else:
+                con.execute(f"create view {quoted(tmp)} as (\n{sql}\n  )")
+                rows = None
+            if existing is not None:
+                backup = _backup(relation)
+                con.execute(f"alter {existing} {quoted(relation)} rename to {_ident(backup[2])}")
+            con.execute(f"alter {materialized} {quoted(tmp)} rename to {_ident(name)}")
+            swaps.append((relation, materialized, existing))
+            out.append((rows, time.perf_counter() - started))
+        con.execute("commit")
+    except BaseException:
+        try:
+            con.execute("rollback")
+        except duckdb.Error:
+            pass
+        raise
+    for relation, materialized, _existing in swaps:
+        catalog.set(relation, materialized)
+    backups = [(_backup(r), kind) for r, _m, kind in swaps if kind is not None]
+    if backups:
+        con.execute("begin transaction")
+        for backup, kind in backups:
+            con.execute(f"drop {kind} if exists {quoted(backup)} cascade")
+        con.execute("commit")
+    return out
+
+
+def _backup(relation: Relation) -> Relation:
+    return (relation[0], relation[1], f"{relation[2]}__dbt_backup")
+
+
+def run_test(con: Any, test: NativeTest) -> tuple[str, str, int, float]:
+    """Run one data test as dbt's test materialization: (status, message, failures, seconds).
+
+    With store_failures, the failing rows replace the test's audit relation first and the
+    test counts them there.
+    """
+    started = time.perf_counter()
+    main = test.limited()
+    if test.store is not None:
+        database, schema, name, kind = test.store
+        relation: Relation = (database, schema, name)
+        con.execute(f"create schema if not exists {quoted((database, schema))}")
+        old = relation_type(con, relation)
+        if old is not None:
+            con.execute(f"drop {old} if exists {quoted(relation)} cascade")
+        con.execute("begin transaction")
+        try:
+            con.execute(f"create {kind} {quoted(relation)} as (\n{main}\n  )")
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        main = f"select *\n        from {quoted(relation)}"
+    row = con.execute(test.query(main)).fetchone()
+    failures = int(row[0] or 0) if row else 0
+    status, message = test.outcome(failures, bool(row and row[1]), bool(row and row[2]))
+    return status, message, failures, time.perf_counter() - started

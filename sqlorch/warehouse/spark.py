@@ -1,0 +1,576 @@
+"""The Spark warehouse: Arrow writes into managed tables through the in-process SparkSession.
+
+dbt-spark's `session` method runs its SQL on the active SparkSession of this process
+(`SparkSession.builder.getOrCreate()`), so the session sqlorch starts here is the one dbt
+uses: Python assets and dbt models share one catalog, and each sees the other's tables at once.
+
+Spark tables are not transactional: a write replaces its table (or partitions) in place, and a
+write killed half-way leaves them half-written. sqlorch records a write (and its partitions in
+the ledger) only after it returned, so such a table is never called fresh; the next build
+rewrites it. A partition write is a dynamic partition overwrite: exactly the partitions in the
+data are replaced, and the partitions of the window that no longer have rows are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlorch.core.graph import AssetKind, AssetNode, Column
+from sqlorch.errors import AssetError, ConfigError, WarehouseError
+from sqlorch.warehouse.base import WriteMode
+
+log = logging.getLogger(__name__)
+
+#: What sqlorch sets on a session it starts unless the profile says otherwise.
+DEFAULTS: Mapping[str, str] = {
+    "spark.master": "local[2]",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"")
+
+
+def spark_sql(sql: str) -> str:
+    """Rewrite sqlorch's ANSI SQL for Spark: double-quoted identifiers become backquoted."""
+
+    def swap(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)  # a string literal
+        return "`" + m.group(1).replace('""', '"').replace("`", "``") + "`"
+
+    return _QUOTED.sub(swap, sql)
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for Spark SQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_key(key: str) -> str:
+    """Return `schema.name` as a backquoted Spark identifier."""
+    return ".".join(quote_ident(p) for p in key.split(".", 1))
+
+
+def start_session(params: Mapping[str, Any]) -> Any:
+    """Return the process's SparkSession, starting it (Hive catalog) with `params` if needed.
+
+    Raises:
+        ConfigError: pyspark is missing or Spark (its JVM) does not start.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError(
+            "The target is a Spark target, but pyspark is not installed. Install it with "
+            "`pip install 'sqlorch[spark]'` (pyspark and dbt-spark) and run again."
+        ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName("sqlorch")
+    for name, value in {**DEFAULTS, **{k: str(v) for k, v in params.items()}}.items():
+        builder = builder.config(name, value)
+    try:
+        spark = builder.enableHiveSupport().getOrCreate()
+        # sqlorch reports failed statements itself; Spark's own log would repeat each one
+        spark.sparkContext.setLogLevel("FATAL")
+        return spark
+    except Exception as exc:  # the JVM did not start: no Java, bad memory setting, ...
+        raise ConfigError(
+            f"Spark did not start: {str(exc).splitlines()[0] if str(exc) else exc!r}. Spark "
+            "needs a Java 17 (or later) runtime on PATH or in JAVA_HOME (Debian: `apt-get "
+            "install openjdk-17-jre-headless`); check the `server_side_parameters` of the "
+            "target in profiles.yml."
+        ) from exc
+
+
+def open_target(target: Any) -> SparkWarehouse:
+    """Join (or start) the SparkSession of a dbt-spark target with `method: session`.
+
+    Its `server_side_parameters` configure the session (master, warehouse dir, metastore),
+    exactly as dbt-spark's session method applies them, so sqlorch and dbt share it.
+
+    Raises:
+        WarehouseError: the target uses another method (a Thrift server, ODBC, HTTP): sqlorch
+            writes Python assets through a session in its own process.
+    """
+    options = dict(getattr(target, "options", None) or {})
+    method = str(options.get("method") or "")
+    if method != "session":
+        raise WarehouseError(
+            f"it is a dbt-spark target with `method: {method or '(none)'}`; sqlorch writes to "
+            "Spark through a SparkSession in its own process, which dbt-spark shares only with "
+            "`method: session`. Use `method: session` (pyspark connects to a cluster with "
+            "`spark.master` in server_side_parameters), or run this target with plain dbt."
+        )
+    params = options.get("server_side_parameters") or {}
+    if not isinstance(params, Mapping):
+        raise WarehouseError("its `server_side_parameters` must be a mapping of Spark settings")
+    try:
+        return SparkWarehouse.open(params)
+    except ConfigError as exc:
+        raise WarehouseError(exc.message) from exc
+
+
+class _Result:
+    """Rows of one statement, read like a DB-API cursor."""
+
+    def __init__(self, df: Any) -> None:
+        self._df = df
+        self._rows: list[tuple[Any, ...]] | None = None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            self._rows = [tuple(r) for r in self._df.collect()] if self._df is not None else []
+        return self._rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+    @property
+    def df(self) -> Any:
+        """The Spark DataFrame of the statement."""
+        return self._df
+
+    def to_arrow_table(self) -> Any:
+        """The rows as a pyarrow Table (Spark's own Arrow collection, no pandas)."""
+        return self._df.toArrow()
+
+    def arrow(self) -> Any:
+        """The rows as a pyarrow Table."""
+        return self.to_arrow_table()
+
+
+class SparkConnection:
+    """What `context.warehouse.connection` is on Spark: SQL in, rows or Arrow out.
+
+    `execute(sql, params)` and `sql(sql, params=...)` take `?` parameters (Spark's positional
+    markers); `.spark` is the SparkSession itself, for DataFrame code.
+    """
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Result:
+        """Run one statement; return its rows as a cursor (`fetchone`, `fetchall`)."""
+        return self.sql(sql, params)
+
+    def sql(self, sql: str, params: Sequence[Any] | None = None) -> _Result:
+        """Run one statement; its rows are read lazily (`fetchall`, `to_arrow_table`, `df`)."""
+        return _Result(self.spark.sql(spark_sql(sql), args=list(params) if params else None))
+
+    def interrupt(self) -> None:
+        """Cancel every running Spark job of this session (Ctrl-C)."""
+        self.spark.interruptAll()
+
+    def close(self) -> None:
+        """Nothing to release: the session lives as long as the process."""
+
+
+class SparkWarehouse:
+    """The in-process SparkSession (Hive catalog) as a `Warehouse`: schemas are databases."""
+
+    dialect = "spark"
+    #: dbt's `insert_overwrite` keeps the partitions its new data has no rows for: sqlorch
+    #: drops a window's partitions before dbt writes it (`sqlorch.execute.dbt_chunks`)
+    keeps_absent_partitions = True
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self._con = SparkConnection(spark)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, params: Mapping[str, Any]) -> SparkWarehouse:
+        """Start (or join) the process's SparkSession with the profile's parameters."""
+        return cls(start_session(params))
+
+    @property
+    def connection(self) -> SparkConnection:
+        """SQL on the session: `execute(sql, params)`, `sql(...)`; `.spark` the session."""
+        return self._con
+
+    def session(self) -> SparkWarehouse:
+        """Return a handle on the same SparkSession (it is safe to share between threads)."""
+        return SparkWarehouse(self.spark)
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run `sql` and return all rows."""
+        return self._con.execute(sql, params).fetchall()
+
+    def arrow(self, sql: str, params: Any = None) -> Any:
+        """Run a query (`?` placeholders) and return its rows as a pyarrow Table."""
+        return self._con.sql(sql, params).to_arrow_table()
+
+    def relations(self) -> frozenset[str]:
+        """Every table and view of the catalog as lower-case `schema.name` (catalog only)."""
+        out: set[str] = set()
+        for db in self.spark.catalog.listDatabases():
+            for t in self.spark.catalog.listTables(db.name):
+                if not t.isTemporary:
+                    out.add(f"{db.name}.{t.name}".lower())
+        return frozenset(out)
+
+    def interrupt(self) -> None:
+        """Cancel every running Spark job of the session; never raises."""
+        try:
+            self.spark.interruptAll()
+        except Exception:  # noqa: BLE001 - the session is stopping
+            log.debug("interrupting Spark failed", exc_info=True)
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create the database `schema` if it does not exist."""
+        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote_ident(schema)}")
+
+    def _frame(self, data: Any, key: str) -> tuple[Any, int]:
+        """A Spark DataFrame of an asset's Arrow data (straight from Arrow, no pandas)."""
+        from sqlorch.warehouse.duckdb import to_arrow_stream
+
+        stream = to_arrow_stream(data, key)
+        table = stream.read_all() if hasattr(stream, "read_all") else stream
+        if table.num_columns == 0:
+            raise AssetError(f"Asset {key!r} returned data without columns.", asset=key)
+        return self.spark.createDataFrame(table), int(table.num_rows)
+
+    def write(self, key: str, data: Any, mode: WriteMode = WriteMode.REPLACE) -> int:
+        """Write `data` to the managed table `key` (Parquet) and return the rows written."""
+        df, rows = self._frame(data, key)
+        schema = key.split(".", 1)[0]
+        try:
+            self.ensure_schema(schema)
+            if mode is WriteMode.REPLACE or not self.table_exists(key):
+                df.write.mode("overwrite").format("parquet").saveAsTable(quote_key(key))
+            else:
+                cols = [c.name for c in self.columns(key)]
+                df.select(*[quote_ident(c) for c in cols]).write.insertInto(quote_key(key))
+                return self.row_counts([key]).get(key, rows)
+        except Exception as exc:
+            raise _error(f"Writing asset {key!r} to Spark failed", key, exc) from exc
+        return rows
+
+    def write_partition(
+        self, key: str, data: Any, where: str, params: list[Any], columns: tuple[str, ...]
+    ) -> int:
+        """Replace the partitions of `key` that `where` selects with `data`.
+
+        The table is partitioned by `columns`. The partitions present in `data` are replaced
+        (a dynamic partition overwrite: one Spark job for the whole chunk), then the
+        partitions matching `where` that `data` has no rows for are dropped. Every row of
+        `data` must match `where` (checked on the Arrow data before Spark sees it).
+
+        Raises:
+            AssetError: the data lacks a partition column or holds rows outside the partition.
+        """
+        from sqlorch.warehouse.duckdb import to_arrow_stream
+
+        stream = to_arrow_stream(data, key)
+        table = stream.read_all() if hasattr(stream, "read_all") else stream
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise AssetError(
+                f"Asset {key!r} is partitioned on {', '.join(columns)} but its output has no "
+                f"column {', '.join(missing)} (it has: {', '.join(table.column_names)}). "
+                "Return that column, or fix `column=` in the partition definition.",
+                asset=key,
+            )
+        outside, present = _inspect(table, where, params, columns)
+        if outside:
+            raise AssetError(
+                f"Asset {key!r} returned {outside:,} row(s) outside the partition it "
+                f"was asked for (filter: {where} with {params}); nothing was written. "
+                "Return only the rows of `context.partition`.",
+                asset=key,
+            )
+        try:
+            self.ensure_schema(key.split(".", 1)[0])
+            with self._lock:  # two chunks of a new table: one creates it
+                if not self.table_exists(key):
+                    df = self.spark.createDataFrame(table)
+                    df.write.format("parquet").partitionBy(*columns).saveAsTable(quote_key(key))
+                    return int(table.num_rows)
+            if table.num_rows:
+                order = [c.name for c in self.columns(key)]
+                df = self.spark.createDataFrame(table).select(*[quote_ident(c) for c in order])
+                df.write.option("partitionOverwriteMode", "dynamic").insertInto(
+                    quote_key(key), overwrite=True
+                )
+            self.drop_partitions(key, where, params, keep=present)
+        except Exception as exc:
+            raise _error(f"Writing a partition of asset {key!r} to Spark failed", key, exc) from exc
+        return int(table.num_rows)
+
+    def drop_partitions(
+        self,
+        key: str,
+        where: str,
+        params: list[Any],
+        keep: set[tuple[str | None, ...]] | frozenset[tuple[str | None, ...]] = frozenset(),
+    ) -> int:
+        """Drop the partitions of `key` whose values match `where`, except those in `keep`.
+
+        Reads the partition list from the catalog (no data is scanned). Returns how many
+        partitions were dropped.
+        """
+        if not self.table_exists(key):
+            return 0
+        types = {c.name: c.type for c in self.columns(key)}
+        specs = [r[0] for r in self.spark.sql(f"SHOW PARTITIONS {quote_key(key)}").collect()]
+        if not specs:
+            return 0
+        gone = [v for v in _matching(specs, types, where, params) if v not in keep]
+        if not gone:
+            return 0
+        names = _spec_names(specs[0])
+        clauses = ", ".join(
+            "PARTITION ("
+            + ", ".join(
+                f"{quote_ident(c)} = {'NULL' if v is None else _string(v)}"
+                for c, v in zip(names, values, strict=True)
+            )
+            + ")"
+            for values in gone
+        )
+        self.spark.sql(f"ALTER TABLE {quote_key(key)} DROP IF EXISTS {clauses}")
+        return len(gone)
+
+    def partition_columns(self, key: str) -> tuple[str, ...]:
+        """The columns `key` is partitioned by (empty when it is not, or does not exist)."""
+        if not self.table_exists(key):
+            return ()
+        try:
+            cols = self.spark.catalog.listColumns(key)
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            return ()
+        return tuple(c.name for c in cols if c.isPartition)
+
+    def delete_where(self, key: str, where: str, params: list[Any]) -> int:
+        """Delete the rows of `key` matching `where`: drop the partitions they are in.
+
+        Plain Spark tables have no DELETE; `where` must select whole partitions (it is a
+        partition range's filter). Returns the rows deleted.
+
+        Raises:
+            WarehouseError: `key` is not partitioned, so rows cannot be deleted in place.
+        """
+        if not self.table_exists(key):
+            return 0
+        if not self.partition_columns(key):
+            raise WarehouseError(
+                f"Cannot delete rows of {key!r}: it is a Spark table without partitions, and "
+                "plain Spark tables have no DELETE. Rebuild it instead (`sqlorch build --full "
+                f"-s {key}`).",
+                asset=key,
+            )
+        row = self._con.execute(
+            f"SELECT count(*) FROM {quote_key(key)} WHERE {where}", params
+        ).fetchone()
+        self.drop_partitions(key, where, params)
+        return int(row[0]) if row else 0
+
+    def table_exists(self, key: str) -> bool:
+        """Return True when a table or view `key` exists."""
+        schema, name = key.split(".", 1)
+        try:
+            return bool(self.spark.catalog.tableExists(f"{schema}.{name}"))
+        except Exception:  # noqa: BLE001 - the database does not exist
+            return False
+
+    def row_counts(self, keys: list[str]) -> dict[str, int]:
+        """Return exact row counts of the existing tables among `keys` (one Spark job)."""
+        present = [k for k in keys if self._is_table(k)]
+        counts: dict[str, int] = {}
+        for start in range(0, len(present), 200):
+            chunk = present[start : start + 200]
+            sql = " UNION ALL ".join(
+                f"SELECT {i}, count(*) FROM {quote_key(k)}" for i, k in enumerate(chunk)
+            )
+            for i, n in self.spark.sql(sql).collect():
+                counts[chunk[i]] = int(n)
+        return counts
+
+    def _is_table(self, key: str) -> bool:
+        schema, name = key.split(".", 1)
+        try:
+            return str(self.spark.catalog.getTable(f"{schema}.{name}").tableType) != "VIEW"
+        except Exception:  # noqa: BLE001 - missing
+            return False
+
+    def columns(self, key: str) -> list[Column]:
+        """Return the columns of `key` in order (empty when it does not exist)."""
+        if not self.table_exists(key):
+            return []
+        return [Column(c.name, c.dataType) for c in self.spark.catalog.listColumns(key)]
+
+    def table_columns(self, keys: list[str]) -> dict[str, list[Column]]:
+        """Return the columns (in order) of each existing table or view among `keys`."""
+        out: dict[str, list[Column]] = {}
+        for key in keys:
+            cols = self.columns(key)
+            if cols:
+                out[key] = cols
+        return out
+
+    def close(self) -> None:
+        """Nothing to release: the SparkSession lives as long as the process (dbt uses it)."""
+
+
+def _error(what: str, key: str, exc: BaseException) -> WarehouseError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return WarehouseError(f"{what}: {first}", asset=key)
+
+
+#: Spark's partition column types as DuckDB reads them (evaluating a window's filter)
+_DUCKDB_TYPES = {
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamp_ntz": "TIMESTAMP",
+    "tinyint": "TINYINT",
+    "smallint": "SMALLINT",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+}
+_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _string(value: str) -> str:
+    """A Spark string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _spec_names(spec: str) -> list[str]:
+    return [part.split("=", 1)[0] for part in spec.split("/")]
+
+
+def _spec_values(spec: str) -> tuple[str | None, ...]:
+    from urllib.parse import unquote
+
+    values = (unquote(part.split("=", 1)[1]) for part in spec.split("/"))
+    return tuple(None if v == _NULL else v for v in values)
+
+
+def _matching(
+    specs: list[str], types: Mapping[str, str], where: str, params: list[Any]
+) -> list[tuple[str | None, ...]]:
+    """The partitions (as `SHOW PARTITIONS` prints them) whose values satisfy `where`.
+
+    `where` is sqlorch's partition filter (DuckDB's SQL, `?` parameters): it is evaluated on
+    the partition values in an in-memory DuckDB, typed as the table's columns.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    from sqlorch.warehouse.sql import quote_ident as ansi
+
+    names = _spec_names(specs[0])
+    rows = [_spec_values(s) for s in specs]
+    parts = pa.table(
+        {f"__p{i}": pa.array([r[i] for r in rows], pa.string()) for i in range(len(names))}
+        | {"__i": pa.array(range(len(rows)), pa.int64())}
+    )
+    typed = ", ".join(
+        f"TRY_CAST(__p{i} AS {_DUCKDB_TYPES.get(types.get(n, '').lower(), 'VARCHAR')}) AS {ansi(n)}"
+        for i, n in enumerate(names)
+    )
+    con = duckdb.connect()
+    try:
+        con.register("__parts", parts)
+        found = con.execute(
+            f"SELECT __i FROM (SELECT {typed}, __i FROM __parts) WHERE {where}", params
+        ).fetchall()
+    finally:
+        con.close()
+    return [rows[i] for (i,) in found]
+
+
+def _inspect(
+    table: Any, where: str, params: list[Any], columns: tuple[str, ...]
+) -> tuple[int, set[tuple[str | None, ...]]]:
+    """Rows of Arrow `table` outside `where`, and the partition values it has rows for.
+
+    Computed by an in-memory DuckDB over the Arrow data (no Spark job); values are the
+    text Spark prints in partition specs (dates as 2013-01-01).
+    """
+    import duckdb
+
+    from sqlorch.warehouse.sql import quote_ident as ansi
+
+    con = duckdb.connect()
+    try:
+        con.register("__input", table)
+        row = con.execute(
+            f"SELECT count(*) FROM __input WHERE NOT coalesce(({where}), false)", params
+        ).fetchone()
+        cols = ", ".join(f"CAST({ansi(c)} AS VARCHAR)" for c in columns)
+        present = {tuple(r) for r in con.execute(f"SELECT DISTINCT {cols} FROM __input").fetchall()}
+    finally:
+        con.close()
+    return (int(row[0]) if row else 0), present
+
+
+#: table formats that give Spark MERGE, DELETE and snapshots (their jars are not in pyspark)
+_TRANSACTIONAL = ("delta", "iceberg", "hudi")
+
+
+def unsupported(nodes: Iterable[AssetNode]) -> list[str]:
+    """Why each of `nodes` cannot be built on plain Spark tables (one sentence per node).
+
+    Plain (Parquet) Spark tables have no MERGE, DELETE or UPDATE: dbt-spark's `merge`
+    strategy and snapshots need Delta, Iceberg or Hudi; `delete+insert` does not exist there;
+    and a partitioned model must be written partition by partition (`partition_by` on its
+    partition column), or an overwrite would replace the whole table by one window.
+    """
+    out: list[str] = []
+    for node in nodes:
+        if not node.kind.is_dbt:
+            continue
+        config = node.metadata.get("sqlorch_write_config") or {}
+        fmt = str(config.get("file_format") or "parquet").lower()
+        strategy = str(config.get("incremental_strategy") or "append").lower()
+        where = f"dbt {node.kind.value} {node.name!r} ({node.file or node.key})"
+        if fmt in _TRANSACTIONAL:
+            continue  # dbt-spark handles it (the table format's jars must be on the cluster)
+        if node.kind is AssetKind.SNAPSHOT:
+            out.append(
+                f"{where} is a snapshot, which dbt-spark builds only on Delta, Iceberg or Hudi "
+                "tables (file_format), not plain Parquet tables. Set its file_format to one of "
+                "them on a cluster that has the format, or disable it on this target: "
+                "`+enabled: \"{{ target.type != 'spark' }}\"`."
+            )
+            continue
+        if node.materialized != "incremental":
+            continue
+        if strategy == "merge":
+            out.append(
+                f"{where} uses incremental_strategy='merge', which needs Delta, Iceberg or Hudi "
+                f"tables (file_format is {fmt!r}). Use 'insert_overwrite' with partition_by "
+                "(partitions replaced whole), or 'append'; or set file_format to delta/iceberg "
+                "on a cluster that has it."
+            )
+        elif strategy not in ("append", "insert_overwrite", "microbatch"):
+            out.append(
+                f"{where} uses incremental_strategy={strategy!r}, which dbt-spark does not "
+                "have. Use 'insert_overwrite' with partition_by (each partition replaced whole) "
+                "or 'append'."
+            )
+        elif node.partitions is not None and strategy != "microbatch":
+            wanted = [c.lower() for c in node.partitions.columns]
+            given = config.get("partition_by") or []
+            have = {str(c).lower() for c in ([given] if isinstance(given, str) else given)}
+            lacking = [c for c in wanted if c not in have]
+            if lacking or not wanted:
+                out.append(
+                    f"{where} is partitioned by sqlorch but its table is not partitioned by "
+                    f"{', '.join(lacking) or 'a partition column'}: on Spark every window "
+                    f"write would overwrite the whole table. Add partition_by="
+                    f"{(lacking or ['<column>'])!r} to its config (with "
+                    "incremental_strategy='insert_overwrite'), and `column:` to its partitions."
+                )
+    return out

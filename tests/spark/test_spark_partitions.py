@@ -1,0 +1,184 @@
+"""Partitions on Spark: exact partition replacement, idempotent reruns, one job per chunk, refusals.
+
+A tiny project on the shared Spark session: a daily partitioned Python asset `raw.events`
+(rows per day read from `days.json`, so a test can empty a day) and a dbt model
+`marts.daily` over it (`insert_overwrite` + `partition_by`), both partitioned by `day`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TinyProject, assert_clean_error, run_cli
+from spark_support import content_hash, partitions, spark_project, table_rows
+
+pytestmark = pytest.mark.spark
+
+EVENTS = '''
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+
+from sqlorch import AssetContext, asset, daily
+
+HERE = Path(__file__).resolve().parents[1]
+
+
+@asset(schema="raw", partitions=daily(start="2024-01-01", end="2024-01-07", column="day"),
+       max_partitions_per_run=None)
+def events(context: AssetContext):
+    """`days.json` rows on each day of the window; each call is logged to calls.txt."""
+    with open(HERE / "calls.txt", "a") as f:
+        f.write(context.partition.key + ".." + context.partition.keys[-1] + "\\n")
+    counts = json.loads((HERE / "days.json").read_text())
+    day, end = context.partition.start.date(), context.partition.end.date()
+    days, values = [], []
+    while day < end:
+        for i in range(counts.get(day.isoformat(), 0)):
+            days.append(day)
+            values.append(i)
+        day += timedelta(days=1)
+    return pa.table({"id": pa.array(values, pa.int64()), "day": pa.array(days, pa.date32())})
+'''
+
+DAILY = """
+{{ config(
+    materialized='incremental',
+    incremental_strategy='insert_overwrite',
+    partition_by=['day'],
+    file_format='parquet',
+    meta={'sqlorch': {'partitions': {'type': 'daily', 'start': '2024-01-01',
+                                     'end': '2024-01-07', 'column': 'day'}}},
+) }}
+select day, count(*) as events, sum(id) as id_sum
+from {{ source('raw', 'events') }}
+where {{ sqlorch_window('day') }}
+group by day
+"""
+
+FILES = {
+    "dbt_project.yml": """
+        name: tiny
+        version: "1.0.0"
+        config-version: 2
+        profile: tiny
+        model-paths: [models]
+        macro-paths: [macros]
+        models:
+          tiny:
+            +schema: marts
+        """,
+    "models/sources.yml": """
+        version: 2
+        sources:
+          - name: raw
+            schema: raw
+            tables:
+              - name: events
+        models:
+          - name: daily
+            columns:
+              - name: day
+                data_tests: [not_null, unique]
+        """,
+    "models/daily.sql": DAILY,
+    "pyproject.toml": '[tool.sqlorch]\ningest = ["ingest"]\nprofiles_dir = "."\n',
+}
+
+DAYS = {f"2024-01-0{d}": n for d, n in zip(range(1, 7), (3, 4, 5, 2, 1, 6), strict=True)}
+
+
+def _project(tmp_path: Path) -> TinyProject:
+    project = spark_project(tmp_path / "tiny", FILES, {"ingest/events.py": EVENTS})
+    (project.path / "days.json").write_text(json.dumps(DAYS))
+    return project
+
+
+def _ok(project: TinyProject, *args: str) -> None:
+    result = run_cli(project.path, *args)
+    assert result.exit_code == 0, result.describe()
+
+
+def _calls(project: TinyProject) -> list[str]:
+    return (project.path / "calls.txt").read_text().split()
+
+
+def _dbt_invocations(project: TinyProject) -> list[dict[str, Any]]:
+    result = run_cli(project.path, "logs", "--json")
+    assert result.exit_code == 0, result.describe()
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return [e for e in events if e.get("kind") == "dbt_invocation_finished"]
+
+
+def test_partitions_replace_exactly_their_window_and_reruns_are_identical(
+    spark: Any, tmp_path: Path
+) -> None:
+    project = _project(tmp_path)
+    _ok(project, "build")
+    # the whole range is one Python call and one dbt invocation (one Spark job each)
+    assert _calls(project) == ["2024-01-01..2024-01-06"]
+    assert len(_dbt_invocations(project)) == 1
+    days = [f"day=2024-01-0{d}" for d in range(1, 7)]
+    assert partitions(spark, "raw.events") == days
+    assert partitions(spark, "marts.daily") == days
+    assert spark.table("raw.events").count() == sum(DAYS.values())
+    assert dict(spark.sql("select cast(day as string), events from marts.daily").collect()) == DAYS
+    before = {k: content_hash(spark, k) for k in ("raw.events", "marts.daily")}
+
+    # a backfill of a range is one chunk: one call, one dbt invocation; twice = same tables
+    for _ in range(2):
+        _ok(project, "backfill", "events", "--from", "2024-01-02", "--to", "2024-01-04")
+        assert _calls(project)[-1] == "2024-01-02..2024-01-04"
+        assert len(_dbt_invocations(project)) == 1
+        assert {k: content_hash(spark, k) for k in before} == before
+
+    # day 3 now has no rows: its partition goes, in the asset and in the model downstream
+    (project.path / "days.json").write_text(json.dumps({**DAYS, "2024-01-03": 0}))
+    other = table_rows(spark, "raw.events")
+    _ok(project, "backfill", "events", "--from", "2024-01-03", "--to", "2024-01-03")
+    gone = [d for d in days if d != "day=2024-01-03"]
+    assert partitions(spark, "raw.events") == gone
+    assert partitions(spark, "marts.daily") == gone
+    assert table_rows(spark, "raw.events") == [r for r in other if str(r[1]) != "2024-01-03"]
+    assert "2024-01-03" not in {
+        str(r[0]) for r in spark.sql("select day from marts.daily").collect()
+    }
+
+    # the ledger has every partition done; status calls both fresh
+    status = run_cli(project.path, "status", "--json")
+    assert status.exit_code == 0, status.describe()
+    for item in json.loads(status.stdout):
+        if item["key"] in ("raw.events", "marts.daily"):
+            assert not item["stale"], item
+            assert item["partitions"]["done"] == [["2024-01-01", "2024-01-06"]], item
+
+
+def test_a_merge_model_is_refused_before_anything_runs(spark: Any, tmp_path: Path) -> None:
+    merge = DAILY.replace("'insert_overwrite'", "'merge', unique_key='day'")
+    project = spark_project(
+        tmp_path / "tiny",
+        {**FILES, "models/daily.sql": merge},
+        {"ingest/events.py": EVENTS},
+    )
+    (project.path / "days.json").write_text(json.dumps(DAYS))
+    result = run_cli(project.path, "build")
+    assert_clean_error(result, 2, "'daily'", "models/daily.sql", "merge", "insert_overwrite")
+    assert not (project.path / "calls.txt").exists()  # nothing ran, not even the Python asset
+    assert not spark.catalog.databaseExists("raw")
+
+
+def test_a_partitioned_model_without_partition_by_is_refused(spark: Any, tmp_path: Path) -> None:
+    project = spark_project(
+        tmp_path / "tiny",
+        {**FILES, "models/daily.sql": DAILY.replace("partition_by=['day'],", "")},
+        {"ingest/events.py": EVENTS},
+    )
+    (project.path / "days.json").write_text(json.dumps(DAYS))
+    result = run_cli(project.path, "build")
+    assert_clean_error(result, 2, "'daily'", "partition_by=['day']", "overwrite the whole table")
+    assert not (project.path / "calls.txt").exists()
