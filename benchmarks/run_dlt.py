@@ -18,9 +18,9 @@ commands run as subprocesses, interleaved (sqlorch, dlt, sqlorch, dlt, ...):
   pipelines_dir=...).run(resource)` into a fresh DuckDB file and pipelines folder.
 
 Both pay Python start-up and `import dlt`; both end with the rows in a DuckDB file (checked).
-Both use the loader file format `--file-format` (default parquet, set through dlt's own config
-variable NORMALIZE__LOADER_FILE_FORMAT; `default` keeps dlt's insert_values for DuckDB, whose
-one 1M-row INSERT statement DuckDB parses for many minutes on a loaded 2-core machine).
+Both use the loader file format `--file-format` (default parquet, as the resource's own
+`file_format=` hint; `default` keeps dlt's insert_values for DuckDB, whose 1M-row INSERT
+statement took DuckDB over 12 minutes on the loaded 2-core machine, for either tool).
 The script prints best-of wall and CPU (children's user+sys) seconds, the ratios, and the load
 average. Target (issue 17): sqlorch at most 1.1x plain dlt.
 """
@@ -47,7 +47,7 @@ RESOURCE = """
 import dlt
 
 
-@dlt.resource(name="events", write_disposition="replace")
+@dlt.resource(name="events", write_disposition="replace"{file_format})
 def events():
     kinds = ("view", "click", "add_to_cart", "purchase")
     for i in range({rows}):
@@ -89,11 +89,15 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_shape(root: Path, shape: str, rows: int) -> Path:
+def make_shape(root: Path, shape: str, rows: int, file_format: str) -> Path:
     """Write the project and the plain script of one shape; return its folder."""
     folder = root / shape
     (folder / "ingest").mkdir(parents=True)
-    code = RESOURCE.format(rows=rows, nested=NESTED if shape == "nested" else "")
+    code = RESOURCE.format(
+        rows=rows,
+        nested=NESTED if shape == "nested" else "",
+        file_format="" if file_format == "default" else f", file_format={file_format!r}",
+    )
     (folder / "ingest" / "__init__.py").write_text("")
     (folder / "ingest" / "load.py").write_text(PROJECT.format(resource=code))
     (folder / "plain.py").write_text(PLAIN.format(resource=code))
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--file-format",
         default="parquet",
-        help="dlt's loader file format for both (`default`: dlt's own, insert_values for DuckDB)",
+        help="the resource's file_format hint (`default`: none, dlt's insert_values for DuckDB)",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the projects go")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -203,13 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
-    if args.file_format != "default":
-        env["NORMALIZE__LOADER_FILE_FORMAT"] = args.file_format  # dlt's config, both alike
     load_before = os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for shape in args.shapes.split(","):
-            folder = make_shape(Path(tmp), shape, args.rows)
+            folder = make_shape(Path(tmp), shape, args.rows, args.file_format)
             results.append(bench_shape(folder, shape, args.rows, args.repeat, env))
     load_after = os.getloadavg()
     worst = max(r["ratio"] for r in results)
