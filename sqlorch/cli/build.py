@@ -293,7 +293,8 @@ def _print_without_run(
 
     plan = result.plan
     if dry_run and as_json:
-        print_plan(out, plan, as_json=True)  # a JSON document whatever the plan holds
+        # a JSON document whatever the plan holds (an empty retry too)
+        print_plan(out, plan, as_json=True, execution=result.execution)
     elif isinstance(request, RetryRequest) and not plan.steps:
         assert result.retried is not None
         out.print(
