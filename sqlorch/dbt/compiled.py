@@ -14,10 +14,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlorch.dbt.datatests import DataTest
 from sqlorch.dbt.templates import inputs_of
 
 if TYPE_CHECKING:
@@ -41,48 +42,6 @@ _TEST_MACROS = frozenset(
     }
 )
 _DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb", "dbt_postgres"})
-
-
-@dataclass(frozen=True, slots=True)
-class NativeTest:
-    """A dbt data test, compiled, with what decides its outcome (dbt's test materialization)."""
-
-    unique_id: str
-    sql: str
-    fail_calc: str = "count(*)"
-    warn_if: str = "!= 0"
-    error_if: str = "!= 0"
-    severity: str = "ERROR"
-    limit: int | None = None
-    # store_failures: (database, schema, identifier, "table" | "view") of the failures relation
-    store: tuple[str | None, str, str, str] | None = None
-
-    def limited(self) -> str:
-        """The test's SQL with its `limit` (dbt's `get_limit_subquery_sql`)."""
-        main = self.sql.strip().rstrip(";")
-        if self.limit is None:
-            return main
-        return (
-            f"select *\n    from (\n        {main}\n    ) _dbt_limit_subq\n    limit {self.limit}"
-        )
-
-    def query(self, main: str) -> str:
-        """dbt's `get_test_sql` around `main`: failures, should_warn, should_error."""
-        fc = self.fail_calc
-        return (
-            f"select\n      {fc} as failures,\n      {fc} {self.warn_if} as should_warn,\n"
-            f"      {fc} {self.error_if} as should_error\n    from (\n      {main}\n    "
-            ") dbt_internal_test"
-        )
-
-    def outcome(self, failures: int, should_warn: bool, should_error: bool) -> tuple[str, str]:
-        """(status, message) as dbt reports them for this result."""
-        n = f"{failures} result{'' if failures == 1 else 's'}"
-        if self.severity.upper() == "ERROR" and should_error:
-            return "fail", f"Got {n}, configured to fail if {self.error_if}"
-        if should_warn:
-            return "warn", f"Got {n}, configured to warn if {self.warn_if}"
-        return "pass", ""
 
 
 def test_inputs(check: CheckNode, nodes: Mapping[str, AssetNode]) -> str:
@@ -122,7 +81,7 @@ class CompiledCache:
             return None
         return str(entry.get("sql") or "")
 
-    def test(self, check: CheckNode, nodes: Mapping[str, AssetNode]) -> NativeTest | str | None:
+    def test(self, check: CheckNode, nodes: Mapping[str, AssetNode]) -> DataTest | str | None:
         """The test compiled (or why dbt runs it); None when not cached for these inputs."""
         entry = self._load()["tests"].get(check.unique_id)
         if not isinstance(entry, dict) or entry.get("inputs") != test_inputs(check, nodes):
@@ -132,7 +91,7 @@ class CompiledCache:
         fields = dict(entry["test"])
         if fields.get("store") is not None:
             fields["store"] = tuple(fields["store"])
-        return NativeTest(**fields)
+        return DataTest(**fields)
 
     def put_model(self, node: AssetNode, sql: str) -> None:
         """Remember `node`'s compiled SQL ("" when dbt could not compile it)."""
@@ -140,7 +99,7 @@ class CompiledCache:
         self._dirty = True
 
     def put_test(
-        self, check: CheckNode, nodes: Mapping[str, AssetNode], value: NativeTest | str
+        self, check: CheckNode, nodes: Mapping[str, AssetNode], value: DataTest | str
     ) -> None:
         """Remember a compiled test, or why dbt runs it."""
         entry: dict[str, Any] = {"inputs": test_inputs(check, nodes)}
@@ -168,7 +127,7 @@ def compile_nodes(
     tests: Sequence[str],
     selectors: list[str],
     run_dir: Path,
-) -> tuple[dict[str, str], dict[str, NativeTest | str]]:
+) -> tuple[dict[str, str], dict[str, DataTest | str]]:
     """Have dbt compile `models` and the data tests `tests` in one invocation.
 
     Returns (model key -> compiled SQL, "" where dbt compiled nothing) and (test unique_id ->
@@ -182,7 +141,7 @@ def compile_nodes(
     )
     sqls = {m.key: compiled.get(m.unique_id or "", "") for m in models}
     overridden = _test_sql_overridden(invoker)
-    out: dict[str, NativeTest | str] = {}
+    out: dict[str, DataTest | str] = {}
     for uid in tests:
         if overridden:
             out[uid] = "dbt: the project overrides how dbt runs tests"
@@ -203,7 +162,7 @@ def _test_sql_overridden(invoker: DbtInvoker) -> bool:
     )
 
 
-def _native_test(invoker: DbtInvoker, uid: str, sql: str) -> NativeTest | str:
+def _native_test(invoker: DbtInvoker, uid: str, sql: str) -> DataTest | str:
     """Read a compiled test's configuration from dbt's parsed manifest."""
     node = getattr(invoker.manifest, "nodes", {}).get(uid)
     config = getattr(node, "config", None)
@@ -219,7 +178,7 @@ def _native_test(invoker: DbtInvoker, uid: str, sql: str) -> NativeTest | str:
         alias = getattr(node, "alias", None) or getattr(node, "name", uid)
         store = (getattr(node, "database", None), str(node.schema), str(alias), str(kind))
     limit = getattr(config, "limit", None)
-    return NativeTest(
+    return DataTest(
         unique_id=uid,
         sql=sql,
         fail_calc=str(getattr(config, "fail_calc", None) or "count(*)"),

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlorch.dbt.datatests import DataTest
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
@@ -53,39 +55,6 @@ _BATCHES = (
 
 
 @dataclass(frozen=True, slots=True)
-class DataTestTemplate:
-    """A dbt data test of one templated model, compiled, with its configuration."""
-
-    unique_id: str
-    sql: str
-    fail_calc: str = "count(*)"
-    warn_if: str = "!= 0"
-    error_if: str = "!= 0"
-    severity: str = "ERROR"
-    limit: int | None = None
-
-    def query(self) -> str:
-        """dbt's `get_test_sql` around the test: failures, should_warn, should_error."""
-        main = self.sql.strip().rstrip(";")
-        if self.limit is not None:
-            main = f"select * from (\n{main}\n) _dbt_limit_subq limit {int(self.limit)}"
-        fc = self.fail_calc
-        return (
-            f"select {fc} as failures, {fc} {self.warn_if} as should_warn, "
-            f"{fc} {self.error_if} as should_error from (\n{main}\n) dbt_internal_test"
-        )
-
-    def outcome(self, failures: int, should_warn: bool, should_error: bool) -> tuple[str, str]:
-        """(status, message) as dbt reports them for this result."""
-        n = f"{failures} result{'' if failures == 1 else 's'}"
-        if self.severity.upper() == "ERROR" and should_error:
-            return "fail", f"Got {n}, configured to fail if {self.error_if}"
-        if should_warn:
-            return "warn", f"Got {n}, configured to warn if {self.warn_if}"
-        return "pass", ""
-
-
-@dataclass(frozen=True, slots=True)
 class Template:
     """A model's compiled SQL with its window bounds as named holes."""
 
@@ -95,7 +64,7 @@ class Template:
     parts: tuple[str, ...]
     microbatch: bool
     # the model's own data tests that sqlorch can run from their compiled SQL
-    tests: tuple[DataTestTemplate, ...] = ()
+    tests: tuple[DataTest, ...] = ()
 
     def render(self, values: Mapping[str, str]) -> str:
         """The SQL for one window (`values`: hole name -> bound as dbt would render it)."""
@@ -187,7 +156,7 @@ class TemplateCache:
             inputs=entry["inputs"],
             parts=tuple(entry["parts"]),
             microbatch=bool(entry.get("microbatch")),
-            tests=tuple(DataTestTemplate(**t) for t in entry.get("tests") or ()),
+            tests=tuple(DataTest(**t) for t in entry.get("tests") or ()),
         )
 
     def put(self, node: AssetNode, value: Template | str) -> None:
@@ -314,7 +283,7 @@ def _test_sql_overridden(invoker: DbtInvoker) -> bool:
 
 def _test_template(
     invoker: DbtInvoker, uid: str, first: Mapping[str, str], second: Mapping[str, str]
-) -> DataTestTemplate | None:
+) -> DataTest | None:
     """A test sqlorch can run as dbt would (None: leave it to dbt).
 
     The test must compile to the same SQL for both sentinel windows (it does not read the
@@ -330,7 +299,7 @@ def _test_template(
     if getattr(config, "store_failures", None) or getattr(config, "sql_header", None):
         return None
     limit = getattr(config, "limit", None)
-    return DataTestTemplate(
+    return DataTest(
         unique_id=uid,
         sql=sql,
         fail_calc=str(getattr(config, "fail_calc", None) or "count(*)"),

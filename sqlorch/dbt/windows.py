@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlorch.core.graph import AssetGraph, AssetNode
+    from sqlorch.dbt.datatests import DataTest
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.runner import DbtInvoker, InvocationResult
-    from sqlorch.dbt.templates import DataTestTemplate, Template
+    from sqlorch.dbt.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class DirectWindows:
             if c.runs_in_dbt and not c.is_unit_test and tuple(c.asset_keys) == (key,)
         ]
 
-    def run_test(self, test: DataTestTemplate) -> tuple[str, str, int, float]:
+    def run_test(self, test: DataTest) -> tuple[str, str, int, float]:
         """Run one dbt data test as dbt would: (status, message, failures, seconds).
 
         A query error is the test's `error`, as in dbt.
@@ -297,7 +298,7 @@ class DirectWindows:
         finally:
             session.close()
 
-    def _test_on(self, session: Any, test: DataTestTemplate) -> tuple[str, str, int, float]:
+    def _test_on(self, session: Any, test: DataTest) -> tuple[str, str, int, float]:
         started = time.perf_counter()
         try:
             row = session.execute(test.query())[0]

@@ -28,8 +28,9 @@ from sqlorch.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
     from sqlorch.core.graph import AssetNode
+    from sqlorch.dbt.datatests import DataTest
     from sqlorch.dbt.runner import InvocationResult
-    from sqlorch.dbt.templates import DataTestTemplate, Template
+    from sqlorch.dbt.templates import Template
     from sqlorch.dbt.windows import DirectWindows, WindowChunk
 
 log = logging.getLogger(__name__)
@@ -365,7 +366,7 @@ class DbtChunks:
         return result
 
     def _run_tests(
-        self, uids: list[str], ready: dict[str, DataTestTemplate], result: InvocationResult
+        self, uids: list[str], ready: dict[str, DataTest], result: InvocationResult
     ) -> None:
         """Run the written models' compiled tests; each result goes out as a dbt event."""
 

@@ -27,7 +27,8 @@ from sqlorch.execute.readiness import Readiness
 from sqlorch.execute.status import Status
 
 if TYPE_CHECKING:
-    from sqlorch.dbt.compiled import CompiledCache, NativeTest
+    from sqlorch.dbt.compiled import CompiledCache
+    from sqlorch.dbt.datatests import DataTest
     from sqlorch.dbt.runner import InvocationResult
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
@@ -76,7 +77,7 @@ class NativeSteps:
         }
         self.cache: CompiledCache = CompiledCache(invoker.artifacts_dir / "compiled.json")
         self.sql: dict[str, str] = {}
-        self.tests: dict[str, NativeTest] = {}
+        self.tests: dict[str, DataTest] = {}
         self.test_reasons: dict[str, str] = {}
         self._ready = False
 

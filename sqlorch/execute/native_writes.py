@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlorch.dbt.compiled import NativeTest
+from sqlorch.dbt.datatests import DataTest
 
 # (database or None, schema, identifier), as dbt names a relation
 Relation = tuple[str | None, str, str]
@@ -155,7 +155,7 @@ def _backup(relation: Relation) -> Relation:
     return (relation[0], relation[1], f"{relation[2]}__dbt_backup")
 
 
-def run_test(con: Any, test: NativeTest) -> tuple[str, str, int, float]:
+def run_test(con: Any, test: DataTest) -> tuple[str, str, int, float]:
     """Run one data test as dbt's test materialization: (status, message, failures, seconds).
 
     With store_failures, the failing rows replace the test's audit relation first and the

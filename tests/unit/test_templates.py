@@ -5,7 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from sqlorch.dbt.templates import DataTestTemplate, Template, cut, inputs_of
+from sqlorch.dbt.datatests import DataTest
+from sqlorch.dbt.templates import Template, cut, inputs_of
 
 
 def test_cut_and_render_round_trip() -> None:
@@ -32,7 +33,7 @@ def test_cut_prefers_the_longest_sentinel_and_none_without_one() -> None:
     assert cut("select 1", values) is None
 
 
-def run(test: DataTestTemplate) -> tuple[str, str]:
+def run(test: DataTest) -> tuple[str, str]:
     con = duckdb.connect()
     con.execute("create table t as select * from range(5) r(i)")
     row = con.execute(test.query()).fetchone()
@@ -43,16 +44,16 @@ def run(test: DataTestTemplate) -> tuple[str, str]:
 def test_test_outcomes_follow_dbts_rules() -> None:
     failing = "select * from t where i > 2"  # two rows
     fail = ("fail", "Got 2 results, configured to fail if != 0")
-    assert run(DataTestTemplate("t1", failing)) == fail
-    assert run(DataTestTemplate("t2", "select * from t where i > 9")) == ("pass", "")
-    warn = DataTestTemplate("t3", failing, severity="WARN")
+    assert run(DataTest("t1", failing)) == fail
+    assert run(DataTest("t2", "select * from t where i > 9")) == ("pass", "")
+    warn = DataTest("t3", failing, severity="WARN")
     assert run(warn) == ("warn", "Got 2 results, configured to warn if != 0")
     # thresholds: fail above 2, warn above 1
-    both = DataTestTemplate("t4", failing, warn_if=">1", error_if=">2")
+    both = DataTest("t4", failing, warn_if=">1", error_if=">2")
     assert run(both) == ("warn", "Got 2 results, configured to warn if >1")
-    limited = DataTestTemplate("t5", failing, limit=1)
+    limited = DataTest("t5", failing, limit=1)
     assert run(limited) == ("fail", "Got 1 result, configured to fail if != 0")
-    summed = DataTestTemplate("t6", failing + ";", fail_calc="sum(i)")
+    summed = DataTest("t6", failing + ";", fail_calc="sum(i)")
     assert run(summed) == ("fail", "Got 7 results, configured to fail if != 0")
 
 
