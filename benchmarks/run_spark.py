@@ -173,8 +173,36 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _become_subreaper() -> None:
+    """Adopt every orphaned descendant (Linux PR_SET_CHILD_SUBREAPER), so its CPU is counted.
+
+    RUSAGE_CHILDREN counts the processes that were waited for, and the children they waited
+    for. pyspark's JVM is not waited for by the Python process that started it: without this
+    it is re-parented to init when that process exits and its CPU (most of a Spark run) is
+    lost. As a subreaper, this process adopts it, waits for it, and counts it.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise SystemExit("prctl(PR_SET_CHILD_SUBREAPER) failed: CPU times would miss the JVM")
+
+
+def _reap_orphans(deadline: float) -> None:
+    """Wait for every adopted descendant still running (a JVM outlives its Python a moment)."""
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children left
+        if pid == 0:
+            time.sleep(0.1)
+    raise SystemExit("a process of the benchmark did not exit within 120 s of its parent")
+
+
 def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float]:
-    """Run `cmd`; return (wall seconds, CPU seconds of it and its children)."""
+    """Run `cmd`; return (wall seconds, CPU seconds of its whole process tree, JVM included)."""
+    _reap_orphans(time.monotonic() + 120)  # what earlier commands left is not counted here
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("a") as fh:
@@ -182,6 +210,7 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float]:
         fh.flush()
         proc = subprocess.run(cmd, cwd=cwd, env=_env(), stdout=fh, stderr=fh, check=False)
     wall = time.perf_counter() - start
+    _reap_orphans(time.monotonic() + 120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
@@ -195,9 +224,16 @@ def pair(
     """Run a and b alternately `repeat` times; print and return the best of each and ratios."""
     log = cwd / "bench_logs.txt"
     runs: dict[str, list[tuple[float, float]]] = {a[0]: [], b[0]: []}
-    for _ in range(repeat):
+    for i in range(repeat):
         for label, cmd in (a, b):
             runs[label].append(timed(cmd, cwd, log))
+        (wa, ca), (wb, cb) = runs[a[0]][i], runs[b[0]][i]
+        print(
+            f"  pair {i + 1}: {a[0]} {wa:.1f}s wall {ca:.1f}s cpu | {b[0]} {wb:.1f}s wall "
+            f"{cb:.1f}s cpu | wall {wb / wa:.2f}x cpu {cb / ca:.2f}x | load "
+            f"{os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     best = {k: min(v) for k, v in runs.items()}
     (wa, ca), (wb, cb) = best[a[0]], best[b[0]]
     load = os.getloadavg()
@@ -227,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "projects" / "spark")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    _become_subreaper()
     if shutil.which("java") is None:
         print("Spark needs a Java runtime (apt-get install openjdk-17-jre-headless)")
         return 2

@@ -176,8 +176,15 @@ def observe(
     opened = None
     reads = project.settings.warehouse_reads  # False: the web UI, which opens no warehouse
     # Spark: opening it starts a JVM (10-20 s) and locks an embedded metastore a running
-    # build holds; without an open session its table presence stays unknown
+    # build holds; without an open session its tables are looked for as directories
     heavy = project.target.type == "spark"
+    if warehouse is None and heavy:
+        from sqlorch.warehouse.spark_presence import has_session, observe_files
+
+        if not has_session(project.target.options):
+            view = observe_files(project.target.options, project.graph)
+            return view.present() if present else view
+        heavy = False  # this process runs a session already: its catalog costs nothing
     if warehouse is None and project.invoker.duckdb_path is None and reads and not heavy:
         try:
             warehouse = opened = open_warehouse(project.target, needs_file=False)

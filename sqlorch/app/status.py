@@ -25,12 +25,14 @@ def asset_status(
     """Return the status of each selected asset (default: all), as `status --json` prints it.
 
     Each: key, kind, stale, reasons, last_materialized_at, rows, duration_s, last_run_id,
-    last_outcome, code_version and partitions (DESIGN.md §10). `project`: the project of
+    last_outcome, code_version, partitions (DESIGN.md §10) and presence_checked (False: whether
+    its relation exists could not be checked). `project`: the project of
     `settings`, already loaded (the web UI's pages load it once per request).
     """
     project = project or load_project(settings)
     store = open_store(settings, readonly=True)
-    snapshot = state_snapshot(store, observe(project), project.graph)
+    view = observe(project)
+    snapshot = state_snapshot(store, view, project.graph)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
     keys = (
         select_assets(project, select, exclude, warn, state=sets) if (select or exclude) else None
@@ -72,6 +74,8 @@ def asset_status(
                 "last_outcome": st.last_status if st else None,
                 "code_version": n.code_version,
                 "partitions": docs.get(n.key),
+                # False: whether its table exists could not be checked (a Spark view)
+                "presence_checked": n.key.lower() not in view.unobserved,
             }
         )
     return rows

@@ -93,13 +93,17 @@ def status(
                 fmt_seconds(r["duration_s"]) or "-",
                 r["last_run_id"] or "-",
                 r["last_outcome"] or "-",
-                "; ".join(r["reasons"]) or "no",
+                "; ".join(r["reasons"]) or ("no" if r["presence_checked"] else _UNOBSERVED),
             )
             for r in rows
         ],
         right={"rows", "duration"},
         color=lambda col, value: colors.get(value) if col == "outcome" else None,
     )
+
+
+#: what `status` says of a fresh asset whose relation it could not look for
+_UNOBSERVED = "no by its history; presence in the warehouse not checked"
 
 
 @click.command()

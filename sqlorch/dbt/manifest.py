@@ -51,7 +51,7 @@ class DbtProject:
 
 
 #: dbt configs that say how a model's table is written
-_WRITE_CONFIG = ("incremental_strategy", "file_format", "partition_by")
+_WRITE_CONFIG = ("incremental_strategy", "file_format", "partition_by", "location_root")
 
 
 def _key(schema: str | None, name: str) -> str:

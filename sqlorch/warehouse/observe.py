@@ -107,12 +107,15 @@ class WarehouseView:
 
     `relations`: the `schema.name` relations that exist (None: unknown). `loaded_at`: for
     observed sources with a dbt `loaded_at_field`, the newest value of it (UTC, ISO-8601).
+    `unobserved`: relations counted in `relations` whose presence could not be checked (a
+    Spark view without an open session): `status` says so instead of calling them fresh.
     """
 
     relations: frozenset[str] | None
     loaded_at: dict[str, str] = dataclasses.field(default_factory=dict)
     # views over files (dbt-duckdb `external` models): relation -> the paths they read
     files: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    unobserved: frozenset[str] = frozenset()
 
     def present(self) -> WarehouseView:
         """This view less the relations whose files are gone (an external model's parquet

@@ -210,12 +210,23 @@ class SparkWarehouse:
         return self._con.sql(sql, params).to_arrow_table()
 
     def relations(self) -> frozenset[str]:
-        """Every table and view of the catalog as lower-case `schema.name` (catalog only)."""
+        """Every table and view of the catalog as lower-case `schema.name` (catalog only).
+
+        A managed table of a local warehouse whose directory is gone (deleted by hand) holds
+        nothing: it is not listed, so the planner rebuilds it.
+        """
+        from sqlorch.warehouse.spark_presence import local_dir, table_dir
+
+        root = local_dir(str(self.spark.conf.get("spark.sql.warehouse.dir", "")))
         out: set[str] = set()
         for db in self.spark.catalog.listDatabases():
             for t in self.spark.catalog.listTables(db.name):
-                if not t.isTemporary:
-                    out.add(f"{db.name}.{t.name}".lower())
+                key = f"{db.name}.{t.name}".lower()
+                if t.isTemporary:
+                    continue
+                if root and str(t.tableType) == "MANAGED" and not table_dir(root, key).is_dir():
+                    continue
+                out.add(key)
         return frozenset(out)
 
     def interrupt(self) -> None:
@@ -405,9 +416,25 @@ class SparkWarehouse:
             return False
 
     def row_counts(self, keys: list[str]) -> dict[str, int]:
-        """Return exact row counts of the existing tables among `keys` (one Spark job)."""
-        present = [k for k in keys if self._is_table(k)]
+        """Return exact row counts of the existing tables among `keys`.
+
+        A managed Parquet table of a local warehouse is counted from its files' footers (no
+        Spark job: the row count after each write was one); any other table by one Spark job.
+        """
+        from sqlorch.warehouse.spark_presence import footer_rows, local_dir
+
+        root = local_dir(str(self.spark.conf.get("spark.sql.warehouse.dir", "")))
         counts: dict[str, int] = {}
+        present = []
+        for key in keys:
+            kind = self._table_type(key)
+            if kind is None or kind == "VIEW":
+                continue
+            rows = footer_rows(root, key, self._partition_dirs(key)) if kind == "MANAGED" else None
+            if rows is None:
+                present.append(key)
+            else:
+                counts[key] = rows
         for start in range(0, len(present), 200):
             chunk = present[start : start + 200]
             sql = " UNION ALL ".join(
@@ -417,12 +444,19 @@ class SparkWarehouse:
                 counts[chunk[i]] = int(n)
         return counts
 
-    def _is_table(self, key: str) -> bool:
+    def _partition_dirs(self, key: str) -> list[str] | None:
+        """The partitions of `key` as paths under its directory (None: not partitioned)."""
+        if not self.partition_columns(key):
+            return None
+        return [str(r[0]) for r in self.spark.sql(f"SHOW PARTITIONS {quote_key(key)}").collect()]
+
+    def _table_type(self, key: str) -> str | None:
+        """MANAGED, EXTERNAL or VIEW (None: no such relation)."""
         schema, name = key.split(".", 1)
         try:
-            return str(self.spark.catalog.getTable(f"{schema}.{name}").tableType) != "VIEW"
+            return str(self.spark.catalog.getTable(f"{schema}.{name}").tableType)
         except Exception:  # noqa: BLE001 - missing
-            return False
+            return None
 
     def columns(self, key: str) -> list[Column]:
         """Return the columns of `key` in order (empty when it does not exist)."""

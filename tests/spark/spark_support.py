@@ -63,8 +63,12 @@ def spark_project(root: Path, files: dict[str, str], python: dict[str, str]) -> 
     """A tiny project whose default target is Spark (in process: the shared session)."""
     base = root.parent / f"{root.name}-spark"
     base.mkdir(parents=True, exist_ok=True)
+    profile = SPARK_PROFILE.format(name="tiny", root=base.as_posix())
+    shared = _session_warehouse()
+    if shared is not None:  # the test session's Spark holds the tables: say where they are
+        profile = profile.replace(f"{base.as_posix()}/warehouse", shared)
     files = {
-        "profiles.yml": SPARK_PROFILE.format(name="tiny", root=base.as_posix()),
+        "profiles.yml": profile,
         "macros/sqlorch.sql": (REPO / "sqlorch" / "dbt" / "macros" / "sqlorch.sql").read_text(),
         "macros/generate_schema_name.sql": (
             REPO / "macros" / "generate_schema_name.sql"
@@ -72,6 +76,21 @@ def spark_project(root: Path, files: dict[str, str], python: dict[str, str]) -> 
         **files,
     }
     return write_dbt_project(root, files, python)
+
+
+def _session_warehouse() -> str | None:
+    """The warehouse directory of the process's SparkSession (None: none runs)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        return None
+    return str(active.conf.get("spark.sql.warehouse.dir")).removeprefix("file:")
+
+
+def warehouse_path(spark: Any) -> Path:
+    """The local warehouse directory of `spark`."""
+    return Path(str(spark.conf.get("spark.sql.warehouse.dir")).removeprefix("file:"))
 
 
 def table_rows(spark: Any, key: str) -> list[tuple[Any, ...]]:

@@ -8,12 +8,13 @@ A tiny project on the shared Spark session: a daily partitioned Python asset `ra
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TinyProject, assert_clean_error, run_cli
-from spark_support import content_hash, partitions, spark_project, table_rows
+from conftest import TinyProject, assert_clean_error, run_cli, run_cli_subprocess
+from spark_support import content_hash, partitions, spark_project, table_rows, warehouse_path
 
 pytestmark = pytest.mark.spark
 
@@ -182,3 +183,46 @@ def test_a_partitioned_model_without_partition_by_is_refused(spark: Any, tmp_pat
     result = run_cli(project.path, "build")
     assert_clean_error(result, 2, "'daily'", "partition_by=['day']", "overwrite the whole table")
     assert not (project.path / "calls.txt").exists()
+
+
+RECENT = "{{ config(materialized='view') }}\nselect day, events from {{ ref('daily') }}\n"
+
+
+def _status(project: TinyProject) -> dict[str, dict[str, Any]]:
+    """`sqlorch status --json` as a new process without Java: it must not start Spark."""
+    result = run_cli_subprocess(
+        project.path, "status", "--json", env={"PATH": "/nonexistent", "JAVA_HOME": "/nonexistent"}
+    )
+    assert result.exit_code == 0, result.describe()
+    return {item["key"]: item for item in json.loads(result.stdout)}
+
+
+def test_status_sees_tables_dropped_outside_a_build_without_starting_spark(
+    spark: Any, tmp_path: Path
+) -> None:
+    project = spark_project(
+        tmp_path / "tiny", {**FILES, "models/recent.sql": RECENT}, {"ingest/events.py": EVENTS}
+    )
+    (project.path / "days.json").write_text(json.dumps(DAYS))
+    _ok(project, "build")
+    status = _status(project)
+    assert [k for k, item in status.items() if item["stale"]] == []
+    # tables are directories of the warehouse; a view is only in the metastore: not checked
+    assert status["raw.events"]["presence_checked"] and status["marts.daily"]["presence_checked"]
+    assert not status["marts.recent"]["presence_checked"]
+    text = run_cli_subprocess(project.path, "status", env={"PATH": "/nonexistent"})
+    assert "presence in the warehouse not checked" in text.flat, text.describe()
+
+    # dropped through Spark, and a table's files deleted by hand: both missing, not fresh
+    spark.sql("DROP TABLE marts.daily")
+    shutil.rmtree(warehouse_path(spark) / "raw.db" / "events")
+    status = _status(project)
+    for key in ("raw.events", "marts.daily"):
+        assert any(r.startswith("table missing") for r in status[key]["reasons"]), status[key]
+    assert status["marts.recent"]["stale"], status["marts.recent"]
+
+    # the next build (a new process would see the same) rebuilds both, with every row
+    _ok(project, "build")
+    assert spark.table("raw.events").count() == sum(DAYS.values())
+    assert dict(spark.sql("select cast(day as string), events from marts.daily").collect()) == DAYS
+    assert [k for k, item in _status(project).items() if item["stale"]] == []
