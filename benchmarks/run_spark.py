@@ -251,6 +251,53 @@ def pair(
     }
 
 
+def row_counts(out: Path, days: int, repeat: int) -> dict[str, object]:
+    """The row count after a write: a Spark `count(*)` job vs the Parquet footers (sqlorch's
+    way since issue 15's second round), alternately on one table of `days` partitions."""
+    code = f"""
+import json, sys, time
+sys.path.insert(0, {str(REPO)!r})
+from sqlorch.warehouse.spark import SparkWarehouse, quote_key, start_session
+root = {str(out.resolve())!r}
+spark = start_session({{
+    "spark.master": "local[2]", "spark.driver.memory": "2g",
+    "spark.sql.warehouse.dir": root + "/warehouse",
+    "spark.hadoop.javax.jdo.option.ConnectionURL":
+        "jdbc:derby:;databaseName=" + root + "/metastore_db;create=true",
+    "spark.driver.extraJavaOptions": "-Dderby.system.home=" + root,
+}})
+spark.sql("create database if not exists bench")
+spark.sql("drop table if exists bench.daily")
+spark.range(540 * {days}).selectExpr("id", "date_add(date'2024-01-01', cast(id % {days} as int)) "
+    "as day").write.partitionBy("day").format("parquet").saveAsTable("bench.daily")
+w = SparkWarehouse(spark)
+runs = {{"spark count(*)": [], "footers": []}}
+for _ in range({repeat} + 1):  # the first round warms up
+    t = time.perf_counter(); a = spark.sql("select count(*) from bench.daily").collect()[0][0]
+    runs["spark count(*)"].append(time.perf_counter() - t)
+    t = time.perf_counter(); b = w.row_counts(["bench.daily"])["bench.daily"]
+    runs["footers"].append(time.perf_counter() - t)
+    assert a == b, (a, b)
+print(json.dumps({{k: v[1:] for k, v in runs.items()}}))
+spark.stop()
+"""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=out, env=_env(), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    a, b = min(runs["spark count(*)"]), min(runs["footers"])
+    print(
+        f"row count of a {days}-partition table: spark count(*) {a:.2f}s | footers {b:.2f}s | "
+        f"footers/count {b / a:.2f}x | load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    return {"name": "row counts", "runs": runs, "wall_ratio": b / a, "load": os.getloadavg()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=100)
@@ -352,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.repeat,
                 )
             )
+    if "counts" in only:
+        results.append(row_counts(args.out / "counts", args.days, args.repeat))
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

@@ -430,7 +430,7 @@ class SparkWarehouse:
             kind = self._table_type(key)
             if kind is None or kind == "VIEW":
                 continue
-            rows = footer_rows(root, key, self._partition_dirs(key)) if kind == "MANAGED" else None
+            rows = footer_rows(root, key) if kind == "MANAGED" else None
             if rows is None:
                 present.append(key)
             else:
@@ -443,12 +443,6 @@ class SparkWarehouse:
             for i, n in self.spark.sql(sql).collect():
                 counts[chunk[i]] = int(n)
         return counts
-
-    def _partition_dirs(self, key: str) -> list[str] | None:
-        """The partitions of `key` as paths under its directory (None: not partitioned)."""
-        if not self.partition_columns(key):
-            return None
-        return [str(r[0]) for r in self.spark.sql(f"SHOW PARTITIONS {quote_key(key)}").collect()]
 
     def _table_type(self, key: str) -> str | None:
         """MANAGED, EXTERNAL or VIEW (None: no such relation)."""

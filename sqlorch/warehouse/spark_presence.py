@@ -108,32 +108,37 @@ def _managed_table(node: AssetNode) -> bool:
     return (node.materialized or "") in _TABLE_MATERIALIZATIONS
 
 
-def footer_rows(root: Path | None, key: str, partitions: list[str] | None) -> int | None:
+def footer_rows(root: Path | None, key: str) -> int | None:
     """The rows of the managed Parquet table `key` from its files' footers (no Spark job).
 
-    `partitions`: the catalog's partitions (`day=2024-01-01`, each a directory), or None for
-    a table without them. None when the files are not all Parquet where expected (another
-    format, a partition directory missing, an unexpected folder): count with Spark then.
-    Files Spark itself skips (`_SUCCESS`, `.crc`, `.spark-staging-*`) are skipped.
+    Partitions are the table's `column=value` folders (a managed table's dropped partition
+    loses its folder). None when anything else is found (another format, another folder),
+    or no folder: count with Spark then. What Spark itself skips (`_SUCCESS`, `.crc` files,
+    `.spark-staging-*` of an unfinished write) is skipped.
     """
     if root is None:
         return None
     import pyarrow.parquet as pq
 
-    base = table_dir(root, key)
     total = 0
-    for folder in [base] if partitions is None else [base / p for p in partitions]:
+    folders = [table_dir(root, key)]
+    while folders:
         try:
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(folders.pop()))
         except OSError:
             return None
         for entry in entries:
             if entry.name.startswith(("_", ".")):
                 continue
-            if not entry.is_file() or not entry.name.endswith(".parquet"):
+            if entry.is_dir():
+                if "=" not in entry.name:
+                    return None
+                folders.append(Path(entry.path))
+            elif not entry.name.endswith(".parquet"):
                 return None
-            try:
-                total += pq.read_metadata(entry.path).num_rows
-            except (OSError, ValueError):
-                return None
+            else:
+                try:
+                    total += pq.read_metadata(entry.path).num_rows
+                except (OSError, ValueError):
+                    return None
     return total
