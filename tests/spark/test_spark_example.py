@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import BuiltExample, CliResult, copy_example, run_cli, scalar
+from spark_support import warehouse_path
 
 pytestmark = pytest.mark.spark
 
@@ -40,6 +41,17 @@ def spark_example(spark_session: Any, tmp_path_factory: pytest.TempPathFactory) 
         if db.name != "default":
             spark_session.sql(f"DROP DATABASE IF EXISTS `{db.name}` CASCADE")
     path = copy_example(tmp_path_factory.mktemp("spark-example") / "nycflights")
+    # the tables are in the test session's Spark warehouse: the profile says so, as a
+    # process of its own would (status looks for a session's tables in its warehouse folder)
+    profiles = path / "profiles" / "profiles.yml"
+    text = profiles.read_text()
+    assert "spark.sql.warehouse.dir: .sqlorch/spark/warehouse" in text
+    profiles.write_text(
+        text.replace(
+            "spark.sql.warehouse.dir: .sqlorch/spark/warehouse",
+            f'spark.sql.warehouse.dir: "{warehouse_path(spark_session)}"',
+        )
+    )
     build = _ok(run_cli(path, "build", "-t", "spark", *EXCLUDE))
     return path, build
 
