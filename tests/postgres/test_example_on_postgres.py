@@ -231,9 +231,10 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
 ) -> None:
     artifacts = tmp_path / "prod-artifacts"
     full = pg_example.cli(
-        "build", "-s", "mart_carrier_ontime_monthly", "--full-refresh", "--target-path",
-        str(artifacts),
+        "build", "-s", "mart_carrier_ontime_monthly", "stg_airlines", "--full-refresh",
+        "--target-path", str(artifacts),
     )  # fmt: skip
+    # (sqlorch writes the monthly windows itself; the view is dbt's: its run_results.json)
     assert full.exit_code == 0, full.describe()
     assert "12 partitions" in full.flat  # every partition of the selection, not just stale ones
     assert (artifacts / "manifest.json").is_file() and (artifacts / "run_results.json").is_file()
@@ -245,7 +246,7 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
         assert not ("--vars" in args and "--full-refresh" in args), args
     # the monthly windows were written by sqlorch itself, not by dbt
     assert "marts.mart_carrier_ontime_monthly" in {
-        k for e in invocations for k in e["data"]["window_writes"]
+        k for e in invocations for k in e["data"].get("window_writes", ())
     }, invocations
 
     # a PR: one model edited; state:modified+ builds just it, reading upstream deferred
