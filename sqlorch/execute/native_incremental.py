@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlorch.dbt.native import Incremental
-from sqlorch.execute.native_writes import NativeWriteError, Relation
+
+# (database or None, schema, identifier), as dbt names a relation
+Relation = tuple[str | None, str, str]
+
+
+class NativeWriteError(Exception):
+    """A native write failed for a reason of dbt's materialization, not DuckDB's."""
+
 
 _STRINGS = frozenset({"text", "character varying", "character", "varchar"})
 

@@ -385,7 +385,8 @@ class NativeSteps:
         import duckdb
 
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_writes import NativeWriteError, Write, materialize_many
+        from sqlorch.execute.native_incremental import NativeWriteError
+        from sqlorch.execute.native_writes import Write, materialize_many
 
         graph, inbox = self.progress.graph, self.invocations.inbox
         nodes = [graph.assets[k] for k in group]

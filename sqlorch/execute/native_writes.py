@@ -18,9 +18,7 @@ from typing import Any
 
 from sqlorch.dbt.datatests import DataTest
 from sqlorch.dbt.native import Incremental
-
-# (database or None, schema, identifier), as dbt names a relation
-Relation = tuple[str | None, str, str]
+from sqlorch.execute.native_incremental import NativeWriteError, Relation, write_incremental
 
 
 def quoted(relation: Sequence[str | None]) -> str:
@@ -94,10 +92,6 @@ class Write:
     full_refresh: bool = False
     #: the SQL was compiled with `is_incremental()` true (incremental models only)
     compiled_incremental: bool = False
-
-
-class NativeWriteError(Exception):
-    """A native write failed for a reason of dbt's materialization, not DuckDB's."""
 
 
 class ModeChangedError(NativeWriteError):
@@ -187,8 +181,6 @@ def _in_place(write: Write, existing: str | None) -> bool:
 
 def _incremental(con: Any, write: Write, existing: str | None) -> int | None:
     """dbt-duckdb's first run (`create table as`) or a later run (the strategy)."""
-    from sqlorch.execute.native_incremental import write_incremental
-
     if existing is None:
         row = con.execute(
             f"create  table\n      {quoted(write.relation)}\n  as (\n{write.sql}\n  );"

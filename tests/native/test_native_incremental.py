@@ -170,7 +170,8 @@ def test_on_schema_change_fail_fails_both_ways_and_keeps_the_table(make_dbt_proj
         "timestamp '2024-01-01' + to_hours(i) as ts from range(1, 10) t(i)",
     )
     assert run_cli(project.path, "build").exit_code == 0
-    project.write({"models/strict.sql": _model("unique_key='id', on_schema_change='fail'", CHANGED)})
+    strict = _model("unique_key='id', on_schema_change='fail'", CHANGED)
+    project.write({"models/strict.sql": strict})
     _raw(project.db, "insert into raw.events values (50, 'b', 1, timestamp '2025-01-01')")
     result = run_cli(project.path, "verify", "--json")
     doc = result.json()
