@@ -297,3 +297,24 @@ def test_column_lineage_in_the_postgres_dialect(pg_example: PgExample) -> None:
     text = result.stdout
     for column in ("marts.fct_flights.dep_delay_min", "raw.flights.dep_delay"):
         assert column in text
+
+
+def test_a_window_whose_columns_changed_is_left_to_dbt_saying_why(pg_example: PgExample) -> None:
+    table = "marts.mart_carrier_ontime_monthly"
+    count = f"select count(*) from {table} where flight_month in ('2013-03-01', '2013-04-01')"
+    before = pg_example.sql(count)[0][0]
+    model = pg_example.path / "models" / "marts" / "mart_carrier_ontime_monthly.sql"
+    text = model.read_text()
+    assert "sum(flights) as flights" in text
+    model.write_text(text.replace("sum(flights) as flights", "sum(flights)::bigint as flights"))
+    result = pg_example.cli(
+        "backfill", "mart_carrier_ontime_monthly", "--from", "2013-03-01", "--to", "2013-04-30"
+    )
+    assert result.exit_code == 0, result.describe()
+    finished = window_events(pg_example)
+    because = {k: v for d in finished for k, v in d.get("dbt_writes_because", {}).items()}
+    # the table's column is numeric (a sum of bigint); the query now gives bigint:
+    # the model's on_schema_change is dbt's to apply, so dbt writes the window
+    assert because == {table: "its columns changed (flights numeric -> bigint)"}, because
+    assert table not in {k for d in finished for k in d.get("window_writes", ())}
+    assert pg_example.sql(count)[0][0] == before
