@@ -119,6 +119,15 @@ def build(
         return result
     if isinstance(request, BuildRequest):
         apply_dbt_flags(project, request)
+        if request.defer_state and settings.environment:  # (dbt's --defer is not used)
+            from sqlorch.app.environments import link_production
+
+            linked = link_production(project, plan)
+            if linked and note is not None:
+                note(
+                    f"environment {settings.environment}: read from production through views: "
+                    + ", ".join(linked)
+                )
     outcome, hidden = execute(
         project,
         plan,
@@ -156,15 +165,17 @@ def apply_dbt_flags(project: Project, request: BuildRequest) -> None:
     """Hand `--full-refresh` and `--defer --state` to every dbt invocation of the run.
 
     `--state prod` (a name, not a folder): the manifest of the `prod` target, parsed into
-    `.sqlorch/defer/prod/`; a folder: the `manifest.json` in it.
+    `.sqlorch/defer/prod/`; a folder: the `manifest.json` in it. In an environment
+    (`SQLORCH_ENV`), dbt gets no `--defer`: `app.environments.link_production` makes the
+    unselected upstream production's.
 
     Raises:
         ConfigError: the state folder holds no manifest.json.
     """
     invoker = project.invoker
     invoker.full_refresh = request.full_refresh
-    if not request.defer_state:
-        return
+    if not request.defer_state or project.settings.environment:
+        return  # in an environment, production's relations are linked in (app.environments)
     state = Path(request.defer_state)
     if not (state / "manifest.json").is_file():
         if state.exists() or "/" in request.defer_state:
@@ -429,7 +440,11 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
                 f"Target {project.target.name!r} is Spark with plain tables; nothing was "
                 "run: " + " ".join(refused)
             )
-    warehouse = open_warehouse(project.target, needs_file=bool(project.python_assets))
+    warehouse = open_warehouse(
+        project.target,
+        needs_file=bool(project.python_assets),
+        environment=project.settings.environment,
+    )
     if warehouse is not None and any(s.partitions for s in plan.steps):
         from sqlorch.execute.chunks import check_partition_columns
 

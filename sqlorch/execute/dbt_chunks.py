@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlorch.core.checks import CheckStatus
 from sqlorch.events import EventKind
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sqlorch.dbt.datatests import DataTest
     from sqlorch.dbt.runner import InvocationResult
     from sqlorch.dbt.templates import Template
-    from sqlorch.dbt.windows import DirectWindows, WindowChunk
+    from sqlorch.dbt.windows import DirectWindows, WindowChunk, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +256,9 @@ class DbtChunks:
     def _windows(self) -> DirectWindows | None:
         """The run's direct window writer, or None when windows are dbt's alone."""
         from sqlorch.warehouse.duckdb import DuckDBWarehouse
+        from sqlorch.warehouse.environment import unwrap
 
-        if not self.direct_windows or not isinstance(self.warehouse, DuckDBWarehouse):
+        if not self.direct_windows or not isinstance(unwrap(self.warehouse), DuckDBWarehouse):
             return None
         if self._direct is None:
             import duckdb
@@ -271,7 +272,7 @@ class DbtChunks:
                 self.progress.graph,
                 inv.project,
                 inv.invoker,
-                self.warehouse,
+                cast("WindowStore", self.warehouse),  # DuckDB's, maybe in an environment
                 self.run_dir,
                 errors=(WarehouseError, SchemaDrift, duckdb.Error),
                 rows_of=rows_of,
