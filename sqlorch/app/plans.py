@@ -67,6 +67,8 @@ class BuildRequest:
     vars: str | None = None
     #: accept changed columns (schema_change checks pass, partitioned tables evolve)
     accept_schema: bool = False
+    #: wait up to this many seconds for another build holding the assets (None: exit 2)
+    wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

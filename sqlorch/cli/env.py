@@ -9,7 +9,7 @@ from sqlorch.cli.options import common, console, handle_errors, load_settings
 
 @click.group()
 def env() -> None:
-    """Environments (SQLORCH_ENV=NAME builds into `NAME__<schema>`): `drop NAME` removes one."""
+    """Environments (SQLORCH_ENV=NAME builds into NAME__<schema>): `drop NAME` removes one."""
 
 
 @env.command()
