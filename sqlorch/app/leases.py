@@ -18,6 +18,8 @@ from sqlorch.state.store import StateStore
 
 #: how often a waiting build tries the lease again (seconds)
 POLL_S = 0.5
+#: what a lease says of a holder caught starting or ending: not a new holder to announce
+_TRANSIENT = frozenset({"a build that is starting", "a run that just ended"})
 
 
 def lease_keys(project: Project, plan: Plan, waiting: bool) -> list[str]:
@@ -55,7 +57,7 @@ def acquire_waiting(
             store.acquire_lease(wanted, run_id)
             return told is not None
         except LeaseHeldError as exc:
-            if told != exc.holder:
+            if told is None or (exc.holder != told and exc.holder not in _TRANSIENT):
                 on_wait(f"Waiting for {exc.holder}, which holds {exc.asset} (up to {wait:g} s).")
                 told = exc.holder
             if clock() >= deadline:

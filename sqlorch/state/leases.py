@@ -68,8 +68,4 @@ class FileLeases:
         """Release every lock this store holds."""
         held, self._held = self._held, []
         for fh in held:
-            try:
-                fh.seek(0)
-                fh.truncate()
-            finally:
-                fh.close()  # closing drops the flock
+            fh.close()  # closing drops the flock (the next holder rewrites the file)

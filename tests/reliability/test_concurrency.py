@@ -214,5 +214,5 @@ def test_a_second_build_waits_for_the_holder_with_wait_and_then_plans_again(
     runs = run_cli(project.path, "runs", "--json", env=extra).json()
     assert len(runs) == 1 and runs[0]["status"] == "success"  # the holder's run only
     # a bad --wait: exit 2
-    bad = run_cli(project.path, "build", "--wait=-3", env=extra)
+    bad = run_cli(project.path, "build", "--wait", "soon", env=extra)
     assert bad.exit_code == 2 and "--wait" in bad.flat, bad.describe()
