@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from sqlorch.core.checks import CheckStatus
 from sqlorch.events import EventKind
@@ -31,11 +31,14 @@ if TYPE_CHECKING:
     from sqlorch.dbt.datatests import DataTest
     from sqlorch.dbt.runner import InvocationResult
     from sqlorch.dbt.templates import Template
-    from sqlorch.dbt.windows import DirectWindows, WindowChunk, WindowStore
+    from sqlorch.dbt.windows import DirectWindows, WindowChunk
 
 log = logging.getLogger(__name__)
 
 Group = list[tuple[str, Chunk]]
+
+#: the warehouses (their `dialect`) sqlorch writes dbt models' windows to itself
+WINDOW_DIALECTS = ("duckdb", "postgres")
 
 
 class DbtChunks:
@@ -242,40 +245,53 @@ class DbtChunks:
         return None
 
     def _dbt_only(self, group: Group) -> dict[str, str]:
-        """Why dbt writes the windows of a group's partitioned models on a non-DuckDB target."""
+        """Why dbt writes the windows of a group's partitioned models on another target."""
         dialect = getattr(self.warehouse, "dialect", None)
-        if not self.direct_windows or dialect in (None, "duckdb"):
+        if not self.direct_windows or dialect in (None, *WINDOW_DIALECTS):
             return {}
         graph = self.progress.graph
         return {
-            k: f"sqlorch writes windows itself on DuckDB only; on {dialect} dbt writes them"
+            k: f"sqlorch writes windows itself on DuckDB and PostgreSQL only; on {dialect} "
+            "dbt writes them"
             for k, _ in group
             if graph.assets[k].partitions is not None
         }
 
     def _windows(self) -> DirectWindows | None:
         """The run's direct window writer, or None when windows are dbt's alone."""
-        from sqlorch.warehouse.duckdb import DuckDBWarehouse
-        from sqlorch.warehouse.environment import unwrap
-
-        if not self.direct_windows or not isinstance(unwrap(self.warehouse), DuckDBWarehouse):
+        warehouse = self.warehouse
+        dialect = getattr(warehouse, "dialect", None)
+        if not self.direct_windows or warehouse is None or dialect not in WINDOW_DIALECTS:
             return None
         if self._direct is None:
-            import duckdb
-
-            from sqlorch.dbt.windows import DirectWindows
+            from sqlorch.dbt.windows import DirectWindows, WindowStore
             from sqlorch.errors import WarehouseError
-            from sqlorch.warehouse.duckdb import SchemaDrift
+            from sqlorch.warehouse.base import SchemaDrift
 
             inv = self.invocations
+            driver: type[BaseException]
+            if dialect == "postgres":
+                import psycopg
+
+                # opened from the dbt target itself (app.build): the database dbt writes to
+                driver, same_target = psycopg.Error, True
+            else:
+                import duckdb
+
+                path = getattr(warehouse, "path", None)
+                driver = duckdb.Error
+                same_target = bool(path) and inv.invoker.duckdb_path is not None
+                same_target = same_target and Path(str(path)).resolve() == inv.invoker.duckdb_path
+            store: WindowStore = warehouse  # type: ignore[assignment]
             self._direct = DirectWindows(
                 self.progress.graph,
                 inv.project,
                 inv.invoker,
-                cast("WindowStore", self.warehouse),  # DuckDB's, maybe in an environment
+                store,
                 self.run_dir,
-                errors=(WarehouseError, SchemaDrift, duckdb.Error),
+                errors=(WarehouseError, SchemaDrift, driver),
                 rows_of=rows_of,
+                same_target=same_target,
             )
         return self._direct
 
