@@ -221,8 +221,9 @@ class AssetContext:
     def relation(self, key: str) -> str:
         """The relation (`schema.name`) to read asset `key` from, for SQL you write.
 
-        In production it is the key itself; in an environment (`SQLORCH_ENV`), the
-        environment's relation when the environment has it, else production's (`--defer`).
+        In production it is the key itself; in an environment (`SQLORCH_ENV`), the asset's
+        own key is the environment's relation, and another asset's is the environment's
+        relation when the environment has it, else production's (`--defer`).
         """
         return self.relations(key) if self.relations is not None else key
 

@@ -37,7 +37,7 @@ from sqlorch.execute.messages import (
 )
 from sqlorch.execute.retries import Failure, attempt_until_done
 from sqlorch.warehouse.base import Warehouse
-from sqlorch.warehouse.environment import readable
+from sqlorch.warehouse.environment import physical, readable
 from sqlorch.warehouse.sql import filter_sql
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class PythonSteps:
                 log=logger,
                 rate_limiter=self.limiters.get(node.pool or ""),
                 attempt=attempt,
-                relations=functools.partial(readable, session),
+                relations=functools.partial(_relation, session, key),
             )
             started = time.perf_counter()
             audited: list[tuple[str, CheckOutcome]] = []
@@ -361,3 +361,8 @@ def _user_error(key: str, file: str | None, exc: BaseException) -> AssetError:
         file=file,
         line=line,
     )
+
+
+def _relation(session: Warehouse, own: str, key: str) -> str:
+    """`context.relation(key)`: the asset's own relation where it writes; others where to read."""
+    return physical(session, key) if key == own else readable(session, key)
