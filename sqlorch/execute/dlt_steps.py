@@ -132,9 +132,13 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     source = _call_source(group, ctx)
     group.pipelines_dir.mkdir(parents=True, exist_ok=True)
     dataset = physical_schema(session, decl.dataset)  # in an environment: its own schema
+    # (dlt would fold the environment's `pr_1__ops` into `pr_1_ops`: keep it as named)
+    exact: dict[str, Any] = (
+        {"enable_dataset_name_normalization": False} if dataset != decl.dataset else {}
+    )
     pipeline = dlt.pipeline(
         pipeline_name=group.pipeline_name,
-        destination=dlt.destinations.duckdb(session.connection),
+        destination=dlt.destinations.duckdb(session.connection, **exact),
         dataset_name=dataset,
         pipelines_dir=str(group.pipelines_dir),
     )
