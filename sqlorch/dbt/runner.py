@@ -239,9 +239,13 @@ class DbtInvoker:
             self.parse()  # loaded from sqlorch's manifest cache: dbt's partial parse is warm
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "logs"
+        # no manifest.json, graph.gpickle or adapter cache: writing the whole project's
+        # artifacts and listing every schema cost more than compiling a few models
         args = [
             "compile",
             *self.common_args(run_dir / "target", log_path),
+            "--no-write-json",
+            "--no-populate-cache",
             "--indirect-selection",
             "empty",
             *self.run_args,
@@ -256,7 +260,7 @@ class DbtInvoker:
         log.debug(
             "dbt compile of %d selectors took %.2fs", len(selectors), time.perf_counter() - started
         )
-        compiled = compiled_code(run_dir / "target" / "run_results.json")
+        compiled = _write_run_results(res.result, run_dir / "target" / "run_results.json")
         if not res.success and not compiled:
             text = _one_paragraph(str(res.exception or "dbt compile failed"))
             raise ProjectError(
@@ -404,6 +408,21 @@ def _translate(msg: Any) -> DbtNodeEvent | None:
     if not uid:
         return None
     return DbtNodeEvent(uid, DbtPhase.LOG, message=info.msg, level=level or "info")
+
+
+def _write_run_results(result: Any, path: Path) -> dict[str, str]:
+    """Write a compile's run_results.json (its nodes only); return unique_id -> compiled SQL."""
+    if result is None or not hasattr(result, "write"):
+        return {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.write(str(path))
+    out: dict[str, str] = {}
+    for one in getattr(result, "results", None) or ():
+        node = getattr(one, "node", None)
+        code = getattr(node, "compiled_code", None)
+        if node is not None and isinstance(code, str) and code.strip():
+            out[str(node.unique_id)] = code
+    return out
 
 
 def compiled_code(run_results: Path) -> dict[str, str]:
