@@ -13,7 +13,9 @@ file holding only raw.events:
 - sqlorch warm:   `sqlorch build` with the manifest cache and compiled SQL cached but no run
                   state (every model is built);
 - sqlorch via dbt: `SQLORCH_EXECUTION=dbt sqlorch build` (the fallback), warm caches;
-- floor:          the compiled SQL in dependency order in one DuckDB connection.
+- floor:          the compiled SQL in dependency order in one DuckDB connection;
+- floor_parallel: the same with two DuckDB cursors writing independent models at once
+                  (what parallel native writers could gain at best).
 
 Then the edit loop: one leaf model is edited (its SQL wrapped in a subquery, toggled each
 time) and `sqlorch build` (it compiles only that model) is timed against
@@ -47,7 +49,7 @@ from run_build import (
     run_floor,
 )
 
-MODES = ("dbt", "sqlorch_cold", "sqlorch_warm", "sqlorch_via_dbt", "floor")
+MODES = ("dbt", "sqlorch_cold", "sqlorch_warm", "sqlorch_via_dbt", "floor", "floor_parallel")
 EDIT_MODES = ("edit_sqlorch", "edit_dbt", "edit_warm")
 
 
@@ -97,6 +99,76 @@ def clear_run_state(project: Path) -> None:
     shutil.rmtree(state / "runs", ignore_errors=True)
 
 
+def run_floor_parallel(
+    project: Path, plan: list[tuple[str, str, str]], writers: int = 2
+) -> tuple[float, float]:
+    """The floor with `writers` DuckDB cursors, each model once its parents are written.
+
+    What parallel native writers could gain at best (independent branches of the graph
+    written at once); returns (wall s, CPU s) including the CHECKPOINT.
+    """
+    import threading
+
+    import duckdb
+
+    relations = [r for _, r, _ in plan]
+    names = [r.split(".")[-1].strip('"') for r in relations]
+    parents = [
+        {j for j in range(i) if f'"{names[j]}"' in sql or f".{names[j]}" in sql}
+        for i, (_, _, sql) in enumerate(plan)
+    ]
+    con = duckdb.connect(str(project / "bench.duckdb"))
+    done: set[int] = set()
+    taken: set[int] = set()
+    cond = threading.Condition()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        cur = con.cursor()
+        try:
+            while True:
+                with cond:
+                    while True:
+                        if errors or len(done) == len(plan):
+                            return
+                        ready = [
+                            i for i in range(len(plan)) if i not in taken and parents[i] <= done
+                        ]
+                        if ready:
+                            i = ready[0]
+                            taken.add(i)
+                            break
+                        cond.wait()
+                kind, relation, sql = plan[i]
+                try:
+                    cur.execute(f"CREATE OR REPLACE {kind} {relation} AS\n{sql}")
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    with cond:
+                        errors.append(exc)
+                        cond.notify_all()
+                    return
+                with cond:
+                    done.add(i)
+                    cond.notify_all()
+        finally:
+            cur.close()
+
+    try:
+        cpu = time.process_time()
+        start = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise SystemExit(f"parallel floor failed: {errors[0]}")
+        con.execute("CHECKPOINT")
+        return time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        con.close()
+
+
 def leaf_of(project: Path) -> Path:
     """A model nothing depends on (from dbt's manifest)."""
     manifest = json.loads((project / "target" / "manifest.json").read_text())
@@ -130,6 +202,12 @@ def bench_size(
             if mode == "floor":
                 sql_s, ck_s, cpu = run_floor(project, plan)
                 runs[mode].append((sql_s + ck_s, cpu, 0.0))
+                log(f"  rep {rep} floor: {sql_s + ck_s:.2f} s wall, {cpu:.2f} s CPU")
+                continue
+            if mode == "floor_parallel":
+                wall, cpu = run_floor_parallel(project, plan)
+                runs[mode].append((wall, cpu, 0.0))
+                log(f"  rep {rep} floor, 2 writers: {wall:.2f} s wall, {cpu:.2f} s CPU")
                 continue
             env: dict[str, str] = {}
             if mode == "dbt":

@@ -15,6 +15,7 @@ left to the build.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -86,7 +87,7 @@ class Precompiler:
         try:
             project = load_project(self.settings)
             parsed = project.invoker.manifest is not None
-            models, tests = compile_stale(project)
+            models, tests = compile_stale(project, self.report)
         except SqlorchError as exc:  # a half-edited file: the build reports it, in full
             return Refresh(False, (), 0, time.perf_counter() - started, exc.message)
         except Exception as exc:  # noqa: BLE001 - the next change is tried again; builds
@@ -120,7 +121,7 @@ class Precompiler:
             )
 
 
-def compile_stale(project: Project) -> tuple[tuple[str, ...], int]:
+def compile_stale(project: Project, report: Report) -> tuple[tuple[str, ...], int]:
     """Compile the native models and data tests whose cached SQL is missing or stale.
 
     The same entries a build reads (sqlorch.execute.native_steps), in one dbt invocation;
@@ -130,6 +131,7 @@ def compile_stale(project: Project) -> tuple[tuple[str, ...], int]:
     from sqlorch.dbt.compiled import CompiledCache, compile_nodes
     from sqlorch.dbt.manifest import compress_selection
     from sqlorch.dbt.native import blocker, test_blocker
+    from sqlorch.lineage.service import after_run
 
     native_on, forced = execution_settings(project)
     invoker, graph = project.invoker, project.graph
@@ -156,11 +158,15 @@ def compile_stale(project: Project) -> tuple[tuple[str, ...], int]:
     chosen = {m.unique_id or "" for m in models} | set(tests)
     selectors = compress_selection(chosen, project.dbt.runnable_fqns, frozenset())
     run_dir = Path(invoker.artifacts_dir) / "warm"
-    sqls, compiled_tests = compile_nodes(invoker, models, tests, selectors, run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    sqls, compiled_tests = compile_nodes(invoker, models, tests, selectors, run_dir / "compile")
     for m in models:
         cache.put_model(m, sqls.get(m.key, ""))
     for uid in tests:
         value = compiled_tests.get(uid, "dbt: dbt did not compile it")
         cache.put_test(graph.checks[uid], graph.assets, value)
     cache.save()
+    # lineage keeps the compiled SQL and scans it for hidden dependencies, as after a build
+    for _key, message in after_run(project, run_dir):
+        report(f"warm compile: {message}")
     return tuple(sorted(m.key for m in models)), len(tests)

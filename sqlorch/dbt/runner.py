@@ -317,6 +317,18 @@ class DbtInvoker:
                 _close_duckdb_env()
                 _LAST_DUCKDB_FILE = None
 
+    def forget(self) -> None:
+        """Free dbt's parsed project and its DuckDB connection: nothing of dbt runs any more.
+
+        Lowers the build's peak memory while sqlorch executes; a later dbt invocation, if
+        any, parses again (partially).
+        """
+        import gc
+
+        self.manifest = None
+        self.release()
+        gc.collect()
+
     @contextlib.contextmanager
     def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:
         """Hide the project hooks this invocation must not run (restored afterwards).
