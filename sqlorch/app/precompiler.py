@@ -87,7 +87,11 @@ class Precompiler:
         try:
             project = load_project(self.settings)
             parsed = project.invoker.manifest is not None
-            models, tests = compile_stale(project, self.report)
+            try:
+                models, tests = compile_stale(project, self.report)
+            finally:
+                # never keep the warehouse file open between changes: builds write to it
+                project.invoker.release()
         except SqlorchError as exc:  # a half-edited file: the build reports it, in full
             return Refresh(False, (), 0, time.perf_counter() - started, exc.message)
         except Exception as exc:  # noqa: BLE001 - the next change is tried again; builds

@@ -68,12 +68,14 @@ class CompiledCache:
             self._doc = _read(self.path)
         return self._doc
 
-    def model(self, node: AssetNode) -> str | None:
+    def model(self, node: AssetNode, mode: str = "") -> str | None:
         """The model's compiled SQL for its current inputs (None: not cached, or stale).
 
         A model dbt could not compile is cached as "" (dbt then runs it and says why).
+        `mode` is "incremental" or "full" for an incremental model: its SQL differs with
+        `is_incremental()`, so each has its own entry.
         """
-        entry = self._load()["models"].get(node.key)
+        entry = self._load()["models"].get(_entry_key(node, mode))
         if not isinstance(entry, dict) or entry.get("inputs") != inputs_of(node):
             return None
         return str(entry.get("sql") or "")
@@ -90,9 +92,9 @@ class CompiledCache:
             fields["store"] = tuple(fields["store"])
         return DataTest(**fields)
 
-    def put_model(self, node: AssetNode, sql: str) -> None:
-        """Remember `node`'s compiled SQL ("" when dbt could not compile it)."""
-        self._put("models", node.key, {"inputs": inputs_of(node), "sql": sql})
+    def put_model(self, node: AssetNode, sql: str, mode: str = "") -> None:
+        """Remember `node`'s compiled SQL ("" when dbt could not compile it) for `mode`."""
+        self._put("models", _entry_key(node, mode), {"inputs": inputs_of(node), "sql": sql})
 
     def put_test(
         self, check: CheckNode, nodes: Mapping[str, AssetNode], value: DataTest | str
@@ -144,6 +146,10 @@ def _read(path: Path) -> dict[str, Any]:
     doc.setdefault("models", {})
     doc.setdefault("tests", {})
     return doc
+
+
+def _entry_key(node: AssetNode, mode: str) -> str:
+    return f"{node.key}#{mode}" if mode else node.key
 
 
 def compile_nodes(
