@@ -130,3 +130,21 @@ def await_warm(
         return None
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def parsing_alone(dbt_dir: Path) -> Iterator[None]:
+    """Hold the lock while this process parses, when a warm process lives (else no-op).
+
+    dbt writes its artifacts in place: a build parsing by itself and the warm process
+    parsing the same change must not write `.sqlorch/dbt/target/` at once.
+    """
+    if warm_pid(dbt_dir) is None:
+        yield
+        return
+    fd = os.open(dbt_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -135,8 +135,11 @@ class DbtInvoker:
         target_path = self.artifacts_dir / "target"
         log_path = self.artifacts_dir / "logs"
         args = ["parse", *self.common_args(target_path, log_path), *self.with_vars(())]
+        from sqlorch.dbt.handoff import parsing_alone
+
         started = time.perf_counter()
-        with _INVOKE_LOCK:
+        # a warm `sqlorch dev` parses into the same target folder: never both at once
+        with _INVOKE_LOCK, parsing_alone(self.artifacts_dir):
             res = dbtRunner().invoke(args)
         log.debug("dbt parse took %.2fs", time.perf_counter() - started)
         if not res.success or res.result is None:
