@@ -22,6 +22,7 @@ from typing import Any
 from sqlorch.api.asset import AssetContext, PartitionContext
 from sqlorch.api.dlt import DLT_SYSTEM_TABLES, DltGroup, DltTable
 from sqlorch.errors import AssetError, ConfigError, SqlorchError
+from sqlorch.warehouse.environment import physical_schema
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,15 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     _import_frame_libraries()
     source = _call_source(group, ctx)
     group.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    dataset = physical_schema(session, decl.dataset)  # in an environment: its own schema
+    # (dlt would fold the environment's `pr_1__ops` into `pr_1_ops`: keep it as named)
+    exact: dict[str, Any] = (
+        {"enable_dataset_name_normalization": False} if dataset != decl.dataset else {}
+    )
     pipeline = dlt.pipeline(
         pipeline_name=group.pipeline_name,
-        destination=dlt.destinations.duckdb(session.connection),
-        dataset_name=decl.dataset,
+        destination=dlt.destinations.duckdb(session.connection, **exact),
+        dataset_name=dataset,
         pipelines_dir=str(group.pipelines_dir),
     )
     window = None
@@ -141,8 +147,8 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     try:
         if ctx.partition is not None:
             window = _apply_window(group, source, ctx.partition, ctx.key, restore)
-            _delete_window(group, source, session.connection, window)
-        before = _existing_columns(session.connection, decl.dataset)
+            _delete_window(group, source, session.connection, window, dataset)
+        before = _existing_columns(session.connection, dataset)
         try:
             info = pipeline.run(source)
         except PipelineStepFailed as exc:
@@ -166,7 +172,7 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         for t, n in ((normalize.row_counts if normalize else {}) or {}).items()
         if t not in DLT_SYSTEM_TABLES
     }
-    after = _existing_columns(session.connection, decl.dataset)
+    after = _existing_columns(session.connection, dataset)
     new_columns = {
         t: sorted(set(cols) - set(before.get(t, ())))
         for t, cols in after.items()
@@ -384,9 +390,10 @@ def _apply_window(
     return part.start.isoformat(), part.end.isoformat()
 
 
-def _delete_window(group: DltGroup, source: Any, con: Any, window: tuple[str, str]) -> None:
+def _delete_window(
+    group: DltGroup, source: Any, con: Any, window: tuple[str, str], dataset: str
+) -> None:
     """Delete the window's rows (and their nested rows) so the load replaces exactly it."""
-    dataset = group.assets.dataset
     existing = _existing_columns(con, dataset)
     cursors = _cursors(group, source, "")
     con.execute("BEGIN TRANSACTION")
