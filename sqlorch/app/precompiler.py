@@ -8,8 +8,8 @@ finds both caches current and imports no dbt. It holds the hand-off lock
 (sqlorch.dbt.handoff) while it works, so a build started meanwhile waits for it rather than
 reading half of its work or parsing the same change a second time.
 
-Incremental models whose compiled SQL depends on the warehouse (`is_incremental()`) are
-left to the build.
+Incremental models, whose compiled SQL depends on the warehouse (`is_incremental()`), and
+seeds (no SQL) are left to the build.
 """
 
 from __future__ import annotations
@@ -146,7 +146,9 @@ def compile_stale(project: Project, report: Report) -> tuple[tuple[str, ...], in
     models: list[AssetNode] = []
     for node in graph.assets.values():
         if not node.kind.is_dbt or node.materialized == "incremental":
-            continue
+            continue  # an incremental model's SQL depends on its relation: the build's
+        if "sqlorch_seed" in node.metadata:
+            continue  # a seed has no SQL: the build reads its file
         why = blocker(node, same_file=same_file, hook_count=project.dbt.hook_count, forced=forced)
         if not why and cache.model(node) is None:
             models.append(node)

@@ -89,8 +89,7 @@ class CompiledCache:
 
     def put_seed(self, key: str, inputs: str, columns: list[tuple[str, str]]) -> None:
         """Remember a seed's columns as dbt's agate inference gave them."""
-        self._load()["models"][f"{key}#seed"] = {"inputs": inputs, "columns": columns}
-        self._dirty = True
+        self._put("models", f"{key}#seed", {"inputs": inputs, "columns": columns})
 
     def test(self, check: CheckNode, nodes: Mapping[str, AssetNode]) -> DataTest | str | None:
         """The test compiled (or why dbt runs it); None when not cached for these inputs."""
