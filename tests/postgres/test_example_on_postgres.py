@@ -19,7 +19,6 @@ from conftest import PG_PASSWORD, PG_USER, BuiltExample, CliResult, copy_example
 pytestmark = pytest.mark.postgres
 
 
-
 @dataclass(frozen=True)
 class PgExample:
     """The example built on PostgreSQL: its folder, env, first build, and the database."""
@@ -70,11 +69,7 @@ def pg_example(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
     pg_example: PgExample, built_example: BuiltExample
 ) -> None:
-    assets = [
-        a
-        for a in built_example.cli("ls", "--json").json()
-        if a["kind"] != "source"
-    ]
+    assets = [a for a in built_example.cli("ls", "--json").json() if a["kind"] != "source"]
     assert len(assets) >= 19
     counts_pg: dict[str, int] = {}
     counts_duck: dict[str, int] = {}
