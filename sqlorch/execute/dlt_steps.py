@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,26 @@ class DltLoads:
         self._lock = threading.Lock()
         self._serial = threading.Lock()
         self._loads: dict[tuple[str, str, int], Future[LoadReport]] = {}
+        self._interrupted = False
+
+    def interrupt(self, wait: float = 5.0) -> None:
+        """Stop the running load at dlt's next check (a row extracted, a job started).
+
+        dlt checks a process-wide flag, which its signal handler sets in its own scripts;
+        sqlorch's loads run in worker threads, so a second Ctrl-C sets it here. The load then
+        fails like any other (its pending packages are dropped, the cursors do not advance);
+        this waits up to `wait` seconds for that, as the process exits right after.
+        """
+        self._interrupted = True
+        if "dlt" not in sys.modules:
+            return
+        from dlt.common.runtime import signals
+
+        signals.set_received_signal(signal.SIGINT)
+        signals.wake_all()
+        with self._lock:
+            running = [f for f in self._loads.values() if not f.done()]
+        futures.wait(running, timeout=wait)
 
     def materialize(self, table: DltTable, ctx: AssetContext) -> dict[str, Any]:
         """Load `table`'s source (unless another of its tables did) and return its metadata.
@@ -67,6 +89,7 @@ class DltLoads:
         if leader:
             try:
                 with self._serial:
+                    self._ready(group, ctx)
                     future.set_result(_load(group, ctx))
             except BaseException as exc:
                 future.set_exception(exc)
@@ -82,6 +105,21 @@ class DltLoads:
                 line=group.assets.line,
             ) from exc
         return _metadata(group, table.table, report, ctx)
+
+    def _ready(self, group: DltGroup, ctx: AssetContext) -> None:
+        """Refuse to start a load after an interrupt; else clear dlt's stop flag."""
+        if self._interrupted:
+            decl = group.assets
+            raise AssetError(
+                f"dlt assets {decl.name!r} ({decl.where()}) did not load: the run was interrupted.",
+                asset=ctx.key,
+                file=decl.file,
+                line=decl.line,
+            )
+        if "dlt" in sys.modules:
+            from dlt.common.runtime import signals
+
+            signals.set_received_signal(0)  # a flag an earlier interrupted run left set
 
 
 def _metadata(group: DltGroup, table: str, report: LoadReport, ctx: AssetContext) -> dict[str, Any]:
@@ -130,6 +168,9 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
             dataset_name=dataset,
             pipelines_dir=str(group.pipelines_dir),
         )
+        if window is not None and pipeline.has_pending_data:
+            # a killed partition run's package: its rows belong to another window (rerun)
+            _abort(pipeline)
         before = _names(dlt_windows.existing_columns(session, decl.dataset))
         info = _run(pipeline, source, group, ctx)
         if window is not None:
