@@ -134,33 +134,16 @@ def asset(
             `on_cron("0 * * * *")`, `on_missing()`, `max_lag("2h")` (sqlorch.api.automation),
             a list of them, or the settings mapping (`{"eager": True}`).
     """
+    _check_options(max_partitions_per_run, on_schema_change)
     mappings: dict[str, PartitionMapping] = {}
     if isinstance(deps, Mapping):
         mappings = {d: m for d, m in deps.items() if m is not None}
-    if max_partitions_per_run is not None and max_partitions_per_run < 1:
-        from sqlorch.errors import ConfigError
-
-        raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
-    if on_schema_change not in ("fail", "append_new_columns", "sync_all_columns"):
-        from sqlorch.errors import ConfigError
-
-        raise ConfigError(
-            f"@asset(on_schema_change={on_schema_change!r}) is not one of 'fail', "
-            "'append_new_columns', 'sync_all_columns'."
-        )
     policy = None
     if retries is not None:
         from sqlorch.api.retries import retry_policy
 
         policy = retry_policy(retries, backoff, retry_delay, "@asset")
-
-    meta = dict(metadata or {})
-    if automation is not None:
-        from sqlorch.api.automation import conditions_config
-
-        own = dict(meta.get("sqlorch") or {})
-        own["automation"] = conditions_config(automation)
-        meta["sqlorch"] = own
+    meta = _with_automation(dict(metadata or {}), automation)
 
     def wrap(f: Callable[..., Any]) -> AssetDefinition:
         doc = inspect.getdoc(f) or ""
@@ -185,6 +168,31 @@ def asset(
     if fn is not None:
         return wrap(fn)
     return wrap
+
+
+def _check_options(max_partitions_per_run: int | None, on_schema_change: str) -> None:
+    """Refuse `@asset` options outside their domain."""
+    from sqlorch.errors import ConfigError
+
+    if max_partitions_per_run is not None and max_partitions_per_run < 1:
+        raise ConfigError("@asset(max_partitions_per_run=...) must be 1 or more, or None.")
+    if on_schema_change not in ("fail", "append_new_columns", "sync_all_columns"):
+        raise ConfigError(
+            f"@asset(on_schema_change={on_schema_change!r}) is not one of 'fail', "
+            "'append_new_columns', 'sync_all_columns'."
+        )
+
+
+def _with_automation(meta: dict[str, Any], automation: Any) -> dict[str, Any]:
+    """Return the asset's metadata with its automation conditions under `sqlorch`."""
+    if automation is None:
+        return meta
+    from sqlorch.api.automation import conditions_config
+
+    own = dict(meta.get("sqlorch") or {})
+    own["automation"] = conditions_config(automation)
+    meta["sqlorch"] = own
+    return meta
 
 
 @dataclass(slots=True)

@@ -153,7 +153,16 @@ def _family(kind_name: str, summary: str) -> click.Group:
     def group() -> None:
         pass
 
-    @group.command(name="ls")
+    group.add_command(_ls_command(kind_name))
+    group.add_command(_preview_command(kind_name))
+    group.add_command(_ticks_command(kind_name))
+    for paused, verb in ((True, "pause"), (False, "resume")):
+        group.add_command(_pause_command(kind_name, verb, paused))
+    return group
+
+
+def _ls_command(kind_name: str) -> click.Command:
+    @click.command(name="ls")
     @common
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
     @handle_errors
@@ -179,7 +188,11 @@ def _family(kind_name: str, summary: str) -> click.Group:
         rows = [_ls_row(kind_name, d) for d in docs]
         print_table(("name", "what", "next", "paused", "last decision"), rows)
 
-    @group.command(name="preview")
+    return ls
+
+
+def _preview_command(kind_name: str) -> click.Command:
+    @click.command(name="preview")
     @common
     @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
     @handle_errors
@@ -209,7 +222,11 @@ def _family(kind_name: str, summary: str) -> click.Group:
         else:
             click.echo("Nothing would run now.")
 
-    @group.command(name="ticks")
+    return preview
+
+
+def _ticks_command(kind_name: str) -> click.Command:
+    @click.command(name="ticks")
     @click.argument("name", required=False)
     @common
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
@@ -248,9 +265,7 @@ def _family(kind_name: str, summary: str) -> click.Group:
         ]
         print_table(("at", "name", "status", "run", "why"), rows)
 
-    for paused, verb in ((True, "pause"), (False, "resume")):
-        group.add_command(_pause_command(kind_name, verb, paused))
-    return group
+    return ticks
 
 
 def _pause_command(kind_name: str, verb: str, paused: bool) -> click.Command:

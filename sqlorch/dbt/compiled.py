@@ -71,12 +71,14 @@ class CompiledCache:
             self._doc.setdefault("tests", {})
         return self._doc
 
-    def model(self, node: AssetNode) -> str | None:
+    def model(self, node: AssetNode, mode: str = "") -> str | None:
         """The model's compiled SQL for its current inputs (None: not cached, or stale).
 
         A model dbt could not compile is cached as "" (dbt then runs it and says why).
+        `mode` is "incremental" or "full" for an incremental model: its SQL differs with
+        `is_incremental()`, so each has its own entry.
         """
-        entry = self._load()["models"].get(node.key)
+        entry = self._load()["models"].get(_entry_key(node, mode))
         if not isinstance(entry, dict) or entry.get("inputs") != inputs_of(node):
             return None
         return str(entry.get("sql") or "")
@@ -93,9 +95,9 @@ class CompiledCache:
             fields["store"] = tuple(fields["store"])
         return DataTest(**fields)
 
-    def put_model(self, node: AssetNode, sql: str) -> None:
-        """Remember `node`'s compiled SQL ("" when dbt could not compile it)."""
-        self._load()["models"][node.key] = {"inputs": inputs_of(node), "sql": sql}
+    def put_model(self, node: AssetNode, sql: str, mode: str = "") -> None:
+        """Remember `node`'s compiled SQL ("" when dbt could not compile it) for `mode`."""
+        self._load()["models"][_entry_key(node, mode)] = {"inputs": inputs_of(node), "sql": sql}
         self._dirty = True
 
     def put_test(
@@ -119,6 +121,10 @@ class CompiledCache:
         tmp.write_text(json.dumps(self._load(), separators=(",", ":")))
         tmp.replace(self.path)
         self._dirty = False
+
+
+def _entry_key(node: AssetNode, mode: str) -> str:
+    return f"{node.key}#{mode}" if mode else node.key
 
 
 def compile_nodes(

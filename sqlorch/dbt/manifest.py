@@ -117,6 +117,9 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
     )
 
 
+_MODE_MACROS = ("macro.dbt.is_incremental", "macro.dbt.should_full_refresh")
+
+
 @dataclass(frozen=True, slots=True)
 class _NativeContext:
     """What deciding native execution needs beyond a node (sqlorch.dbt.native)."""
@@ -146,13 +149,17 @@ class _NativeContext:
     ) -> AssetNode:
         """Add the compile facts and the native-execution decision to `asset`'s metadata."""
         from sqlorch.dbt.meta import rendered_inputs
-        from sqlorch.dbt.native import model_blocker
+        from sqlorch.dbt.native import incremental_facts, model_blocker
 
         config = n.get("config", {}) or {}
         meta = dict(asset.metadata)
         if "sqlorch_render_inputs" not in meta:
             meta.update(direct_facts(n, config, nodes, sources, macros, tests))
         _parts, code = rendered_inputs(n, nodes, sources, macros)
+        # dbt's own is_incremental() asks whether the relation exists: native execution
+        # compiles the model for the answer the build sees (sqlorch.execute.native_steps)
+        own = {str(macros[m].get("macro_sql")) for m in _MODE_MACROS if m in macros}
+        code = [c for c in code if c not in own]
         meta["sqlorch_native_blocker"] = model_blocker(
             n,
             config,
@@ -160,6 +167,8 @@ class _NativeContext:
             unit_tested=asset.unique_id in self.unit_tested,
             own_materializations=self.own_materializations,
         )
+        if config.get("materialized") == "incremental":
+            meta["sqlorch_incremental"] = incremental_facts(config)[0]
         return dataclasses.replace(asset, metadata=meta)
 
 

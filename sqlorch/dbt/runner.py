@@ -245,6 +245,8 @@ class DbtInvoker:
             "--indirect-selection",
             "empty",
             *self.run_args,
+            # is_incremental() renders as the build will run the model
+            *(["--full-refresh"] if self.full_refresh and "--vars" not in extra_args else []),
             *self.with_vars(extra_args),
             "--select",
             *selectors,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from sqlorch.core.placeholders import qmark_to_pyformat
 from sqlorch.errors import StateError
 from sqlorch.settings import mask_url
 from sqlorch.state.migrations import MIGRATIONS, statements
@@ -41,19 +42,7 @@ _MIGRATION_LOCK = "sqlorch:migrate"
 @functools.lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """SQLite SQL of the store's queries -> PostgreSQL (`?` -> `%s`, `INSERT OR IGNORE`)."""
-    out: list[str] = []
-    quote: str | None = None
-    for ch in sql:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "?":
-            out.append("%s")
-            continue
-        out.append("%%" if ch == "%" else ch)
-    text = "".join(out)
+    text = qmark_to_pyformat(sql)
     if re.match(r"\s*BEGIN\s+IMMEDIATE\b", text, re.I):
         return "BEGIN"
     if re.match(r"\s*INSERT\s+OR\s+IGNORE\b", text, re.I):

@@ -90,6 +90,62 @@ def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
     assert "failed" not in pg_example.build.flat.split("Done in", 1)[1].split("\n", 1)[0]
 
 
+def window_events(example: PgExample) -> list[dict[str, Any]]:
+    """The `dbt_invocation_finished` events of the last run."""
+    logs = example.cli("logs", "--json").json_lines()
+    return [e["data"] for e in logs if e["kind"] == "dbt_invocation_finished"]
+
+
+def test_sqlorch_writes_partition_windows_on_postgres_as_dbt_does(pg_example: PgExample) -> None:
+    def content(table: str) -> str:  # the table's rows, hashed in a stable order
+        return str(
+            pg_example.sql(f"select md5(string_agg(t::text, '|' order by t::text)) from {table} t")[
+                0
+            ][0]
+        )
+
+    tables = ("marts.fct_delays", "marts.fct_flights", "marts.mart_carrier_ontime_monthly")
+    built = {t: content(t) for t in tables}  # written by dbt's materializations (first build)
+    # damage a day of each daily table: the backfill must put back exactly dbt's rows
+    pg_example.sql("delete from marts.fct_delays where flight_date = date '2013-03-05'")
+    pg_example.sql("update marts.fct_flights set dep_delay_min = -999 where flight_date = "
+                   "date '2013-03-06'")  # fmt: skip
+    for attempt in (1, 2):  # a window rewritten twice: the same content both times
+        result = pg_example.cli("backfill", "fct_flights", "--from", "2013-03-01", "--to",
+                                "2013-03-10")  # fmt: skip
+        assert result.exit_code == 0, result.describe()
+        assert {t: content(t) for t in tables} == built, attempt
+        finished = window_events(pg_example)
+        written = {k for d in finished for k in d.get("window_writes", ())}
+        # sqlorch wrote the windows itself (no dbt start-up for them)
+        assert {"marts.fct_flights", "marts.fct_delays"} <= written, finished
+        assert any(d["args"][0].startswith("sqlorch: window writes") for d in finished)
+        because = {k: v for d in finished for k, v in d.get("dbt_writes_because", {}).items()}
+        assert "marts.fct_flights" not in because and "marts.fct_delays" not in because, because
+    history = pg_example.cli("history", "marts.fct_delays", "--json").json()
+    window = [m for m in history["materializations"] if m["partition"] == "2013-03-01..2013-03-10"]
+    days = pg_example.sql("select count(*) from marts.fct_delays where flight_date between "
+                          "date '2013-03-01' and date '2013-03-10'")[0][0]  # fmt: skip
+    assert window and window[0]["rows"] == days, window  # the window's rows, exactly
+
+    # a window write that fails (a constraint the new rows of one day break) leaves the old rows
+    before = content("marts.fct_delays")
+    pg_example.sql("alter table marts.fct_delays add constraint no_march_5 "
+                   "check (flight_date <> date '2013-03-05') not valid")  # fmt: skip
+    try:
+        failed = pg_example.cli("backfill", "fct_delays", "--from", "2013-03-04", "--to",
+                                "2013-03-06")  # fmt: skip
+    finally:
+        pg_example.sql("alter table marts.fct_delays drop constraint no_march_5")
+    assert failed.exit_code == 1, failed.describe()
+    assert "marts.fct_delays" in failed.flat and "no_march_5" in failed.flat, failed.describe()
+    assert content("marts.fct_delays") == before
+    assert any("marts.fct_delays" in d["args"] for d in window_events(pg_example))
+    again = pg_example.cli("build")  # the failed window is stale: the next build writes it
+    assert again.exit_code == 0, again.describe()
+    assert content("marts.fct_delays") == built["marts.fct_delays"]
+
+
 def test_a_second_build_is_a_no_op_and_status_reads_the_shared_store(
     pg_example: PgExample,
 ) -> None:
@@ -162,9 +218,10 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
 ) -> None:
     artifacts = tmp_path / "prod-artifacts"
     full = pg_example.cli(
-        "build", "-s", "mart_carrier_ontime_monthly", "--full-refresh", "--target-path",
-        str(artifacts),
+        "build", "-s", "mart_carrier_ontime_monthly", "stg_airlines", "--full-refresh",
+        "--target-path", str(artifacts),
     )  # fmt: skip
+    # (sqlorch writes the monthly windows itself; the view is dbt's: its run_results.json)
     assert full.exit_code == 0, full.describe()
     assert "12 partitions" in full.flat  # every partition of the selection, not just stale ones
     assert (artifacts / "manifest.json").is_file() and (artifacts / "run_results.json").is_file()
@@ -174,7 +231,10 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
     for e in invocations:  # a window's invocation never gets --full-refresh
         args = e["data"]["args"]
         assert not ("--vars" in args and "--full-refresh" in args), args
-        assert "on postgres dbt writes them" in " ".join(e["data"]["dbt_writes_because"].values())
+    # the monthly windows were written by sqlorch itself, not by dbt
+    assert "marts.mart_carrier_ontime_monthly" in {
+        k for e in invocations for k in e["data"].get("window_writes", ())
+    }, invocations
 
     # a PR: one model edited; state:modified+ builds just it, reading upstream deferred
     model = pg_example.path / "models" / "marts" / "mart_route_scorecard.sql"
