@@ -30,7 +30,7 @@ from sqlorch.core.selection import STATE_METHODS, StateSets
 from sqlorch.errors import SqlorchError
 from sqlorch.events import AttemptOutcome
 from sqlorch.load.project import Project
-from sqlorch.state.store import RunRecord, StateStore
+from sqlorch.state.store import AssetState, RunRecord, StateStore
 from sqlorch.warehouse.base import Warehouse
 from sqlorch.warehouse.observe import (
     WarehouseView,
@@ -226,12 +226,14 @@ def state_snapshot(
     store: StateStore,
     relations: frozenset[str] | WarehouseView | None = None,
     graph: AssetGraph | None = None,
+    states: Mapping[str, AssetState] | None = None,
 ) -> StateSnapshot:
     """Read what the planner needs from the state store (and what the warehouse showed).
 
     Blocking checks whose latest result failed keep their asset stale; checks the project
     no longer has (by id, when `graph` is given) do not. An observed source's newest
-    `loaded_at_field` value stands for its materialization time.
+    `loaded_at_field` value stands for its materialization time. `states`: the store's
+    `asset_states()` when the caller has read them already (one query less).
     """
     view = relations if isinstance(relations, WarehouseView) else WarehouseView(relations)
     failing: dict[str, list[str]] = {}
@@ -247,7 +249,7 @@ def state_snapshot(
         key: AssetRecord(materialized_at=ts, materialized_run="observed")
         for key, ts in view.loaded_at.items()
     }
-    for key, st in store.asset_states().items():
+    for key, st in (store.asset_states() if states is None else states).items():
         records[key] = AssetRecord(
             materialized_at=st.last_materialized_at,
             materialized_run=st.materialized_run,

@@ -158,6 +158,8 @@ class PostgresStateStore(SqliteStateStore):
         self._con = _Translating(con)  # type: ignore[assignment]
         try:
             self._check_server(con)
+            if self._up_to_date(con):
+                return  # sqlorch's tables at this version: one round trip, nothing to check
             ours = self._check_schema(con)
             if readonly and not ours:
                 con.close()
@@ -184,6 +186,26 @@ class PostgresStateStore(SqliteStateStore):
                 f"sqlorch needs {MIN_SERVER_VERSION // 10000} or newer. Use a newer server (or "
                 "the SQLite store). Nothing was written."
             )
+
+    def _up_to_date(self, con: Any) -> bool:
+        """Whether the schema is a store at this sqlorch's version (then search_path is set).
+
+        One query: the schema version, whether `runs` exists, and the search path. A schema
+        without sqlorch's tables fails it (nothing changes); the caller then checks in full.
+        """
+        import psycopg
+
+        schema = f'"{self.schema}"'
+        try:
+            row = con.execute(
+                f"SELECT (SELECT max(version) FROM {schema}.schema_version), "
+                "to_regclass(%s) IS NOT NULL, set_config('search_path', %s, false)",
+                (f"{schema}.runs", schema),
+            ).fetchone()
+        except psycopg.Error:  # no such table or column: not (yet) a store, or not ours
+            return False
+        # (otherwise the full check decides; it sets the search path again where it needs it)
+        return row is not None and bool(row[1]) and int(row[0] or 0) == len(MIGRATIONS)
 
     def _check_schema(self, con: Any) -> bool:
         """Whether the schema holds sqlorch's tables (False: empty or absent).
