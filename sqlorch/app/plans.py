@@ -30,7 +30,7 @@ from sqlorch.core.selection import STATE_METHODS, StateSets
 from sqlorch.errors import SqlorchError
 from sqlorch.events import AttemptOutcome
 from sqlorch.load.project import Project
-from sqlorch.state.store import AssetState, RunRecord, StateStore
+from sqlorch.state.store import AssetState, RunRecord, StateStore, open_store
 from sqlorch.warehouse.base import Warehouse
 from sqlorch.warehouse.observe import (
     WarehouseView,
@@ -67,6 +67,8 @@ class BuildRequest:
     vars: str | None = None
     #: accept changed columns (schema_change checks pass, partitioned tables evolve)
     accept_schema: bool = False
+    #: wait up to this many seconds for another build holding the assets (None: exit 2)
+    wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,9 @@ def observe(
     heavy = project.target.type == "spark"
     if warehouse is None and project.invoker.duckdb_path is None and reads and not heavy:
         try:
-            warehouse = opened = open_warehouse(project.target, needs_file=False)
+            warehouse = opened = open_warehouse(
+                project.target, needs_file=False, environment=project.settings.environment
+            )
         except SqlorchError:
             log.debug("warehouse not reachable; table presence not checked", exc_info=True)
     try:
@@ -199,6 +203,7 @@ def _observe_with(project: Project, warehouse: Warehouse | None) -> WarehouseVie
         project.settings.state_dir / "relations.json",
         warehouse,
         open_file=project.settings.warehouse_reads,
+        environment=project.settings.environment,
     )
 
 
@@ -283,6 +288,18 @@ def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) ->
     }
 
 
+def _production_sets(project: Project, view: WarehouseView) -> StateSets | None:
+    """In an environment, `state:` selectors compare with production's state (read-only):
+    `state:modified` is what differs from what production last built, as dbt's `--state`."""
+    if not project.settings.environment:
+        return None
+    prod = open_store(project.settings.production(), readonly=True)
+    try:
+        return state_sets(project.graph, prod, state_snapshot(prod, view, project.graph))
+    finally:
+        prod.close()
+
+
 def plan_build(
     project: Project,
     store: StateStore,
@@ -296,8 +313,11 @@ def plan_build(
 ) -> Plan:
     """Select and plan a build: the stale selected assets (all selected with `full`), and
     per partitioned asset the partitions to run."""
-    snapshot = state_snapshot(store, observe(project, warehouse), project.graph)
-    sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
+    view = observe(project, warehouse)
+    snapshot = state_snapshot(store, view, project.graph)
+    sets = None
+    if _uses_state(select, exclude):
+        sets = _production_sets(project, view) or state_sets(project.graph, store, snapshot)
     selected = select_assets(project, select, exclude, warn, state=sets)
     partitions = plan_partitions(project, store, selected, now, full=full, snapshot=snapshot)
     return build_plan(project.graph, selected, snapshot, full=full, partitions=partitions)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlorch.core.environment import Environment
 from sqlorch.core.graph import AssetKind, AssetNode, CheckNode, Column
 from sqlorch.dbt.meta import TEST_CONFIG, dep_mappings, direct_facts, partitions_of
 from sqlorch.errors import ProjectError
@@ -54,8 +55,11 @@ class DbtProject:
 _WRITE_CONFIG = ("incremental_strategy", "file_format", "partition_by")
 
 
-def _key(schema: str | None, name: str) -> str:
-    return f"{schema or 'main'}.{name}".lower()
+def _key(schema: str | None, name: str, prefix: str = "") -> str:
+    schema = (schema or "main").lower()
+    if prefix and schema.startswith(prefix):
+        schema = schema[len(prefix) :]  # an environment's relation: its asset key is production's
+    return f"{schema}.{name}".lower()
 
 
 def _columns(raw: Mapping[str, Any] | None) -> tuple[Column, ...]:
@@ -64,11 +68,12 @@ def _columns(raw: Mapping[str, Any] | None) -> tuple[Column, ...]:
     return tuple(Column(c.get("name", n), c.get("data_type") or "") for n, c in raw.items())
 
 
-def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
+def read_manifest(manifest: Mapping[str, Any], environment: str | None = None) -> DbtProject:
     """Turn a manifest.json document into a `DbtProject`.
 
     Ephemeral models are not assets (they produce no relation): their dependencies are
-    passed through to the models that use them.
+    passed through to the models that use them. In an `environment` (`SQLORCH_ENV`) a node's
+    schema `NAME__marts` is the asset key's `marts` (`sqlorch.core.environment`).
 
     Raises:
         ProjectError: the manifest is not a dbt manifest.
@@ -81,7 +86,8 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
     except (KeyError, TypeError) as exc:
         raise ProjectError(f"Not a dbt manifest (missing {exc}).") from exc
     macros: Mapping[str, Any] = manifest.get("macros", {}) or {}
-    parents = _Parents.index(nodes, sources_raw)
+    prefix = Environment(environment).prefix.lower() if environment else ""
+    parents = _Parents.index(nodes, sources_raw, prefix)
     tests_of = _test_inputs(nodes, macros)
     native = _NativeContext.of(unit_tests, macros)
     assets: list[AssetNode] = []
@@ -184,7 +190,9 @@ class _Parents:
     ephemeral: Mapping[str, tuple[str, ...]]
 
     @classmethod
-    def index(cls, nodes: Mapping[str, Any], sources: Mapping[str, Any]) -> _Parents:
+    def index(
+        cls, nodes: Mapping[str, Any], sources: Mapping[str, Any], prefix: str = ""
+    ) -> _Parents:
         key_of: dict[str, str] = {}
         ephemeral: dict[str, tuple[str, ...]] = {}
         for uid, n in nodes.items():
@@ -193,9 +201,9 @@ class _Parents:
             if n.get("config", {}).get("materialized") == "ephemeral":
                 ephemeral[uid] = tuple(n.get("depends_on", {}).get("nodes", ()))
                 continue
-            key_of[uid] = _key(n.get("schema"), n.get("alias") or n["name"])
+            key_of[uid] = _key(n.get("schema"), n.get("alias") or n["name"], prefix)
         for uid, s in sources.items():
-            key_of[uid] = _key(s.get("schema"), s.get("identifier") or s["name"])
+            key_of[uid] = _key(s.get("schema"), s.get("identifier") or s["name"], prefix)
         return cls(nodes, sources, key_of, ephemeral)
 
     def keys(self, dep_ids: Any, seen: frozenset[str] = frozenset()) -> tuple[str, ...]:

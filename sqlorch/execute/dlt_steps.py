@@ -23,6 +23,7 @@ from sqlorch.api.asset import AssetContext
 from sqlorch.api.dlt import DLT_SYSTEM_TABLES, DltGroup, DltTable
 from sqlorch.errors import AssetError, ConfigError, SqlorchError
 from sqlorch.execute import dlt_windows
+from sqlorch.warehouse.environment import physical_schema
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,13 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     group.pipelines_dir.mkdir(parents=True, exist_ok=True)
     window = None
     restore: list[Any] = []
-    dataset = decl.dataset
+    target = physical_schema(session, decl.dataset)  # in an environment: its own schema
+    dataset = target
     try:
         if ctx.partition is not None:
             window = dlt_windows.apply_window(group, source, ctx.partition, ctx.key, restore)
-            dlt_windows.drop_stage(session, decl.dataset)  # what a failed load left there
-            dataset = dlt_windows.stage_dataset(decl.dataset)
+            dlt_windows.drop_stage(session, target)  # what a failed load left there
+            dataset = dlt_windows.stage_dataset(target)
         pipeline = dlt.pipeline(
             pipeline_name=group.pipeline_name,
             destination=destination,
@@ -171,11 +173,11 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         if window is not None and pipeline.has_pending_data:
             # a killed partition run's package: its rows belong to another window (rerun)
             _abort(pipeline)
-        before = _names(dlt_windows.existing_columns(session, decl.dataset))
+        before = _names(dlt_windows.existing_columns(session, target))
         info = _run(pipeline, source, group, ctx)
         if window is not None:
             try:
-                dlt_windows.swap_window(session, group, source, window)
+                dlt_windows.swap_window(session, group, source, window, target)
             except SqlorchError:
                 raise
             except Exception as exc:
@@ -188,7 +190,7 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
                     file=decl.file,
                     line=decl.line,
                 ) from exc
-            dlt_windows.drop_stage(session, decl.dataset)
+            dlt_windows.drop_stage(session, target)
     finally:
         for undo in reversed(restore):
             undo()
@@ -198,7 +200,7 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         for t, n in ((normalize.row_counts if normalize else {}) or {}).items()
         if t not in DLT_SYSTEM_TABLES
     }
-    after = _names(dlt_windows.existing_columns(session, decl.dataset))
+    after = _names(dlt_windows.existing_columns(session, target))
     new_columns = {
         t: sorted(set(cols) - set(before.get(t, ())))
         for t, cols in after.items()

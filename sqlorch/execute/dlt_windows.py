@@ -170,14 +170,14 @@ def swap_window(
     group: DltGroup,
     source: Any,
     window: tuple[str, str],
+    dataset: str,
 ) -> None:
-    """Replace the window's rows of the dataset's tables with the staged ones, in one transaction.
+    """Replace the window's rows of `dataset`'s tables with the staged ones, in one transaction.
 
     The root tables lose the rows whose cursor lies in the window, the nested tables the rows
     left without a parent; then every staged table's rows are inserted (tables and columns the
     dataset lacks are created first). Any error rolls the whole swap back.
     """
-    dataset = group.assets.dataset
     stage = stage_dataset(dataset)
     staged = {t: c for t, c in existing_columns(session, stage).items() if _is_data(t)}
     session.execute("BEGIN")

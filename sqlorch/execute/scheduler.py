@@ -145,8 +145,10 @@ class Executor:
     def _add_native(self, side: RunPolicies, warehouse: Warehouse | None) -> None:
         """Let sqlorch execute dbt's compiled SQL natively where it reproduces dbt (issue 16)."""
         from sqlorch.warehouse.duckdb import DuckDBWarehouse
+        from sqlorch.warehouse.environment import unwrap
 
-        if self.dbt is None or not side.native or not isinstance(warehouse, DuckDBWarehouse):
+        inner = unwrap(warehouse)  # dbt's relations, as compiled: no environment mapping
+        if self.dbt is None or not side.native or not isinstance(inner, DuckDBWarehouse):
             return
         from sqlorch.execute.native_steps import NativeSteps
 
@@ -154,7 +156,7 @@ class Executor:
             progress=self.progress,
             readiness=self.readiness,
             invocations=self.dbt.invocations,
-            warehouse=warehouse,
+            warehouse=inner,
             cancellation=self.cancellation,
             forced=side.forced_dbt,
             keys=self.dbt.keys,

@@ -439,8 +439,8 @@ class DuckDBWarehouse:
             "SELECT count(*) FROM information_schema.tables "
             "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
             [schema, name],
-        ).fetchone()
-        return bool(row and row[0])
+        ).fetchall()  # (fetchone leaves the result open: the next .sql() would refuse)
+        return bool(row and row[0][0])
 
     def row_counts(self, keys: list[str]) -> dict[str, int]:
         """Return exact row counts of the existing tables among `keys` (one query if it can)."""

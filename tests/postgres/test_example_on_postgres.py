@@ -284,3 +284,72 @@ def test_column_lineage_in_the_postgres_dialect(pg_example: PgExample) -> None:
     text = result.stdout
     for column in ("marts.fct_flights.dep_delay_min", "raw.flights.dep_delay"):
         assert column in text
+
+
+def _pg_production(pg_example: PgExample) -> tuple[dict[str, str], dict[str, int]]:
+    """Every production relation's content hash, and the row counts of production's state."""
+    relations = pg_example.sql(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_schema not in ('pg_catalog', 'information_schema', 'sqlorch') "
+        "and table_schema not like '%\\_\\_%'"
+    )
+    content = {}
+    for schema, name in relations:
+        content[f"{schema}.{name}"] = pg_example.sql(
+            f"select count(*) || ':' || coalesce(md5(string_agg(md5(t::text), '' "
+            f'order by md5(t::text))), \'\') from "{schema}"."{name}" t'
+        )[0][0]
+    state = {
+        t: pg_example.sql(f"select count(*) from sqlorch.{t}")[0][0]
+        for t in ("runs", "events", "materializations", "partition_ledger", "check_results")
+    }
+    return content, state
+
+
+def test_a_pr_build_in_an_environment_leaves_production_and_its_state_alone(
+    pg_example: PgExample,
+) -> None:
+    stats = pg_example.path / "models" / "marts" / "route_stats.sql"
+    stats.write_text(
+        stats.read_text().replace(
+            "    count(*) as flights,", "    count(*) as flights,\n    count(*) * 2 as twice,"
+        )
+    )
+    before = _pg_production(pg_example)
+    pr_env = dict(pg_example.env, SQLORCH_ENV="pr_9")
+    pr = run_cli(
+        pg_example.path, "build", "-s", "state:modified+", "--defer", "--state", "postgres",
+        env=pr_env,
+    )  # fmt: skip
+    pg_example.outputs.append(pr.output)
+    assert pr.exit_code == 0, pr.describe()
+    assert "3 succeeded" in pr.flat, pr.describe()
+    assert _pg_production(pg_example) == before  # production's tables and state unchanged
+    kinds = dict(
+        pg_example.sql(
+            "select table_schema || '.' || table_name, table_type from information_schema.tables "
+            "where table_schema like 'pr\\_9\\_\\_%'"
+        )
+    )
+    built = ["marts.route_stats", "analytics.route_delay_score", "marts.mart_route_scorecard"]
+    assert {k for k, v in kinds.items() if v == "BASE TABLE" and "sqlorch" not in k} == {
+        f"pr_9__{k}" for k in built
+    }
+    assert kinds["pr_9__marts.fct_flights"] == "VIEW"  # production's upstream, read through
+    assert pg_example.sql(
+        "select count(*), sum(twice) = 2 * sum(flights) from pr_9__marts.route_stats"
+    ) == [(pg_example.sql("select count(*) from marts.route_stats")[0][0], True)]
+    # the environment's state is its own schema: one run, these three assets
+    runs = run_cli(pg_example.path, "runs", "--json", env=pr_env).json()
+    assert len(runs) == 1 and runs[0]["assets"]["succeeded"] == 3
+    assert pg_example.sql("select count(*) from pr_9__sqlorch.runs") == [(1,)]
+    # the cleanup job's command: every pr_9__ schema (state included) goes, nothing else
+    dropped = run_cli(None, "env", "drop", "pr_9", "--project-dir", str(pg_example.path),
+                      env=pr_env)  # fmt: skip
+    pg_example.outputs.append(dropped.output)
+    assert dropped.exit_code == 0, dropped.describe()
+    assert pg_example.sql(
+        "select count(*) from information_schema.schemata where schema_name like 'pr\\_9%'"
+    ) == [(0,)]
+    assert _pg_production(pg_example) == before
+    stats.write_text(stats.read_text().replace("    count(*) * 2 as twice,\n", ""))
