@@ -149,7 +149,8 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     """Run the dlt pipeline of `group` into the step's warehouse (a partition: atomically)."""
     decl = group.assets
     session = ctx.warehouse
-    destination = _destination(group, session, ctx.key)
+    target = physical_schema(session, decl.dataset)  # in an environment: its own schema
+    destination = _destination(group, session, ctx.key, exact=target != decl.dataset)
     import dlt
 
     _import_frame_libraries()
@@ -157,7 +158,6 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
     group.pipelines_dir.mkdir(parents=True, exist_ok=True)
     window = None
     restore: list[Any] = []
-    target = physical_schema(session, decl.dataset)  # in an environment: its own schema
     dataset = target
     try:
         if ctx.partition is not None:
@@ -240,8 +240,11 @@ def _run(pipeline: Any, source: Any, group: DltGroup, ctx: AssetContext) -> Any:
         ) from exc
 
 
-def _destination(group: DltGroup, session: Any, key: str) -> Any:
+def _destination(group: DltGroup, session: Any, key: str, *, exact: bool) -> Any:
     """dlt's destination writing where `session` writes: its DuckDB connection, its credentials.
+
+    `exact`: keep dataset names as given (dlt would fold an environment's `pr_1__ops` into
+    `pr_1_ops`).
 
     Raises:
         ConfigError: the declaration names another destination, or the target is neither
@@ -267,9 +270,10 @@ def _destination(group: DltGroup, session: Any, key: str) -> Any:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home
     import dlt
 
+    names: dict[str, Any] = {"enable_dataset_name_normalization": False} if exact else {}
     if dialect == "duckdb":
-        return dlt.destinations.duckdb(session.connection)
-    return dlt.destinations.postgres(credentials=_pg_credentials(session.keywords))
+        return dlt.destinations.duckdb(session.connection, **names)
+    return dlt.destinations.postgres(credentials=_pg_credentials(session.keywords), **names)
 
 
 def _pg_credentials(keywords: dict[str, str]) -> Any:

@@ -116,6 +116,15 @@ def test_a_pr_build_goes_to_its_environment_and_production_stays_as_it_was(
     again = run_cli(project, "build", "-s", "state:modified+", "--defer", "--state", "dev", env=PR)
     assert again.exit_code == 0 and "nothing to do" in again.flat, again.describe()
 
+    # dlt assets too: their dataset is the environment's (dlt would fold `pr_7__ops`)
+    dlt = run_cli(project, "build", "-s", "ops.ground_stops", "--defer", "--state", "dev", env=PR)
+    assert dlt.exit_code == 0, dlt.describe()
+    assert query(db, "select count(*) from pr_7__ops.ground_stops") == query(
+        db, "select count(*) from ops.ground_stops"
+    )
+    assert not [k for k in _tables(db) if k.startswith("pr_7_") and not k.startswith("pr_7__")]
+    assert _production_content(db) == content
+
     # cleanup: the environment's schemas and state go; production's stay as they were
     dropped = run_cli(None, "env", "drop", "pr_7", "--project-dir", str(project))
     assert dropped.exit_code == 0, dropped.describe()

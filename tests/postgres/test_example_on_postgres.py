@@ -353,3 +353,27 @@ def test_a_pr_build_in_an_environment_leaves_production_and_its_state_alone(
     ) == [(0,)]
     assert _pg_production(pg_example) == before
     stats.write_text(stats.read_text().replace("    count(*) * 2 as twice,\n", ""))
+
+
+def test_a_window_whose_columns_changed_is_left_to_dbt_saying_why(pg_example: PgExample) -> None:
+    table = "marts.mart_carrier_ontime_monthly"
+    count = f"select count(*) from {table} where flight_month in ('2013-03-01', '2013-04-01')"
+    before = pg_example.sql(count)[0][0]
+    model = pg_example.path / "models" / "marts" / "mart_carrier_ontime_monthly.sql"
+    text = model.read_text()
+    assert "sum(flights) as flights" in text
+    model.write_text(text.replace("sum(flights) as flights", "sum(flights)::bigint as flights"))
+    result = pg_example.cli(
+        "backfill", "mart_carrier_ontime_monthly", "--from", "2013-03-01", "--to", "2013-04-30"
+    )
+    assert result.exit_code == 0, result.describe()
+    finished = window_events(pg_example)
+    because = {k: v for d in finished for k, v in d.get("dbt_writes_because", {}).items()}
+    # the table's column is numeric (a sum of bigint); the query now gives bigint:
+    # the model's on_schema_change is dbt's to apply, so dbt writes the window
+    assert because == {table: "its columns changed (flights numeric -> bigint)"}, because
+    assert table not in {k for d in finished for k in d.get("window_writes", ())}
+    assert pg_example.sql(count)[0][0] == before
+    model.write_text(text)  # as it was: the example stays built for the tests after this one
+    restored = pg_example.cli("build", "-s", "mart_carrier_ontime_monthly")
+    assert restored.exit_code == 0, restored.describe()
