@@ -37,12 +37,13 @@ def route_delay_score(context: AssetContext) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # context.relation: `marts.route_stats` itself, or its relation in an environment
     stats = context.warehouse.arrow(
-        """
+        f"""
         select origin, dest, flights, completed_flights, cancelled_flights, delayed_arrivals
-        from marts.route_stats
+        from {context.relation("marts.route_stats")}
         order by origin, dest
-        """
+        """  # noqa: S608 - an asset key, not user input
     )
     if stats.num_rows == 0:
         raise RuntimeError("marts.route_stats is empty: build `route_stats` first.")

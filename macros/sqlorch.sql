@@ -70,3 +70,37 @@
     {%- endfor -%}
     {{ return(statements[0]) }}
 {% endmacro %}
+
+{#- Environments (`SQLORCH_ENV=pr_123 sqlorch build ...`): every relation of the build moves
+    into the environment's schemas, `pr_123__<schema>`, production's are never written. sqlorch
+    writes its own assets there; dbt's go there when the project's `generate_schema_name`
+    and `source` macros call these two (copy them into macros/, README "Environments"):
+
+        {% macro generate_schema_name(custom_schema_name, node) -%}
+            {{ sqlorch_schema_name(custom_schema_name, node) }}
+        {%- endmacro %}
+        {% macro source(source_name, table_name) -%}
+            {{ return(sqlorch_source(source_name, table_name)) }}
+        {%- endmacro %}
+
+    With no environment they change nothing: a model's custom schema is used as-is (its asset
+    key is `schema.name`), else the target's schema. -#}
+
+{% macro sqlorch_schema_name(custom_schema_name, node) -%}
+    {%- set schema = target.schema if custom_schema_name is none else custom_schema_name | trim -%}
+    {%- set environment = env_var('SQLORCH_ENV', '') -%}
+    {{ environment ~ '__' ~ schema if environment else schema }}
+{%- endmacro %}
+
+{% macro sqlorch_source(source_name, table_name) -%}
+    {#- A source is read from the environment's schema too: sqlorch puts there what the build
+        writes (a Python asset) and, with --defer, a view of production's table for what it
+        does not. -#}
+    {%- set relation = builtins.source(source_name, table_name) -%}
+    {%- set environment = env_var('SQLORCH_ENV', '') -%}
+    {%- if environment -%}
+        {{ return(relation.incorporate(path={"schema": environment ~ '__' ~ relation.schema})) }}
+    {%- else -%}
+        {{ return(relation) }}
+    {%- endif -%}
+{%- endmacro %}

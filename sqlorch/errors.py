@@ -89,3 +89,11 @@ class StateError(SqlorchError):
     """The state store is unreadable or of a newer schema than this sqlorch knows."""
 
     exit_code = 2
+
+
+class LeaseHeldError(StateError):
+    """Another build holds an asset this one would write (`holder` names it)."""
+
+    def __init__(self, message: str, *, asset: str, holder: str) -> None:
+        super().__init__(message, asset=asset)
+        self.holder = holder

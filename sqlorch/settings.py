@@ -6,6 +6,7 @@ defaults. A folder with only a dbt_project.yml needs no settings at all.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -61,13 +62,24 @@ class Settings:
     warehouse_reads: bool = True
     # issue 17: dlt sources as assets, one line each: dataset -> "module:function"
     dlt: Mapping[str, str] = field(default_factory=dict)
+    # issue 14: the environment (SQLORCH_ENV) every written relation moves into (None:
+    # production); its state lives apart (`with_environment`), production's stays as it was
+    environment: str | None = None
+    # production's state file and URL (what `with_environment(s, None)` goes back to)
+    production_state: tuple[Path, str | None] | None = field(default=None, repr=False)
 
     @property
     def state_dir(self) -> Path:
         """The folder sqlorch keeps its state and dbt artifacts in."""
         if self.state_root is not None:
             return self.state_root
+        if self.environment:
+            return self.project_dir / ".sqlorch" / "envs" / self.environment
         return self.project_dir / ".sqlorch"
+
+    def production(self) -> Settings:
+        """These settings in production (no environment): where production's state is."""
+        return with_environment(self, None)
 
     def dbt_threads(self, profile_threads: int | None) -> int:
         """dbt's `--threads`: the profile's `threads` unless `threads` was given, as in dbt."""
@@ -172,7 +184,7 @@ def load_settings(
     daemon = raw.get("daemon", {})
     if not isinstance(daemon, dict):
         raise ConfigError(_bad(settings_file, "daemon", "a table (max_concurrent_runs = 1, ...)"))
-    return Settings(
+    settings = Settings(
         root=base,
         project_dir=proj,
         profiles_dir=_profiles_dir(profiles_dir, raw, base, env),
@@ -198,6 +210,71 @@ def load_settings(
         automation=automation_tables["automation"],
         daemon=daemon,
     )
+    return with_environment(settings, env.get("SQLORCH_ENV") or None, "SQLORCH_ENV")
+
+
+#: an environment's name: it starts schema names (`pr_123__marts`), so a plain identifier
+_ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def check_environment(name: str, where: str = "The environment") -> str:
+    """Return `name` when it can name an environment.
+
+    Raises:
+        ConfigError: it is not lower-case letters, digits and `_` (starting with a letter, at
+            most 40), or holds `__` (which separates it from the schema name).
+    """
+    if not _ENVIRONMENT_NAME.fullmatch(name) or "__" in name or name.endswith("_"):
+        raise ConfigError(
+            f"{where} {name!r} cannot name an environment: use lower-case letters, digits and "
+            "single underscores, starting with a letter, at most 40 characters (e.g. pr_123). "
+            "It starts the schema of every relation the environment writes (pr_123__marts)."
+        )
+    return name
+
+
+def with_environment(
+    settings: Settings, environment: str | None, where: str = "The environment"
+) -> Settings:
+    """`settings` for `environment` (None: production): its own state file or schema.
+
+    SQLite state goes to `.sqlorch/envs/NAME/` (next to a custom state file: `envs/NAME/`
+    beside it); a PostgreSQL state URL gets the schema `NAME__sqlorch` (or `NAME__` + the
+    URL's `?schema=`). Production's state is never written by an environment's build.
+
+    Raises:
+        ConfigError: the name cannot name an environment.
+    """
+    path, url = settings.production_state or (settings.state_path, settings.state_url)
+    if environment is None:
+        return dataclasses.replace(
+            settings, environment=None, state_path=path, state_url=url, production_state=None
+        )
+    name = check_environment(environment, where)
+    default = settings.project_dir / ".sqlorch" / "state.db"
+    env_path = (
+        settings.project_dir / ".sqlorch" / "envs" / name / "state.db"
+        if path == default
+        else path.parent / "envs" / name / path.name
+    )
+    return dataclasses.replace(
+        settings,
+        environment=name,
+        state_path=env_path,
+        state_url=_environment_url(url, name) if url else None,
+        production_state=(path, url),
+    )
+
+
+def _environment_url(url: str, name: str) -> str:
+    """`url` with `?schema=` moved into the environment (`NAME__sqlorch`)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), "sqlorch")
+    rest = [(k, v) for k, v in query if k != "schema"]
+    return urlunsplit(parts._replace(query=urlencode([*rest, ("schema", f"{name}__{schema}")])))
 
 
 def _execution(raw: Any, path: Path | None) -> dict[str, str]:

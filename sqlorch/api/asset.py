@@ -215,6 +215,17 @@ class AssetContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     rate_limiter: RateLimiter | None = None
     attempt: int = 1
+    #: asset key -> the relation to read it from (the build's environment, else production)
+    relations: Callable[[str], str] | None = None
+
+    def relation(self, key: str) -> str:
+        """The relation (`schema.name`) to read asset `key` from, for SQL you write.
+
+        In production it is the key itself; in an environment (`SQLORCH_ENV`), the asset's
+        own key is the environment's relation, and another asset's is the environment's
+        relation when the environment has it, else production's (`--defer`).
+        """
+        return self.relations(key) if self.relations is not None else key
 
     @property
     def schema(self) -> str:

@@ -117,8 +117,18 @@ def build(
         result = dataclasses.replace(result, execution=plan_execution(project, plan))
     if dry_run or runs_nothing:
         return result
-    if isinstance(request, BuildRequest):
-        apply_dbt_flags(project, request)
+    run_id: str | None = None
+    if isinstance(request, BuildRequest) and request.wait is not None:
+        plan, run_id = _wait_for_holders(project, store, request, plan, warn, note)
+        result = dataclasses.replace(result, plan=plan)
+        if not plan.steps:
+            return result
+    try:
+        if isinstance(request, BuildRequest):
+            _prepare_build(project, request, plan, note)
+    except BaseException:
+        store.release_lease()
+        raise
     outcome, hidden = execute(
         project,
         plan,
@@ -127,10 +137,48 @@ def build(
         command=request.command,
         selection=selection_text(request, retried),
         schema=_schema_acceptance(request, plan),
+        run_id=run_id,
     )
     if isinstance(request, BuildRequest) and request.target_path:
         copy_artifacts(project, outcome.run_id, Path(request.target_path))
     return dataclasses.replace(result, outcome=outcome, hidden=hidden)
+
+
+def _wait_for_holders(
+    project: Project,
+    store: StateStore,
+    request: BuildRequest,
+    plan: Plan,
+    warn: Warn | None,
+    note: Warn | None,
+) -> tuple[Plan, str]:
+    """`--wait`: hold the plan's lease once its holder is gone (planning again after a wait)."""
+    from sqlorch.app.leases import hold_for
+    from sqlorch.execute.status import new_run_id
+
+    run_id = new_run_id()
+    plan = hold_for(
+        project,
+        store,
+        plan,
+        run_id,
+        float(request.wait or 0.0),
+        lambda: plan_request(project, store, request, warn=warn, note=note),
+        note or warn or (lambda _line: None),
+    )
+    return plan, run_id
+
+
+def _prepare_build(project: Project, request: BuildRequest, plan: Plan, note: Warn | None) -> None:
+    """dbt's flags; in an environment with --defer, production's upstream linked in."""
+    apply_dbt_flags(project, request)
+    env = project.settings.environment
+    if request.defer_state and env:  # (dbt's --defer is not used)
+        from sqlorch.app.environments import link_production
+
+        linked = link_production(project, plan)
+        if linked and note is not None:
+            note(f"environment {env}: read from production through views: " + ", ".join(linked))
 
 
 def parse_vars(text: str) -> dict[str, Any]:
@@ -156,15 +204,17 @@ def apply_dbt_flags(project: Project, request: BuildRequest) -> None:
     """Hand `--full-refresh` and `--defer --state` to every dbt invocation of the run.
 
     `--state prod` (a name, not a folder): the manifest of the `prod` target, parsed into
-    `.sqlorch/defer/prod/`; a folder: the `manifest.json` in it.
+    `.sqlorch/defer/prod/`; a folder: the `manifest.json` in it. In an environment
+    (`SQLORCH_ENV`), dbt gets no `--defer`: `app.environments.link_production` makes the
+    unselected upstream production's.
 
     Raises:
         ConfigError: the state folder holds no manifest.json.
     """
     invoker = project.invoker
     invoker.full_refresh = request.full_refresh
-    if not request.defer_state:
-        return
+    if not request.defer_state or project.settings.environment:
+        return  # in an environment, production's relations are linked in (app.environments)
     state = Path(request.defer_state)
     if not (state / "manifest.json").is_file():
         if state.exists() or "/" in request.defer_state:
@@ -295,11 +345,13 @@ def execute(
     selection: str = "",
     threads: int | None = None,
     schema: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
+    run_id: str | None = None,
 ) -> tuple[RunOutcome, tuple[HiddenDependencyFound, ...]]:
     """Execute `plan`, recording the run in `store`; return how it ended and what it hid.
 
     `schema`: the assets whose changed columns the run accepts (`--accept-schema`), and those
-    whose partitioned tables take new columns (`--full` too).
+    whose partitioned tables take new columns (`--full` too). `run_id`: the run's id when
+    its lease is already held (`build --wait`).
 
     Raises:
         KeyboardInterrupt: a second Ctrl-C (the run is recorded as cancelled).
@@ -309,9 +361,10 @@ def execute(
     from sqlorch.state.recorder import StateRecorder
 
     settings = project.settings
-    run_id = new_run_id()
-    # a shared store: no other build writes these assets while this one runs
-    store.acquire_lease((s.key for s in plan.steps), run_id)
+    if run_id is None:
+        run_id = new_run_id()
+        # a shared store: no other build writes these assets while this one runs
+        store.acquire_lease((s.key for s in plan.steps), run_id)
     try:
         warehouse = _open_for(project, plan)
     except BaseException:
@@ -420,6 +473,14 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
     """Open the warehouse when the plan runs anything; check partition columns exist."""
     if not (plan.steps or plan.checks):
         return None
+    from sqlorch.api.dlt import refusals
+
+    dlt_refused = refusals((project.graph.assets[s.key] for s in plan.steps), project.target.type)
+    if dlt_refused:
+        raise ConfigError(
+            f"Target {project.target.name!r} is {project.target.type}; nothing was run: "
+            + " ".join(dlt_refused)
+        )
     if project.target.type == "spark":
         from sqlorch.warehouse.spark_refusals import unsupported
 
@@ -429,7 +490,11 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
                 f"Target {project.target.name!r} is Spark with plain tables; nothing was "
                 "run: " + " ".join(refused)
             )
-    warehouse = open_warehouse(project.target, needs_file=bool(project.python_assets))
+    warehouse = open_warehouse(
+        project.target,
+        needs_file=bool(project.python_assets),
+        environment=project.settings.environment,
+    )
     if warehouse is not None and any(s.partitions for s in plan.steps):
         from sqlorch.execute.chunks import check_partition_columns
 

@@ -141,7 +141,8 @@ def compute_impact(project: Project, warn: Callable[[str], None]) -> tuple[Impac
     from sqlorch.lineage.service import build_index, changes_since_materialized
     from sqlorch.state.store import open_store
 
-    store = open_store(project.settings, readonly=True)
+    # in an environment (a PR), "changed" means changed from what production last built
+    store = open_store(project.settings.production(), readonly=True)
     try:
         states = store.asset_states()
     finally:

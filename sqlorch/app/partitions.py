@@ -132,7 +132,11 @@ def wipe_partitions(
     if delete_data:
         from sqlorch.warehouse.observe import open_warehouse
 
-        warehouse = open_warehouse(project.target, needs_file=bool(project.python_assets))
+        warehouse = open_warehouse(
+            project.target,
+            needs_file=bool(project.python_assets),
+            environment=project.settings.environment,
+        )
         if warehouse is None:
             raise ConfigError("--delete-data needs the target's DuckDB file.")
         try:

@@ -30,7 +30,7 @@ from sqlorch.core.selection import STATE_METHODS, StateSets
 from sqlorch.errors import SqlorchError
 from sqlorch.events import AttemptOutcome
 from sqlorch.load.project import Project
-from sqlorch.state.store import RunRecord, StateStore
+from sqlorch.state.store import AssetState, RunRecord, StateStore, open_store
 from sqlorch.warehouse.base import Warehouse
 from sqlorch.warehouse.observe import (
     WarehouseView,
@@ -67,6 +67,8 @@ class BuildRequest:
     vars: str | None = None
     #: accept changed columns (schema_change checks pass, partitioned tables evolve)
     accept_schema: bool = False
+    #: wait up to this many seconds for another build holding the assets (None: exit 2)
+    wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +189,9 @@ def observe(
         heavy = False  # this process runs a session already: its catalog costs nothing
     if warehouse is None and project.invoker.duckdb_path is None and reads and not heavy:
         try:
-            warehouse = opened = open_warehouse(project.target, needs_file=False)
+            warehouse = opened = open_warehouse(
+                project.target, needs_file=False, environment=project.settings.environment
+            )
         except SqlorchError:
             log.debug("warehouse not reachable; table presence not checked", exc_info=True)
     try:
@@ -206,6 +210,7 @@ def _observe_with(project: Project, warehouse: Warehouse | None) -> WarehouseVie
         project.settings.state_dir / "relations.json",
         warehouse,
         open_file=project.settings.warehouse_reads,
+        environment=project.settings.environment,
     )
 
 
@@ -233,12 +238,14 @@ def state_snapshot(
     store: StateStore,
     relations: frozenset[str] | WarehouseView | None = None,
     graph: AssetGraph | None = None,
+    states: Mapping[str, AssetState] | None = None,
 ) -> StateSnapshot:
     """Read what the planner needs from the state store (and what the warehouse showed).
 
     Blocking checks whose latest result failed keep their asset stale; checks the project
     no longer has (by id, when `graph` is given) do not. An observed source's newest
-    `loaded_at_field` value stands for its materialization time.
+    `loaded_at_field` value stands for its materialization time. `states`: the store's
+    `asset_states()` when the caller has read them already (one query less).
     """
     view = relations if isinstance(relations, WarehouseView) else WarehouseView(relations)
     failing: dict[str, list[str]] = {}
@@ -254,7 +261,7 @@ def state_snapshot(
         key: AssetRecord(materialized_at=ts, materialized_run="observed")
         for key, ts in view.loaded_at.items()
     }
-    for key, st in store.asset_states().items():
+    for key, st in (store.asset_states() if states is None else states).items():
         records[key] = AssetRecord(
             materialized_at=st.last_materialized_at,
             materialized_run=st.materialized_run,
@@ -288,6 +295,18 @@ def state_sets(graph: AssetGraph, store: StateStore, snapshot: StateSnapshot) ->
     }
 
 
+def _production_sets(project: Project, view: WarehouseView) -> StateSets | None:
+    """In an environment, `state:` selectors compare with production's state (read-only):
+    `state:modified` is what differs from what production last built, as dbt's `--state`."""
+    if not project.settings.environment:
+        return None
+    prod = open_store(project.settings.production(), readonly=True)
+    try:
+        return state_sets(project.graph, prod, state_snapshot(prod, view, project.graph))
+    finally:
+        prod.close()
+
+
 def plan_build(
     project: Project,
     store: StateStore,
@@ -301,8 +320,11 @@ def plan_build(
 ) -> Plan:
     """Select and plan a build: the stale selected assets (all selected with `full`), and
     per partitioned asset the partitions to run."""
-    snapshot = state_snapshot(store, observe(project, warehouse), project.graph)
-    sets = state_sets(project.graph, store, snapshot) if _uses_state(select, exclude) else None
+    view = observe(project, warehouse)
+    snapshot = state_snapshot(store, view, project.graph)
+    sets = None
+    if _uses_state(select, exclude):
+        sets = _production_sets(project, view) or state_sets(project.graph, store, snapshot)
     selected = select_assets(project, select, exclude, warn, state=sets)
     partitions = plan_partitions(project, store, selected, now, full=full, snapshot=snapshot)
     return build_plan(project.graph, selected, snapshot, full=full, partitions=partitions)

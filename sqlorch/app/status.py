@@ -31,14 +31,14 @@ def asset_status(
     """
     project = project or load_project(settings)
     store = open_store(settings, readonly=True)
+    states = store.asset_states()
     view = observe(project)
-    snapshot = state_snapshot(store, view, project.graph)
+    snapshot = state_snapshot(store, view, project.graph, states)
     sets = state_sets(project.graph, store, snapshot) if (select or exclude) else None
     keys = (
         select_assets(project, select, exclude, warn, state=sets) if (select or exclude) else None
     )
     stale = stale_reasons(project.graph, snapshot)
-    states = store.asset_states()
     docs: dict[str, Any] = {}
     if any(n.partitions is not None for n in project.graph):
         from sqlorch.app.partitions import planned_docs

@@ -75,8 +75,12 @@ def verify(
     select: Sequence[str] = (),
     exclude: Sequence[str] = (),
     listeners: Sequence[Listener] = (),
+    *,
+    full_refresh: bool = False,
 ) -> VerifyResult:
     """Build the selected dbt nodes with dbt and natively, and compare the results.
+
+    `full_refresh`: both builds get `--full-refresh` (incremental models are rebuilt).
 
     Raises:
         ConfigError: the target is not a DuckDB file, or the selection holds no dbt node.
@@ -105,6 +109,7 @@ def verify(
         copied = load_project(copy_settings)
         store = StateStore(copy_settings.state_path)
         plan = _dbt_plan(copied, store, select, exclude)
+        copied.invoker.full_refresh = full_refresh
         keys = [s.key for s in plan.steps]
         if mode == "native":
             from sqlorch.app.execution import plan_execution

@@ -49,6 +49,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "diff",
         "Changed models since their last materialization, and the downstream columns affected.",
     ),
+    "env": (
+        "env",
+        "env",
+        "Environments (SQLORCH_ENV=NAME builds into NAME__<schema>): `drop NAME` removes one.",
+    ),
     "history": (
         "history",
         "history",

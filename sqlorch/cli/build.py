@@ -79,6 +79,16 @@ _VERBOSE_HELP = "Show asset log lines as they arrive."
     metavar="DIR",
     help="Also write the run's dbt artifacts (manifest.json, run_results.json) to DIR.",
 )
+@click.option(
+    "--wait",
+    type=float,
+    is_flag=False,
+    flag_value=3600.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="When another build holds these assets (or the DuckDB file), wait for it (default "
+    "up to 3600 s), then plan again; without --wait such a build exits 2 naming the holder.",
+)
 @handle_errors
 def build(
     project_dir: str | None,
@@ -99,6 +109,7 @@ def build(
     state_dir: str | None,
     target_path: str | None,
     dbt_vars: str | None,
+    wait: float | None,
 ) -> None:
     """Materialize the stale selected assets (default: all) in dependency order.
 
@@ -111,6 +122,8 @@ def build(
 
     if defer != bool(state_dir):
         raise ConfigError("--defer and --state go together: `--defer --state prod` (or a folder).")
+    if wait is not None and wait < 0:
+        raise ConfigError(f"--wait {wait:g}: give the seconds to wait, 0 or more (--wait 600).")
     request = BuildRequest(
         select,
         exclude,
@@ -121,6 +134,7 @@ def build(
         target_path=target_path,
         vars=dbt_vars,
         accept_schema=accept_schema,
+        wait=wait,
     )
     _run(project_dir, profiles_dir, target, threads, request, dry_run, as_json, verbose)
 

@@ -13,6 +13,11 @@ from sqlorch.cli.options import common, console, handle_errors, load_settings, s
 @click.command()
 @common
 @selection
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Build both copies with dbt's --full-refresh (incremental models rebuilt).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @handle_errors
 def verify(
@@ -22,6 +27,7 @@ def verify(
     debug: bool,
     select: tuple[str, ...],
     exclude: tuple[str, ...],
+    full_refresh: bool,
     as_json: bool,
 ) -> None:
     """Build the selected dbt nodes with dbt and natively into two copies; compare them.
@@ -33,7 +39,8 @@ def verify(
     from sqlorch.app.verify import verify as run_verify
     from sqlorch.cli.render import escape
 
-    result = run_verify(load_settings(project_dir, profiles_dir, target), select, exclude)
+    settings = load_settings(project_dir, profiles_dir, target)
+    result = run_verify(settings, select, exclude, full_refresh=full_refresh)
     if as_json:
         doc = {
             "same": result.same,

@@ -1,11 +1,13 @@
 """The GitHub Actions workflows `sqlorch init github` writes, and how they are written.
 
-Four workflows: pull requests (build `state:modified+` into a per-PR schema, deferring to
-production; checks, plan and diff in the step summary; the schema dropped when the PR
-closes), deploy (push to main), schedule (cron, at odd minutes) and backfill
-(`workflow_dispatch` with select/from/to). Secrets reach the jobs only as `${{ secrets.* }}`
-in env vars that profiles.yml reads with `env_var()`. State lives in the PostgreSQL state
-URL when the project has one, else in `.sqlorch/` carried through the Actions cache.
+Four workflows: pull requests (build `state:modified+` in the PR's environment
+`SQLORCH_ENV=pr_<N>`: every relation into `pr_<N>__<schema>`, unselected upstream read from
+production, state of its own; checks, plan and diff in the step summary; `sqlorch env drop`
+removes the environment when the PR closes), deploy (push to main), schedule (cron, at odd
+minutes) and backfill (`workflow_dispatch` with select/from/to). Secrets reach the jobs only
+as `${{ secrets.* }}` in env vars that profiles.yml reads with `env_var()`. State lives in
+the PostgreSQL state URL when the project has one, else in `.sqlorch/` carried through the
+Actions cache.
 
 Each file starts with a marker line holding a hash of its body: re-running `init` rewrites a
 file only when it is unchanged since sqlorch wrote it (or with `--force`).
@@ -40,8 +42,8 @@ class WorkflowOptions:
     prod_target: str = "prod"
     #: state in PostgreSQL (SQLORCH_STATE_URL from a secret) instead of the Actions cache
     postgres_state: bool = False
-    #: the schema PR builds write to: this prefix + the PR number
-    pr_schema_prefix: str = "pr_"
+    #: the environment PR builds write to: this prefix + the PR number (`pr_123__marts`)
+    pr_environment_prefix: str = "pr_"
     python_version: str = "3.12"
     default_branch: str = "main"
 
@@ -59,7 +61,7 @@ def _setup(o: WorkflowOptions) -> str:
 """
 
 
-def _env(o: WorkflowOptions, schema: str | None = None) -> str:
+def _env(o: WorkflowOptions, environment: str | None = None) -> str:
     lines = [
         "    env:",
         "      # secrets only through env vars; profiles.yml reads them with env_var()",
@@ -72,8 +74,12 @@ def _env(o: WorkflowOptions, schema: str | None = None) -> str:
     ]
     if o.postgres_state:
         lines.append("      SQLORCH_STATE_URL: ${{ secrets.SQLORCH_STATE_URL }}")
-    if schema:
-        lines.append(f"      SQLORCH_PG_SCHEMA: {schema}")
+    if environment:
+        lines.append(
+            "      # the PR's environment: every relation the build writes goes to "
+            f"{environment}__<schema>"
+        )
+        lines.append(f"      SQLORCH_ENV: {environment}")
     return "\n".join(lines) + "\n"
 
 
@@ -108,8 +114,8 @@ def _save(o: WorkflowOptions, scope: str) -> str:
 
 
 def pr_workflow(o: WorkflowOptions) -> str:
-    """`sqlorch-pr.yml`: build what the PR changed into its own schema; drop it on close."""
-    schema = o.pr_schema_prefix + "${{ github.event.pull_request.number }}"
+    """`sqlorch-pr.yml`: build what the PR changed into its environment; drop it on close."""
+    environment = o.pr_environment_prefix + "${{ github.event.pull_request.number }}"
     return f"""name: sqlorch PR
 on:
   pull_request:
@@ -125,7 +131,7 @@ jobs:
     if: github.event.action != 'closed'
     runs-on: ubuntu-latest
     timeout-minutes: 60
-{_env(o, schema)}    steps:
+{_env(o, environment)}    steps:
 {_setup(o)}{_restore(o, "prod")}      - name: Plan
         run: |
           {{
@@ -138,19 +144,18 @@ jobs:
             sqlorch diff
             echo '```'
           }} >> "$GITHUB_STEP_SUMMARY"
-      - name: Build the changed models into the PR schema (unchanged upstream from production)
-        # failures and failed checks become annotations on the changed files
+      - name: Build what the PR changed into its environment (the rest read from production)
+        # state:modified+ compares with production's state; production's relations and state
+        # are only read. Failures and failed checks become annotations on the changed files.
         run: sqlorch build -s state:modified+ --defer --state prod
   cleanup:
     if: github.event.action == 'closed'
     runs-on: ubuntu-latest
     timeout-minutes: 10
-{_env(o, schema)}    steps:
-      - name: Drop the PR schema
-        run: |
-          PGPASSWORD="$SQLORCH_PG_PASSWORD" psql -v ON_ERROR_STOP=1 \\
-            -h "$SQLORCH_PG_HOST" -p "${{SQLORCH_PG_PORT:-5432}}" -U "$SQLORCH_PG_USER" \\
-            -d "$SQLORCH_PG_DBNAME" -c "DROP SCHEMA IF EXISTS \\"$SQLORCH_PG_SCHEMA\\" CASCADE"
+{_env(o, environment)}    steps:
+{_setup(o)}      - name: Drop the PR's environment
+        # every {environment}__* schema and the environment's state; never production's
+        run: sqlorch env drop "$SQLORCH_ENV"
 """
 
 

@@ -32,8 +32,9 @@ from sqlorch.dbt.manifest import DbtProject
 
 log = logging.getLogger(__name__)
 
-# 2: native-execution facts in node metadata (issue 16); 3: env_var() values (issue 18)
-FORMAT = 3
+# 2: native-execution facts in node metadata (issue 16); 3: env_var() values (issue 18);
+# 4: incremental facts (issue 16)
+FORMAT = 4
 _ROOT_FILES = (
     "dbt_project.yml",
     "packages.yml",

@@ -119,7 +119,8 @@ def dbt_code_parts(
         for name in sorted(r for r in read if r.startswith("\0env:")):
             read.discard(name)
             env_name = name[5:]
-            if not env_name.startswith("DBT_ENV_SECRET"):
+            # SQLORCH_ENV moves relations into an environment; it never changes their content
+            if not env_name.startswith("DBT_ENV_SECRET") and env_name != "SQLORCH_ENV":
                 parts[f"env:{env_name}"] = digest(repr(os.environ.get(env_name)))
         package = n.get("package_name")
         for var in sorted(read):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlorch.core.environment import Environment
 from sqlorch.core.graph import AssetKind, AssetNode, CheckNode, Column
 from sqlorch.dbt.meta import TEST_CONFIG, dep_mappings, direct_facts, partitions_of
 from sqlorch.errors import ProjectError
@@ -54,8 +55,11 @@ class DbtProject:
 _WRITE_CONFIG = ("incremental_strategy", "file_format", "partition_by", "location_root")
 
 
-def _key(schema: str | None, name: str) -> str:
-    return f"{schema or 'main'}.{name}".lower()
+def _key(schema: str | None, name: str, prefix: str = "") -> str:
+    schema = (schema or "main").lower()
+    if prefix and schema.startswith(prefix):
+        schema = schema[len(prefix) :]  # an environment's relation: its asset key is production's
+    return f"{schema}.{name}".lower()
 
 
 def _columns(raw: Mapping[str, Any] | None) -> tuple[Column, ...]:
@@ -64,11 +68,12 @@ def _columns(raw: Mapping[str, Any] | None) -> tuple[Column, ...]:
     return tuple(Column(c.get("name", n), c.get("data_type") or "") for n, c in raw.items())
 
 
-def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
+def read_manifest(manifest: Mapping[str, Any], environment: str | None = None) -> DbtProject:
     """Turn a manifest.json document into a `DbtProject`.
 
     Ephemeral models are not assets (they produce no relation): their dependencies are
-    passed through to the models that use them.
+    passed through to the models that use them. In an `environment` (`SQLORCH_ENV`) a node's
+    schema `NAME__marts` is the asset key's `marts` (`sqlorch.core.environment`).
 
     Raises:
         ProjectError: the manifest is not a dbt manifest.
@@ -81,7 +86,8 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
     except (KeyError, TypeError) as exc:
         raise ProjectError(f"Not a dbt manifest (missing {exc}).") from exc
     macros: Mapping[str, Any] = manifest.get("macros", {}) or {}
-    parents = _Parents.index(nodes, sources_raw)
+    prefix = Environment(environment).prefix.lower() if environment else ""
+    parents = _Parents.index(nodes, sources_raw, prefix)
     tests_of = _test_inputs(nodes, macros)
     native = _NativeContext.of(unit_tests, macros)
     assets: list[AssetNode] = []
@@ -117,6 +123,9 @@ def read_manifest(manifest: Mapping[str, Any]) -> DbtProject:
     )
 
 
+_MODE_MACROS = ("macro.dbt.is_incremental", "macro.dbt.should_full_refresh")
+
+
 @dataclass(frozen=True, slots=True)
 class _NativeContext:
     """What deciding native execution needs beyond a node (sqlorch.dbt.native)."""
@@ -146,13 +155,17 @@ class _NativeContext:
     ) -> AssetNode:
         """Add the compile facts and the native-execution decision to `asset`'s metadata."""
         from sqlorch.dbt.meta import rendered_inputs
-        from sqlorch.dbt.native import model_blocker
+        from sqlorch.dbt.native import incremental_facts, model_blocker
 
         config = n.get("config", {}) or {}
         meta = dict(asset.metadata)
         if "sqlorch_render_inputs" not in meta:
             meta.update(direct_facts(n, config, nodes, sources, macros, tests))
         _parts, code = rendered_inputs(n, nodes, sources, macros)
+        # dbt's own is_incremental() asks whether the relation exists: native execution
+        # compiles the model for the answer the build sees (sqlorch.execute.native_steps)
+        own = {str(macros[m].get("macro_sql")) for m in _MODE_MACROS if m in macros}
+        code = [c for c in code if c not in own]
         meta["sqlorch_native_blocker"] = model_blocker(
             n,
             config,
@@ -160,6 +173,12 @@ class _NativeContext:
             unit_tested=asset.unique_id in self.unit_tested,
             own_materializations=self.own_materializations,
         )
+        if config.get("materialized") == "incremental":
+            meta["sqlorch_incremental"] = incremental_facts(config)[0]
+        if n.get("resource_type") == "seed":
+            from sqlorch.dbt.seeds import seed_facts
+
+            meta["sqlorch_seed"] = seed_facts(n, config)[0]
         return dataclasses.replace(asset, metadata=meta)
 
 
@@ -175,7 +194,9 @@ class _Parents:
     ephemeral: Mapping[str, tuple[str, ...]]
 
     @classmethod
-    def index(cls, nodes: Mapping[str, Any], sources: Mapping[str, Any]) -> _Parents:
+    def index(
+        cls, nodes: Mapping[str, Any], sources: Mapping[str, Any], prefix: str = ""
+    ) -> _Parents:
         key_of: dict[str, str] = {}
         ephemeral: dict[str, tuple[str, ...]] = {}
         for uid, n in nodes.items():
@@ -184,9 +205,9 @@ class _Parents:
             if n.get("config", {}).get("materialized") == "ephemeral":
                 ephemeral[uid] = tuple(n.get("depends_on", {}).get("nodes", ()))
                 continue
-            key_of[uid] = _key(n.get("schema"), n.get("alias") or n["name"])
+            key_of[uid] = _key(n.get("schema"), n.get("alias") or n["name"], prefix)
         for uid, s in sources.items():
-            key_of[uid] = _key(s.get("schema"), s.get("identifier") or s["name"])
+            key_of[uid] = _key(s.get("schema"), s.get("identifier") or s["name"], prefix)
         return cls(nodes, sources, key_of, ephemeral)
 
     def keys(self, dep_ids: Any, seen: frozenset[str] = frozenset()) -> tuple[str, ...]:

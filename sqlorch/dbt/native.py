@@ -1,7 +1,9 @@
 """Native execution of dbt nodes: which nodes sqlorch runs from dbt's compiled SQL, and why not.
 
 dbt parses and compiles; sqlorch executes the compiled SQL of the materializations it
-reproduces exactly (`view` and `table` on DuckDB, and the data tests on them) and dbt
+reproduces exactly (`view`, `table` and `incremental` with dbt-duckdb's append,
+delete+insert and default merge strategies, and seeds, on DuckDB, and the data tests on
+them) and dbt
 executes everything else. This module decides per node, from the manifest alone (no dbt
 import), and says why in dbt's words when dbt must run the node ("dbt: has post-hook").
 Full fidelity is the rule: anything not known to be reproduced exactly runs through dbt.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +23,26 @@ if TYPE_CHECKING:
     from sqlorch.core.graph import AssetNode, CheckNode
 
 #: the materializations sqlorch runs itself
-NATIVE_MATERIALIZATIONS = frozenset({"view", "table"})
+NATIVE_MATERIALIZATIONS = frozenset({"view", "table", "incremental"})
+# dbt-duckdb's incremental strategies sqlorch reproduces ("default" is delete+insert there)
+_STRATEGIES = {
+    "default": "delete+insert",
+    "delete+insert": "delete+insert",
+    "append": "append",
+    "merge": "merge",
+}
+# merge configuration beyond dbt-duckdb's defaults (UPDATE BY NAME / INSERT BY NAME)
+_MERGE_OPTIONS = (
+    "merge_on_using_columns",
+    "merge_update_condition",
+    "merge_insert_condition",
+    "merge_update_columns",
+    "merge_exclude_columns",
+    "merge_update_set_expressions",
+    "merge_returning_columns",
+    "merge_clauses",
+)
+_SCHEMA_CHANGES = frozenset({"ignore", "fail", "append_new_columns", "sync_all_columns"})
 
 # what makes a model's compiled SQL depend on more than its code: the database's state at
 # compile time (introspection) or the moment of the run
@@ -37,9 +59,49 @@ _OWN_MATERIALIZATIONS = frozenset(
         "materialization_view_duckdb",
         "materialization_table_default",
         "materialization_table_duckdb",
+        "materialization_incremental_default",
+        "materialization_incremental_duckdb",
+        "materialization_seed_default",
+        "materialization_seed_duckdb",
     }
 )
 _DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb", "dbt_postgres"})
+# the macros (and their adapter__ variants) whose statements sqlorch reproduces, per
+# materialization: a project that redefines one keeps that materialization with dbt
+_HELPERS = {
+    "incremental": frozenset(
+        {
+            "get_incremental_append_sql",
+            "get_incremental_delete_insert_sql",
+            "get_incremental_default_sql",
+            "get_incremental_merge_sql",
+            "get_delete_insert_merge_sql",
+            "get_insert_into_sql",
+            "get_merge_sql",
+            "merge_join_clause",
+            "process_schema_changes",
+            "check_for_schema_changes",
+            "sync_column_schemas",
+            "diff_column_data_types",
+            "alter_relation_add_remove_columns",
+            "alter_column_type",
+            "make_temp_relation",
+            "dispatch_temporary_relation",
+            "create_table_as",
+            "get_quoted_csv",
+        }
+    ),
+    "seed": frozenset(
+        {
+            "load_csv_rows",
+            "create_csv_table",
+            "reset_csv_table",
+            "get_csv_sql",
+            "get_binding_char",
+            "get_batch_size",
+        }
+    ),
+}
 
 
 class Execution(StrEnum):
@@ -63,8 +125,6 @@ def model_blocker(
     `own_materializations` names the materializations the project itself redefines.
     """
     rtype = n.get("resource_type")
-    if rtype == "seed":
-        return "dbt: seed"
     if rtype == "snapshot":
         return "dbt: snapshot"
     own = _sqlorch_meta(n, config)
@@ -78,15 +138,21 @@ def model_blocker(
         )
     if own.get("execution") == Execution.DBT.value:
         return "dbt: meta.sqlorch.execution is 'dbt'"
+    if rtype == "seed":
+        if "seed" in own_materializations:
+            return "dbt: the project redefines how dbt loads seeds"
+        return _seed_blocker(n, config)
     if n.get("language", "sql") != "sql":
         return "dbt: python model"
     materialized = str(config.get("materialized") or "")
     if materialized in own_materializations:
         return f"dbt: custom materialization {materialized!r}"
     if materialized not in NATIVE_MATERIALIZATIONS:
-        if materialized == "incremental":
-            return "dbt: incremental (not executed natively yet)"
         return f"dbt: custom materialization {materialized!r}"
+    if materialized == "incremental":
+        _facts, why = incremental_facts(config)
+        if why:
+            return why
     for hook in ("pre-hook", "post-hook"):
         if config.get(hook):
             return f"dbt: has {hook}"
@@ -109,13 +175,101 @@ def model_blocker(
     return ""
 
 
+@dataclass(frozen=True, slots=True)
+class Incremental:
+    """An incremental model's configuration, as dbt-duckdb's materialization reads it."""
+
+    strategy: str  # "append" | "delete+insert" | "merge"
+    unique_key: str | tuple[str, ...] | None  # a string, or a list of columns
+    predicates: tuple[str, ...] | None  # incremental_predicates (or predicates)
+    on_schema_change: str  # ignore | fail | append_new_columns | sync_all_columns
+    full_refresh: bool | None  # the model's `full_refresh` config (None: the flag decides)
+
+    @classmethod
+    def of(cls, facts: Mapping[str, Any]) -> Incremental:
+        """Read the facts `incremental_facts` wrote into a node's metadata."""
+        key = facts.get("unique_key")
+        preds = facts.get("predicates")
+        return cls(
+            strategy=str(facts["strategy"]),
+            unique_key=tuple(key) if isinstance(key, list | tuple) else key,
+            predicates=tuple(preds) if preds is not None else None,
+            on_schema_change=str(facts["on_schema_change"]),
+            full_refresh=facts.get("full_refresh"),
+        )
+
+    def should_full_refresh(self, flag: bool) -> bool:
+        """dbt's `should_full_refresh()`: the model's config, else `--full-refresh`."""
+        return self.full_refresh if self.full_refresh is not None else flag
+
+    def is_incremental(self, existing: str | None, flag: bool) -> bool:
+        """dbt's `is_incremental()`: the relation is a table and no full refresh is due."""
+        return existing == "table" and not self.should_full_refresh(flag)
+
+
+def incremental_facts(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """An incremental model's facts for `Incremental.of`, or why dbt must run it."""
+    raw = config.get("incremental_strategy") or "default"
+    strategy = _STRATEGIES.get(str(raw))
+    if strategy is None:
+        return None, f"dbt: incremental_strategy {raw!r}"
+    if strategy == "merge":
+        options = [k for k in _MERGE_OPTIONS if config.get(k) not in (None, [], {}, "")]
+        if options:
+            return None, f"dbt: merge options ({', '.join(options)})"
+    key = config.get("unique_key")
+    if not (key is None or isinstance(key, str) or _strings(key)):
+        return None, f"dbt: unique_key {key!r}"
+    preds = config.get("predicates") or config.get("incremental_predicates")
+    if isinstance(preds, str) and strategy == "merge":
+        preds = [preds]  # dbt-duckdb's merge normalizes a string to a list
+    if not (preds is None or _strings(preds)):
+        return None, f"dbt: incremental_predicates {preds!r}"
+    full_refresh = config.get("full_refresh")
+    if full_refresh is not None and not isinstance(full_refresh, bool):
+        return None, f"dbt: full_refresh {full_refresh!r}"
+    on_change = config.get("on_schema_change")
+    facts = {
+        "strategy": strategy,
+        "unique_key": list(key) if isinstance(key, list | tuple) else key,
+        "predicates": list(preds) if preds else None,
+        # dbt logs an unknown value and uses 'ignore'
+        "on_schema_change": on_change if on_change in _SCHEMA_CHANGES else "ignore",
+        "full_refresh": full_refresh,
+    }
+    return facts, ""
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+def _seed_blocker(n: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """Why dbt must load this seed ("" when sqlorch loads it as dbt-duckdb does)."""
+    from sqlorch.dbt.seeds import seed_facts
+
+    for hook in ("pre-hook", "post-hook"):
+        if config.get(hook):
+            return f"dbt: has {hook}"
+    if config.get("grants"):
+        return "dbt: grants"
+    if any((config.get("persist_docs") or {}).values()):
+        return "dbt: persist_docs"
+    return seed_facts(n, config)[1]
+
+
 def own_materializations(macros: Mapping[str, Any]) -> frozenset[str]:
-    """The materializations among view/table that a project or package redefines."""
+    """The materializations among view/table/incremental/seed a project or package redefines."""
     out = set()
     for m in macros.values():
         name = str(m.get("name") or "")
-        if name in _OWN_MATERIALIZATIONS and m.get("package_name") not in _DBT_PACKAGES:
+        if m.get("package_name") in _DBT_PACKAGES:
+            continue
+        if name in _OWN_MATERIALIZATIONS:
             out.add(name.split("_")[1])
+        for materialized, helpers in _HELPERS.items():
+            if name in helpers or name.split("__", 1)[-1] in helpers:
+                out.add(materialized)
     return frozenset(out)
 
 

@@ -11,13 +11,13 @@ arithmetic in Jinja, `model.batch.id`, ...) fails that test and the model keeps 
 through dbt.
 
 With a template, writing a window needs neither dbt's start-up nor its temp table: sqlorch
-runs the filled-in SQL as its own delete-then-insert of exactly the window, in one DuckDB
-transaction (`DuckDBWarehouse.replace_window_sql`). The model's own data tests are compiled
-with it and run as dbt runs them. Templates are cached in `.sqlorch/dbt/templates.json`, keyed
-by the model's code version (its SQL, macros, vars, config and target), the relations and
-ephemeral models it renders, its tests, and the environment variables it reads; a failed
-attempt is cached too, so a model that cannot use a template is not compiled again until it
-changes.
+runs the filled-in SQL as its own delete-then-insert of exactly the window, in one database
+transaction (`replace_window_sql` of the DuckDB and PostgreSQL warehouses). The model's own
+data tests are compiled with it and run as dbt runs them. Templates are cached in
+`.sqlorch/dbt/templates.json`, keyed by the model's code version (its SQL, macros, vars,
+config and target), the relations and ephemeral models it renders, its tests, and the
+environment variables it reads; a failed attempt is cached too, so a model that cannot use a
+template is not compiled again until it changes.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class Template:
 def blocker(node: AssetNode, same_file: bool, hook_count: int) -> str:
     """Why sqlorch must leave `node`'s windows to dbt's materialization ("" if it need not).
 
-    `same_file`: the dbt target is the DuckDB file sqlorch writes to.
+    `same_file`: the dbt target is the database sqlorch writes to (the DuckDB file, or the
+    PostgreSQL database of the same target).
     """
     definition = node.partitions
     if definition is None or definition.time is None or definition.others:
@@ -87,7 +88,7 @@ def blocker(node: AssetNode, same_file: bool, hook_count: int) -> str:
     if not definition.columns:
         return "no partition column"
     if not same_file:
-        return "the dbt target is not the DuckDB file sqlorch writes to"
+        return "the dbt target is not the database sqlorch writes to"
     if hook_count:
         return "project hooks"
     reason = node.metadata.get("sqlorch_direct_blocker")

@@ -3,7 +3,8 @@
 A model with a window template (sqlorch.dbt.templates) needs no dbt start-up for a window:
 its template, filled in with the window's bounds, is run as one delete-then-insert of exactly
 the window, and its data tests as dbt runs them. The database is handed in as a
-`WindowStore` (the DuckDB warehouse is one); this module never imports the warehouse.
+`WindowStore` (the DuckDB and PostgreSQL warehouses are); this module never imports the
+warehouse.
 """
 
 from __future__ import annotations
@@ -48,10 +49,7 @@ class WindowChunk(Protocol):
 
 
 class WindowStore(Protocol):
-    """The database windows are written to: the file dbt builds into."""
-
-    @property
-    def path(self) -> str: ...
+    """The database windows are written to: the one dbt builds into (DuckDB, PostgreSQL)."""
 
     def session(self) -> WindowStore:
         """Return a handle with its own connection."""
@@ -103,10 +101,12 @@ class DirectWindows:
         run_dir: Path,
         errors: tuple[type[BaseException], ...],
         rows_of: Callable[[AssetNode, WindowChunk], tuple[str, list[Any]]],
+        same_target: bool = True,
     ) -> None:
         """Write to `warehouse`; a window write raising one of `errors` is that model's error.
 
-        `rows_of` returns the predicate (with parameters) of a chunk's rows in a model's table.
+        `rows_of` returns the predicate (with parameters) of a chunk's rows in a model's table;
+        `same_target`: `warehouse` is the database dbt's target builds into.
         """
         from sqlorch.dbt.templates import TemplateCache
 
@@ -117,6 +117,7 @@ class DirectWindows:
         self.run_dir = run_dir
         self.errors = errors
         self.rows_of = rows_of
+        self.same_target = same_target
         self.cache = TemplateCache(invoker.artifacts_dir / "templates.json")
         # model key -> why dbt writes its windows (shown in the run's events)
         self.reasons: dict[str, str] = {}
@@ -127,23 +128,20 @@ class DirectWindows:
     def templates(self, n: int, keys: list[str]) -> dict[str, Template]:
         """The templates of the models among `keys` that have one (compiling missing ones).
 
-        A model without one is left to dbt: it is not eligible (hooks, a contract, an adapter
-        other than DuckDB, ...), its table does not exist yet (dbt creates it, and compiles
-        `is_incremental()` as it will run), or dbt's SQL for it is not a template.
+        A model without one is left to dbt: it is not eligible (hooks, a contract, a target
+        other than the database sqlorch writes to, ...), its table does not exist yet (dbt
+        creates it, and compiles `is_incremental()` as it will run), or dbt's SQL for it is
+        not a template.
         """
         from sqlorch.dbt.manifest import compress_selection
         from sqlorch.dbt.templates import blocker, compile_templates
 
-        # the dbt target must be the DuckDB file sqlorch writes to
-        same_file = self.invoker.duckdb_path is not None and (
-            Path(self.warehouse.path).resolve() == self.invoker.duckdb_path
-        )
         found: dict[str, Template] = {}
         missing: list[AssetNode] = []
         for key in keys:
             self.reasons.pop(key, None)
             node = self.graph.assets[key]
-            reason = blocker(node, same_file, self.project.hook_count)
+            reason = blocker(node, self.same_target, self.project.hook_count)
             if reason:
                 self.reasons[key] = reason
                 continue

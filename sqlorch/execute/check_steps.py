@@ -24,6 +24,7 @@ from sqlorch.execute.pools import Slots
 from sqlorch.execute.progress import Progress
 from sqlorch.execute.status import Status
 from sqlorch.warehouse.base import Warehouse
+from sqlorch.warehouse.environment import physical
 from sqlorch.warehouse.sql import filter_sql, quote_key
 
 
@@ -82,7 +83,7 @@ class CheckSteps:
                         run_id=self.progress.run_id,
                         warehouse=s,
                         log=logger,
-                        table=quote_key(key),
+                        table=quote_key(physical(s, key)),
                         partition=context_of(definition, chunk),
                         partition_filter=where or None,
                         partition_params=params,
@@ -155,7 +156,7 @@ class CheckSteps:
                 run_id=self.progress.run_id,
                 warehouse=session,
                 log=logger,
-                table=quote_key(key),
+                table=quote_key(physical(session, key)),
                 partition=context_of(definition, chunk),
                 partition_filter=where or None,
                 partition_params=params,
@@ -352,7 +353,11 @@ def run_side_check(
     key = check.asset_keys[0]
     if check.kind == CheckKind.PYTHON:
         ctx = CheckContext(
-            asset=key, run_id=run_id, warehouse=session, log=log, table=quote_key(key)
+            asset=key,
+            run_id=run_id,
+            warehouse=session,
+            log=log,
+            table=quote_key(physical(session, key)),
         )
         return run_python_check(policies.python_checks[check.unique_id], ctx)
     if current is None:
@@ -368,7 +373,7 @@ def run_side_check(
 
     def newest_value(column: str) -> datetime | None:
         ident = '"' + column.replace('"', '""') + '"'
-        value = session.execute(f"SELECT max({ident}) FROM {quote_key(key)}")
+        value = session.execute(f"SELECT max({ident}) FROM {quote_key(physical(session, key))}")
         return as_datetime(value[0][0] if value else None)
 
     now = policies.now()
@@ -403,7 +408,8 @@ def latest_partition_present(
                 f"{key} declares no partition column, so the latest partition cannot be looked "
                 "up in its table; give the partitions a `column` or the check a `max_age`",
             )
-        row = session.execute(f"SELECT count(*) FROM {quote_key(key)} WHERE {where}", params)
+        table = quote_key(physical(session, key))
+        row = session.execute(f"SELECT count(*) FROM {table} WHERE {where}", params)
         if not row or not row[0][0]:
             missing.append(definition.key(prefix, n - 1))
     latest = definition.key(definition.prefixes()[0], n - 1)

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 Group = list[tuple[str, Chunk]]
 
+#: the warehouses (their `dialect`) sqlorch writes dbt models' windows to itself
+WINDOW_DIALECTS = ("duckdb", "postgres")
+
 
 class DbtChunks:
     """Runs the chunks of partitioned dbt models, one invocation per shared window."""
@@ -201,10 +204,14 @@ class DbtChunks:
                     for k, _ in group
                     if result.statuses.get(graph.assets[k].unique_id or "") == "success"
                 ]
+                # why dbt wrote these windows stays in this invocation's event (`templates`
+                # forgets the reasons of the models it now finds a template for)
+                why = {k: v for k, v in self._direct.reasons.items() if k in dict(group)}
                 try:
                     self._direct.templates(n, made)
                 except Exception:  # noqa: BLE001 - only a missed shortcut for later runs
                     log.debug("compiling window templates failed", exc_info=True)
+                self._direct.reasons.update(why)
         else:
             result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self.invocations.inbox.put(DbtChunkDone(group, checks, result))
@@ -242,39 +249,53 @@ class DbtChunks:
         return None
 
     def _dbt_only(self, group: Group) -> dict[str, str]:
-        """Why dbt writes the windows of a group's partitioned models on a non-DuckDB target."""
+        """Why dbt writes the windows of a group's partitioned models on another target."""
         dialect = getattr(self.warehouse, "dialect", None)
-        if not self.direct_windows or dialect in (None, "duckdb"):
+        if not self.direct_windows or dialect in (None, *WINDOW_DIALECTS):
             return {}
         graph = self.progress.graph
         return {
-            k: f"sqlorch writes windows itself on DuckDB only; on {dialect} dbt writes them"
+            k: f"sqlorch writes windows itself on DuckDB and PostgreSQL only; on {dialect} "
+            "dbt writes them"
             for k, _ in group
             if graph.assets[k].partitions is not None
         }
 
     def _windows(self) -> DirectWindows | None:
         """The run's direct window writer, or None when windows are dbt's alone."""
-        from sqlorch.warehouse.duckdb import DuckDBWarehouse
-
-        if not self.direct_windows or not isinstance(self.warehouse, DuckDBWarehouse):
+        warehouse = self.warehouse
+        dialect = getattr(warehouse, "dialect", None)
+        if not self.direct_windows or warehouse is None or dialect not in WINDOW_DIALECTS:
             return None
         if self._direct is None:
-            import duckdb
-
-            from sqlorch.dbt.windows import DirectWindows
+            from sqlorch.dbt.windows import DirectWindows, WindowStore
             from sqlorch.errors import WarehouseError
-            from sqlorch.warehouse.duckdb import SchemaDrift
+            from sqlorch.warehouse.base import SchemaDrift
 
             inv = self.invocations
+            driver: type[BaseException]
+            if dialect == "postgres":
+                import psycopg
+
+                # opened from the dbt target itself (app.build): the database dbt writes to
+                driver, same_target = psycopg.Error, True
+            else:
+                import duckdb
+
+                path = getattr(warehouse, "path", None)
+                driver = duckdb.Error
+                same_target = bool(path) and inv.invoker.duckdb_path is not None
+                same_target = same_target and Path(str(path)).resolve() == inv.invoker.duckdb_path
+            store: WindowStore = warehouse  # type: ignore[assignment]
             self._direct = DirectWindows(
                 self.progress.graph,
                 inv.project,
                 inv.invoker,
-                self.warehouse,
+                store,
                 self.run_dir,
-                errors=(WarehouseError, SchemaDrift, duckdb.Error),
+                errors=(WarehouseError, SchemaDrift, driver),
                 rows_of=rows_of,
+                same_target=same_target,
             )
         return self._direct
 

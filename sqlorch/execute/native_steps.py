@@ -29,7 +29,9 @@ from sqlorch.execute.status import Status
 if TYPE_CHECKING:
     from sqlorch.dbt.compiled import CompiledCache
     from sqlorch.dbt.datatests import DataTest
+    from sqlorch.dbt.native import Incremental
     from sqlorch.dbt.runner import InvocationResult
+    from sqlorch.dbt.seeds import Seed
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,11 @@ class NativeSteps:
         self.sql: dict[str, str] = {}
         self.tests: dict[str, DataTest] = {}
         self.test_reasons: dict[str, str] = {}
+        #: incremental models: their configuration, and the mode their SQL is compiled for
+        self.specs: dict[str, Incremental] = {}
+        self.modes: dict[str, str] = {}
+        #: seeds: their configuration and columns
+        self.seeds: dict[str, tuple[Seed, list[tuple[str, str]]]] = {}
         self._ready = False
 
     @property
@@ -98,20 +105,26 @@ class NativeSteps:
             return
         self._ready = True
         from sqlorch.dbt.native import test_blocker
+        from sqlorch.execute.native_writes import Catalog
 
         graph = self.progress.graph
         session = self.warehouse.session()
         try:
             database = str(session.execute("select current_database()")[0][0]).lower()
+            catalog = Catalog(session.connection)
         finally:
             session.close()
+        self._modes(catalog)
         for key in self.native:
             other = graph.assets[key].metadata["sqlorch_relation"][0]
             if other is not None and str(other).lower() != database:
                 self.reasons[key] = f"dbt: writes to database {other!r}, not the target's file"
         missing = []
         for key in sorted(self.native):
-            sql = self.cache.model(graph.assets[key])
+            if "sqlorch_seed" in graph.assets[key].metadata:
+                self._seed(key)
+                continue
+            sql = self.cache.model(graph.assets[key], self.modes.get(key, ""))
             if sql is None:
                 missing.append(graph.assets[key])
             elif sql:
@@ -133,6 +146,49 @@ class NativeSteps:
         if missing or tests_missing:
             self._compile(missing, tests_missing)
         self.cache.save()
+        plan = self.progress.plan
+        if not any(self.reasons.values()) and not self.test_reasons:
+            dbt_steps = sum(1 for s in plan.steps if s.kind.is_dbt)
+            if dbt_steps == len(self.reasons):  # no partition windows either
+                self.invocations.invoker.forget()  # dbt is done in this run: free its parse
+
+    def _seed(self, key: str) -> None:
+        """A seed's columns: cached for its file and configuration, or inferred as dbt does."""
+        from sqlorch.dbt.seeds import Seed
+
+        node = self.progress.graph.assets[key]
+        facts = node.metadata.get("sqlorch_seed")
+        seed = Seed.of(facts) if facts else None
+        inputs = seed.inputs() if seed else None
+        if seed is None or inputs is None:
+            self.reasons[key] = "dbt: the seed's file cannot be read"
+            return
+        columns = self.cache.seed(key, inputs)
+        if columns is None:
+            try:
+                columns = seed.columns()
+            except (ValueError, OSError) as exc:
+                log.debug("agate could not read %s", seed.path, exc_info=True)
+                self.reasons[key] = f"dbt: agate could not read the seed ({exc})"
+                return
+            self.cache.put_seed(key, inputs, columns)
+        self.seeds[key] = (seed, columns)
+        self.sql[key] = ""
+
+    def _modes(self, catalog: Any) -> None:
+        """Each native incremental model's `is_incremental()`, from its relation now."""
+        from sqlorch.dbt.native import Incremental
+
+        flag = self.invocations.invoker.full_refresh
+        for key in self.native:
+            node = self.progress.graph.assets[key]
+            facts = node.metadata.get("sqlorch_incremental")
+            if node.materialized != "incremental" or not facts:
+                continue
+            spec = Incremental.of(facts)
+            self.specs[key] = spec
+            existing = catalog.kind(tuple(node.metadata["sqlorch_relation"]))
+            self.modes[key] = "incremental" if spec.is_incremental(existing, flag) else "full"
 
     def _compile(self, models: list[Any], tests: list[str]) -> None:
         from sqlorch.dbt.compiled import compile_nodes
@@ -160,7 +216,7 @@ class NativeSteps:
         for m in models:
             sql = sqls.get(m.key, "")
             if error is None:
-                self.cache.put_model(m, sql)
+                self.cache.put_model(m, sql, self.modes.get(m.key, ""))
             if sql:
                 self.sql[m.key] = sql
             else:
@@ -363,29 +419,39 @@ class NativeSteps:
         import duckdb
 
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_writes import materialize_many
+        from sqlorch.execute.native_incremental import NativeWriteError
+        from sqlorch.execute.native_writes import Write, materialize_many
 
         graph, inbox = self.progress.graph, self.invocations.inbox
         nodes = [graph.assets[k] for k in group]
         for node in nodes:
             inbox.put(DbtEvent(DbtNodeEvent(node.unique_id or "", DbtPhase.STARTED)))
+        flag = self.invocations.invoker.full_refresh
         writes = [
-            (tuple(n.metadata["sqlorch_relation"]), str(n.materialized), self.sql[n.key])
+            Write(
+                tuple(n.metadata["sqlorch_relation"]),
+                str(n.materialized),
+                self.sql[n.key],
+                incremental=self.specs.get(n.key),
+                seed=self.seeds.get(n.key),
+                full_refresh=flag,
+                compiled_incremental=self.modes.get(n.key) == "incremental",
+            )
             for n in nodes
         ]
         outcomes: list[tuple[str, str, int | None, float]] = []
         try:
-            wrote = materialize_many(con, writes, catalog)  # type: ignore[arg-type]
+            wrote = materialize_many(con, writes, catalog)
             outcomes = [("success", "OK", rows, s) for rows, s in wrote]
-        except duckdb.Error:
+        except (duckdb.Error, NativeWriteError):
             for node, write in zip(nodes, writes, strict=True):
                 if failed and failed & graph.ancestors(node.key):
                     outcomes.append(("skipped", "", None, 0.0))
                     continue
                 try:
-                    rows, seconds = materialize_many(con, [write], catalog)[0]  # type: ignore[list-item]
+                    rows, seconds = materialize_many(con, [write], catalog)[0]
                     outcomes.append(("success", "OK", rows, seconds))
-                except duckdb.Error as exc:
+                except (duckdb.Error, NativeWriteError) as exc:
                     text = f"Runtime Error in model {node.name} ({node.file})\n  {exc}"
                     outcomes.append(("error", text, None, 0.0))
                     failed.add(node.key)

@@ -7,6 +7,7 @@ to the scheduling thread as a message; retries follow the asset's policy.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from sqlorch.execute.messages import (
 )
 from sqlorch.execute.retries import Failure, attempt_until_done
 from sqlorch.warehouse.base import Warehouse
+from sqlorch.warehouse.environment import physical, readable
 from sqlorch.warehouse.sql import filter_sql
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,7 @@ class PythonSteps:
                 log=logger,
                 rate_limiter=self.limiters.get(node.pool or ""),
                 attempt=attempt,
+                relations=functools.partial(_relation, session, key),
             )
             started = time.perf_counter()
             audited: list[tuple[str, CheckOutcome]] = []
@@ -358,3 +361,8 @@ def _user_error(key: str, file: str | None, exc: BaseException) -> AssetError:
         file=file,
         line=line,
     )
+
+
+def _relation(session: Warehouse, own: str, key: str) -> str:
+    """`context.relation(key)`: the asset's own relation where it writes; others where to read."""
+    return physical(session, key) if key == own else readable(session, key)

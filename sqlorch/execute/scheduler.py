@@ -145,8 +145,10 @@ class Executor:
     def _add_native(self, side: RunPolicies, warehouse: Warehouse | None) -> None:
         """Let sqlorch execute dbt's compiled SQL natively where it reproduces dbt (issue 16)."""
         from sqlorch.warehouse.duckdb import DuckDBWarehouse
+        from sqlorch.warehouse.environment import unwrap
 
-        if self.dbt is None or not side.native or not isinstance(warehouse, DuckDBWarehouse):
+        inner = unwrap(warehouse)  # dbt's relations, as compiled: no environment mapping
+        if self.dbt is None or not side.native or not isinstance(inner, DuckDBWarehouse):
             return
         from sqlorch.execute.native_steps import NativeSteps
 
@@ -154,7 +156,7 @@ class Executor:
             progress=self.progress,
             readiness=self.readiness,
             invocations=self.dbt.invocations,
-            warehouse=warehouse,
+            warehouse=inner,
             cancellation=self.cancellation,
             forced=side.forced_dbt,
             keys=self.dbt.keys,
@@ -248,6 +250,7 @@ class Executor:
         progress = self.progress
         self.cancellation.wake()
         self.python.sessions.interrupt_all()
+        self.python.dlt.interrupt()  # dlt's loads use connections of their own
         for key in self.plan.keys:
             if progress.status[key] is Status.RUNNING:
                 progress.fail(key, f"{key} was cancelled by a second Ctrl-C", None)

@@ -243,7 +243,11 @@ def scan_hidden_after_run(project: LineageInputs, run_dir: Path) -> list[tuple[s
     compiled = record_compiled(project, run_dir)
     if not compiled:
         return []
+    from sqlorch.core.environment import Environment
+
     dialect = dialect_of(project.target.type)
+    env_name = project.settings.environment
+    environment = Environment(env_name) if env_name else None
     found = read_hidden(project.settings.state_dir)
     changed: dict[str, HiddenDependency] = {}
     for key, sql in compiled.items():
@@ -259,6 +263,8 @@ def scan_hidden_after_run(project: LineageInputs, run_dir: Path) -> list[tuple[s
         except Exception:  # noqa: BLE001 - SQL sqlglot cannot parse: no hidden edges known
             log.debug("cannot parse the compiled SQL of %s", key, exc_info=True)
             continue
+        if environment is not None:  # the environment's relations stand for their keys
+            tables = [environment.key(t) or t for t in tables]
         h = HiddenDependency(key, node.code_version, node.file, hidden_tables(node, tables))
         changed[key] = h
         found[key] = h

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,13 @@ def load_project(settings: Settings) -> Project:
     """
     from sqlorch.dbt.profiles import find_profiles_dir, read_target_cached
     from sqlorch.dbt.runner import DbtInvoker
+
+    # dbt reads the environment from SQLORCH_ENV (macros/sqlorch.sql): it must say what the
+    # settings say, or dbt and sqlorch would write to different schemas
+    if settings.environment:
+        os.environ["SQLORCH_ENV"] = settings.environment
+    else:
+        os.environ.pop("SQLORCH_ENV", None)
 
     profiles_dir = find_profiles_dir(settings.profiles_dir)
     target = read_target_cached(
@@ -111,7 +119,15 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
         }
     )
     extra = [target.profiles_file]
-    cached = cache.load(context, extra)
+    from sqlorch.dbt.handoff import await_warm, warm_pid
+
+    # a warm `sqlorch dev` may be parsing and compiling this very change: read its work
+    # only while it is not writing, and wait a moment for it to take a change up
+    dbt_dir = settings.state_dir / "dbt"
+    if warm_pid(dbt_dir) is None:
+        cached = cache.load(context, extra)
+    else:
+        cached = await_warm(dbt_dir, lambda: cache.load(context, extra))
     if cached is not None:
         log.debug("dbt project loaded from the manifest cache")
         return cached
@@ -124,7 +140,7 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
     dirs = input_dirs(project_dir, project_file)
     files = scan(project_dir, dirs, extra)  # before the parse: see ManifestCache.store
     manifest = invoker.parse()
-    dbt = read_manifest(manifest)
+    dbt = read_manifest(manifest, settings.environment)
     project_vars = project_file.get("vars") or {}
     parts = dbt_code_parts(
         manifest,

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlorch.errors import StateError
+from sqlorch.core.placeholders import qmark_to_pyformat
+from sqlorch.errors import LeaseHeldError, StateError
 from sqlorch.settings import mask_url
 from sqlorch.state.migrations import MIGRATIONS, statements
 from sqlorch.state.sqlite import SqliteStateStore
@@ -41,19 +42,7 @@ _MIGRATION_LOCK = "sqlorch:migrate"
 @functools.lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """SQLite SQL of the store's queries -> PostgreSQL (`?` -> `%s`, `INSERT OR IGNORE`)."""
-    out: list[str] = []
-    quote: str | None = None
-    for ch in sql:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "?":
-            out.append("%s")
-            continue
-        out.append("%%" if ch == "%" else ch)
-    text = "".join(out)
+    text = qmark_to_pyformat(sql)
     if re.match(r"\s*BEGIN\s+IMMEDIATE\b", text, re.I):
         return "BEGIN"
     if re.match(r"\s*INSERT\s+OR\s+IGNORE\b", text, re.I):
@@ -169,6 +158,8 @@ class PostgresStateStore(SqliteStateStore):
         self._con = _Translating(con)  # type: ignore[assignment]
         try:
             self._check_server(con)
+            if self._up_to_date(con):
+                return  # sqlorch's tables at this version: one round trip, nothing to check
             ours = self._check_schema(con)
             if readonly and not ours:
                 con.close()
@@ -195,6 +186,26 @@ class PostgresStateStore(SqliteStateStore):
                 f"sqlorch needs {MIN_SERVER_VERSION // 10000} or newer. Use a newer server (or "
                 "the SQLite store). Nothing was written."
             )
+
+    def _up_to_date(self, con: Any) -> bool:
+        """Whether the schema is a store at this sqlorch's version (then search_path is set).
+
+        One query: the schema version, whether `runs` exists, and the search path. A schema
+        without sqlorch's tables fails it (nothing changes); the caller then checks in full.
+        """
+        import psycopg
+
+        schema = f'"{self.schema}"'
+        try:
+            row = con.execute(
+                f"SELECT (SELECT max(version) FROM {schema}.schema_version), "
+                "to_regclass(%s) IS NOT NULL, set_config('search_path', %s, false)",
+                (f"{schema}.runs", schema),
+            ).fetchone()
+        except psycopg.Error:  # no such table or column: not (yet) a store, or not ours
+            return False
+        # (otherwise the full check decides; it sets the search path again where it needs it)
+        return row is not None and bool(row[1]) and int(row[0] or 0) == len(MIGRATIONS)
 
     def _check_schema(self, con: Any) -> bool:
         """Whether the schema holds sqlorch's tables (False: empty or absent).
@@ -338,11 +349,12 @@ class PostgresStateStore(SqliteStateStore):
                 ).fetchone()[0]
                 if not got:
                     other = self._holder(con, key)
-                    raise StateError(
+                    raise LeaseHeldError(
                         f"Asset {key} is being built by another run ({other}) sharing the "
-                        f"state store {self.location}. Wait for it to finish and run again; "
-                        "nothing of this run was written.",
+                        f"state store {self.location}. Wait for it to finish and run again "
+                        "(`sqlorch build --wait` waits for it); nothing of this run was written.",
                         asset=key,
+                        holder=other,
                     )
         except BaseException:
             con.close()  # releases what was taken

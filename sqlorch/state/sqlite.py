@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlorch.errors import StateError
 from sqlorch.events import AttemptOutcome
@@ -36,6 +36,9 @@ from sqlorch.state.rows import (
     materialization_record,
     run_record,
 )
+
+if TYPE_CHECKING:
+    from sqlorch.state.leases import FileLeases
 
 
 def damaged(path: Path, exc: BaseException) -> StateError:
@@ -99,6 +102,9 @@ class SqliteStateStore:
     Implements `StateWriter` (and so `StateReader`); `readonly=True` opens no file that
     does not exist and allows reads only.
     """
+
+    #: the lock files of `acquire_lease` (opened on first use)
+    _file_leases: FileLeases | None = None
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -286,10 +292,21 @@ class SqliteStateStore:
         ]
 
     def acquire_lease(self, keys: Iterable[str], run_id: str) -> None:
-        """Nothing to lock: one DuckDB file has one writing process at a time anyway."""
+        """Lock every asset in `keys` for run `run_id` until `release_lease` (or exit).
+
+        Raises:
+            LeaseHeldError: another build of this state folder holds one of them.
+        """
+        from sqlorch.state.leases import FileLeases
+
+        if self._file_leases is None:
+            self._file_leases = FileLeases(self.path.parent / "leases", str(self.path))
+        self._file_leases.acquire(keys, run_id)
 
     def release_lease(self) -> None:
-        """Nothing to release."""
+        """Release what `acquire_lease` took."""
+        if self._file_leases is not None:
+            self._file_leases.release()
 
     def mark_abandoned_runs(self, now: str) -> int:
         """Mark runs left 'running' by a process that no longer exists as failed."""

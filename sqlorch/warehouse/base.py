@@ -34,6 +34,10 @@ class WriteMode(StrEnum):
     APPEND = "append"
 
 
+class SchemaDrift(Exception):  # noqa: N818 - a signal to fall back to dbt, not a user error
+    """A window's query has other columns than its table (dbt's on_schema_change decides)."""
+
+
 #: Called inside a write's transaction with a session that sees the new data; raises to roll back.
 Audit = Callable[["Warehouse"], None]
 

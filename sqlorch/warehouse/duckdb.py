@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, WarehouseError
-from sqlorch.warehouse.base import Audit, WriteMode
+from sqlorch.warehouse.base import Audit, SchemaDrift, WriteMode
+from sqlorch.warehouse.sql import drift as _drift
+from sqlorch.warehouse.sql import query_body as _body
 from sqlorch.warehouse.sql import quote_key as quote_key  # importers know it from here
 
 log = logging.getLogger(__name__)
@@ -54,29 +56,6 @@ def to_arrow_stream(data: Any, key: str) -> Any:
         "a `context` argument, write through `context.warehouse` yourself and return None.",
         asset=key,
     )
-
-
-class SchemaDrift(Exception):  # noqa: N818 - a signal to fall back to dbt, not a user error
-    """A window's query has other columns than its table (dbt's on_schema_change decides)."""
-
-
-def _body(sql: str) -> str:
-    """A compiled query as a subquery body: no trailing semicolon."""
-    return sql.strip().rstrip(";").rstrip()
-
-
-def _drift(have: Mapping[str, str], got: Mapping[str, str]) -> str:
-    added = sorted(set(got) - set(have))
-    removed = sorted(set(have) - set(got))
-    changed = sorted(c for c in set(have) & set(got) if have[c] != got[c])
-    parts = []
-    if added:
-        parts.append("new columns " + ", ".join(added))
-    if removed:
-        parts.append("dropped columns " + ", ".join(removed))
-    if changed:
-        parts.append(", ".join(f"{c} {have[c]} -> {got[c]}" for c in changed))
-    return "; ".join(parts) or "columns differ"
 
 
 #: What a partitioned asset's changed columns do (dbt's `on_schema_change` values).
@@ -460,8 +439,8 @@ class DuckDBWarehouse:
             "SELECT count(*) FROM information_schema.tables "
             "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
             [schema, name],
-        ).fetchone()
-        return bool(row and row[0])
+        ).fetchall()  # (fetchone leaves the result open: the next .sql() would refuse)
+        return bool(row and row[0][0])
 
     def row_counts(self, keys: list[str]) -> dict[str, int]:
         """Return exact row counts of the existing tables among `keys` (one query if it can)."""

@@ -51,13 +51,16 @@ WAREHOUSE_MODULES: dict[str, str] = {
 }
 
 
-def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> Warehouse | None:
+def open_warehouse(
+    target: WarehouseTarget, *, needs_file: bool, environment: str | None = None
+) -> Warehouse | None:
     """Open the warehouse `target` points at (None when nothing needs one).
 
     Args:
         target: the dbt target.
         needs_file: Python assets will be written, so a warehouse sqlorch can write to
             is required.
+        environment: the environment (`SQLORCH_ENV`) whose relations asset keys name.
 
     Raises:
         ConfigError: the target cannot be opened, or cannot hold Python assets.
@@ -82,9 +85,11 @@ def open_warehouse(target: WarehouseTarget, *, needs_file: bool) -> Warehouse | 
         )
     try:
         warehouse: Warehouse = importlib.import_module(module).open_target(target)
-        return warehouse
     except WarehouseError as exc:
         raise ConfigError(f"{where} could not be opened: {_why(target, exc)}") from exc
+    from sqlorch.warehouse.environment import in_environment
+
+    return in_environment(warehouse, environment)
 
 
 def _why(target: WarehouseTarget, exc: WarehouseError) -> str:
@@ -143,6 +148,7 @@ def observe_warehouse(
     warehouse: Warehouse | None = None,
     *,
     open_file: bool = True,
+    environment: str | None = None,
 ) -> WarehouseView:
     """Read which relations the DuckDB file `path` holds and when sources last got rows.
 
@@ -161,6 +167,7 @@ def observe_warehouse(
         memo: the file remembering the last observation.
         warehouse: an open connection to the file, read instead of opening one.
         open_file: False: never open the file (the web UI); without a memo, nothing is known.
+        environment: the environment (`SQLORCH_ENV`) whose relations count.
     """
     if path is None:
         return _observe(warehouse, wanted) if warehouse is not None else WarehouseView(None)
@@ -186,9 +193,12 @@ def observe_warehouse(
             log.debug("warehouse busy; table presence not checked", exc_info=True)
             return WarehouseView(None)
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    from sqlorch.warehouse.environment import in_environment
 
     try:
-        view = _observe(DuckDBWarehouse(str(path), _parent=con), wanted)
+        opened = in_environment(DuckDBWarehouse(str(path), _parent=con), environment)
+        assert opened is not None
+        view = _observe(opened, wanted)
     finally:
         con.close()
     remember_view(memo, path, wanted, view)
@@ -213,8 +223,9 @@ def _exists(path: str) -> bool:
 def _view_files(warehouse: Warehouse) -> dict[str, list[str]]:
     """The files each DuckDB view reads by a literal path, from the catalog in one query."""
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    from sqlorch.warehouse.environment import unwrap
 
-    if not isinstance(warehouse, DuckDBWarehouse):
+    if not isinstance(unwrap(warehouse), DuckDBWarehouse):
         return {}
     rows = warehouse.execute(
         "SELECT lower(schema_name || '.' || view_name), sql FROM duckdb_views() "
@@ -224,6 +235,7 @@ def _view_files(warehouse: Warehouse) -> dict[str, list[str]]:
 
 
 def _observe(warehouse: Warehouse, wanted: Mapping[str, str | None]) -> WarehouseView:
+    from sqlorch.warehouse.environment import physical
     from sqlorch.warehouse.sql import quote_key
 
     relations = warehouse.relations()
@@ -233,7 +245,8 @@ def _observe(warehouse: Warehouse, wanted: Mapping[str, str | None]) -> Warehous
         if key not in relations:
             continue
         try:
-            rows = warehouse.execute(f"SELECT max({field}) FROM {quote_key(key)}")
+            table = quote_key(physical(warehouse, key))
+            rows = warehouse.execute(f"SELECT max({field}) FROM {table}")
         except Exception as exc:  # noqa: BLE001 - a bad loaded_at_field only loses freshness
             log.warning("source %s: loaded_at_field %r could not be read: %s", key, field, exc)
             continue

@@ -21,11 +21,15 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlorch.core.graph import Column
+from sqlorch.core.placeholders import qmark_to_pyformat
 from sqlorch.errors import AssetError, WarehouseError
-from sqlorch.warehouse.base import WriteMode
-from sqlorch.warehouse.sql import quote_ident, quote_key
+from sqlorch.warehouse.base import Audit, SchemaDrift, WriteMode
+from sqlorch.warehouse.sql import drift, query_body, quote_ident, quote_key
 
 log = logging.getLogger(__name__)
+
+# (database, schema, table), as dbt names a relation
+Relation = tuple[str | None, str, str]
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 #: libpq keywords read from a dbt postgres target (dbt's name -> libpq's)
@@ -70,23 +74,6 @@ def describe(keywords: Mapping[str, str]) -> str:
         f"{keywords.get('user', '?')}@{keywords.get('host', 'localhost')}:"
         f"{keywords.get('port', '5432')}/{keywords.get('dbname', '?')}"
     )
-
-
-def qmark_to_pyformat(sql: str) -> str:
-    """Translate `?` placeholders (outside quotes) to psycopg's `%s`, escaping literal `%`."""
-    out: list[str] = []
-    quote: str | None = None
-    for ch in sql:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "?":
-            out.append("%s")
-            continue
-        out.append("%%" if ch == "%" else ch)
-    return "".join(out)
 
 
 def inline_params(sql: str, params: list[Any] | None) -> str:
@@ -161,6 +148,11 @@ class PostgresWarehouse:
     def connection(self) -> Any:
         """The psycopg connection of this session (autocommit)."""
         return self._con
+
+    @property
+    def keywords(self) -> dict[str, str]:
+        """The libpq connection keywords (password included: never print them)."""
+        return dict(self._keywords)
 
     def session(self) -> PostgresWarehouse:
         """Return a handle with connections of its own."""
@@ -344,6 +336,73 @@ class PostgresWarehouse:
             out.setdefault(wanted[low], []).append(Column(str(name), str(dtype)))
         return out
 
+    # direct window writes of dbt models (sqlorch.dbt.windows.WindowStore) -----------------
+
+    def relation_exists(self, relation: Relation) -> bool:
+        """Whether `relation` (database, schema, table) exists as a table (not a view)."""
+        rows = self.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname = ? AND c.relname = ?",
+            [relation[1], relation[2]],
+        )
+        return bool(rows and rows[0][0])
+
+    def schema_drift(self, relation: Relation, query: str) -> str | None:
+        """How `query`'s columns differ from `relation`'s (None when they match)."""
+        with self._lock, self._con.cursor() as cur:
+            return _window_drift(cur, relation, query_body(query))
+
+    def replace_window_sql(
+        self,
+        relation: Relation,
+        queries: list[str],
+        where: str,
+        params: list[Any],
+        audit: Audit | None = None,
+    ) -> int:
+        """Replace the rows of `relation` matching `where` with `queries`' rows, in one transaction.
+
+        Each query's rows outside `where` are filtered out, so a window never writes another
+        window's rows. `audit` runs inside the transaction on a handle that sees the new rows
+        (write-audit-publish: it raises to roll back). Returns the rows written.
+
+        Raises:
+            SchemaDrift: a query's columns (names or types) differ from the table's: the
+                model's `on_schema_change` must decide, so dbt has to write this window.
+            WarehouseError: PostgreSQL failed; nothing was written.
+        """
+        import psycopg
+
+        target = ".".join(quote_ident(p) for p in relation if p is not None)
+        key = f"{relation[1]}.{relation[2]}"
+        # the predicate's values inlined: the compiled SQL goes to the server untouched
+        predicate = inline_params(where, params)
+        bodies = [query_body(q) for q in queries]
+        try:
+            with self._lock, self._con.transaction(), self._con.cursor() as cur:
+                drift = _window_drift(cur, relation, bodies[0])
+                if drift:
+                    raise SchemaDrift(drift)
+                names = [c.name for c in cur.description or ()]
+                cols = ", ".join(quote_ident(n) for n in names)
+                cur.execute(f"DELETE FROM {target} WHERE {predicate}")
+                rows = 0
+                for body in bodies:
+                    cur.execute(
+                        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({body}\n) "
+                        f"AS __sqlorch_window WHERE {predicate}"
+                    )
+                    rows += max(int(cur.rowcount), 0)
+                if audit is not None:
+                    audit(_InTransaction(cur))  # type: ignore[arg-type]
+                return rows
+        except psycopg.Error as exc:
+            raise WarehouseError(
+                f"Writing a partition window of {key!r} to PostgreSQL failed (nothing was "
+                f"written): {_mask(str(exc).strip(), self._keywords)}",
+                asset=key,
+            ) from None
+
     def interrupt(self) -> None:
         """Cancel this session's running query (from another thread); never raises."""
         try:
@@ -423,3 +482,48 @@ def _same_columns(existing: list[Column], schema: Any) -> bool:
 def _mask(text: str, keywords: Mapping[str, str]) -> str:
     password = keywords.get("password")
     return text.replace(password, "****") if password else text
+
+
+class _InTransaction:
+    """A window write's cursor as the audit sees it: `execute` inside the transaction."""
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run `sql` (`?` placeholders) in the write's transaction; return all rows."""
+        cur = self._cur
+        cur.execute(qmark_to_pyformat(sql) if params else sql, params or None)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def _window_drift(cur: Any, relation: Relation, body: str) -> str | None:
+    """How the columns of query `body` differ from table `relation`'s (None: they match).
+
+    Types compare as PostgreSQL stores them (type and modifier, e.g. `numeric(10,2)`); the
+    query runs with `LIMIT 0`. When they match, `cur.description` is the query's columns.
+    """
+    table = quote_ident(relation[1]) + "." + quote_ident(relation[2])
+    cur.execute(
+        "SELECT a.attname, a.atttypid::int, a.atttypmod, format_type(a.atttypid, a.atttypmod) "
+        "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum",
+        (table,),
+    )
+    have = {str(r[0]): (int(r[1]), int(r[2]), str(r[3])) for r in cur.fetchall()}
+    cur.execute(f"SELECT * FROM ({body}\n) AS __sqlorch_window LIMIT 0")
+    result = cur.pgresult
+    assert result is not None
+    got = {
+        result.fname(i).decode(): (int(result.ftype(i)), int(result.fmod(i)))
+        for i in range(result.nfields)
+    }
+    if got == {n: (t, m) for n, (t, m, _) in have.items()}:
+        return None
+    cur.execute(
+        "SELECT format_type(t, m) FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY AS u(t, m, i) "
+        "ORDER BY i",
+        ([t for t, _ in got.values()], [m for _, m in got.values()]),
+    )
+    named = {n: str(r[0]) for n, r in zip(got, cur.fetchall(), strict=True)}
+    return drift({n: f for n, (_, _, f) in have.items()}, named)

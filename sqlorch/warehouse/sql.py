@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlorch.core.partitions.definitions import PartitionsDefinition, TimeWindows
@@ -52,3 +53,23 @@ def filter_sql(
             parts.append(f"{quote_ident(d.column)} = ?")
             params.append(value)
     return (" AND ".join(f"({p})" for p in parts) or "TRUE"), params
+
+
+def query_body(sql: str) -> str:
+    """A compiled query as a subquery body: no trailing semicolon."""
+    return sql.strip().rstrip(";").rstrip()
+
+
+def drift(have: Mapping[str, str], got: Mapping[str, str]) -> str:
+    """How columns `got` (name -> type) differ from a table's `have`, in words."""
+    added = sorted(set(got) - set(have))
+    removed = sorted(set(have) - set(got))
+    changed = sorted(c for c in set(have) & set(got) if have[c] != got[c])
+    parts = []
+    if added:
+        parts.append("new columns " + ", ".join(added))
+    if removed:
+        parts.append("dropped columns " + ", ".join(removed))
+    if changed:
+        parts.append(", ".join(f"{c} {have[c]} -> {got[c]}" for c in changed))
+    return "; ".join(parts) or "columns differ"

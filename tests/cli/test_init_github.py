@@ -121,7 +121,13 @@ def test_init_github_writes_four_valid_workflows_and_keeps_hand_edits(tmp_path: 
     for name in ("sqlorch-deploy.yml", "sqlorch-schedule.yml", "sqlorch-backfill.yml"):
         assert docs[name]["concurrency"] == {"group": "sqlorch-prod", "cancel-in-progress": False}
     assert "closed" in pr[True]["pull_request"]["types"]  # yaml reads `on:` as True
-    assert "DROP SCHEMA" in pr["jobs"]["cleanup"]["steps"][0]["run"]
+    # the PR builds in its own environment; the cleanup job drops it (and only it)
+    for job in ("build", "cleanup"):
+        assert pr["jobs"][job]["env"]["SQLORCH_ENV"] == "pr_${{ github.event.pull_request.number }}"
+    cleanup = " ".join(s.get("run", "") for s in pr["jobs"]["cleanup"]["steps"])
+    assert 'sqlorch env drop "$SQLORCH_ENV"' in cleanup
+    uses = [s.get("uses", "") for s in pr["jobs"]["cleanup"]["steps"]]
+    assert any(u.startswith("actions/checkout") for u in uses)
     build_steps = " ".join(s.get("run", "") for s in pr["jobs"]["build"]["steps"])
     assert "-s state:modified+ --defer --state prod" in build_steps
     assert "GITHUB_STEP_SUMMARY" in build_steps

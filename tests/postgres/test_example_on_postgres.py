@@ -18,14 +18,6 @@ from conftest import PG_PASSWORD, PG_USER, BuiltExample, CliResult, copy_example
 
 pytestmark = pytest.mark.postgres
 
-#: the example's dlt-loaded table group and the model on it (dlt loads support DuckDB only)
-DLT_PARTS = (
-    "ingest/ground_stops.py",
-    "models/staging/stg_ground_stops.sql",
-    "models/staging/_ops_sources.yml",
-)
-DLT_KEYS = {"ops.ground_stops", "ops.ground_stops__reasons", "staging.stg_ground_stops"}
-
 
 @dataclass(frozen=True)
 class PgExample:
@@ -54,8 +46,6 @@ class PgExample:
 def pg_example(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgExample]:
     pg_cluster.sql(f"CREATE DATABASE nycflights OWNER {PG_USER}")
     path = copy_example(tmp_path_factory.mktemp("pg") / "nycflights")
-    for part in DLT_PARTS:  # sqlorch's dlt loads are DuckDB-only (issue 17): not on PostgreSQL
-        (path / part).unlink()
     env = {
         "SQLORCH_PG_HOST": str(pg_cluster.socket_dir),
         "SQLORCH_PG_PORT": str(pg_cluster.port),
@@ -79,11 +69,7 @@ def pg_example(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
     pg_example: PgExample, built_example: BuiltExample
 ) -> None:
-    assets = [
-        a
-        for a in built_example.cli("ls", "--json").json()
-        if a["kind"] != "source" and a["key"] not in DLT_KEYS
-    ]
+    assets = [a for a in built_example.cli("ls", "--json").json() if a["kind"] != "source"]
     assert len(assets) >= 19
     counts_pg: dict[str, int] = {}
     counts_duck: dict[str, int] = {}
@@ -94,6 +80,7 @@ def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
         counts_pg[a["key"]] = pg_example.sql(count)[0][0]
     assert counts_pg == counts_duck
     assert counts_pg["raw.flights"] == 336_776
+    assert counts_pg["ops.ground_stops"] == 30  # loaded by dlt with the target's credentials
     # nothing was written to a DuckDB file, and the state lives in PostgreSQL only
     assert not list(pg_example.path.glob("*.duckdb"))
     assert not (pg_example.path / ".sqlorch" / "state.db").exists()
@@ -101,6 +88,62 @@ def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
     # checks ran on PostgreSQL (built-in ones through the warehouse, dbt tests through dbt)
     assert "checks:" in pg_example.build.flat and " passed" in pg_example.build.flat
     assert "failed" not in pg_example.build.flat.split("Done in", 1)[1].split("\n", 1)[0]
+
+
+def window_events(example: PgExample) -> list[dict[str, Any]]:
+    """The `dbt_invocation_finished` events of the last run."""
+    logs = example.cli("logs", "--json").json_lines()
+    return [e["data"] for e in logs if e["kind"] == "dbt_invocation_finished"]
+
+
+def test_sqlorch_writes_partition_windows_on_postgres_as_dbt_does(pg_example: PgExample) -> None:
+    def content(table: str) -> str:  # the table's rows, hashed in a stable order
+        return str(
+            pg_example.sql(f"select md5(string_agg(t::text, '|' order by t::text)) from {table} t")[
+                0
+            ][0]
+        )
+
+    tables = ("marts.fct_delays", "marts.fct_flights", "marts.mart_carrier_ontime_monthly")
+    built = {t: content(t) for t in tables}  # written by dbt's materializations (first build)
+    # damage a day of each daily table: the backfill must put back exactly dbt's rows
+    pg_example.sql("delete from marts.fct_delays where flight_date = date '2013-03-05'")
+    pg_example.sql("update marts.fct_flights set dep_delay_min = -999 where flight_date = "
+                   "date '2013-03-06'")  # fmt: skip
+    for attempt in (1, 2):  # a window rewritten twice: the same content both times
+        result = pg_example.cli("backfill", "fct_flights", "--from", "2013-03-01", "--to",
+                                "2013-03-10")  # fmt: skip
+        assert result.exit_code == 0, result.describe()
+        assert {t: content(t) for t in tables} == built, attempt
+        finished = window_events(pg_example)
+        written = {k for d in finished for k in d.get("window_writes", ())}
+        # sqlorch wrote the windows itself (no dbt start-up for them)
+        assert {"marts.fct_flights", "marts.fct_delays"} <= written, finished
+        assert any(d["args"][0].startswith("sqlorch: window writes") for d in finished)
+        because = {k: v for d in finished for k, v in d.get("dbt_writes_because", {}).items()}
+        assert "marts.fct_flights" not in because and "marts.fct_delays" not in because, because
+    history = pg_example.cli("history", "marts.fct_delays", "--json").json()
+    window = [m for m in history["materializations"] if m["partition"] == "2013-03-01..2013-03-10"]
+    days = pg_example.sql("select count(*) from marts.fct_delays where flight_date between "
+                          "date '2013-03-01' and date '2013-03-10'")[0][0]  # fmt: skip
+    assert window and window[0]["rows"] == days, window  # the window's rows, exactly
+
+    # a window write that fails (a constraint the new rows of one day break) leaves the old rows
+    before = content("marts.fct_delays")
+    pg_example.sql("alter table marts.fct_delays add constraint no_march_5 "
+                   "check (flight_date <> date '2013-03-05') not valid")  # fmt: skip
+    try:
+        failed = pg_example.cli("backfill", "fct_delays", "--from", "2013-03-04", "--to",
+                                "2013-03-06")  # fmt: skip
+    finally:
+        pg_example.sql("alter table marts.fct_delays drop constraint no_march_5")
+    assert failed.exit_code == 1, failed.describe()
+    assert "marts.fct_delays" in failed.flat and "no_march_5" in failed.flat, failed.describe()
+    assert content("marts.fct_delays") == before
+    assert any("marts.fct_delays" in d["args"] for d in window_events(pg_example))
+    again = pg_example.cli("build")  # the failed window is stale: the next build writes it
+    assert again.exit_code == 0, again.describe()
+    assert content("marts.fct_delays") == built["marts.fct_delays"]
 
 
 def test_a_second_build_is_a_no_op_and_status_reads_the_shared_store(
@@ -175,9 +218,10 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
 ) -> None:
     artifacts = tmp_path / "prod-artifacts"
     full = pg_example.cli(
-        "build", "-s", "mart_carrier_ontime_monthly", "--full-refresh", "--target-path",
-        str(artifacts),
+        "build", "-s", "mart_carrier_ontime_monthly", "stg_airlines", "--full-refresh",
+        "--target-path", str(artifacts),
     )  # fmt: skip
+    # (sqlorch writes the monthly windows itself; the view is dbt's: its run_results.json)
     assert full.exit_code == 0, full.describe()
     assert "12 partitions" in full.flat  # every partition of the selection, not just stale ones
     assert (artifacts / "manifest.json").is_file() and (artifacts / "run_results.json").is_file()
@@ -187,7 +231,10 @@ def test_dbt_flags_full_refresh_target_path_and_a_pr_style_deferred_build(
     for e in invocations:  # a window's invocation never gets --full-refresh
         args = e["data"]["args"]
         assert not ("--vars" in args and "--full-refresh" in args), args
-        assert "on postgres dbt writes them" in " ".join(e["data"]["dbt_writes_because"].values())
+    # the monthly windows were written by sqlorch itself, not by dbt
+    assert "marts.mart_carrier_ontime_monthly" in {
+        k for e in invocations for k in e["data"].get("window_writes", ())
+    }, invocations
 
     # a PR: one model edited; state:modified+ builds just it, reading upstream deferred
     model = pg_example.path / "models" / "marts" / "mart_route_scorecard.sql"
@@ -237,3 +284,96 @@ def test_column_lineage_in_the_postgres_dialect(pg_example: PgExample) -> None:
     text = result.stdout
     for column in ("marts.fct_flights.dep_delay_min", "raw.flights.dep_delay"):
         assert column in text
+
+
+def _pg_production(pg_example: PgExample) -> tuple[dict[str, str], dict[str, int]]:
+    """Every production relation's content hash, and the row counts of production's state."""
+    relations = pg_example.sql(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_schema not in ('pg_catalog', 'information_schema', 'sqlorch') "
+        "and table_schema not like '%\\_\\_%'"
+    )
+    content = {}
+    for schema, name in relations:
+        content[f"{schema}.{name}"] = pg_example.sql(
+            f"select count(*) || ':' || coalesce(md5(string_agg(md5(t::text), '' "
+            f'order by md5(t::text))), \'\') from "{schema}"."{name}" t'
+        )[0][0]
+    state = {
+        t: pg_example.sql(f"select count(*) from sqlorch.{t}")[0][0]
+        for t in ("runs", "events", "materializations", "partition_ledger", "check_results")
+    }
+    return content, state
+
+
+def test_a_pr_build_in_an_environment_leaves_production_and_its_state_alone(
+    pg_example: PgExample,
+) -> None:
+    stats = pg_example.path / "models" / "marts" / "route_stats.sql"
+    stats.write_text(
+        stats.read_text().replace(
+            "    count(*) as flights,", "    count(*) as flights,\n    count(*) * 2 as twice,"
+        )
+    )
+    before = _pg_production(pg_example)
+    pr_env = dict(pg_example.env, SQLORCH_ENV="pr_9")
+    pr = run_cli(
+        pg_example.path, "build", "-s", "state:modified+", "--defer", "--state", "postgres",
+        env=pr_env,
+    )  # fmt: skip
+    pg_example.outputs.append(pr.output)
+    assert pr.exit_code == 0, pr.describe()
+    assert "3 succeeded" in pr.flat, pr.describe()
+    assert _pg_production(pg_example) == before  # production's tables and state unchanged
+    kinds = dict(
+        pg_example.sql(
+            "select table_schema || '.' || table_name, table_type from information_schema.tables "
+            "where table_schema like 'pr\\_9\\_\\_%'"
+        )
+    )
+    built = ["marts.route_stats", "analytics.route_delay_score", "marts.mart_route_scorecard"]
+    assert {k for k, v in kinds.items() if v == "BASE TABLE" and "sqlorch" not in k} == {
+        f"pr_9__{k}" for k in built
+    }
+    assert kinds["pr_9__marts.fct_flights"] == "VIEW"  # production's upstream, read through
+    assert pg_example.sql(
+        "select count(*), sum(twice) = 2 * sum(flights) from pr_9__marts.route_stats"
+    ) == [(pg_example.sql("select count(*) from marts.route_stats")[0][0], True)]
+    # the environment's state is its own schema: one run, these three assets
+    runs = run_cli(pg_example.path, "runs", "--json", env=pr_env).json()
+    assert len(runs) == 1 and runs[0]["assets"]["succeeded"] == 3
+    assert pg_example.sql("select count(*) from pr_9__sqlorch.runs") == [(1,)]
+    # the cleanup job's command: every pr_9__ schema (state included) goes, nothing else
+    dropped = run_cli(None, "env", "drop", "pr_9", "--project-dir", str(pg_example.path),
+                      env=pr_env)  # fmt: skip
+    pg_example.outputs.append(dropped.output)
+    assert dropped.exit_code == 0, dropped.describe()
+    assert pg_example.sql(
+        "select count(*) from information_schema.schemata where schema_name like 'pr\\_9%'"
+    ) == [(0,)]
+    assert _pg_production(pg_example) == before
+    stats.write_text(stats.read_text().replace("    count(*) * 2 as twice,\n", ""))
+
+
+def test_a_window_whose_columns_changed_is_left_to_dbt_saying_why(pg_example: PgExample) -> None:
+    table = "marts.mart_carrier_ontime_monthly"
+    count = f"select count(*) from {table} where flight_month in ('2013-03-01', '2013-04-01')"
+    before = pg_example.sql(count)[0][0]
+    model = pg_example.path / "models" / "marts" / "mart_carrier_ontime_monthly.sql"
+    text = model.read_text()
+    assert "sum(flights) as flights" in text
+    model.write_text(text.replace("sum(flights) as flights", "sum(flights)::bigint as flights"))
+    result = pg_example.cli(
+        "backfill", "mart_carrier_ontime_monthly", "--from", "2013-03-01", "--to", "2013-04-30"
+    )
+    assert result.exit_code == 0, result.describe()
+    finished = window_events(pg_example)
+    because = {k: v for d in finished for k, v in d.get("dbt_writes_because", {}).items()}
+    # the table's column is numeric (a sum of bigint); the query now gives bigint:
+    # the model's on_schema_change is dbt's to apply, so dbt writes the window
+    assert because == {table: "its columns changed (flights numeric -> bigint)"}, because
+    assert table not in {k for d in finished for k in d.get("window_writes", ())}
+    assert pg_example.sql(count)[0][0] == before
+    model.write_text(text)  # as it was: the example stays built for the tests after this one
+    restored = pg_example.cli("build", "-s", "mart_carrier_ontime_monthly")
+    assert restored.exit_code == 0, restored.describe()

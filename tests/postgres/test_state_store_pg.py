@@ -197,3 +197,29 @@ def test_state_copy_moves_a_sqlite_store_and_migrate_reports_the_version(
     assert migrate.exit_code == 0, migrate.describe()
     assert f"schema version {len(MIGRATIONS)}" in migrate.flat
     assert PG_PASSWORD not in migrate.output and "****" in migrate.output
+
+
+def test_opening_an_up_to_date_store_takes_one_query(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    first = PostgresStateStore(pg_url)  # creates the schema (the full check, then migrations)
+    _fill(first)
+    first.close()
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    for readonly in (True, False):
+        sent.clear()
+        store = PostgresStateStore(pg_url, readonly=readonly)
+        try:
+            assert len(sent) == 1, sent  # version, tables and search path in one round trip
+            assert [r.run_id for r in store.runs()] == ["r1"]  # unqualified names resolve
+        finally:
+            store.close()

@@ -144,3 +144,75 @@ def test_status_during_a_build_answers_and_does_not_call_it_fresh(
     assert not after["stale"], after
     assert scalar(project.db, "select count(*) from raw.slow") == 4
     assert Path(project.db).exists()
+
+
+GATED = """
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from sqlorch import asset
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+@asset
+def gated():
+    (HERE / "started").touch()
+    deadline = time.monotonic() + 120
+    while not (HERE / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pa.table({"n": [1, 2, 3]})
+"""
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_second_build_waits_for_the_holder_with_wait_and_then_plans_again(
+    make_dbt_project: Make, tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    project = make_dbt_project({"models/a.sql": "select 1 as x\n"}, {"ingest/gated.py": GATED})
+    extra = {"SQLORCH_STATE_URL": request.getfixturevalue("pg_url")} if store == "postgres" else {}
+    env = clean_environ({"PYTHONPATH": os.pathsep.join(sys.path), **extra})
+
+    def start(*args: str, stderr: Path) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sqlorch.cli", *args],
+            cwd=project.path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr.open("w"),
+            text=True,
+        )
+
+    holder = start("build", stderr=tmp_path / "holder.err")
+    deadline = time.monotonic() + 120
+    while not (project.path / "started").exists():
+        assert holder.poll() is None and time.monotonic() < deadline, holder.communicate()
+        time.sleep(0.05)
+    # without --wait: refused at once, naming the holder (its process), nothing recorded
+    refused = run_cli_subprocess(project.path, "build", "-s", "gated", env=extra)
+    assert refused.exit_code == 2, refused.describe()
+    assert "being built by another run" in refused.flat, refused.describe()
+    assert f"pid {holder.pid}@" in refused.flat, refused.describe()
+    # with --wait: says once whom it waits for, waits, then plans again: nothing left to do
+    err = tmp_path / "waiter.err"
+    waiter = start("build", "--wait", "120", stderr=err)
+    while "Waiting for" not in err.read_text():
+        assert waiter.poll() is None and time.monotonic() < deadline, waiter.communicate()
+        time.sleep(0.05)
+    time.sleep(1)  # (it keeps waiting: the holder still holds the lease)
+    assert waiter.poll() is None
+    (project.path / "go").touch()
+    out, _ = holder.communicate(timeout=300)
+    assert holder.returncode == 0, out + (tmp_path / "holder.err").read_text()
+    out, _ = waiter.communicate(timeout=300)
+    said = err.read_text()
+    assert waiter.returncode == 0, out + said
+    assert said.count("Waiting for") == 1 and f"pid {holder.pid}@" in said, said
+    assert "nothing to do" in " ".join(out.split()), out + said
+    runs = run_cli(project.path, "runs", "--json", env=extra).json()
+    assert len(runs) == 1 and runs[0]["status"] == "success"  # the holder's run only
+    # a bad --wait: exit 2
+    bad = run_cli(project.path, "build", "--wait", "soon", env=extra)
+    assert bad.exit_code == 2 and "--wait" in bad.flat, bad.describe()
