@@ -7,4 +7,4 @@ select
     string_agg(r.code, ',' order by r.code) as reason_codes
 from {{ source('ops', 'ground_stops') }} as s
 left join {{ source('ops', 'ground_stops__reasons') }} as r on r._dlt_parent_id = s._dlt_id
-group by all
+group by 1, 2, 3, 4

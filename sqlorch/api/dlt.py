@@ -24,10 +24,40 @@ from sqlorch.errors import ConfigError
 if TYPE_CHECKING:
     from sqlorch.api.asset import AssetContext
     from sqlorch.api.retries import RetryPolicy
+    from sqlorch.core.graph import AssetNode
     from sqlorch.core.partitions.definitions import PartitionsDefinition
 
 #: dlt's own tables, loaded with every package: never assets
 DLT_SYSTEM_TABLES = frozenset({"_dlt_loads", "_dlt_version", "_dlt_pipeline_state"})
+#: the target types dlt loads into (through sqlorch's connection, or with its credentials)
+DLT_TARGETS = ("duckdb", "postgres")
+#: the node metadata naming a dlt table's pipeline (it marks the asset as loaded by dlt)
+DLT_PIPELINE_KEY = "dlt_pipeline"
+
+
+def refusals(nodes: Iterable[AssetNode], target_type: str) -> list[str]:
+    """Why each dlt-loaded declaration among `nodes` cannot load on a `target_type` target.
+
+    One sentence per dlt source (its tables named together), empty on DuckDB and PostgreSQL.
+    """
+    if target_type in DLT_TARGETS:
+        return []
+    found: dict[str, list[AssetNode]] = {}
+    for node in nodes:
+        pipeline = node.metadata.get(DLT_PIPELINE_KEY) if node.metadata else None
+        if isinstance(pipeline, str):
+            found.setdefault(pipeline, []).append(node)
+    out = []
+    for tables in found.values():
+        first = tables[0]
+        where = f"{first.file}:{first.line}" if first.line else str(first.file or first.key)
+        out.append(
+            f"dlt assets {', '.join(n.key for n in tables)} ({where}) load with dlt, which "
+            f"sqlorch runs against DuckDB and PostgreSQL targets only, not {target_type}. "
+            f"Build them on a DuckDB or PostgreSQL target, or leave them out: `--exclude "
+            f'"path:{first.file or ""}+"` (what reads them too).'
+        )
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +205,7 @@ class DltAssets:
                 code_version=self.version(),
                 metadata={
                     "load_group": f"dlt:{group.pipeline_name}",
-                    "dlt_pipeline": group.pipeline_name,
+                    DLT_PIPELINE_KEY: group.pipeline_name,
                 },
                 pool=self.pool,
                 partitions=self.partitions,

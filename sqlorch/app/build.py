@@ -473,6 +473,14 @@ def _open_for(project: Project, plan: Plan) -> Warehouse | None:
     """Open the warehouse when the plan runs anything; check partition columns exist."""
     if not (plan.steps or plan.checks):
         return None
+    from sqlorch.api.dlt import refusals
+
+    dlt_refused = refusals((project.graph.assets[s.key] for s in plan.steps), project.target.type)
+    if dlt_refused:
+        raise ConfigError(
+            f"Target {project.target.name!r} is {project.target.type}; nothing was run: "
+            + " ".join(dlt_refused)
+        )
     if project.target.type == "spark":
         from sqlorch.warehouse.spark_refusals import unsupported
 

@@ -83,6 +83,18 @@ class CompiledCache:
             return None
         return str(entry.get("sql") or "")
 
+    def seed(self, key: str, inputs: str) -> list[tuple[str, str]] | None:
+        """A seed's columns for the file and configuration digested as `inputs`."""
+        entry = self._load()["models"].get(f"{key}#seed")
+        if not isinstance(entry, dict) or entry.get("inputs") != inputs:
+            return None
+        return [(str(a), str(b)) for a, b in entry["columns"]]
+
+    def put_seed(self, key: str, inputs: str, columns: list[tuple[str, str]]) -> None:
+        """Remember a seed's columns as dbt's agate inference gave them."""
+        self._load()["models"][f"{key}#seed"] = {"inputs": inputs, "columns": columns}
+        self._dirty = True
+
     def test(self, check: CheckNode, nodes: Mapping[str, AssetNode]) -> DataTest | str | None:
         """The test compiled (or why dbt runs it); None when not cached for these inputs."""
         entry = self._load()["tests"].get(check.unique_id)

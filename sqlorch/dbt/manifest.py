@@ -175,6 +175,10 @@ class _NativeContext:
         )
         if config.get("materialized") == "incremental":
             meta["sqlorch_incremental"] = incremental_facts(config)[0]
+        if n.get("resource_type") == "seed":
+            from sqlorch.dbt.seeds import seed_facts
+
+            meta["sqlorch_seed"] = seed_facts(n, config)[0]
         return dataclasses.replace(asset, metadata=meta)
 
 

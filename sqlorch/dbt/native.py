@@ -2,7 +2,8 @@
 
 dbt parses and compiles; sqlorch executes the compiled SQL of the materializations it
 reproduces exactly (`view`, `table` and `incremental` with dbt-duckdb's append,
-delete+insert and default merge strategies, on DuckDB, and the data tests on them) and dbt
+delete+insert and default merge strategies, and seeds, on DuckDB, and the data tests on
+them) and dbt
 executes everything else. This module decides per node, from the manifest alone (no dbt
 import), and says why in dbt's words when dbt must run the node ("dbt: has post-hook").
 Full fidelity is the rule: anything not known to be reproduced exactly runs through dbt.
@@ -60,9 +61,47 @@ _OWN_MATERIALIZATIONS = frozenset(
         "materialization_table_duckdb",
         "materialization_incremental_default",
         "materialization_incremental_duckdb",
+        "materialization_seed_default",
+        "materialization_seed_duckdb",
     }
 )
 _DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb", "dbt_postgres"})
+# the macros (and their adapter__ variants) whose statements sqlorch reproduces, per
+# materialization: a project that redefines one keeps that materialization with dbt
+_HELPERS = {
+    "incremental": frozenset(
+        {
+            "get_incremental_append_sql",
+            "get_incremental_delete_insert_sql",
+            "get_incremental_default_sql",
+            "get_incremental_merge_sql",
+            "get_delete_insert_merge_sql",
+            "get_insert_into_sql",
+            "get_merge_sql",
+            "merge_join_clause",
+            "process_schema_changes",
+            "check_for_schema_changes",
+            "sync_column_schemas",
+            "diff_column_data_types",
+            "alter_relation_add_remove_columns",
+            "alter_column_type",
+            "make_temp_relation",
+            "dispatch_temporary_relation",
+            "create_table_as",
+            "get_quoted_csv",
+        }
+    ),
+    "seed": frozenset(
+        {
+            "load_csv_rows",
+            "create_csv_table",
+            "reset_csv_table",
+            "get_csv_sql",
+            "get_binding_char",
+            "get_batch_size",
+        }
+    ),
+}
 
 
 class Execution(StrEnum):
@@ -86,8 +125,6 @@ def model_blocker(
     `own_materializations` names the materializations the project itself redefines.
     """
     rtype = n.get("resource_type")
-    if rtype == "seed":
-        return "dbt: seed"
     if rtype == "snapshot":
         return "dbt: snapshot"
     own = _sqlorch_meta(n, config)
@@ -101,6 +138,10 @@ def model_blocker(
         )
     if own.get("execution") == Execution.DBT.value:
         return "dbt: meta.sqlorch.execution is 'dbt'"
+    if rtype == "seed":
+        if "seed" in own_materializations:
+            return "dbt: the project redefines how dbt loads seeds"
+        return _seed_blocker(n, config)
     if n.get("language", "sql") != "sql":
         return "dbt: python model"
     materialized = str(config.get("materialized") or "")
@@ -203,13 +244,32 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
+def _seed_blocker(n: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """Why dbt must load this seed ("" when sqlorch loads it as dbt-duckdb does)."""
+    from sqlorch.dbt.seeds import seed_facts
+
+    for hook in ("pre-hook", "post-hook"):
+        if config.get(hook):
+            return f"dbt: has {hook}"
+    if config.get("grants"):
+        return "dbt: grants"
+    if any((config.get("persist_docs") or {}).values()):
+        return "dbt: persist_docs"
+    return seed_facts(n, config)[1]
+
+
 def own_materializations(macros: Mapping[str, Any]) -> frozenset[str]:
-    """The materializations among view/table/incremental that a project or package redefines."""
+    """The materializations among view/table/incremental/seed a project or package redefines."""
     out = set()
     for m in macros.values():
         name = str(m.get("name") or "")
-        if name in _OWN_MATERIALIZATIONS and m.get("package_name") not in _DBT_PACKAGES:
+        if m.get("package_name") in _DBT_PACKAGES:
+            continue
+        if name in _OWN_MATERIALIZATIONS:
             out.add(name.split("_")[1])
+        for materialized, helpers in _HELPERS.items():
+            if name in helpers or name.split("__", 1)[-1] in helpers:
+                out.add(materialized)
     return frozenset(out)
 
 

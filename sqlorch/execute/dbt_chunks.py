@@ -204,10 +204,14 @@ class DbtChunks:
                     for k, _ in group
                     if result.statuses.get(graph.assets[k].unique_id or "") == "success"
                 ]
+                # why dbt wrote these windows stays in this invocation's event (`templates`
+                # forgets the reasons of the models it now finds a template for)
+                why = {k: v for k, v in self._direct.reasons.items() if k in dict(group)}
                 try:
                     self._direct.templates(n, made)
                 except Exception:  # noqa: BLE001 - only a missed shortcut for later runs
                     log.debug("compiling window templates failed", exc_info=True)
+                self._direct.reasons.update(why)
         else:
             result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self.invocations.inbox.put(DbtChunkDone(group, checks, result))

@@ -9,19 +9,20 @@ Loads run one at a time in a process: dlt's active-pipeline context is process-w
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
+import signal
 import sys
 import threading
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
-from sqlorch.api.asset import AssetContext, PartitionContext
+from sqlorch.api.asset import AssetContext
 from sqlorch.api.dlt import DLT_SYSTEM_TABLES, DltGroup, DltTable
 from sqlorch.errors import AssetError, ConfigError, SqlorchError
+from sqlorch.execute import dlt_windows
 from sqlorch.warehouse.environment import physical_schema
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class LoadReport:
     unknown_tables: tuple[str, ...] = field(default=())
 
 
+#: the warehouses dlt can load into (sqlorch dialect names, also dlt destination names)
+_DESTINATIONS = ("duckdb", "postgres")
+
+
 class DltLoads:
     """Run each dlt source's load once per run, attempt and partition run."""
 
@@ -46,6 +51,26 @@ class DltLoads:
         self._lock = threading.Lock()
         self._serial = threading.Lock()
         self._loads: dict[tuple[str, str, int], Future[LoadReport]] = {}
+        self._interrupted = False
+
+    def interrupt(self, wait: float = 5.0) -> None:
+        """Stop the running load at dlt's next check (a row extracted, a job started).
+
+        dlt checks a process-wide flag, which its signal handler sets in its own scripts;
+        sqlorch's loads run in worker threads, so a second Ctrl-C sets it here. The load then
+        fails like any other (its pending packages are dropped, the cursors do not advance);
+        this waits up to `wait` seconds for that, as the process exits right after.
+        """
+        self._interrupted = True
+        if "dlt" not in sys.modules:
+            return
+        from dlt.common.runtime import signals
+
+        signals.set_received_signal(signal.SIGINT)
+        signals.wake_all()
+        with self._lock:
+            running = [f for f in self._loads.values() if not f.done()]
+        futures.wait(running, timeout=wait)
 
     def materialize(self, table: DltTable, ctx: AssetContext) -> dict[str, Any]:
         """Load `table`'s source (unless another of its tables did) and return its metadata.
@@ -65,6 +90,7 @@ class DltLoads:
         if leader:
             try:
                 with self._serial:
+                    self._ready(group, ctx)
                     future.set_result(_load(group, ctx))
             except BaseException as exc:
                 future.set_exception(exc)
@@ -80,6 +106,21 @@ class DltLoads:
                 line=group.assets.line,
             ) from exc
         return _metadata(group, table.table, report, ctx)
+
+    def _ready(self, group: DltGroup, ctx: AssetContext) -> None:
+        """Refuse to start a load after an interrupt; else clear dlt's stop flag."""
+        if self._interrupted:
+            decl = group.assets
+            raise AssetError(
+                f"dlt assets {decl.name!r} ({decl.where()}) did not load: the run was interrupted.",
+                asset=ctx.key,
+                file=decl.file,
+                line=decl.line,
+            )
+        if "dlt" in sys.modules:
+            from dlt.common.runtime import signals
+
+            signals.set_received_signal(0)  # a flag an earlier interrupted run left set
 
 
 def _metadata(group: DltGroup, table: str, report: LoadReport, ctx: AssetContext) -> dict[str, Any]:
@@ -105,64 +146,51 @@ def _metadata(group: DltGroup, table: str, report: LoadReport, ctx: AssetContext
 
 
 def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
-    """Run the dlt pipeline of `group` into the step's DuckDB session."""
+    """Run the dlt pipeline of `group` into the step's warehouse (a partition: atomically)."""
     decl = group.assets
-    where = decl.where()
     session = ctx.warehouse
-    if session.dialect != "duckdb" or (decl.destination or "duckdb") != "duckdb":
-        raise ConfigError(
-            f"dlt assets {decl.name!r} ({where}) load through sqlorch's warehouse, which is "
-            f"{session.dialect}, but "
-            + (
-                f"the declaration names destination {decl.destination!r}"
-                if decl.destination and decl.destination != session.dialect
-                else "sqlorch's dlt loads support DuckDB targets only"
-            )
-            + ". Drop `destination=` (dlt then writes where sqlorch writes) or build against "
-            "a DuckDB target.",
-            asset=ctx.key,
-            file=decl.file,
-            line=decl.line,
-        )
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home
+    target = physical_schema(session, decl.dataset)  # in an environment: its own schema
+    destination = _destination(group, session, ctx.key, exact=target != decl.dataset)
     import dlt
-    from dlt.pipeline.exceptions import PipelineStepFailed
 
     _import_frame_libraries()
     source = _call_source(group, ctx)
     group.pipelines_dir.mkdir(parents=True, exist_ok=True)
-    dataset = physical_schema(session, decl.dataset)  # in an environment: its own schema
-    # (dlt would fold the environment's `pr_1__ops` into `pr_1_ops`: keep it as named)
-    exact: dict[str, Any] = (
-        {"enable_dataset_name_normalization": False} if dataset != decl.dataset else {}
-    )
-    pipeline = dlt.pipeline(
-        pipeline_name=group.pipeline_name,
-        destination=dlt.destinations.duckdb(session.connection, **exact),
-        dataset_name=dataset,
-        pipelines_dir=str(group.pipelines_dir),
-    )
     window = None
     restore: list[Any] = []
+    dataset = target
     try:
         if ctx.partition is not None:
-            window = _apply_window(group, source, ctx.partition, ctx.key, restore)
-            _delete_window(group, source, session.connection, window, dataset)
-        before = _existing_columns(session.connection, dataset)
-        try:
-            info = pipeline.run(source)
-        except PipelineStepFailed as exc:
-            _abort(pipeline)  # the next build starts over; the cursors did not advance
-            cause, at = _root_cause(exc, group.assets.file)
-            raise AssetError(
-                f"dlt assets {decl.name!r} ({where}) failed in dlt's {exc.step} step"
-                f"{at}: {type(cause).__name__}: {_first_line(cause)}. Tables keep what the last "
-                "successful load wrote; fix the source and run `sqlorch build` again (the "
-                "traceback is in `sqlorch logs`).",
-                asset=ctx.key,
-                file=decl.file,
-                line=decl.line,
-            ) from exc
+            window = dlt_windows.apply_window(group, source, ctx.partition, ctx.key, restore)
+            dlt_windows.drop_stage(session, target)  # what a failed load left there
+            dataset = dlt_windows.stage_dataset(target)
+        pipeline = dlt.pipeline(
+            pipeline_name=group.pipeline_name,
+            destination=destination,
+            dataset_name=dataset,
+            pipelines_dir=str(group.pipelines_dir),
+        )
+        if window is not None and pipeline.has_pending_data:
+            # a killed partition run's package: its rows belong to another window (rerun)
+            _abort(pipeline)
+        before = _names(dlt_windows.existing_columns(session, target))
+        info = _run(pipeline, source, group, ctx)
+        if window is not None:
+            try:
+                dlt_windows.swap_window(session, group, source, window, target)
+            except SqlorchError:
+                raise
+            except Exception as exc:
+                raise AssetError(
+                    f"dlt assets {decl.name!r} ({decl.where()}): the partition's rows were "
+                    f"loaded but could not replace window {window[0]}..{window[1]}: "
+                    f"{type(exc).__name__}: {_mask(_first_line(exc), session)}. The tables "
+                    "keep the window's previous rows; run the partition again.",
+                    asset=ctx.key,
+                    file=decl.file,
+                    line=decl.line,
+                ) from exc
+            dlt_windows.drop_stage(session, target)
     finally:
         for undo in reversed(restore):
             undo()
@@ -172,7 +200,7 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         for t, n in ((normalize.row_counts if normalize else {}) or {}).items()
         if t not in DLT_SYSTEM_TABLES
     }
-    after = _existing_columns(session.connection, dataset)
+    after = _names(dlt_windows.existing_columns(session, target))
     new_columns = {
         t: sorted(set(cols) - set(before.get(t, ())))
         for t, cols in after.items()
@@ -189,6 +217,93 @@ def _load(group: DltGroup, ctx: AssetContext) -> LoadReport:
         window=window,
         unknown_tables=unknown,
     )
+
+
+def _run(pipeline: Any, source: Any, group: DltGroup, ctx: AssetContext) -> Any:
+    """`pipeline.run(source)`; a failed step aborts its packages and raises an `AssetError`."""
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    decl = group.assets
+    try:
+        return pipeline.run(source)
+    except PipelineStepFailed as exc:
+        _abort(pipeline)  # the next build starts over; the cursors did not advance
+        cause, at = _root_cause(exc, decl.file)
+        raise AssetError(
+            f"dlt assets {decl.name!r} ({decl.where()}) failed in dlt's {exc.step} step"
+            f"{at}: {type(cause).__name__}: {_mask(_first_line(cause), ctx.warehouse)}. "
+            "Tables keep what the last successful load wrote; fix the source and run "
+            "`sqlorch build` again (the traceback is in `sqlorch logs`).",
+            asset=ctx.key,
+            file=decl.file,
+            line=decl.line,
+        ) from exc
+
+
+def _destination(group: DltGroup, session: Any, key: str, *, exact: bool) -> Any:
+    """dlt's destination writing where `session` writes: its DuckDB connection, its credentials.
+
+    `exact`: keep dataset names as given (dlt would fold an environment's `pr_1__ops` into
+    `pr_1_ops`).
+
+    Raises:
+        ConfigError: the declaration names another destination, or the target is neither
+            DuckDB nor PostgreSQL.
+    """
+    decl = group.assets
+    dialect = session.dialect
+    if dialect not in _DESTINATIONS or (decl.destination or dialect) != dialect:
+        raise ConfigError(
+            f"dlt assets {decl.name!r} ({decl.where()}) load through sqlorch's warehouse, which "
+            f"is {dialect}, but "
+            + (
+                f"the declaration names destination {decl.destination!r}"
+                if decl.destination and decl.destination != dialect
+                else "sqlorch's dlt loads support DuckDB and PostgreSQL targets only"
+            )
+            + ". Drop `destination=` (dlt then writes where sqlorch writes) or build against "
+            "a DuckDB or PostgreSQL target.",
+            asset=key,
+            file=decl.file,
+            line=decl.line,
+        )
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home
+    import dlt
+
+    names: dict[str, Any] = {"enable_dataset_name_normalization": False} if exact else {}
+    if dialect == "duckdb":
+        return dlt.destinations.duckdb(session.connection, **names)
+    return dlt.destinations.postgres(credentials=_pg_credentials(session.keywords), **names)
+
+
+def _pg_credentials(keywords: dict[str, str]) -> Any:
+    """dlt's credentials for the libpq keywords of sqlorch's PostgreSQL session."""
+    from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+
+    creds = PostgresCredentials()
+    creds.database = keywords.get("dbname", "")
+    creds.username = keywords.get("user", "")
+    creds.password = keywords.get("password")  # type: ignore[assignment]
+    host = keywords.get("host", "localhost")
+    creds.port = int(keywords.get("port", "5432"))
+    creds.connect_timeout = int(keywords.get("connect_timeout", "15"))
+    query = {k: v for k, v in keywords.items() if k in ("sslmode", "sslrootcert")}
+    if host.startswith("/"):  # a unix socket folder: libpq takes it from the query
+        query.update(host=host, port=str(creds.port))
+        host = "localhost"
+    creds.host = host
+    creds.query = query
+    return creds
+
+
+def _mask(text: str, session: Any) -> str:
+    """`text` without the target's password."""
+    password = (getattr(session, "keywords", None) or {}).get("password")
+    return text.replace(password, "****") if password else text
+
+
+def _names(columns: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
+    return {t: [c for c, _ in cols] for t, cols in columns.items()}
 
 
 def _import_frame_libraries() -> None:
@@ -270,157 +385,3 @@ def _root_cause(exc: BaseException, file: str) -> tuple[BaseException, str]:
 def _first_line(exc: BaseException | None) -> str:
     text = str(exc or "").strip()
     return text.splitlines()[0] if text else ""
-
-
-def _existing_columns(con: Any, dataset: str) -> dict[str, list[str]]:
-    rows = con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = ? ORDER BY table_name, ordinal_position",
-        [dataset],
-    ).fetchall()
-    out: dict[str, list[str]] = {}
-    for table, column in rows:
-        out.setdefault(str(table), []).append(str(column))
-    return out
-
-
-# ------------------------------------------------------------------ partitions
-
-
-@dataclass(frozen=True, slots=True)
-class _Cursor:
-    """A resource's declared incremental: its cursor column and its initial value's type."""
-
-    resource: str
-    table: str
-    path: str
-    sample: Any
-
-
-def _declared(resource: Any) -> Any:
-    """The `dlt.sources.incremental` a resource declares (in hints or its signature), or None."""
-    import dlt
-
-    wrapper = getattr(resource, "incremental", None)
-    found = getattr(wrapper, "incremental", None)
-    if found is not None:
-        return found
-    gen = getattr(getattr(resource, "_pipe", None), "gen", None)  # dlt keeps the function here
-    if not callable(gen):
-        return None
-    try:
-        params = inspect.signature(gen).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    return next((p.default for p in params if isinstance(p.default, dlt.sources.incremental)), None)
-
-
-def _cursors(group: DltGroup, source: Any, key: str) -> list[_Cursor]:
-    decl = group.assets
-    out = []
-    for resource in source.selected_resources.values():
-        inc = _declared(resource)
-        if inc is None or not isinstance(inc.cursor_path, str):
-            raise ConfigError(
-                f"Partitioned dlt assets {decl.name!r} ({decl.where()}): resource "
-                f'{resource.name!r} declares no `dlt.sources.incremental("column")`, so '
-                "sqlorch cannot hand it a partition's window. Add one (e.g. "
-                '`updated=dlt.sources.incremental("updated_at", initial_value=...)`) or drop '
-                "`partitions=`.",
-                asset=key,
-                file=decl.file,
-                line=decl.line,
-            )
-        table = resource.table_name if isinstance(resource.table_name, str) else resource.name
-        out.append(_Cursor(resource.name, table, inc.cursor_path, inc.initial_value))
-    return out
-
-
-def _as_cursor(value: datetime, sample: Any) -> Any:
-    """A window bound in the type of the cursor's declared initial value."""
-    if isinstance(sample, datetime):
-        return value
-    if isinstance(sample, date):
-        return value.date()
-    if isinstance(sample, int | float) and not isinstance(sample, bool):
-        return type(sample)(value.timestamp())
-    return value.isoformat()
-
-
-def _apply_window(
-    group: DltGroup, source: Any, part: PartitionContext, key: str, restore: list[Any]
-) -> tuple[str, str]:
-    """Give each resource the partition's window as its incremental's initial/end value.
-
-    A resource declared `replace` appends instead: sqlorch replaces the window itself.
-    """
-    import dlt
-
-    decl = group.assets
-    if part.start is None or part.end is None:
-        raise ConfigError(
-            f"Partitioned dlt assets {decl.name!r} ({decl.where()}) need time partitions "
-            "(`daily(...)`, `hourly(...)`, ...): a static partition has no window to pass to "
-            "dlt's incremental.",
-            asset=key,
-            file=decl.file,
-            line=decl.line,
-        )
-    for cursor in _cursors(group, source, key):
-        resource = source.resources[cursor.resource]
-        wrapper = getattr(resource, "incremental", None)
-        if wrapper is not None and hasattr(wrapper, "_incremental"):
-            saved = (wrapper._incremental, getattr(wrapper, "_from_hints", False))
-
-            def undo(w: Any = wrapper, s: tuple[Any, bool] = saved) -> None:
-                # dlt keeps the incremental on a wrapper shared by every clone of the resource
-                w._incremental, w._from_hints = s
-
-            restore.append(undo)
-        resource.apply_hints(
-            incremental=dlt.sources.incremental(
-                cursor.path,
-                initial_value=_as_cursor(part.start, cursor.sample),
-                end_value=_as_cursor(part.end, cursor.sample),
-                range_end="open",
-            )
-        )
-        if resource.write_disposition == "replace":
-            resource.apply_hints(write_disposition="append")
-    return part.start.isoformat(), part.end.isoformat()
-
-
-def _delete_window(
-    group: DltGroup, source: Any, con: Any, window: tuple[str, str], dataset: str
-) -> None:
-    """Delete the window's rows (and their nested rows) so the load replaces exactly it."""
-    existing = _existing_columns(con, dataset)
-    cursors = _cursors(group, source, "")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for cursor in cursors:
-            if cursor.path not in existing.get(cursor.table, ()):
-                continue
-            lo = _as_cursor(datetime.fromisoformat(window[0]), cursor.sample)
-            hi = _as_cursor(datetime.fromisoformat(window[1]), cursor.sample)
-            con.execute(
-                f'DELETE FROM "{dataset}"."{cursor.table}" WHERE "{cursor.path}" >= ? '
-                f'AND "{cursor.path}" < ?',
-                [lo, hi],
-            )
-            children = sorted(
-                (t for t in existing if t.startswith(cursor.table + "__")),
-                key=lambda t: t.count("__"),
-            )
-            for child in children:
-                parent = child.rsplit("__", 1)[0]
-                if "_dlt_parent_id" not in existing[child] or parent not in existing:
-                    continue
-                con.execute(
-                    f'DELETE FROM "{dataset}"."{child}" WHERE "_dlt_parent_id" NOT IN '
-                    f'(SELECT "_dlt_id" FROM "{dataset}"."{parent}")'
-                )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise

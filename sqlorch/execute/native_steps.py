@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlorch.dbt.datatests import DataTest
     from sqlorch.dbt.native import Incremental
     from sqlorch.dbt.runner import InvocationResult
+    from sqlorch.dbt.seeds import Seed
     from sqlorch.warehouse.duckdb import DuckDBWarehouse
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class NativeSteps:
         #: incremental models: their configuration, and the mode their SQL is compiled for
         self.specs: dict[str, Incremental] = {}
         self.modes: dict[str, str] = {}
+        #: seeds: their configuration and columns
+        self.seeds: dict[str, tuple[Seed, list[tuple[str, str]]]] = {}
         self._ready = False
 
     @property
@@ -118,6 +121,9 @@ class NativeSteps:
                 self.reasons[key] = f"dbt: writes to database {other!r}, not the target's file"
         missing = []
         for key in sorted(self.native):
+            if "sqlorch_seed" in graph.assets[key].metadata:
+                self._seed(key)
+                continue
             sql = self.cache.model(graph.assets[key], self.modes.get(key, ""))
             if sql is None:
                 missing.append(graph.assets[key])
@@ -140,6 +146,29 @@ class NativeSteps:
         if missing or tests_missing:
             self._compile(missing, tests_missing)
         self.cache.save()
+
+    def _seed(self, key: str) -> None:
+        """A seed's columns: cached for its file and configuration, or inferred as dbt does."""
+        from sqlorch.dbt.seeds import Seed
+
+        node = self.progress.graph.assets[key]
+        facts = node.metadata.get("sqlorch_seed")
+        seed = Seed.of(facts) if facts else None
+        inputs = seed.inputs() if seed else None
+        if seed is None or inputs is None:
+            self.reasons[key] = "dbt: the seed's file cannot be read"
+            return
+        columns = self.cache.seed(key, inputs)
+        if columns is None:
+            try:
+                columns = seed.columns()
+            except (ValueError, OSError) as exc:
+                log.debug("agate could not read %s", seed.path, exc_info=True)
+                self.reasons[key] = f"dbt: agate could not read the seed ({exc})"
+                return
+            self.cache.put_seed(key, inputs, columns)
+        self.seeds[key] = (seed, columns)
+        self.sql[key] = ""
 
     def _modes(self, catalog: Any) -> None:
         """Each native incremental model's `is_incremental()`, from its relation now."""
@@ -399,6 +428,7 @@ class NativeSteps:
                 str(n.materialized),
                 self.sql[n.key],
                 incremental=self.specs.get(n.key),
+                seed=self.seeds.get(n.key),
                 full_refresh=flag,
                 compiled_incremental=self.modes.get(n.key) == "incremental",
             )

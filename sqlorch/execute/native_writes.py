@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlorch.dbt.datatests import DataTest
 from sqlorch.dbt.native import Incremental
+from sqlorch.dbt.seeds import Seed
 from sqlorch.execute.native_incremental import NativeWriteError, Relation, write_incremental
 
 
@@ -88,6 +89,8 @@ class Write:
     materialized: str  # "view" | "table" | "incremental"
     sql: str
     incremental: Incremental | None = None
+    #: a seed: its configuration and columns (dbt's agate inference)
+    seed: tuple[Seed, list[tuple[str, str]]] | None = None
     #: `--full-refresh` was given (an incremental model's config may override it)
     full_refresh: bool = False
     #: the SQL was compiled with `is_incremental()` true (incremental models only)
@@ -135,7 +138,10 @@ def materialize_many(
         for write in writes:
             started = time.perf_counter()
             existing = catalog.kind(write.relation)
-            if write.incremental is not None and _in_place(write, existing):
+            if write.seed is not None:
+                rows = _load_seed(con, write, existing)
+                made.append(write.relation)
+            elif write.incremental is not None and _in_place(write, existing):
                 rows = _incremental(con, write, existing)
                 made.append(write.relation)
             else:
@@ -188,6 +194,26 @@ def _incremental(con: Any, write: Write, existing: str | None) -> int | None:
         return int(row[0]) if row else None
     assert write.incremental is not None
     return write_incremental(con, write.relation, write.sql, write.incremental)
+
+
+def _load_seed(con: Any, write: Write, existing: str | None) -> int | None:
+    """dbt's seed materialization with dbt-duckdb's fast load (COPY of the file)."""
+    assert write.seed is not None
+    seed, columns = write.seed
+    target = quoted(write.relation)
+    if existing == "view":
+        raise NativeWriteError(f"Cannot seed to '{target}', it is a view")
+    if existing == "table" and not seed.should_full_refresh(write.full_refresh):
+        con.execute(f"truncate table {target}")
+    else:
+        if existing == "table":
+            con.execute(f"drop table if exists {target} cascade")
+        cols = ", ".join(f"{name} {kind}" for name, kind in columns)
+        con.execute(f"create table {target} ({cols})")
+    row = con.execute(
+        f"COPY {target} FROM '{seed.path}' (FORMAT CSV, HEADER TRUE, DELIMITER '{seed.delimiter}')"
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
 def _swap(con: Any, write: Write, existing: str | None) -> int | None:

@@ -250,6 +250,7 @@ class Executor:
         progress = self.progress
         self.cancellation.wake()
         self.python.sessions.interrupt_all()
+        self.python.dlt.interrupt()  # dlt's loads use connections of their own
         for key in self.plan.keys:
             if progress.status[key] is Status.RUNNING:
                 progress.fail(key, f"{key} was cancelled by a second Ctrl-C", None)

@@ -149,6 +149,11 @@ class PostgresWarehouse:
         """The psycopg connection of this session (autocommit)."""
         return self._con
 
+    @property
+    def keywords(self) -> dict[str, str]:
+        """The libpq connection keywords (password included: never print them)."""
+        return dict(self._keywords)
+
     def session(self) -> PostgresWarehouse:
         """Return a handle with connections of its own."""
         return PostgresWarehouse(self._keywords)

@@ -148,6 +148,9 @@ def test_a_blocking_check_of_a_dlt_table_stops_downstream(dlt_project: TinyProje
         '    return rows.column("name").null_count == 0\n'
     )
     (dlt_project.path / "ingest/checks.py").write_text(checks)
+    (dlt_project.path / "models/kinds.sql").write_text(  # reads the sibling raw.events only
+        "select kind, count(*) as n from {{ source('raw', 'events') }} group by 1"
+    )
     write_lines(dlt_project.path / "data/users/all.jsonl", [{"id": 0, "name": None}, {"id": 1}])
     failed = run_cli(dlt_project.path, "build")
     assert failed.exit_code == 1, failed.describe()
@@ -156,6 +159,13 @@ def test_a_blocking_check_of_a_dlt_table_stops_downstream(dlt_project: TinyProje
     assert st["main.enriched"]["last_materialized_at"] is None  # never built on bad users
     assert st["raw.users"]["stale"]
     assert any("users_have_names" in r for r in st["raw.users"]["reasons"]), st["raw.users"]
+    assert st["main.kinds"]["last_outcome"] == "success"
     write_lines(dlt_project.path / "data/users/all.jsonl", [{"id": 0, "name": "a"}])
+    plan = ok(run_cli(dlt_project.path, "build", "--dry-run", "--json")).json()
+    reasons = {s["key"]: s["reasons"] for s in plan["steps"]}
+    assert reasons["raw.events"][0].startswith("loaded together with raw."), reasons
+    assert "main.kinds" in reasons  # downstream of a sibling: in the same plan
     ok(run_cli(dlt_project.path, "build"))
     assert scalar(dlt_project.db, "select count(*) from main.enriched") == 3
+    stale = {k: s["reasons"] for k, s in status(dlt_project.path).items() if s["stale"]}
+    assert stale == {}, stale  # one build leaves nothing stale

@@ -112,3 +112,32 @@ def test_something_that_is_no_dlt_source(make_dbt_project: Callable[..., TinyPro
         f"ingest/loads.py:{line(p, 'dlt_assets(')}",
         "not a dlt source or resource",
     )
+
+
+def test_a_spark_target_is_refused_before_anything_runs(
+    make_dbt_project: Callable[..., TinyProject],
+) -> None:
+    p = make(make_dbt_project, '\nraw_users = dlt_assets(users, dataset="raw")\n')
+    profiles = (p.path / "profiles.yml").read_text() + (
+        "    spark:\n      type: spark\n      method: session\n      host: localhost\n"
+        "      schema: main\n"
+    )
+    (p.path / "profiles.yml").write_text(profiles)
+    result = run_cli(p.path, "build", "-t", "spark")
+    where = f"ingest/loads.py:{line(p, 'dlt_assets(users')}"
+    assert_clean_error(
+        result,
+        2,
+        "nothing was run",
+        f"dlt assets raw.users ({where})",
+        "DuckDB and PostgreSQL targets only, not spark",
+        '--exclude "path:ingest/loads.py+"',
+    )
+    assert ok_runs(p) == []
+
+
+def ok_runs(p: TinyProject) -> list[object]:
+    result = run_cli(p.path, "runs", "--json")
+    assert result.exit_code == 0, result.describe()
+    runs: list[object] = result.json()
+    return runs

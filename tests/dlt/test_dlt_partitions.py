@@ -4,6 +4,8 @@ incremental, and a backfill of a range reloads exactly that range, idempotently.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TinyProject, query, run_cli, scalar
@@ -92,3 +94,79 @@ def test_a_partition_loads_its_window_and_a_backfill_reloads_exactly_it(
     hashes.append(content_hash(p.db, "raw.events"))
     assert hashes[0] == hashes[1] != before["raw.events"]
     assert content_hash(p.db, "raw.events__tags") == before["raw.events__tags"]
+
+
+def _partitions(path: Path, key: str) -> dict[str, Any]:
+    doc: dict[str, Any] = ok(run_cli(path, "partitions", key, "--json")).json()["partitions"]
+    return doc
+
+
+def test_a_failed_partition_load_leaves_the_window_as_it_was(
+    make_dbt_project: Callable[..., TinyProject], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = project(make_dbt_project, "merge")
+    p.path.joinpath("ingest/loads.py").write_text(
+        PARTITIONED.replace("{disposition}", "merge").replace(
+            "            yield json.loads(line)",
+            "            row = json.loads(line)\n"
+            "            if row.get('boom'):\n"
+            "                raise ValueError(f\"bad row {row['id']}\")\n"
+            "            yield row",
+        )
+    )
+    ok(run_cli(p.path, "build"))
+    ok(run_cli(p.path, "ls", "--json"))  # the child table is an asset now
+    tables = ("raw.events", "raw.events__tags")
+    before = {t: content_hash(p.db, t) for t in tables}
+    day2 = sorted(query(p.db, "select id, kind, _dlt_load_id from raw.events where id < 30"))
+    assert [r[0] for r in day2] == [10, 11, 20, 21, 22]
+
+    # 1. the source raises in the middle of day 2's window (after yielding a changed row)
+    write_lines(
+        p.path / "data/events/day02.jsonl",
+        [event(20, 2, kind="changed"), event(21, 2, boom=True), event(22, 2)],
+    )
+    failed = run_cli(p.path, "backfill", "raw.events", "--from", "2024-01-02", "--to", "2024-01-02")
+    assert failed.exit_code != 0
+    assert "bad row 21" in failed.output, failed.describe()
+    assert {t: content_hash(p.db, t) for t in tables} == before
+    assert sorted(query(p.db, "select id, kind, _dlt_load_id from raw.events where id < 30")) == (
+        day2
+    )
+    assert _partitions(p.path, "raw.events")["failed"] == [["2024-01-02", "2024-01-02"]]
+
+    # 2. dlt loaded the window, then the swap fails after replacing the root table's rows
+    from sqlorch.execute import dlt_windows
+
+    real = dlt_windows.insert_from
+
+    def broken(session: Any, source: str, target: str, columns: list[str]) -> None:
+        if target.endswith('"events__tags"'):
+            raise RuntimeError("disk full (injected)")
+        real(session, source, target, columns)
+
+    write_lines(
+        p.path / "data/events/day02.jsonl",
+        [event(20, 2, kind="changed"), event(21, 2), event(22, 2)],
+    )
+    monkeypatch.setattr(dlt_windows, "insert_from", broken)
+    failed = run_cli(p.path, "backfill", "raw.events", "--from", "2024-01-02", "--to", "2024-01-02")
+    assert failed.exit_code != 0
+    assert "disk full (injected)" in failed.output and "previous rows" in failed.output
+    assert {t: content_hash(p.db, t) for t in tables} == before
+    assert _partitions(p.path, "raw.events")["failed"] == [["2024-01-02", "2024-01-02"]]
+
+    # 3. without the fault, the backfill lands the new window (twice: the same content)
+    monkeypatch.undo()
+    hashes = []
+    for _ in range(2):
+        ok(run_cli(p.path, "backfill", "raw.events", "--from", "2024-01-02", "--to", "2024-01-02"))
+        hashes.append({t: content_hash(p.db, t) for t in tables})
+        assert scalar(p.db, "select kind from raw.events where id = 20") == "changed"
+        assert scalar(p.db, "select count(*) from raw.events__tags") == 18
+    assert hashes[0] == hashes[1] and hashes[0]["raw.events"] != before["raw.events"]
+    assert _partitions(p.path, "raw.events")["failed"] == []
+    assert not any(
+        s.startswith("raw_sqlorch_window")
+        for (s,) in query(p.db, "select schema_name from information_schema.schemata")
+    )

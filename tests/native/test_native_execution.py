@@ -1,8 +1,8 @@
 """Native execution (issue 16): sqlorch runs dbt's compiled SQL for view, table and data tests.
 
 A twin project holds a model of each natively executed kind (view, table, each over an
-ephemeral model, an incremental model) and of the kinds dbt keeps (a post-hook, an
-enforced contract, a seed), with tests of each kind: generic (unique, not_null,
+ephemeral model, an incremental model, two seeds) and of the kinds dbt keeps (a post-hook,
+an enforced contract), with tests of each kind: generic (unique, not_null,
 accepted_values with severity warn, relationships), singular, with `limit`, `fail_calc`,
 `warn_if`/`error_if`, `where` and `store_failures`. It is built by plain `dbt build` and by
 `sqlorch build`, and the relations compared; `sqlorch verify` compares both ways itself.
@@ -190,8 +190,10 @@ def test_native_build_equals_plain_dbt_build(twins: tuple[TinyProject, TinyProje
     assert sorted(native_keys(evs)) == [
         "main.after_table",
         "main.growing",
+        "main.people",
         "main.people_table",
         "main.people_view",
+        "main.teams",
     ]
     because = {
         k: v
@@ -201,7 +203,6 @@ def test_native_build_equals_plain_dbt_build(twins: tuple[TinyProject, TinyProje
     }
     assert because["main.hooked"] == "dbt: has post-hook"
     assert because["main.contracted"] == "dbt: contract enforced"
-    assert because["main.people"] == "dbt: seed"
     # relations, column types, rows: the same both ways, the failures table included
     dbt_rel = relations(by_dbt.db)
     assert relations(by_sqlorch.db) == dbt_rel
@@ -212,7 +213,7 @@ def test_native_build_equals_plain_dbt_build(twins: tuple[TinyProject, TinyProje
     assert "check_warned" in checks.values()
     assert "check_failed" not in checks.values()
     # a second build does nothing, and a --full rebuild imports no dbt (all compiled SQL cached)
-    native = "people_view people_table after_table"
+    native = "people teams people_view people_table after_table"
     assert not_imported_dbt(by_sqlorch.path, "build", "--full", "-s", native)
 
 

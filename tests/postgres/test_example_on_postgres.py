@@ -18,14 +18,6 @@ from conftest import PG_PASSWORD, PG_USER, BuiltExample, CliResult, copy_example
 
 pytestmark = pytest.mark.postgres
 
-#: the example's dlt-loaded table group and the model on it (dlt loads support DuckDB only)
-DLT_PARTS = (
-    "ingest/ground_stops.py",
-    "models/staging/stg_ground_stops.sql",
-    "models/staging/_ops_sources.yml",
-)
-DLT_KEYS = {"ops.ground_stops", "ops.ground_stops__reasons", "staging.stg_ground_stops"}
-
 
 @dataclass(frozen=True)
 class PgExample:
@@ -54,8 +46,6 @@ class PgExample:
 def pg_example(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgExample]:
     pg_cluster.sql(f"CREATE DATABASE nycflights OWNER {PG_USER}")
     path = copy_example(tmp_path_factory.mktemp("pg") / "nycflights")
-    for part in DLT_PARTS:  # sqlorch's dlt loads are DuckDB-only (issue 17): not on PostgreSQL
-        (path / part).unlink()
     env = {
         "SQLORCH_PG_HOST": str(pg_cluster.socket_dir),
         "SQLORCH_PG_PORT": str(pg_cluster.port),
@@ -79,11 +69,7 @@ def pg_example(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
     pg_example: PgExample, built_example: BuiltExample
 ) -> None:
-    assets = [
-        a
-        for a in built_example.cli("ls", "--json").json()
-        if a["kind"] != "source" and a["key"] not in DLT_KEYS
-    ]
+    assets = [a for a in built_example.cli("ls", "--json").json() if a["kind"] != "source"]
     assert len(assets) >= 19
     counts_pg: dict[str, int] = {}
     counts_duck: dict[str, int] = {}
@@ -94,6 +80,7 @@ def test_the_whole_example_builds_on_postgres_with_duckdbs_row_counts(
         counts_pg[a["key"]] = pg_example.sql(count)[0][0]
     assert counts_pg == counts_duck
     assert counts_pg["raw.flights"] == 336_776
+    assert counts_pg["ops.ground_stops"] == 30  # loaded by dlt with the target's credentials
     # nothing was written to a DuckDB file, and the state lives in PostgreSQL only
     assert not list(pg_example.path.glob("*.duckdb"))
     assert not (pg_example.path / ".sqlorch" / "state.db").exists()
@@ -366,3 +353,27 @@ def test_a_pr_build_in_an_environment_leaves_production_and_its_state_alone(
     ) == [(0,)]
     assert _pg_production(pg_example) == before
     stats.write_text(stats.read_text().replace("    count(*) * 2 as twice,\n", ""))
+
+
+def test_a_window_whose_columns_changed_is_left_to_dbt_saying_why(pg_example: PgExample) -> None:
+    table = "marts.mart_carrier_ontime_monthly"
+    count = f"select count(*) from {table} where flight_month in ('2013-03-01', '2013-04-01')"
+    before = pg_example.sql(count)[0][0]
+    model = pg_example.path / "models" / "marts" / "mart_carrier_ontime_monthly.sql"
+    text = model.read_text()
+    assert "sum(flights) as flights" in text
+    model.write_text(text.replace("sum(flights) as flights", "sum(flights)::bigint as flights"))
+    result = pg_example.cli(
+        "backfill", "mart_carrier_ontime_monthly", "--from", "2013-03-01", "--to", "2013-04-30"
+    )
+    assert result.exit_code == 0, result.describe()
+    finished = window_events(pg_example)
+    because = {k: v for d in finished for k, v in d.get("dbt_writes_because", {}).items()}
+    # the table's column is numeric (a sum of bigint); the query now gives bigint:
+    # the model's on_schema_change is dbt's to apply, so dbt writes the window
+    assert because == {table: "its columns changed (flights numeric -> bigint)"}, because
+    assert table not in {k for d in finished for k in d.get("window_writes", ())}
+    assert pg_example.sql(count)[0][0] == before
+    model.write_text(text)  # as it was: the example stays built for the tests after this one
+    restored = pg_example.cli("build", "-s", "mart_carrier_ontime_monthly")
+    assert restored.exit_code == 0, restored.describe()

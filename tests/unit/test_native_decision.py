@@ -15,7 +15,31 @@ CASES: list[tuple[dict[str, Any], dict[str, Any], list[str], str]] = [
     # (node fields, config, code rendered into it, expected reason)
     ({}, TABLE, ["select 1"], ""),
     ({}, {"materialized": "view"}, ["select 1"], ""),
-    ({"resource_type": "seed"}, {"materialized": "seed"}, [], "dbt: seed"),
+    ({"resource_type": "seed"}, {"materialized": "seed"}, [], ""),
+    (
+        {"resource_type": "seed"},
+        {"materialized": "seed", "fast": False},
+        [],
+        "dbt: seed with fast: false (agate inserts its parsed values)",
+    ),
+    (
+        {"resource_type": "seed"},
+        {"materialized": "seed", "quote_columns": "yes"},
+        [],
+        "dbt: quote_columns 'yes'",
+    ),
+    (
+        {"resource_type": "seed"},
+        {"materialized": "seed", "delimiter": "'"},
+        [],
+        'dbt: delimiter "\'"',
+    ),
+    (
+        {"resource_type": "seed"},
+        {"materialized": "seed", "post-hook": [{"sql": "x"}]},
+        [],
+        "dbt: has post-hook",
+    ),
     ({"resource_type": "snapshot"}, {"materialized": "snapshot"}, [], "dbt: snapshot"),
     ({"language": "python"}, TABLE, [], "dbt: python model"),
     ({}, {"materialized": "incremental"}, [], ""),
@@ -119,6 +143,22 @@ def test_unit_tests_and_own_materializations_keep_a_model_with_dbt() -> None:
     }
     own = own_materializations(macros)
     assert own == {"table"}
+    redefined = {
+        "macro.shop.duckdb__get_delete_insert_merge_sql": {
+            "name": "duckdb__get_delete_insert_merge_sql",
+            "package_name": "shop",
+        },
+        "macro.shop.load_csv_rows": {"name": "load_csv_rows", "package_name": "shop"},
+    }
+    assert own_materializations(redefined) == {"incremental", "seed"}
+    seed = {"resource_type": "seed", "name": "s"}
+    assert model_blocker(
+        seed,
+        {"materialized": "seed"},
+        [],
+        unit_tested=False,
+        own_materializations=frozenset({"seed"}),
+    ) == ("dbt: the project redefines how dbt loads seeds")
     got = model_blocker(node, TABLE, [], unit_tested=False, own_materializations=own)
     assert got == "dbt: custom materialization 'table'"
 

@@ -50,3 +50,30 @@ def test_reasons_say_whether_an_asset_was_ever_built() -> None:
     reasons = {s.key: s.reasons for s in plan.steps}
     assert reasons["raw.events"] == ("never materialized",)
     assert reasons["ml.score"] == ("--full (last built 2026-01-01 00:00:00)",)
+
+
+def test_a_stale_loads_siblings_and_their_downstream_are_planned_in_the_same_plan() -> None:
+    group = {"load_group": "dlt:files"}
+    graph = AssetGraph(
+        [
+            AssetNode("raw.events", AssetKind.PYTHON, "events", metadata=group),
+            AssetNode("raw.users", AssetKind.PYTHON, "users", metadata=group),
+            AssetNode("stg.users", AssetKind.MODEL, "users", deps=("raw.users",)),
+            AssetNode("marts.names", AssetKind.MODEL, "names", deps=("stg.users",)),
+            AssetNode("stg.other", AssetKind.MODEL, "other"),
+        ],
+        [],
+    )
+    built = AssetRecord(materialized_at="2026-01-01T00:00:00Z", materialized_run="r1")
+    state = StateSnapshot({k: built for k in graph.assets if k != "raw.events"})
+    plan = build_plan(graph, set(graph.assets), state)
+    reasons = {s.key: s.reasons for s in plan.steps}
+    assert reasons == {
+        "raw.events": ("never materialized",),
+        "raw.users": ("loaded together with raw.events",),
+        "stg.users": ("upstream raw.users is stale",),
+        "marts.names": ("upstream stg.users is stale",),
+    }
+    # nothing stale in the group: nothing planned
+    state = StateSnapshot(dict.fromkeys(graph.assets, built))
+    assert build_plan(graph, set(graph.assets), state).keys == []

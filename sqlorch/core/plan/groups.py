@@ -7,19 +7,19 @@ others are added with the reason that they are loaded with it, and their checks 
 from __future__ import annotations
 
 from sqlorch.core.graph import AssetGraph
-from sqlorch.core.plan.definition import Plan, Reason, ReasonKind, Step
+from sqlorch.core.plan.definition import Plan, Step
+from sqlorch.core.plan.staleness import GROUP_KEY, load_groups, loaded_together
 
-#: the node metadata naming the group an asset is loaded with
-GROUP_KEY = "load_group"
+__all__ = ["GROUP_KEY", "with_load_groups"]
 
 
 def with_load_groups(graph: AssetGraph, plan: Plan) -> Plan:
-    """Add to `plan` every member of a load group one of whose members it runs."""
-    groups: dict[str, list[str]] = {}
-    for key, node in graph.assets.items():
-        group = node.metadata.get(GROUP_KEY) if node.metadata else None
-        if isinstance(group, str):
-            groups.setdefault(group, []).append(key)
+    """Add to `plan` every member of a load group one of whose members it runs.
+
+    The planner already plans the stale group's members among the selected assets (and what
+    is downstream of them); this adds the members the selection left out.
+    """
+    groups = load_groups(graph)
     if not groups:
         return plan
     steps = {s.key: s for s in plan.steps}
@@ -30,8 +30,7 @@ def with_load_groups(graph: AssetGraph, plan: Plan) -> Plan:
             continue
         for key in members:
             if key not in steps:
-                reason = Reason(f"loaded together with {first.key}", ReasonKind.LOADED_TOGETHER)
-                added[key] = Step(key, first.kind, (reason,), first.partitions)
+                added[key] = Step(key, first.kind, (loaded_together(first.key),), first.partitions)
     if not added:
         return plan
     steps.update(added)

@@ -19,6 +19,9 @@ from sqlorch.core.graph import AssetGraph, AssetKind, AssetNode
 from sqlorch.core.plan.definition import Reason, ReasonKind
 from sqlorch.events import AttemptOutcome
 
+#: the node metadata naming the group of assets one load writes together (a dlt source's)
+GROUP_KEY = "load_group"
+
 
 @dataclass(frozen=True, slots=True)
 class AssetRecord:
@@ -98,7 +101,9 @@ def stale_reasons(
     """Return key -> reasons for every stale materializable asset among `keys`.
 
     An asset whose upstream (among `keys`) is stale is stale too: rebuilding the upstream
-    changes its input. With `full`, every materializable asset among `keys` is returned.
+    changes its input. The assets one load writes together (a dlt source's tables) are stale
+    together, and so is what is downstream of each. With `full`, every materializable asset
+    among `keys` is returned.
 
     Args:
         graph: the merged asset graph.
@@ -108,6 +113,22 @@ def stale_reasons(
         full: rebuild regardless of staleness (`sqlorch build --full`).
     """
     chosen = set(graph.assets if keys is None else keys)
+    together: dict[str, str] = {}  # an asset -> the stale asset it is loaded with
+    while True:
+        out = _stale_pass(graph, state, chosen, together, full)
+        more = _loaded_with_stale(graph, chosen, out, together)
+        if not more:
+            return out
+        together.update(more)
+
+
+def _stale_pass(
+    graph: AssetGraph,
+    state: StateSnapshot,
+    chosen: set[str],
+    together: Mapping[str, str],
+    full: bool,
+) -> dict[str, list[Reason]]:
     out: dict[str, list[Reason]] = {}
     for key in graph.topological(chosen):
         node = graph.assets[key]
@@ -117,6 +138,8 @@ def stale_reasons(
         rebuilt = [d for d in node.deps if d in out]
         if rebuilt and not reasons:
             reasons = [upstream_stale(rebuilt[0])]
+        if key in together and not reasons:
+            reasons = [loaded_together(together[key])]
         if full and not reasons:
             rec = state.record(key)
             text = f"--full (last built {_short(rec.materialized_at)})"
@@ -124,6 +147,37 @@ def stale_reasons(
         if reasons:
             out[key] = reasons
     return out
+
+
+def _loaded_with_stale(
+    graph: AssetGraph, chosen: set[str], stale: Mapping[str, list[Reason]], known: Mapping[str, str]
+) -> dict[str, str]:
+    """The chosen assets not yet stale that one load writes with a stale one."""
+    out: dict[str, str] = {}
+    for members in load_groups(graph).values():
+        first = next((k for k in members if k in stale), None)
+        if first is None:
+            continue
+        for key in members:
+            if key in chosen and key not in stale and key not in known:
+                out[key] = first
+    return out
+
+
+def load_groups(graph: AssetGraph) -> dict[str, list[str]]:
+    """Group name -> its member keys (sorted), for assets one load writes together."""
+    groups: dict[str, list[str]] = {}
+    for key in sorted(graph.assets):
+        node = graph.assets[key]
+        group = node.metadata.get(GROUP_KEY) if node.metadata else None
+        if isinstance(group, str):
+            groups.setdefault(group, []).append(key)
+    return groups
+
+
+def loaded_together(key: str) -> Reason:
+    """The reason of an asset one load writes with `key`, which is rebuilt."""
+    return Reason(f"loaded together with {key}", ReasonKind.LOADED_TOGETHER)
 
 
 def upstream_stale(key: str) -> Reason:
