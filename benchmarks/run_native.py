@@ -13,7 +13,9 @@ file holding only raw.events:
 - sqlorch warm:   `sqlorch build` with the manifest cache and compiled SQL cached but no run
                   state (every model is built);
 - sqlorch via dbt: `SQLORCH_EXECUTION=dbt sqlorch build` (the fallback), warm caches;
-- floor:          the compiled SQL in dependency order in one DuckDB connection.
+- floor:          the compiled SQL in dependency order in one DuckDB connection;
+- floor_parallel: the same with two DuckDB cursors writing independent models at once
+                  (what parallel native writers could gain at best).
 
 Then the edit loop: one leaf model is edited (its SQL wrapped in a subquery, toggled each
 time) and `sqlorch build` (it compiles only that model) is timed against
@@ -27,8 +29,10 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,8 @@ from run_build import (
     run_floor,
 )
 
-MODES = ("dbt", "sqlorch_cold", "sqlorch_warm", "sqlorch_via_dbt", "floor")
+MODES = ("dbt", "sqlorch_cold", "sqlorch_warm", "sqlorch_via_dbt", "floor", "floor_parallel")
+EDIT_MODES = ("edit_sqlorch", "edit_dbt", "edit_warm")
 
 
 def log(msg: str) -> None:
@@ -94,6 +99,76 @@ def clear_run_state(project: Path) -> None:
     shutil.rmtree(state / "runs", ignore_errors=True)
 
 
+def run_floor_parallel(
+    project: Path, plan: list[tuple[str, str, str]], writers: int = 2
+) -> tuple[float, float]:
+    """The floor with `writers` DuckDB cursors, each model once its parents are written.
+
+    What parallel native writers could gain at best (independent branches of the graph
+    written at once); returns (wall s, CPU s) including the CHECKPOINT.
+    """
+    import threading
+
+    import duckdb
+
+    relations = [r for _, r, _ in plan]
+    names = [r.split(".")[-1].strip('"') for r in relations]
+    parents = [
+        {j for j in range(i) if f'"{names[j]}"' in sql or f".{names[j]}" in sql}
+        for i, (_, _, sql) in enumerate(plan)
+    ]
+    con = duckdb.connect(str(project / "bench.duckdb"))
+    done: set[int] = set()
+    taken: set[int] = set()
+    cond = threading.Condition()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        cur = con.cursor()
+        try:
+            while True:
+                with cond:
+                    while True:
+                        if errors or len(done) == len(plan):
+                            return
+                        ready = [
+                            i for i in range(len(plan)) if i not in taken and parents[i] <= done
+                        ]
+                        if ready:
+                            i = ready[0]
+                            taken.add(i)
+                            break
+                        cond.wait()
+                kind, relation, sql = plan[i]
+                try:
+                    cur.execute(f"CREATE OR REPLACE {kind} {relation} AS\n{sql}")
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    with cond:
+                        errors.append(exc)
+                        cond.notify_all()
+                    return
+                with cond:
+                    done.add(i)
+                    cond.notify_all()
+        finally:
+            cur.close()
+
+    try:
+        cpu = time.process_time()
+        start = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise SystemExit(f"parallel floor failed: {errors[0]}")
+        con.execute("CHECKPOINT")
+        return time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        con.close()
+
+
 def leaf_of(project: Path) -> Path:
     """A model nothing depends on (from dbt's manifest)."""
     manifest = json.loads((project / "target" / "manifest.json").read_text())
@@ -116,9 +191,7 @@ def bench_size(
     plan = prepare(project, ["dbt", "sqlorch", "floor"], 3600)
     dirs = ["--project-dir", str(project), "--profiles-dir", str(project)]
     logs = project / LOG_DIR
-    runs: dict[str, list[tuple[float, float, float]]] = {
-        m: [] for m in (*MODES, "edit_sqlorch", "edit_dbt")
-    }
+    runs: dict[str, list[tuple[float, float, float]]] = {m: [] for m in (*MODES, *EDIT_MODES)}
     if "sqlorch_warm" in modes:
         # untimed: fills the compiled-SQL cache, as `dbt parse` warms dbt's partial parse
         fresh_database(project)
@@ -129,6 +202,12 @@ def bench_size(
             if mode == "floor":
                 sql_s, ck_s, cpu = run_floor(project, plan)
                 runs[mode].append((sql_s + ck_s, cpu, 0.0))
+                log(f"  rep {rep} floor: {sql_s + ck_s:.2f} s wall, {cpu:.2f} s CPU")
+                continue
+            if mode == "floor_parallel":
+                wall, cpu = run_floor_parallel(project, plan)
+                runs[mode].append((wall, cpu, 0.0))
+                log(f"  rep {rep} floor, 2 writers: {wall:.2f} s wall, {cpu:.2f} s CPU")
                 continue
             env: dict[str, str] = {}
             if mode == "dbt":
@@ -162,7 +241,13 @@ def bench_size(
 
 
 def edit_loop(project: Path, repeat: int, runs: dict[str, list[tuple[float, float, float]]]) -> str:
-    """Edit one leaf model and build: `sqlorch build` against `dbt build -s leaf`."""
+    """Edit one leaf model and build: `sqlorch build` (without and with a `sqlorch dev`
+    running) against `dbt build -s leaf`.
+
+    With `sqlorch dev`, the time runs from the edit (the file written) to the end of the
+    build, so it includes the warm process noticing the change, parsing and compiling;
+    the dev process's own CPU for it is added to the build's.
+    """
     dirs = ["--project-dir", str(project), "--profiles-dir", str(project)]
     logs = project / LOG_DIR
     fresh_database(project)
@@ -170,20 +255,111 @@ def edit_loop(project: Path, repeat: int, runs: dict[str, list[tuple[float, floa
     timed([str(BIN / "sqlorch"), "build", *dirs], project, logs / "native-edit-prep.log", {})
     leaf = leaf_of(project)
     name, original = leaf.stem, leaf.read_text()
+    sq = [str(BIN / "sqlorch"), "build", *dirs]
+    # the same build, saying whether it imported dbt (it must not, with `sqlorch dev` warm)
+    marker = logs / "edit-w-dbt-imported.txt"
+    checked = [
+        sys.executable,
+        "-c",
+        "import sys\n"
+        "from sqlorch.cli import cli\n"
+        "code = 0\n"
+        "try:\n"
+        f"    cli(['build', *{dirs!r}], prog_name='sqlorch')\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "dbt = any(m == 'dbt' or m.startswith('dbt.') for m in sys.modules)\n"
+        f"open({str(marker)!r}, 'w').write('dbt imported' if dbt else 'no dbt')\n"
+        "sys.exit(code)\n",
+    ]
     try:
         for rep in range(1, repeat + 1):
-            edit(leaf, original, 2 * rep)
-            sq = [str(BIN / "sqlorch"), "build", *dirs]
+            edit(leaf, original, 3 * rep)
             got = timed(sq, project, logs / f"edit-s-{rep}.log", {})
             runs["edit_sqlorch"].append(got)
-            edit(leaf, original, 2 * rep + 1)
+            edit(leaf, original, 3 * rep + 1)
             db = [str(BIN / "dbt"), "build", "-s", name, *dirs]
             got_dbt = timed(db, project, logs / f"edit-d-{rep}.log", {})
             runs["edit_dbt"].append(got_dbt)
-            log(f"  rep {rep} edit {name}: sqlorch {got[0]:.2f} s, dbt -s {got_dbt[0]:.2f} s")
+            with WarmDev(project, logs / f"edit-dev-{rep}.log") as dev:
+                cpu_before = dev.cpu()
+                started = time.perf_counter()
+                edit(leaf, original, 3 * rep + 2)
+                wall, cpu, peak = timed(checked, project, logs / f"edit-w-{rep}.log", {})
+                wall = time.perf_counter() - started
+                got_warm = (wall, cpu + dev.cpu() - cpu_before, peak)
+                imported = marker.read_text().strip()
+            runs["edit_warm"].append(got_warm)
+            log(
+                f"  rep {rep} edit {name}: sqlorch {got[0]:.2f} s, dbt -s {got_dbt[0]:.2f} s, "
+                f"with sqlorch dev {got_warm[0]:.2f} s ({imported} in the build)"
+            )
     finally:
         leaf.write_text(original)
     return name
+
+
+class WarmDev:
+    """A `sqlorch dev` process over the project, idle (its first refresh done) when entered."""
+
+    def __init__(self, project: Path, logfile: Path) -> None:
+        self.project = project
+        self.logfile = logfile
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> WarmDev:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        dirs = ["--project-dir", str(self.project), "--profiles-dir", str(self.project)]
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        with self.logfile.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "sqlorch"), "dev", *dirs, "--port", str(port)],
+                cwd=self.project,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"},
+            )
+        info = self.project / ".sqlorch" / "dbt" / "warm.json"
+        deadline = time.monotonic() + 600
+        while not info.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"sqlorch dev did not start ({self.logfile})")
+            time.sleep(0.1)
+        self.wait_idle()
+        time.sleep(3.0)  # the UI and the daemon settle
+        self.wait_idle()
+        return self
+
+    def wait_idle(self) -> None:
+        """Block until the warm process is not parsing or compiling."""
+        import fcntl
+
+        time.sleep(0.5)  # it takes the lock within its polling interval
+        fd = os.open(self.project / ".sqlorch" / "dbt" / "warm.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def cpu(self) -> float:
+        """The dev process's own CPU seconds so far (its warm compiler runs in it)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def render(results: list[dict[str, Any]], rows: int, repeat: int) -> str:
@@ -191,7 +367,7 @@ def render(results: list[dict[str, Any]], rows: int, repeat: int) -> str:
     for r in results:
         floor, dbt = r.get("floor"), r.get("dbt")
         lines.append(f"{r['models']} models:")
-        for mode in (*MODES, "edit_sqlorch", "edit_dbt"):
+        for mode in (*MODES, *EDIT_MODES):
             m = r.get(mode)
             if not m:
                 continue
@@ -213,6 +389,13 @@ def render(results: list[dict[str, Any]], rows: int, repeat: int) -> str:
             f"  one-leaf edit ({r['leaf']}): sqlorch/dbt -s wall "
             f"{es['wall_s'] / ed['wall_s']:.2f}x, CPU {es['cpu_s'] / ed['cpu_s']:.2f}x"
         )
+        ew = r.get("edit_warm")
+        if ew:
+            lines.append(
+                f"  one-leaf edit with sqlorch dev: edit to build done {ew['wall_s']:.2f} s "
+                f"(target < 1.0 s), CPU (build + dev) {ew['cpu_s']:.2f} s; "
+                f"wall/dbt -s {ew['wall_s'] / ed['wall_s']:.2f}x"
+            )
     return "\n".join(lines)
 
 

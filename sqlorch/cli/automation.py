@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,11 @@ from sqlorch.cli.options import (
     load_settings,
     print_table,
 )
+
+if TYPE_CHECKING:
+    import threading
+
+    from sqlorch.settings import Settings
 
 
 def _echo(line: str) -> None:
@@ -45,6 +50,12 @@ def daemon(
 @common
 @click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="The UI's address.")
+@click.option(
+    "--warm/--no-warm",
+    default=True,
+    show_default=True,
+    help="Keep dbt parsed here and compile each edited model ahead of the next build.",
+)
 @handle_errors
 def dev(
     project_dir: str | None,
@@ -53,11 +64,14 @@ def dev(
     debug: bool,
     port: int,
     host: str,
+    warm: bool,
 ) -> None:
     """Start the web UI and the automation daemon together; Ctrl-C or SIGTERM stops both.
 
     Two processes (`sqlorch ui` and `sqlorch daemon`): the UI never blocks a build and the
-    daemon's builds never wait for the UI. The UI's Automation page shows the ticks.
+    daemon's builds never wait for the UI. The UI's Automation page shows the ticks. This
+    process stays warm (`--warm`): dbt imported and parsed once, it parses and compiles each
+    edited model as the file changes, so the next `sqlorch build` imports no dbt.
     """
     import signal
     import subprocess
@@ -70,6 +84,8 @@ def dev(
         shared += ["--profiles-dir", profiles_dir]
     if target:
         shared += ["--target", target]
+    # announced before the UI and the daemon start loading: they wait for its parse
+    warm_stop = _start_warm(settings) if warm else None
     ui = subprocess.Popen([*base, "ui", *shared, "--port", str(port), "--host", host])
     daemon_proc = subprocess.Popen([*base, "daemon", *shared])
     children = (ui, daemon_proc)
@@ -82,12 +98,34 @@ def dev(
     signal.signal(signal.SIGINT, forward)
     while not stop["signal"] and all(c.poll() is None for c in children):
         time.sleep(0.2)
+    if warm_stop is not None:
+        warm_stop.set()
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     codes = [c.wait() for c in children]
     failed = [c for c in codes if c not in (0, -signal.SIGTERM)]
     sys.exit(0 if stop["signal"] or not failed else failed[0])
+
+
+def _start_warm(settings: Settings) -> threading.Event:
+    """Run `sqlorch dev`'s warm compiler in a thread; set the returned event to stop it."""
+    import threading
+
+    from sqlorch.app.precompiler import Precompiler
+
+    stop = threading.Event()
+    warm = Precompiler(settings, report=_echo)
+    warm.announce()
+
+    def run() -> None:
+        try:
+            warm.run(stop)
+        except Exception as exc:  # noqa: BLE001 - builds then parse and compile themselves
+            _echo(f"warm compile stopped: {exc}")
+
+    threading.Thread(target=run, name="sqlorch-warm", daemon=True).start()
+    return stop
 
 
 @click.command()

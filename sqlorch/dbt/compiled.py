@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -57,18 +59,13 @@ class CompiledCache:
         self.path = path
         self._doc: dict[str, Any] | None = None
         self._dirty = False
+        # what this process put: re-applied over the file as it is when saving, so a build
+        # and a warm `sqlorch dev` writing at once never drop each other's entries
+        self._puts: dict[tuple[str, str], Any] = {}
 
     def _load(self) -> dict[str, Any]:
         if self._doc is None:
-            try:
-                doc = json.loads(self.path.read_text())
-                ok = isinstance(doc, dict) and doc.get("format") == FORMAT
-                self._doc = doc if ok else {}
-            except (OSError, ValueError):
-                self._doc = {}
-            self._doc.setdefault("format", FORMAT)
-            self._doc.setdefault("models", {})
-            self._doc.setdefault("tests", {})
+            self._doc = _read(self.path)
         return self._doc
 
     def model(self, node: AssetNode, mode: str = "") -> str | None:
@@ -92,8 +89,7 @@ class CompiledCache:
 
     def put_seed(self, key: str, inputs: str, columns: list[tuple[str, str]]) -> None:
         """Remember a seed's columns as dbt's agate inference gave them."""
-        self._load()["models"][f"{key}#seed"] = {"inputs": inputs, "columns": columns}
-        self._dirty = True
+        self._put("models", f"{key}#seed", {"inputs": inputs, "columns": columns})
 
     def test(self, check: CheckNode, nodes: Mapping[str, AssetNode]) -> DataTest | str | None:
         """The test compiled (or why dbt runs it); None when not cached for these inputs."""
@@ -109,8 +105,7 @@ class CompiledCache:
 
     def put_model(self, node: AssetNode, sql: str, mode: str = "") -> None:
         """Remember `node`'s compiled SQL ("" when dbt could not compile it) for `mode`."""
-        self._load()["models"][_entry_key(node, mode)] = {"inputs": inputs_of(node), "sql": sql}
-        self._dirty = True
+        self._put("models", _entry_key(node, mode), {"inputs": inputs_of(node), "sql": sql})
 
     def put_test(
         self, check: CheckNode, nodes: Mapping[str, AssetNode], value: DataTest | str
@@ -121,18 +116,47 @@ class CompiledCache:
             entry["reason"] = value
         else:
             entry["test"] = asdict(value)
-        self._load()["tests"][check.unique_id] = entry
+        self._put("tests", check.unique_id, entry)
+
+    def _put(self, table: str, key: str, entry: dict[str, Any]) -> None:
+        self._load()[table][key] = entry
+        self._puts[(table, key)] = entry
         self._dirty = True
 
     def save(self) -> None:
-        """Write the cache atomically (when something changed)."""
+        """Write the cache atomically (when something changed), over what is there now.
+
+        Another process may have saved since this one read the file: its entries are kept
+        and this process's own entries written over them. Readers never see a partial file.
+        """
         if not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._load(), separators=(",", ":")))
-        tmp.replace(self.path)
+        doc = _read(self.path)
+        for (table, key), entry in self._puts.items():
+            doc[table][key] = entry
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps(doc, separators=(",", ":")))
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._doc = doc
         self._dirty = False
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """compiled.json's document (empty tables when missing, unreadable or of another format)."""
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            doc = {}
+    except (OSError, ValueError):
+        doc = {}
+    doc.setdefault("format", FORMAT)
+    doc.setdefault("models", {})
+    doc.setdefault("tests", {})
+    return doc
 
 
 def _entry_key(node: AssetNode, mode: str) -> str:

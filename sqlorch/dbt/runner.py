@@ -135,8 +135,11 @@ class DbtInvoker:
         target_path = self.artifacts_dir / "target"
         log_path = self.artifacts_dir / "logs"
         args = ["parse", *self.common_args(target_path, log_path), *self.with_vars(())]
+        from sqlorch.dbt.handoff import parsing_alone
+
         started = time.perf_counter()
-        with _INVOKE_LOCK:
+        # a warm `sqlorch dev` parses into the same target folder: never both at once
+        with _INVOKE_LOCK, parsing_alone(self.artifacts_dir):
             res = dbtRunner().invoke(args)
         log.debug("dbt parse took %.2fs", time.perf_counter() - started)
         if not res.success or res.result is None:
@@ -239,9 +242,13 @@ class DbtInvoker:
             self.parse()  # loaded from sqlorch's manifest cache: dbt's partial parse is warm
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "logs"
+        # no manifest.json, graph.gpickle or adapter cache: writing the whole project's
+        # artifacts and listing every schema cost more than compiling a few models
         args = [
             "compile",
             *self.common_args(run_dir / "target", log_path),
+            "--no-write-json",
+            "--no-populate-cache",
             "--indirect-selection",
             "empty",
             *self.run_args,
@@ -258,7 +265,7 @@ class DbtInvoker:
         log.debug(
             "dbt compile of %d selectors took %.2fs", len(selectors), time.perf_counter() - started
         )
-        compiled = compiled_code(run_dir / "target" / "run_results.json")
+        compiled = _write_run_results(res.result, run_dir / "target" / "run_results.json")
         if not res.success and not compiled:
             text = _one_paragraph(str(res.exception or "dbt compile failed"))
             raise ProjectError(
@@ -314,6 +321,18 @@ class DbtInvoker:
             if _LAST_DUCKDB_FILE == self.duckdb_path:
                 _close_duckdb_env()
                 _LAST_DUCKDB_FILE = None
+
+    def forget(self) -> None:
+        """Free dbt's parsed project and its DuckDB connection: nothing of dbt runs any more.
+
+        Lowers the build's peak memory while sqlorch executes; a later dbt invocation, if
+        any, parses again (partially).
+        """
+        import gc
+
+        self.manifest = None
+        self.release()
+        gc.collect()
 
     @contextlib.contextmanager
     def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:
@@ -406,6 +425,21 @@ def _translate(msg: Any) -> DbtNodeEvent | None:
     if not uid:
         return None
     return DbtNodeEvent(uid, DbtPhase.LOG, message=info.msg, level=level or "info")
+
+
+def _write_run_results(result: Any, path: Path) -> dict[str, str]:
+    """Write a compile's run_results.json (its nodes only); return unique_id -> compiled SQL."""
+    if result is None or not hasattr(result, "write"):
+        return {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.write(str(path))
+    out: dict[str, str] = {}
+    for one in getattr(result, "results", None) or ():
+        node = getattr(one, "node", None)
+        code = getattr(node, "compiled_code", None)
+        if node is not None and isinstance(code, str) and code.strip():
+            out[str(node.unique_id)] = code
+    return out
 
 
 def compiled_code(run_results: Path) -> dict[str, str]:

@@ -146,6 +146,11 @@ class NativeSteps:
         if missing or tests_missing:
             self._compile(missing, tests_missing)
         self.cache.save()
+        plan = self.progress.plan
+        if not any(self.reasons.values()) and not self.test_reasons:
+            dbt_steps = sum(1 for s in plan.steps if s.kind.is_dbt)
+            if dbt_steps == len(self.reasons):  # no partition windows either
+                self.invocations.invoker.forget()  # dbt is done in this run: free its parse
 
     def _seed(self, key: str) -> None:
         """A seed's columns: cached for its file and configuration, or inferred as dbt does."""

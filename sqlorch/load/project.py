@@ -119,7 +119,15 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
         }
     )
     extra = [target.profiles_file]
-    cached = cache.load(context, extra)
+    from sqlorch.dbt.handoff import await_warm, warm_pid
+
+    # a warm `sqlorch dev` may be parsing and compiling this very change: read its work
+    # only while it is not writing, and wait a moment for it to take a change up
+    dbt_dir = settings.state_dir / "dbt"
+    if warm_pid(dbt_dir) is None:
+        cached = cache.load(context, extra)
+    else:
+        cached = await_warm(dbt_dir, lambda: cache.load(context, extra))
     if cached is not None:
         log.debug("dbt project loaded from the manifest cache")
         return cached

@@ -294,14 +294,17 @@ def test_lineage_while_another_process_holds_the_warehouse(make_dbt_project: Mak
         }
     )
     ok(run_cli_subprocess(project.path, "build"))
-    # a changed model needs compiling, which needs the file: lineage says so and goes on
+    # a changed model needs compiling, which opens no connection to the file (dbt compile
+    # without the adapter cache): its lineage is there; the column types are not
     project.write({"models/b.sql": "select id, v * 3 as v3 from {{ ref('a') }}\n"})
     with holding_the_file(project.db):
         cached = ok(run_cli_subprocess(project.path, "lineage", "main.a.id", "--json")).json()
         assert cached == {"column": "main.a.id", "kind": "model", "upstream": []}
         changed = ok(run_cli_subprocess(project.path, "lineage", "main.b", "--json"))
-        assert "could not be compiled" in changed.flat
-        assert changed.json()["error"]
+        assert changed.json()["columns"][1]["upstream"] == [
+            {"column": "main.a.v", "transform": "expression"}
+        ]
+        assert "columns come from dbt yml and the models' SQL" in changed.flat
     after = ok(run_cli_subprocess(project.path, "lineage", "main.b", "--json")).json()
     assert after["columns"][1] == {
         "name": "v3",
