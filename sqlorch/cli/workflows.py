@@ -75,10 +75,8 @@ def _env(o: WorkflowOptions, environment: str | None = None) -> str:
     if o.postgres_state:
         lines.append("      SQLORCH_STATE_URL: ${{ secrets.SQLORCH_STATE_URL }}")
     if environment:
-        lines.append(
-            "      # the PR's environment: every relation the build writes goes to "
-            f"{environment}__<schema>"
-        )
+        shown = environment.split("$", 1)[0] + "<number>"
+        lines.append(f"      # the PR's environment: the build writes to {shown}__<schema>")
         lines.append(f"      SQLORCH_ENV: {environment}")
     return "\n".join(lines) + "\n"
 
