@@ -144,35 +144,18 @@ def load_settings(
     settings_file, raw = _settings_for(start)
     base = settings_file.parent if settings_file else start
     proj = _project_dir(project_dir, raw, base)
-    state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
-    where = "SQLORCH_STATE_URL" if env.get("SQLORCH_STATE_URL") else f"state_url in {settings_file}"
-    state_path = proj / ".sqlorch" / "state.db"
-    pg_url = None
-    if state_url and is_postgres_url(str(state_url)):
-        pg_url = str(state_url)
-    elif state_url:
-        state_path = _state_path(str(state_url), base, where)
+    state_path, pg_url = _state_location(raw, env, settings_file, base, proj)
     ingest = _modules(raw, "ingest", ["ingest"], settings_file)
     n_threads = _threads(threads, raw, env, settings_file)
     pools, pool_rates = _pools(raw.get("pools", {}), settings_file)
     check_modules = _modules(raw, "check_modules", [], settings_file)
-    checks = raw.get("checks", {})
-    if not isinstance(checks, dict):
-        raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
-    retries = raw.get("retries", {})
-    if not isinstance(retries, dict) or not all(isinstance(v, dict) for v in retries.values()):
-        raise ConfigError(
-            _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
-        )
+    checks, retries, dlt, daemon = _plain_tables(raw, settings_file)
     execution = _execution(raw.get("execution"), settings_file)
     if env.get("SQLORCH_EXECUTION"):
         mode = env["SQLORCH_EXECUTION"]
         if mode not in ("native", "dbt"):
             raise ConfigError(f"SQLORCH_EXECUTION is {mode!r}; use 'native' or 'dbt'.")
         execution["default"] = mode
-    dlt = raw.get("dlt", {})
-    if not isinstance(dlt, dict) or not all(isinstance(v, str) for v in dlt.values()):
-        raise ConfigError(_bad(settings_file, "dlt", 'a table of dataset = "module:function"'))
     automation_tables = {
         name: _tables(raw, name, settings_file, example)
         for name, example in (
@@ -181,9 +164,6 @@ def load_settings(
             ("automation", '"marts" = {eager = true}'),
         )
     }
-    daemon = raw.get("daemon", {})
-    if not isinstance(daemon, dict):
-        raise ConfigError(_bad(settings_file, "daemon", "a table (max_concurrent_runs = 1, ...)"))
     settings = Settings(
         root=base,
         project_dir=proj,
@@ -211,6 +191,44 @@ def load_settings(
         daemon=daemon,
     )
     return with_environment(settings, env.get("SQLORCH_ENV") or None, "SQLORCH_ENV")
+
+
+def _state_location(
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    settings_file: Path | None,
+    base: Path,
+    proj: Path,
+) -> tuple[Path, str | None]:
+    """Return the SQLite state file and the PostgreSQL state URL (None: the SQLite store)."""
+    state_url = env.get("SQLORCH_STATE_URL") or raw.get("state_url")
+    where = "SQLORCH_STATE_URL" if env.get("SQLORCH_STATE_URL") else f"state_url in {settings_file}"
+    if state_url and is_postgres_url(str(state_url)):
+        return proj / ".sqlorch" / "state.db", str(state_url)
+    if state_url:
+        return _state_path(str(state_url), base, where), None
+    return proj / ".sqlorch" / "state.db", None
+
+
+def _plain_tables(
+    raw: Mapping[str, Any], settings_file: Path | None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Return the `checks`, `retries`, `dlt` and `daemon` tables, refusing malformed ones."""
+    checks = raw.get("checks", {})
+    if not isinstance(checks, dict):
+        raise ConfigError(_bad(settings_file, "checks", "a table of selector = {check = ...}"))
+    retries = raw.get("retries", {})
+    if not isinstance(retries, dict) or not all(isinstance(v, dict) for v in retries.values()):
+        raise ConfigError(
+            _bad(settings_file, "retries", 'a table of selector = {retries = 3, backoff = "..."}')
+        )
+    dlt = raw.get("dlt", {})
+    if not isinstance(dlt, dict) or not all(isinstance(v, str) for v in dlt.values()):
+        raise ConfigError(_bad(settings_file, "dlt", 'a table of dataset = "module:function"'))
+    daemon = raw.get("daemon", {})
+    if not isinstance(daemon, dict):
+        raise ConfigError(_bad(settings_file, "daemon", "a table (max_concurrent_runs = 1, ...)"))
+    return checks, retries, dlt, daemon
 
 
 #: an environment's name: it starts schema names (`pr_123__marts`), so a plain identifier
