@@ -356,11 +356,9 @@ def execute(
     Raises:
         KeyboardInterrupt: a second Ctrl-C (the run is recorded as cancelled).
     """
-    from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import new_run_id
     from sqlorch.state.recorder import StateRecorder
 
-    settings = project.settings
     if run_id is None:
         run_id = new_run_id()
         # a shared store: no other build writes these assets while this one runs
@@ -382,21 +380,7 @@ def execute(
     executor: Executor | None = None
     interrupted = False
     try:
-        executor = Executor(
-            graph=project.graph,
-            plan=plan,
-            python_fns={k: fa.definition for k, fa in project.python_assets.items()},
-            warehouse=warehouse,
-            invoker=project.invoker,
-            dbt_project=project.dbt,
-            run_id=run_id,
-            run_dir=settings.state_dir / "runs" / run_id,
-            threads=threads or settings.threads,
-            listeners=[events],
-            pools=dict(settings.pools),
-            policies=run_policies(project, store, *schema),
-            dbt_threads=threads or settings.dbt_threads(project.target.threads),
-        )
+        executor = _executor(project, plan, store, warehouse, events, run_id, threads, schema)
         try:
             outcome = executor.run()
         except KeyboardInterrupt:
@@ -417,6 +401,37 @@ def execute(
         if warehouse is not None and not interrupted:
             # (after a second Ctrl-C the process exits at once)
             _record_relations_after_run(project, warehouse)
+
+
+def _executor(
+    project: Project,
+    plan: Plan,
+    store: StateStore,
+    warehouse: Warehouse | None,
+    events: RunEvents,
+    run_id: str,
+    threads: int | None,
+    schema: tuple[frozenset[str], frozenset[str]],
+) -> Executor:
+    """Return the executor of `plan` for run `run_id`."""
+    from sqlorch.execute.scheduler import Executor
+
+    settings = project.settings
+    return Executor(
+        graph=project.graph,
+        plan=plan,
+        python_fns={k: fa.definition for k, fa in project.python_assets.items()},
+        warehouse=warehouse,
+        invoker=project.invoker,
+        dbt_project=project.dbt,
+        run_id=run_id,
+        run_dir=settings.state_dir / "runs" / run_id,
+        threads=threads or settings.threads,
+        listeners=[events],
+        pools=dict(settings.pools),
+        policies=run_policies(project, store, *schema),
+        dbt_threads=threads or settings.dbt_threads(project.target.threads),
+    )
 
 
 class RunEvents:
