@@ -361,21 +361,7 @@ def plan_graph(
             parts = forced.get(key, PartitionSet())
             reasons = (Reason("backfill", ReasonKind.BACKFILL),) if parts else ()
         else:
-            ups = [
-                Upstream(
-                    p,
-                    graph.assets[p].partitions,
-                    m,
-                    tuple(ledgers.get(p, ())),
-                )
-                for p, m in parents
-            ]
-            for p in plains:
-                info = plain.get(p) if plain is not None else None
-                if info is not None and graph.assets[p].materialized not in _PASS_THROUGH:
-                    ups.append(
-                        Upstream(p, None, PartitionMapping(), (), info.materialized_at, info.run_id)
-                    )
+            ups = _upstreams(graph, parents, plains, ledgers, plain)
             detail = plan_asset(definition, segs, ups, now, node.code_version)
             parts = detail.to_run
             reasons = detail.reasons(definition)
@@ -383,23 +369,58 @@ def plan_graph(
                 text = f"table missing: all {len(parts)} partitions are rebuilt"
                 reasons = (Reason(text, ReasonKind.TABLE_MISSING), *reasons)
         if propagate:
-            extra = PartitionSet()
-            for p, m in parents:
-                up = planned.get(p)
-                updef = graph.assets[p].partitions
-                if up is not None and updef is not None and up.parts:
-                    extra = extra | downstream_of(definition, updef, m, up.parts, now)
-            extra = extra - parts
-            if extra:
-                parts = parts | extra
-                text = f"upstream planned: {describe_set(definition, extra)}"
-                reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_PLANNED))
             hit = [p for p in plains if p in rebuilt]
-            every = definition.expected(now) - parts if hit else PartitionSet()
-            if every:
-                parts = parts | every
-                text = f"upstream {hit[0]} is rebuilt: every partition reads it"
-                reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_REBUILT))
+            parts, reasons = _propagated(
+                graph, definition, parents, hit, planned, parts, reasons, now
+            )
         done = status_set(segs, SegmentStatus.DONE) & definition.expected(now)
         planned[key] = AssetPartitions(parts, reasons, detail, done)
     return planned
+
+
+def _upstreams(
+    graph: AssetGraph,
+    parents: Sequence[tuple[str, PartitionMapping]],
+    plains: Sequence[str],
+    ledgers: Mapping[str, Sequence[Segment]],
+    plain: Mapping[str, PlainUpstream] | None,
+) -> list[Upstream]:
+    """Return what an asset's partitions read: partitioned parents and materialized plain ones."""
+    ups = [
+        Upstream(p, graph.assets[p].partitions, m, tuple(ledgers.get(p, ()))) for p, m in parents
+    ]
+    for p in plains:
+        info = plain.get(p) if plain is not None else None
+        if info is not None and graph.assets[p].materialized not in _PASS_THROUGH:
+            ups.append(Upstream(p, None, PartitionMapping(), (), info.materialized_at, info.run_id))
+    return ups
+
+
+def _propagated(
+    graph: AssetGraph,
+    definition: PartitionsDefinition,
+    parents: Sequence[tuple[str, PartitionMapping]],
+    rebuilt_plains: Sequence[str],
+    planned: Mapping[str, AssetPartitions],
+    parts: PartitionSet,
+    reasons: tuple[Reason, ...],
+    now: datetime,
+) -> tuple[PartitionSet, tuple[Reason, ...]]:
+    """Add the partitions that read partitions planned upstream, or a rebuilt plain parent."""
+    extra = PartitionSet()
+    for p, m in parents:
+        up = planned.get(p)
+        updef = graph.assets[p].partitions
+        if up is not None and updef is not None and up.parts:
+            extra = extra | downstream_of(definition, updef, m, up.parts, now)
+    extra = extra - parts
+    if extra:
+        parts = parts | extra
+        text = f"upstream planned: {describe_set(definition, extra)}"
+        reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_PLANNED))
+    every = definition.expected(now) - parts if rebuilt_plains else PartitionSet()
+    if every:
+        parts = parts | every
+        text = f"upstream {rebuilt_plains[0]} is rebuilt: every partition reads it"
+        reasons = (*reasons, Reason(text, ReasonKind.UPSTREAM_REBUILT))
+    return parts, reasons
