@@ -64,32 +64,7 @@ def dbt_code_parts(
             for uid in manifest.get(section) or {}
         )
     )
-    macro_cache: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
-
-    def macro_closure(uid: str, seen: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
-        """(macro name -> hash, vars read) of `uid` and every macro it calls."""
-        if uid in macro_cache:
-            return macro_cache[uid]
-        m = macros.get(uid)
-        if m is None:
-            return {}, frozenset()
-        sql = m.get("macro_sql") or ""
-        name = m.get("name", uid)
-        if m.get("package_name") not in (root, None):
-            name = f"{m.get('package_name')}.{name}"
-        parts = {name: digest(normalize_sql(sql))}
-        read = set(_VAR_CALL.findall(sql)) | {f"\0env:{e}" for e in _ENV_CALL.findall(sql)}
-        if _GRAPH_USE.search(sql):
-            read.add(_READS_GRAPH)
-        for dep in (m.get("depends_on") or {}).get("macros", ()):
-            if dep not in seen:
-                p, r = macro_closure(dep, seen | {uid})
-                parts.update(p)
-                read |= r
-        result = (parts, frozenset(read))
-        macro_cache[uid] = result
-        return result
-
+    closures = _MacroClosures(macros, root)
     out: dict[str, dict[str, str]] = {}
     for uid, n in manifest.get("nodes", {}).items():
         rtype = n.get("resource_type")
@@ -106,11 +81,9 @@ def dbt_code_parts(
         if sqlorch_meta:
             kept["meta.sqlorch"] = sqlorch_meta
         parts = {"sql": sql_part, "config": digest(kept), "target": target_part}
-        read = set(_VAR_CALL.findall(raw)) | {f"\0env:{e}" for e in _ENV_CALL.findall(raw)}
-        if _GRAPH_USE.search(raw):
-            read.add(_READS_GRAPH)
+        read = _reads(raw)
         for dep in (n.get("depends_on") or {}).get("macros", ()):
-            mparts, mread = macro_closure(dep, frozenset())
+            mparts, mread = closures.of(dep, frozenset())
             parts.update({f"macro:{k}": v for k, v in mparts.items()})
             read |= mread
         if _READS_GRAPH in read:
@@ -127,6 +100,45 @@ def dbt_code_parts(
             parts[f"var:{var}"] = digest(_var_value(var, package, project_vars, packages))
         out[uid] = parts
     return out
+
+
+def _reads(sql: str) -> set[str]:
+    """Return the vars, env vars (as `NUL + "env:NAME"`) and graph use that `sql` reads."""
+    read = set(_VAR_CALL.findall(sql)) | {f"\0env:{e}" for e in _ENV_CALL.findall(sql)}
+    if _GRAPH_USE.search(sql):
+        read.add(_READS_GRAPH)
+    return read
+
+
+class _MacroClosures:
+    """The code parts and reads of a macro and every macro it calls, memoized."""
+
+    def __init__(self, macros: Mapping[str, Any], root: str | None) -> None:
+        self._macros = macros
+        self._root = root
+        self._cache: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
+
+    def of(self, uid: str, seen: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+        """Return (macro name -> hash, what it reads) of `uid` and the macros it calls."""
+        if uid in self._cache:
+            return self._cache[uid]
+        m = self._macros.get(uid)
+        if m is None:
+            return {}, frozenset()
+        sql = m.get("macro_sql") or ""
+        name = m.get("name", uid)
+        if m.get("package_name") not in (self._root, None):
+            name = f"{m.get('package_name')}.{name}"
+        parts = {name: digest(normalize_sql(sql))}
+        read = _reads(sql)
+        for dep in (m.get("depends_on") or {}).get("macros", ()):
+            if dep not in seen:
+                p, r = self.of(dep, seen | {uid})
+                parts.update(p)
+                read |= r
+        result = (parts, frozenset(read))
+        self._cache[uid] = result
+        return result
 
 
 def _var_value(
