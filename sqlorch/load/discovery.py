@@ -60,30 +60,7 @@ def discover_all(
     Raises:
         ProjectError: a module fails to import.
     """
-    modules: list[str] = []
-    packages: dict[str, Path] = {}
-    files: dict[str, Path] = {}
-    for entry in ingest:
-        folder = root / entry
-        if folder.is_dir():
-            rel_parts = folder.resolve().relative_to(root.resolve()).parts
-            for i in range(1, len(rel_parts) + 1):
-                packages[".".join(rel_parts[:i])] = root.joinpath(*rel_parts[:i])
-            for path in sorted(folder.rglob("*.py")):
-                parts = path.relative_to(root).with_suffix("").parts
-                if any(p.startswith(".") or p == "__pycache__" for p in parts):
-                    continue
-                if parts[-1] == "__init__":
-                    parts = parts[:-1]
-                    for i in range(1, len(parts) + 1):
-                        packages[".".join(parts[:i])] = root.joinpath(*parts[:i])
-                modules.append(".".join(parts))
-        elif (root / f"{entry}.py").is_file():
-            name = entry.replace("/", ".")
-            files[name] = root / f"{entry}.py"
-            modules.append(name)
-        elif "/" not in entry and not folder.exists() and entry != "ingest":
-            modules.append(entry)
+    modules, packages, files = _ingest_modules(root, ingest)
     dlt_lines = dict(dlt_settings or {})
     modules.extend(_setting_module(d, t, settings_file) for d, t in dlt_lines.items())
     if not modules:
@@ -129,6 +106,37 @@ def discover_all(
         decl = dlt_assets_of(dataset, getattr(mod, attr), attr, file)
         found.extend(_found_dlt(decl, module, root, dlt_dir or root / ".sqlorch" / "dlt"))
     return found, checks
+
+
+def _ingest_modules(
+    root: Path, ingest: tuple[str, ...]
+) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
+    """Return the modules `ingest` names, the packages holding them, and the files of others."""
+    modules: list[str] = []
+    packages: dict[str, Path] = {}
+    files: dict[str, Path] = {}
+    for entry in ingest:
+        folder = root / entry
+        if folder.is_dir():
+            rel_parts = folder.resolve().relative_to(root.resolve()).parts
+            for i in range(1, len(rel_parts) + 1):
+                packages[".".join(rel_parts[:i])] = root.joinpath(*rel_parts[:i])
+            for path in sorted(folder.rglob("*.py")):
+                parts = path.relative_to(root).with_suffix("").parts
+                if any(p.startswith(".") or p == "__pycache__" for p in parts):
+                    continue
+                if parts[-1] == "__init__":
+                    parts = parts[:-1]
+                    for i in range(1, len(parts) + 1):
+                        packages[".".join(parts[:i])] = root.joinpath(*parts[:i])
+                modules.append(".".join(parts))
+        elif (root / f"{entry}.py").is_file():
+            name = entry.replace("/", ".")
+            files[name] = root / f"{entry}.py"
+            modules.append(name)
+        elif "/" not in entry and not folder.exists() and entry != "ingest":
+            modules.append(entry)
+    return modules, packages, files
 
 
 def _setting_module(dataset: str, target: str, settings_file: str) -> str:
