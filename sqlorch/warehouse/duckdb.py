@@ -282,29 +282,9 @@ class DuckDBWarehouse:
         stream = to_arrow_stream(data, key)
         if isinstance(stream, pa.RecordBatchReader):
             stream = stream.read_all()  # scanned twice: the filter check, then the insert
-        missing = [c for c in columns if c not in stream.column_names]
-        if missing:
-            raise AssetError(
-                f"Asset {key!r} is partitioned on {', '.join(columns)} but its output has no "
-                f"column {', '.join(missing)} (it has: {', '.join(stream.column_names)}). "
-                "Return that column, or fix `column=` in the partition definition.",
-                asset=key,
-            )
+        _require_columns(key, stream.column_names, columns)
         target = quote_key(key)
         schema = key.split(".", 1)[0]
-
-        def create() -> None:
-            # its own short transaction: partitions written in parallel would all race to
-            # create the table inside their writes (a write-write conflict in DuckDB)
-            con = self._con.cursor()
-            try:
-                con.register("__sqlorch_input", stream)
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                con.execute(
-                    f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM __sqlorch_input LIMIT 0"
-                )
-            finally:
-                con.close()
 
         def work(con: Any) -> int:
             con.register("__sqlorch_input", stream)
@@ -332,12 +312,28 @@ class DuckDBWarehouse:
 
         try:
             if not self.table_exists(key):
-                self._retry(create, retries=5)
+                self._retry(lambda: self._create_empty(schema, target, stream), retries=5)
             return self._transaction(work, retries=5)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"Writing a partition of asset {key!r} to DuckDB failed: {exc}", asset=key
             ) from exc
+
+    def _create_empty(self, schema: str, target: str, stream: Any) -> None:
+        """Create `target` with `stream`'s columns and no rows, if it does not exist.
+
+        Its own short transaction: partitions written in parallel would all race to create
+        the table inside their writes (a write-write conflict in DuckDB).
+        """
+        con = self._con.cursor()
+        try:
+            con.register("__sqlorch_input", stream)
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM __sqlorch_input LIMIT 0"
+            )
+        finally:
+            con.close()
 
     def schema_drift(self, relation: Relation, query: str) -> str | None:
         """How `query`'s columns differ from `relation`'s (None when they match)."""
@@ -547,3 +543,15 @@ class DuckDBWarehouse:
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+
+def _require_columns(key: str, have: list[str], columns: tuple[str, ...]) -> None:
+    """Refuse a partition's output that lacks a partition column."""
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise AssetError(
+            f"Asset {key!r} is partitioned on {', '.join(columns)} but its output has no "
+            f"column {', '.join(missing)} (it has: {', '.join(have)}). "
+            "Return that column, or fix `column=` in the partition definition.",
+            asset=key,
+        )
