@@ -6,6 +6,8 @@ Shared by the PostgreSQL warehouse and the PostgreSQL state store, which transla
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def qmark_to_pyformat(sql: str) -> str:
     """Translate `?` placeholders (outside quotes) to psycopg's `%s`, escaping literal `%`.
@@ -13,6 +15,11 @@ def qmark_to_pyformat(sql: str) -> str:
     `?` inside single-quoted strings or double-quoted identifiers stays as it is; every `%`
     becomes `%%` (psycopg reads a query with parameters as a format string).
     """
+    return fill_placeholders(sql, lambda: "%s", percent="%%")
+
+
+def fill_placeholders(sql: str, fill: Callable[[], str], percent: str = "%") -> str:
+    """Replace each `?` outside quotes with `fill()`, in order, and each `%` with `percent`."""
     out: list[str] = []
     quote: str | None = None
     for ch in sql:
@@ -22,7 +29,7 @@ def qmark_to_pyformat(sql: str) -> str:
         elif ch in ("'", '"'):
             quote = ch
         elif ch == "?":
-            out.append("%s")
+            out.append(fill())
             continue
-        out.append("%%" if ch == "%" else ch)
+        out.append(percent if ch == "%" else ch)
     return "".join(out)

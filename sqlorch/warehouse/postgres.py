@@ -21,7 +21,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlorch.core.graph import Column
-from sqlorch.core.placeholders import qmark_to_pyformat
+from sqlorch.core.placeholders import fill_placeholders, qmark_to_pyformat
 from sqlorch.errors import AssetError, WarehouseError
 from sqlorch.warehouse.base import Audit, SchemaDrift, WriteMode
 from sqlorch.warehouse.sql import drift, query_body, quote_ident, quote_key
@@ -83,19 +83,7 @@ def inline_params(sql: str, params: list[Any] | None) -> str:
     date and datetime.
     """
     values = iter(params or ())
-    out: list[str] = []
-    quote: str | None = None
-    for ch in sql:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "?":
-            out.append(_literal(next(values)))
-            continue
-        out.append(ch)
-    return "".join(out)
+    return fill_placeholders(sql, lambda: _literal(next(values)))
 
 
 def _literal(value: Any) -> str:
