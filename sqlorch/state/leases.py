@@ -20,6 +20,17 @@ from sqlorch.errors import LeaseHeldError
 from sqlorch.events import utcnow
 
 
+def lease_held(key: str, holder: str, location: str) -> LeaseHeldError:
+    """Return the refusal of a build whose asset `key` another run (`holder`) is building."""
+    return LeaseHeldError(
+        f"Asset {key} is being built by another run ({holder}) sharing the state store "
+        f"{location}. Wait for it to finish and run again (`sqlorch build --wait` waits for "
+        "it); nothing of this run was written.",
+        asset=key,
+        holder=holder,
+    )
+
+
 class FileLeases:
     """The lock files of one state folder, and the ones this store holds."""
 
@@ -48,13 +59,7 @@ class FileLeases:
                     fh.seek(0)
                     other = fh.read().strip() or "a build that is starting"
                     fh.close()
-                    raise LeaseHeldError(
-                        f"Asset {key} is being built by another run ({other}) sharing the "
-                        f"state store {self.location}. Wait for it to finish and run again "
-                        "(`sqlorch build --wait` waits for it); nothing of this run was written.",
-                        asset=key,
-                        holder=other,
-                    ) from None
+                    raise lease_held(key, other, self.location) from None
                 fh.seek(0)
                 fh.truncate()
                 fh.write(f"{me} ({key})\n")

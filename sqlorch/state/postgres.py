@@ -26,8 +26,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlorch.core.placeholders import qmark_to_pyformat
-from sqlorch.errors import LeaseHeldError, StateError
+from sqlorch.errors import StateError
 from sqlorch.settings import mask_url
+from sqlorch.state.leases import lease_held
 from sqlorch.state.migrations import MIGRATIONS, statements
 from sqlorch.state.sqlite import SqliteStateStore
 
@@ -349,13 +350,7 @@ class PostgresStateStore(SqliteStateStore):
                 ).fetchone()[0]
                 if not got:
                     other = self._holder(con, key)
-                    raise LeaseHeldError(
-                        f"Asset {key} is being built by another run ({other}) sharing the "
-                        f"state store {self.location}. Wait for it to finish and run again "
-                        "(`sqlorch build --wait` waits for it); nothing of this run was written.",
-                        asset=key,
-                        holder=other,
-                    )
+                    raise lease_held(key, other, self.location)
         except BaseException:
             con.close()  # releases what was taken
             raise
