@@ -67,6 +67,10 @@ def load_project(settings: Settings) -> Project:
     target = read_target_cached(
         settings.project_dir, profiles_dir, settings.target, settings.state_dir / "target.json"
     )
+    if target.type == "spark":  # said before dbt's parse fails on a missing Thrift driver
+        from sqlorch.warehouse.spark_refusals import refuse_method
+
+        refuse_method(target.name, target.profile, target.profiles_file, target.options)
     invoker = DbtInvoker(
         project_dir=settings.project_dir,
         profiles_dir=profiles_dir,
