@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # models written in one transaction at most (fewer commits; see `_run_batch`)
 _GROUP = 64
+# native steps from which freeing dbt's parse at once lowers the run's peak memory
+_FORGET_COLLECT = 50
 
 
 class NativeSteps:
@@ -160,7 +162,8 @@ class NativeSteps:
         if not any(self.reasons.values()) and not self.test_reasons:
             dbt_steps = sum(1 for s in plan.steps if s.kind.is_dbt)
             if dbt_steps == len(self.reasons):  # no partition windows either
-                self.invocations.invoker.forget()  # dbt is done in this run: free its parse
+                # dbt is done in this run: free its parse (collected before a big run only)
+                self.invocations.invoker.forget(collect=len(self.native) >= _FORGET_COLLECT)
 
     def _seed(self, key: str) -> None:
         """A seed's columns: cached for its file and configuration, or inferred as dbt does."""
