@@ -54,7 +54,7 @@ def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
     native, forced = execution_settings(project)
     invoker = project.invoker
     target = project.target
-    same_file = (
+    same_file = target.type == "postgres" or (  # PostgreSQL: the warehouse is the target
         target.type == "duckdb"
         and bool(target.path)
         and target.path != ":memory:"
@@ -70,7 +70,11 @@ def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
             out[step.key] = "dbt: execution = 'dbt' (settings)"
             continue
         reason = blocker(
-            node, same_file=same_file, hook_count=project.dbt.hook_count, forced=forced
+            node,
+            same_file=same_file,
+            hook_count=project.dbt.hook_count,
+            forced=forced,
+            dialect=str(target.type),
         )
         out[step.key] = reason or "native"
     return out

@@ -162,7 +162,7 @@ def model_blocker(
         return "dbt: grants"
     if any((config.get("persist_docs") or {}).values()):
         return "dbt: persist_docs"
-    for key in ("sql_header", "indexes", "partitioned_by", "sorted_by"):
+    for key in ("sql_header", "indexes", "partitioned_by", "sorted_by", "unlogged"):
         if config.get(key):
             return f"dbt: {key}"
     if unit_tested:
@@ -221,6 +221,7 @@ def incremental_facts(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
     if not (key is None or isinstance(key, str) or _strings(key)):
         return None, f"dbt: unique_key {key!r}"
     preds = config.get("predicates") or config.get("incremental_predicates")
+    text = isinstance(preds, str)
     if isinstance(preds, str) and strategy == "merge":
         preds = [preds]  # dbt-duckdb's merge normalizes a string to a list
     if not (preds is None or _strings(preds)):
@@ -236,6 +237,8 @@ def incremental_facts(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
         # dbt logs an unknown value and uses 'ignore'
         "on_schema_change": on_change if on_change in _SCHEMA_CHANGES else "ignore",
         "full_refresh": full_refresh,
+        # dbt-postgres's merge fails on a string (it adds it to a list): dbt runs it there
+        "predicates_text": text,
     }
     return facts, ""
 
@@ -285,14 +288,16 @@ def blocker(
     same_file: bool,
     hook_count: int,
     forced: Mapping[str, str],
+    dialect: str = "duckdb",
 ) -> str:
     """Why dbt must run `node` in this run ("" when sqlorch executes it natively).
 
     Args:
         node: a dbt node of the graph.
-        same_file: the dbt target is the DuckDB file sqlorch writes to.
+        same_file: the dbt target is the DuckDB file sqlorch writes to (or PostgreSQL).
         hook_count: the project's on-run-start/on-run-end hooks.
         forced: asset key -> why the settings say dbt runs it.
+        dialect: the target's adapter ("duckdb" or "postgres").
     """
     if node.key in forced:
         return forced[node.key]
@@ -307,6 +312,10 @@ def blocker(
         return "dbt: the target is not the DuckDB file sqlorch writes to"
     if hook_count:
         return "dbt: the project has on-run-start/on-run-end hooks"
+    facts = node.metadata.get("sqlorch_incremental") or {}
+    if dialect == "postgres" and facts.get("predicates_text") and facts.get("strategy") == "merge":
+        # dbt-postgres's merge adds the string to a list and fails; dbt-duckdb wraps it
+        return "dbt: incremental_predicates is a string (merge)"
     return ""
 
 

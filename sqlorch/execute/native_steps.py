@@ -32,12 +32,14 @@ if TYPE_CHECKING:
     from sqlorch.dbt.native import Incremental
     from sqlorch.dbt.runner import InvocationResult
     from sqlorch.dbt.seeds import Seed
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
 # models written in one transaction at most (fewer commits; see `_run_batch`)
 _GROUP = 64
+# native steps from which freeing dbt's parse at once lowers the run's peak memory
+_FORGET_COLLECT = 50
 
 
 class NativeSteps:
@@ -49,22 +51,28 @@ class NativeSteps:
         progress: Progress,
         readiness: Readiness,
         invocations: Invocations,
-        warehouse: DuckDBWarehouse,
+        warehouse: Warehouse,
         cancellation: Cancellation,
         forced: Mapping[str, str],
         keys: list[str],
     ) -> None:
         from sqlorch.dbt.compiled import CompiledCache
         from sqlorch.dbt.native import blocker
+        from sqlorch.execute.native_engines import engine_for
 
+        engine = engine_for(warehouse)
+        assert engine is not None, "native execution needs a DuckDB or PostgreSQL warehouse"
+        self.engine = engine
         self.progress = progress
         self.readiness = readiness
         self.invocations = invocations
         self.warehouse = warehouse
         self.cancellation = cancellation
         invoker, project = invocations.invoker, invocations.project
-        same_file = invoker.duckdb_path is not None and (
-            Path(warehouse.path).resolve() == invoker.duckdb_path
+        # PostgreSQL: the warehouse is opened from the dbt target itself
+        same_file = engine.name == "postgres" or (
+            invoker.duckdb_path is not None
+            and Path(getattr(warehouse, "path", "")).resolve() == invoker.duckdb_path
         )
         graph = progress.graph
         #: asset key -> "" (native) or why dbt runs it, for every unpartitioned dbt step
@@ -74,6 +82,7 @@ class NativeSteps:
                 same_file=same_file,
                 hook_count=project.hook_count,
                 forced=forced,
+                dialect=engine.name,
             )
             for key in keys
         }
@@ -105,18 +114,21 @@ class NativeSteps:
             return
         self._ready = True
         from sqlorch.dbt.native import test_blocker
-        from sqlorch.execute.native_writes import Catalog
 
         graph = self.progress.graph
         session = self.warehouse.session()
         try:
             database = str(session.execute("select current_database()")[0][0]).lower()
-            catalog = Catalog(session.connection)
+            catalog = self.engine.catalog(session.connection)
         finally:
             session.close()
         self._modes(catalog)
         for key in self.native:
-            other = graph.assets[key].metadata["sqlorch_relation"][0]
+            relation = tuple(graph.assets[key].metadata["sqlorch_relation"])
+            if catalog.kind(relation) == "materialized_view":
+                self.reasons[key] = "dbt: the relation is a materialized view"
+                continue
+            other = relation[0]
             if other is not None and str(other).lower() != database:
                 self.reasons[key] = f"dbt: writes to database {other!r}, not the target's file"
         missing = []
@@ -150,7 +162,8 @@ class NativeSteps:
         if not any(self.reasons.values()) and not self.test_reasons:
             dbt_steps = sum(1 for s in plan.steps if s.kind.is_dbt)
             if dbt_steps == len(self.reasons):  # no partition windows either
-                self.invocations.invoker.forget()  # dbt is done in this run: free its parse
+                # dbt is done in this run: free its parse (collected before a big run only)
+                self.invocations.invoker.forget(collect=len(self.native) >= _FORGET_COLLECT)
 
     def _seed(self, key: str) -> None:
         """A seed's columns: cached for its file and configuration, or inferred as dbt does."""
@@ -365,8 +378,6 @@ class NativeSteps:
         its downstream before it is written, as in dbt. A group whose transaction fails is
         written again model by model, so each model fails or succeeds on its own.
         """
-        from sqlorch.execute.native_writes import Catalog
-
         graph = self.progress.graph
         pending_tests = list(checks)
         failed: set[str] = set()  # models that failed or were skipped
@@ -375,7 +386,7 @@ class NativeSteps:
         session = self.warehouse.session()
         con = session.connection
         try:
-            catalog = Catalog(con)
+            catalog = self.engine.catalog(con)
             queue = list(steps)
             while queue:
                 group: list[str] = []
@@ -416,11 +427,10 @@ class NativeSteps:
         failed: set[str],
     ) -> None:
         """Write a group in one transaction (model by model if that fails); report each."""
-        import duckdb
-
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_incremental import NativeWriteError
-        from sqlorch.execute.native_writes import Write, materialize_many
+        from sqlorch.execute.native_writes import Write
+
+        materialize_many, errors = self.engine.materialize_many, self.engine.errors
 
         graph, inbox = self.progress.graph, self.invocations.inbox
         nodes = [graph.assets[k] for k in group]
@@ -443,7 +453,7 @@ class NativeSteps:
         try:
             wrote = materialize_many(con, writes, catalog)
             outcomes = [("success", "OK", rows, s) for rows, s in wrote]
-        except (duckdb.Error, NativeWriteError):
+        except errors:
             for node, write in zip(nodes, writes, strict=True):
                 if failed and failed & graph.ancestors(node.key):
                     outcomes.append(("skipped", "", None, 0.0))
@@ -451,7 +461,7 @@ class NativeSteps:
                 try:
                     rows, seconds = materialize_many(con, [write], catalog)[0]
                     outcomes.append(("success", "OK", rows, seconds))
-                except (duckdb.Error, NativeWriteError) as exc:
+                except errors as exc:
                     text = f"Runtime Error in model {node.name} ({node.file})\n  {exc}"
                     outcomes.append(("error", text, None, 0.0))
                     failed.add(node.key)
@@ -490,10 +500,9 @@ class NativeSteps:
 
         Returns the tests still waiting for their models.
         """
-        import duckdb
-
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_writes import run_test
+
+        run_test = self.engine.run_test
 
         progress = self.progress
         status = progress.status
@@ -513,7 +522,7 @@ class NativeSteps:
             test = self.tests[uid]
             try:
                 st, message, failures, seconds = run_test(con, test)
-            except duckdb.Error as exc:
+            except self.engine.errors as exc:
                 st, failures, seconds = "error", 0, 0.0
                 message = f"Database Error in test {check.name} ({check.file})\n  {exc}"
             result.statuses[uid] = st

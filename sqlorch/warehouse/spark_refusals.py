@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from sqlorch.core.graph import AssetKind, AssetNode
+from sqlorch.errors import ConfigError
 
 #: table formats that give Spark MERGE, DELETE and snapshots (their jars are not in pyspark)
 _TRANSACTIONAL = ("delta", "iceberg", "hudi")
+
+
+def refuse_method(name: str, profile: str, profiles_file: Path, options: Mapping[str, Any]) -> None:
+    """Refuse a dbt-spark target whose `method` is not `session`, before dbt parses anything.
+
+    sqlorch writes Python assets and reads the catalog through a SparkSession in its own
+    process, which dbt-spark shares only with `method: session`; a Thrift, HTTP or ODBC
+    target runs dbt's SQL on a server sqlorch cannot join (dbt's own parse would fail first
+    on a missing driver, PyHive or pyodbc, and say nothing of this).
+
+    Raises:
+        ConfigError: the method is not `session`.
+    """
+    method = str(options.get("method") or "")
+    if method == "session":
+        return
+    raise ConfigError(
+        f"Target {name!r} of profile {profile!r} ({profiles_file}) is a dbt-spark target with "
+        f"`method: {method or '(none)'}`; nothing was run. sqlorch runs Spark through a "
+        "SparkSession in its own process (Python assets are written from Arrow through it, "
+        "and dbt-spark joins it), which dbt-spark shares only with `method: session`. Set "
+        "`method: session` on the target (pyspark reaches a cluster through `spark.master` "
+        "in its server_side_parameters), or run this target with plain dbt."
+    )
 
 
 def unsupported(nodes: Iterable[AssetNode]) -> list[str]:
