@@ -82,6 +82,7 @@ class NativeSteps:
                 same_file=same_file,
                 hook_count=project.hook_count,
                 forced=forced,
+                dialect=engine.name,
             )
             for key in keys
         }
@@ -123,7 +124,11 @@ class NativeSteps:
             session.close()
         self._modes(catalog)
         for key in self.native:
-            other = graph.assets[key].metadata["sqlorch_relation"][0]
+            relation = tuple(graph.assets[key].metadata["sqlorch_relation"])
+            if catalog.kind(relation) == "materialized_view":
+                self.reasons[key] = "dbt: the relation is a materialized view"
+                continue
+            other = relation[0]
             if other is not None and str(other).lower() != database:
                 self.reasons[key] = f"dbt: writes to database {other!r}, not the target's file"
         missing = []
@@ -194,10 +199,6 @@ class NativeSteps:
             if node.materialized != "incremental" or not facts:
                 continue
             spec = Incremental.of(facts)
-            if self.engine.name == "postgres" and facts.get("predicates_text"):
-                if spec.strategy == "merge":
-                    self.reasons[key] = "dbt: incremental_predicates is a string (merge)"
-                    continue
             self.specs[key] = spec
             existing = catalog.kind(tuple(node.metadata["sqlorch_relation"]))
             self.modes[key] = "incremental" if spec.is_incremental(existing, flag) else "full"
