@@ -478,12 +478,16 @@ def record_hidden_dependencies(
     project: Project, run_id: str, emit: Listener
 ) -> tuple[HiddenDependencyFound, ...]:
     """Scan the run's compiled SQL for hidden dependencies; emit one event per model."""
+    from sqlorch.dbt.runner import few_collections
     from sqlorch.lineage.service import after_run
 
-    found = tuple(
-        HiddenDependencyFound(key, message)
-        for key, message in after_run(project, project.settings.state_dir / "runs" / run_id)
-    )
+    # importing sqlglot builds ~1000 classes: with dbt's parse still in memory, every full
+    # collection they trigger walks it (0.27 s of CPU at 1000 models, 0.09 s at 100)
+    with few_collections():
+        found = tuple(
+            HiddenDependencyFound(key, message)
+            for key, message in after_run(project, project.settings.state_dir / "runs" / run_id)
+        )
     for item in found:
         emit(item.event(run_id, utcnow()))
     return found
