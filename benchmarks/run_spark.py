@@ -99,6 +99,17 @@ def spark_project(out: Path, models: int, rows: int, days: int, seed: int) -> Pa
     root = (out / "spark").resolve()
     profiles = (out / "profiles.yml").read_text().rstrip() + "\n" + SPARK_TARGET.format(root=root)
     (out / "profiles.yml").write_text(profiles)
+    # dbt-spark runs with the spark target's `threads: 1`: so does sqlorch (without `threads`
+    # in its settings it hands dbt the profile's, as plain dbt does); 4 threads on `local[2]`
+    # would measure contention, not overhead
+    settings = out / "sqlorch.toml"
+    settings.write_text(
+        "".join(
+            line
+            for line in settings.read_text().splitlines(keepends=True)
+            if not line.startswith("threads")
+        )
+    )
     (out / "macros").mkdir(exist_ok=True)
     shutil.copy(REPO / "sqlorch" / "dbt" / "macros" / "sqlorch.sql", out / "macros" / "sqlorch.sql")
     return out

@@ -22,6 +22,7 @@ from typing import Any
 from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, ConfigError, WarehouseError
 from sqlorch.warehouse.base import Audit, WriteMode
+from sqlorch.warehouse.spark_catalog import describe
 from sqlorch.warehouse.spark_partitions import (
     inspect_partitions,
     matching_specs,
@@ -77,6 +78,11 @@ def start_session(params: Mapping[str, Any]) -> Any:
             "The target is a Spark target, but pyspark is not installed. Install it with "
             "`pip install 'sqlorch[spark]'` (pyspark and dbt-spark) and run again."
         ) from exc
+    from pyspark.logger import PySparkLogger
+
+    # sqlorch reports failed statements itself (and a missing table is an answer, not an
+    # error): pyspark would log each one with its query context on stderr
+    PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -441,11 +447,8 @@ class SparkWarehouse:
 
     def partition_columns(self, key: str) -> tuple[str, ...]:
         """The columns `key` is partitioned by (empty when it is not, or does not exist)."""
-        try:
-            cols = self.spark.catalog.listColumns(key)
-        except Exception:  # noqa: BLE001 - no such table
-            return ()
-        return tuple(c.name for c in cols if c.isPartition)
+        info = describe(self.spark, quote_key(key))
+        return info.partitions if info is not None else ()
 
     def delete_where(self, key: str, where: str, params: list[Any]) -> int:
         """Delete the rows of `key` matching `where`: drop the partitions they are in.
@@ -510,19 +513,13 @@ class SparkWarehouse:
 
     def _table_type(self, key: str) -> str | None:
         """MANAGED, EXTERNAL or VIEW (None: no such relation)."""
-        schema, name = key.split(".", 1)
-        try:
-            return str(self.spark.catalog.getTable(f"{schema}.{name}").tableType)
-        except Exception:  # noqa: BLE001 - missing
-            return None
+        info = describe(self.spark, quote_key(key))
+        return info.kind if info is not None else None
 
     def columns(self, key: str) -> list[Column]:
         """Return the columns of `key` in order (empty when it does not exist)."""
-        try:  # one catalog call: a missing table (or database) raises
-            found = self.spark.catalog.listColumns(key)
-        except Exception:  # noqa: BLE001 - pyspark's AnalysisException: no such table
-            return []
-        return [Column(c.name, c.dataType) for c in found]
+        info = describe(self.spark, quote_key(key))
+        return list(info.columns) if info is not None else []
 
     def table_columns(self, keys: list[str]) -> dict[str, list[Column]]:
         """Return the columns (in order) of each existing table or view among `keys`."""
