@@ -54,7 +54,7 @@ def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
     native, forced = execution_settings(project)
     invoker = project.invoker
     target = project.target
-    same_file = (
+    same_file = target.type == "postgres" or (  # PostgreSQL: the warehouse is the target
         target.type == "duckdb"
         and bool(target.path)
         and target.path != ":memory:"

@@ -1,7 +1,8 @@
 """`sqlorch verify`: build the selection both ways and prove the relations are the same.
 
-The warehouse file is copied twice under `.sqlorch/verify/` (so both builds start from the
-same sources, seeds and Python assets); the selected dbt nodes are built into one copy with
+The warehouse file is copied twice under `.sqlorch/verify/` (a PostgreSQL target's database
+twice with CREATE DATABASE ... TEMPLATE, sqlorch.app.verify_pg), so both builds start from the
+same sources, seeds and Python assets; the selected dbt nodes are built into one copy with
 dbt executing every node (`execution = "dbt"`) and into the other as `sqlorch build` runs
 them (native where sqlorch reproduces dbt). Then each selected relation is compared: its
 kind (table or view), column names and types in order, row count and a content hash that
@@ -83,34 +84,49 @@ def verify(
     `full_refresh`: both builds get `--full-refresh` (incremental models are rebuilt).
 
     Raises:
-        ConfigError: the target is not a DuckDB file, or the selection holds no dbt node.
+        ConfigError: the target is neither a DuckDB file nor a PostgreSQL database, or the
+            selection holds no dbt node.
+        WarehouseError: the PostgreSQL database cannot be copied (CREATE DATABASE ... TEMPLATE).
         SqlorchError: the project cannot be loaded or the selection is malformed.
     """
     project = load_project(settings)
     target = project.target
-    if target.type != "duckdb" or not target.path or target.path == ":memory:":
+    on_postgres = target.type == "postgres"
+    if on_postgres:
+        from sqlorch.app.verify_pg import copy_databases, require_postgres_copyable
+
+        require_postgres_copyable(target.options)
+    elif target.type != "duckdb" or not target.path or target.path == ":memory:":
         raise ConfigError(
-            f"`sqlorch verify` compares two copies of a DuckDB file; target {target.name!r} "
-            f"of profile {target.profile!r} is {target.type!r}. Run it against a DuckDB target "
-            "(--target)."
+            f"`sqlorch verify` compares two copies of a DuckDB file or PostgreSQL database; "
+            f"target {target.name!r} of profile {target.profile!r} is {target.type!r}. Run it "
+            "against a DuckDB or PostgreSQL target (--target)."
         )
-    source = Path(target.path).resolve()
     root = settings.state_dir / "verify"
     shutil.rmtree(root, ignore_errors=True)
-    builds: dict[str, Path] = {}
+    copies: dict[str, str] = {}
+    if on_postgres:
+        copies = copy_databases(target.options, ("dbt", "native"))
+    else:
+        source = Path(str(target.path)).resolve()
+        for mode in ("dbt", "native"):
+            db = root / mode / source.name
+            _copy_database(source, db)
+            copies[mode] = str(db)
     outcomes: dict[str, Any] = {}
     execution: dict[str, str] = {}
     keys: list[str] = []
+    relations: dict[str, dict[str, tuple[str, str]]] = {}
     for mode in ("dbt", "native"):
         folder = root / mode
-        db = folder / source.name
-        _copy_database(source, db)
-        copy_settings = _settings_for(settings, project, folder, db, mode)
+        folder.mkdir(parents=True, exist_ok=True)
+        copy_settings = _settings_for(settings, project, folder, copies[mode], mode)
         copied = load_project(copy_settings)
         store = StateStore(copy_settings.state_path)
         plan = _dbt_plan(copied, store, select, exclude)
         copied.invoker.full_refresh = full_refresh
         keys = [s.key for s in plan.steps]
+        relations[mode] = {k: _relation(copied, k) for k in keys}
         if mode == "native":
             from sqlorch.app.execution import plan_execution
 
@@ -119,8 +135,17 @@ def verify(
 
         outcome, _hidden = execute(copied, plan, store, listeners, command="verify")
         outcomes[mode] = outcome
-        builds[mode] = db
-    facts = compare_files(builds["dbt"], builds["native"], project, keys)
+    if on_postgres:
+        from sqlorch.app.verify_pg import compare_databases
+
+        pairs = {
+            k: (relations["dbt"].get(k, relations["native"][k]), relations["native"][k])
+            for k in keys
+        }
+        raw = compare_databases(target.options, (copies["dbt"], copies["native"]), pairs)
+        facts = {k: (RelationFacts(*a), RelationFacts(*b)) for k, (a, b) in raw.items()}
+    else:
+        facts = compare_files(Path(copies["dbt"]), Path(copies["native"]), project, keys)
     models = tuple(
         ModelComparison(k, execution.get(k, "dbt"), a, b, _differences(a, b))
         for k, (a, b) in facts.items()
@@ -152,19 +177,33 @@ def _copy_database(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
+def _relation(project: Project, key: str) -> tuple[str, str]:
+    """(schema, name) of a dbt node's relation."""
+    relation = project.graph.assets[key].metadata.get("sqlorch_relation")
+    if relation:
+        return (str(relation[1]), str(relation[2]))
+    schema, name = key.split(".", 1)
+    return (schema, name)
+
+
 def _settings_for(
-    settings: Settings, project: Project, folder: Path, db: Path, mode: str
+    settings: Settings, project: Project, folder: Path, db: str, mode: str
 ) -> Settings:
-    """Settings of one copy: its own profiles.yml (the target's path set to `db`), state."""
+    """Settings of one copy: its own profiles.yml (the target's file or database), state."""
     import yaml
 
     target = project.target
     doc = yaml.safe_load(target.profiles_file.read_text()) or {}
     # only this target's output: other outputs may hold Jinja (env_var) that YAML re-quoting
     # would change
-    output = {**doc[target.profile]["outputs"][target.name], "path": str(db)}
+    field = "dbname" if target.type == "postgres" else "path"
+    output = {**doc[target.profile]["outputs"][target.name], field: db}
+    if field == "dbname":
+        output.pop("database", None)
     doc = {target.profile: {"target": target.name, "outputs": {target.name: output}}}
-    (folder / "profiles.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    # double-quoted scalars: Jinja inside keeps its single quotes as written
+    text = yaml.safe_dump(doc, sort_keys=False, default_style='"')
+    (folder / "profiles.yml").write_text(text)
     execution = {"default": "dbt"} if mode == "dbt" else dict(settings.execution)
     return dataclasses.replace(
         settings,

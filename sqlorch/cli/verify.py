@@ -52,6 +52,7 @@ def verify(
                     "differences": list(m.differences),
                     "rows": m.native.rows,
                     "kind": m.native.kind,
+                    "columns": [list(c) for c in m.native.columns],
                 }
                 for m in result.models
             ],

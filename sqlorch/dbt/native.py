@@ -162,7 +162,7 @@ def model_blocker(
         return "dbt: grants"
     if any((config.get("persist_docs") or {}).values()):
         return "dbt: persist_docs"
-    for key in ("sql_header", "indexes", "partitioned_by", "sorted_by"):
+    for key in ("sql_header", "indexes", "partitioned_by", "sorted_by", "unlogged"):
         if config.get(key):
             return f"dbt: {key}"
     if unit_tested:
@@ -221,6 +221,7 @@ def incremental_facts(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
     if not (key is None or isinstance(key, str) or _strings(key)):
         return None, f"dbt: unique_key {key!r}"
     preds = config.get("predicates") or config.get("incremental_predicates")
+    text = isinstance(preds, str)
     if isinstance(preds, str) and strategy == "merge":
         preds = [preds]  # dbt-duckdb's merge normalizes a string to a list
     if not (preds is None or _strings(preds)):
@@ -236,6 +237,8 @@ def incremental_facts(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
         # dbt logs an unknown value and uses 'ignore'
         "on_schema_change": on_change if on_change in _SCHEMA_CHANGES else "ignore",
         "full_refresh": full_refresh,
+        # dbt-postgres's merge fails on a string (it adds it to a list): dbt runs it there
+        "predicates_text": text,
     }
     return facts, ""
 

@@ -87,6 +87,13 @@ class Seed:
             out.append((rendered, str(self.column_types.get(name, inferred))))
         return out
 
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The file's rows as agate parses them (the values dbt's `load_csv_rows` binds)."""
+        from dbt_common.clients.agate_helper import from_csv
+
+        table = from_csv(self.path, text_columns=self.column_types, delimiter=self.delimiter)
+        return [tuple(row) for row in table.rows]
+
     def should_full_refresh(self, flag: bool) -> bool:
         """dbt's `should_full_refresh()`: the seed's config, else `--full-refresh`."""
         return self.full_refresh if self.full_refresh is not None else flag

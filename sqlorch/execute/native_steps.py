@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sqlorch.dbt.native import Incremental
     from sqlorch.dbt.runner import InvocationResult
     from sqlorch.dbt.seeds import Seed
-    from sqlorch.warehouse.duckdb import DuckDBWarehouse
+    from sqlorch.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +49,28 @@ class NativeSteps:
         progress: Progress,
         readiness: Readiness,
         invocations: Invocations,
-        warehouse: DuckDBWarehouse,
+        warehouse: Warehouse,
         cancellation: Cancellation,
         forced: Mapping[str, str],
         keys: list[str],
     ) -> None:
         from sqlorch.dbt.compiled import CompiledCache
         from sqlorch.dbt.native import blocker
+        from sqlorch.execute.native_engines import engine_for
 
+        engine = engine_for(warehouse)
+        assert engine is not None, "native execution needs a DuckDB or PostgreSQL warehouse"
+        self.engine = engine
         self.progress = progress
         self.readiness = readiness
         self.invocations = invocations
         self.warehouse = warehouse
         self.cancellation = cancellation
         invoker, project = invocations.invoker, invocations.project
-        same_file = invoker.duckdb_path is not None and (
-            Path(warehouse.path).resolve() == invoker.duckdb_path
+        # PostgreSQL: the warehouse is opened from the dbt target itself
+        same_file = engine.name == "postgres" or (
+            invoker.duckdb_path is not None
+            and Path(getattr(warehouse, "path", "")).resolve() == invoker.duckdb_path
         )
         graph = progress.graph
         #: asset key -> "" (native) or why dbt runs it, for every unpartitioned dbt step
@@ -105,13 +111,12 @@ class NativeSteps:
             return
         self._ready = True
         from sqlorch.dbt.native import test_blocker
-        from sqlorch.execute.native_writes import Catalog
 
         graph = self.progress.graph
         session = self.warehouse.session()
         try:
             database = str(session.execute("select current_database()")[0][0]).lower()
-            catalog = Catalog(session.connection)
+            catalog = self.engine.catalog(session.connection)
         finally:
             session.close()
         self._modes(catalog)
@@ -186,6 +191,10 @@ class NativeSteps:
             if node.materialized != "incremental" or not facts:
                 continue
             spec = Incremental.of(facts)
+            if self.engine.name == "postgres" and facts.get("predicates_text"):
+                if spec.strategy == "merge":
+                    self.reasons[key] = "dbt: incremental_predicates is a string (merge)"
+                    continue
             self.specs[key] = spec
             existing = catalog.kind(tuple(node.metadata["sqlorch_relation"]))
             self.modes[key] = "incremental" if spec.is_incremental(existing, flag) else "full"
@@ -365,8 +374,6 @@ class NativeSteps:
         its downstream before it is written, as in dbt. A group whose transaction fails is
         written again model by model, so each model fails or succeeds on its own.
         """
-        from sqlorch.execute.native_writes import Catalog
-
         graph = self.progress.graph
         pending_tests = list(checks)
         failed: set[str] = set()  # models that failed or were skipped
@@ -375,7 +382,7 @@ class NativeSteps:
         session = self.warehouse.session()
         con = session.connection
         try:
-            catalog = Catalog(con)
+            catalog = self.engine.catalog(con)
             queue = list(steps)
             while queue:
                 group: list[str] = []
@@ -416,11 +423,10 @@ class NativeSteps:
         failed: set[str],
     ) -> None:
         """Write a group in one transaction (model by model if that fails); report each."""
-        import duckdb
-
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_incremental import NativeWriteError
-        from sqlorch.execute.native_writes import Write, materialize_many
+        from sqlorch.execute.native_writes import Write
+
+        materialize_many, errors = self.engine.materialize_many, self.engine.errors
 
         graph, inbox = self.progress.graph, self.invocations.inbox
         nodes = [graph.assets[k] for k in group]
@@ -443,7 +449,7 @@ class NativeSteps:
         try:
             wrote = materialize_many(con, writes, catalog)
             outcomes = [("success", "OK", rows, s) for rows, s in wrote]
-        except (duckdb.Error, NativeWriteError):
+        except errors:
             for node, write in zip(nodes, writes, strict=True):
                 if failed and failed & graph.ancestors(node.key):
                     outcomes.append(("skipped", "", None, 0.0))
@@ -451,7 +457,7 @@ class NativeSteps:
                 try:
                     rows, seconds = materialize_many(con, [write], catalog)[0]
                     outcomes.append(("success", "OK", rows, seconds))
-                except (duckdb.Error, NativeWriteError) as exc:
+                except errors as exc:
                     text = f"Runtime Error in model {node.name} ({node.file})\n  {exc}"
                     outcomes.append(("error", text, None, 0.0))
                     failed.add(node.key)
@@ -490,10 +496,9 @@ class NativeSteps:
 
         Returns the tests still waiting for their models.
         """
-        import duckdb
-
         from sqlorch.dbt.runner import DbtNodeEvent, DbtPhase
-        from sqlorch.execute.native_writes import run_test
+
+        run_test = self.engine.run_test
 
         progress = self.progress
         status = progress.status
@@ -513,7 +518,7 @@ class NativeSteps:
             test = self.tests[uid]
             try:
                 st, message, failures, seconds = run_test(con, test)
-            except duckdb.Error as exc:
+            except self.engine.errors as exc:
                 st, failures, seconds = "error", 0, 0.0
                 message = f"Database Error in test {check.name} ({check.file})\n  {exc}"
             result.statuses[uid] = st

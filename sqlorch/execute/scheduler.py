@@ -144,11 +144,11 @@ class Executor:
 
     def _add_native(self, side: RunPolicies, warehouse: Warehouse | None) -> None:
         """Let sqlorch execute dbt's compiled SQL natively where it reproduces dbt (issue 16)."""
-        from sqlorch.warehouse.duckdb import DuckDBWarehouse
+        from sqlorch.execute.native_engines import engine_for
         from sqlorch.warehouse.environment import unwrap
 
         inner = unwrap(warehouse)  # dbt's relations, as compiled: no environment mapping
-        if self.dbt is None or not side.native or not isinstance(inner, DuckDBWarehouse):
+        if self.dbt is None or not side.native or engine_for(inner) is None:
             return
         from sqlorch.execute.native_steps import NativeSteps
 

@@ -377,3 +377,27 @@ def test_a_window_whose_columns_changed_is_left_to_dbt_saying_why(pg_example: Pg
     model.write_text(text)  # as it was: the example stays built for the tests after this one
     restored = pg_example.cli("build", "-s", "mart_carrier_ontime_monthly")
     assert restored.exit_code == 0, restored.describe()
+
+
+def test_verify_on_postgres_finds_native_and_dbt_builds_the_same(
+    pg_example: PgExample, pg_cluster: Any
+) -> None:
+    """`sqlorch verify` copies the database twice; the native copy equals dbt's (issue 16)."""
+    # CREATE DATABASE ... TEMPLATE needs the database to itself: end the state-store session
+    # the in-process builds above left open in this test process (a real `sqlorch verify` is
+    # a process of its own)
+    pg_cluster.sql(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = 'nycflights' "
+        "and pid <> pg_backend_pid()"
+    )
+    result = pg_example.cli("verify", "--json")
+    assert result.output.lstrip().startswith("{"), result.describe()
+    doc = result.json()
+    assert doc["same"] is True and result.exit_code == 0, doc
+    how = {m["key"]: m["execution"] for m in doc["models"]}
+    native = sorted(k for k, v in how.items() if v == "native")
+    assert {"staging.stg_flights", "marts.route_stats", "marts.mart_delay_weather"} <= set(native)
+    assert len(native) >= 9 and len(doc["tests"]) >= 70, how
+    # the copies are databases of their own; the example's own relations are untouched
+    names = {r[0] for r in pg_example.sql("select datname from pg_database")}
+    assert {"nycflights__verify_dbt", "nycflights__verify_native"} <= names
