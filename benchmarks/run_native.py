@@ -19,8 +19,13 @@ file holding only raw.events:
 
 Then the edit loop: one leaf model is edited (its SQL wrapped in a subquery, toggled each
 time) and `sqlorch build` (it compiles only that model) is timed against
-`dbt build -s leaf`. Wall and CPU seconds (user+sys) and peak RSS are printed; the best of
-`--repeat` is reported, with the load average.
+`dbt build -s leaf`, then, with a `sqlorch dev` started and idle, from the file written to
+the end of `sqlorch build` (the dev process's CPU for it added to the build's). Wall and
+CPU seconds (user+sys) and peak RSS are printed; the best of `--repeat` is reported, with
+the load average at the start and the end. The two lines that answer issue 16's edit-loop
+targets start with ONE-LEAF EDIT and EDIT LOOP. The edit loop alone, on a quiet machine:
+
+    python benchmarks/run_native.py --models 100 1000 --repeat 5 --modes ""
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from run_build import (
 
 MODES = ("dbt", "sqlorch_cold", "sqlorch_warm", "sqlorch_via_dbt", "floor", "floor_parallel")
 EDIT_MODES = ("edit_sqlorch", "edit_dbt", "edit_warm")
+LOAD_AT_START: list[float] = []
 
 
 def log(msg: str) -> None:
@@ -228,7 +234,7 @@ def bench_size(
             log(f"  rep {rep} {mode}: {got[0]:.2f} s wall, {got[1]:.2f} s CPU, {got[2]:.0f} MB")
     result: dict[str, Any] = {"models": models}
     if edits:
-        result["leaf"] = edit_loop(project, repeat, runs)
+        result["leaf"], result["warm_build_imports"] = edit_loop(project, repeat, runs)
     for mode, values in runs.items():
         if values:
             result[mode] = {
@@ -236,11 +242,14 @@ def bench_size(
                 "cpu_s": round(min(v[1] for v in values), 3),
                 "peak_mb": round(max(v[2] for v in values), 1),
                 "walls": [round(v[0], 3) for v in values],
+                "cpus": [round(v[1], 3) for v in values],
             }
     return result
 
 
-def edit_loop(project: Path, repeat: int, runs: dict[str, list[tuple[float, float, float]]]) -> str:
+def edit_loop(
+    project: Path, repeat: int, runs: dict[str, list[tuple[float, float, float]]]
+) -> tuple[str, list[str]]:
     """Edit one leaf model and build: `sqlorch build` (without and with a `sqlorch dev`
     running) against `dbt build -s leaf`.
 
@@ -272,6 +281,7 @@ def edit_loop(project: Path, repeat: int, runs: dict[str, list[tuple[float, floa
         f"open({str(marker)!r}, 'w').write('dbt imported' if dbt else 'no dbt')\n"
         "sys.exit(code)\n",
     ]
+    imports: list[str] = []
     try:
         for rep in range(1, repeat + 1):
             edit(leaf, original, 3 * rep)
@@ -290,13 +300,14 @@ def edit_loop(project: Path, repeat: int, runs: dict[str, list[tuple[float, floa
                 got_warm = (wall, cpu + dev.cpu() - cpu_before, peak)
                 imported = marker.read_text().strip()
             runs["edit_warm"].append(got_warm)
+            imports.append(imported)
             log(
                 f"  rep {rep} edit {name}: sqlorch {got[0]:.2f} s, dbt -s {got_dbt[0]:.2f} s, "
                 f"with sqlorch dev {got_warm[0]:.2f} s ({imported} in the build)"
             )
     finally:
         leaf.write_text(original)
-    return name
+    return name, imports
 
 
 class WarmDev:
@@ -363,7 +374,12 @@ class WarmDev:
 
 
 def render(results: list[dict[str, Any]], rows: int, repeat: int) -> str:
-    lines = [f"native execution, {rows:,} raw rows, best of {repeat}, load {os.getloadavg()}"]
+    now = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    start = ", ".join(f"{x:.2f}" for x in LOAD_AT_START)
+    lines = [
+        f"native execution, {rows:,} raw rows, best of {repeat}; "
+        f"load average at start {start}, at the end {now}"
+    ]
     for r in results:
         floor, dbt = r.get("floor"), r.get("dbt")
         lines.append(f"{r['models']} models:")
@@ -385,16 +401,21 @@ def render(results: list[dict[str, Any]], rows: int, repeat: int) -> str:
         es, ed = r.get("edit_sqlorch"), r.get("edit_dbt")
         if not es or not ed:
             continue
+        pairs = ", ".join(f"{a / b:.2f}x" for a, b in zip(es["cpus"], ed["cpus"], strict=True))
         lines.append(
-            f"  one-leaf edit ({r['leaf']}): sqlorch/dbt -s wall "
-            f"{es['wall_s'] / ed['wall_s']:.2f}x, CPU {es['cpu_s'] / ed['cpu_s']:.2f}x"
+            f"  ONE-LEAF EDIT, no warm process ({r['leaf']}): `sqlorch build` / "
+            f"`dbt build -s {r['leaf']}`: CPU {es['cpu_s'] / ed['cpu_s']:.2f}x (best of each; "
+            f"per pair {pairs}), wall {es['wall_s'] / ed['wall_s']:.2f}x   (target < 1.00x)"
         )
         ew = r.get("edit_warm")
         if ew:
+            walls = sorted(ew["walls"])
+            imported = sorted(set(r.get("warm_build_imports") or ["?"]))
             lines.append(
-                f"  one-leaf edit with sqlorch dev: edit to build done {ew['wall_s']:.2f} s "
-                f"(target < 1.0 s), CPU (build + dev) {ew['cpu_s']:.2f} s; "
-                f"wall/dbt -s {ew['wall_s'] / ed['wall_s']:.2f}x"
+                f"  EDIT LOOP with `sqlorch dev` warm: edit -> build done {ew['wall_s']:.2f} s "
+                f"wall best, {walls[len(walls) // 2]:.2f} s median (target < 1.0 s); CPU "
+                f"(build + dev process) {ew['cpu_s']:.2f} s; {ew['wall_s'] / ed['wall_s']:.2f}x "
+                f"the wall of `dbt build -s`; the build: {', '.join(imported)}"
             )
     return "\n".join(lines)
 
@@ -411,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     parser.add_argument("--no-edit", action="store_true", help="skip the one-leaf edit loop")
     args = parser.parse_args(argv)
+    LOAD_AT_START[:] = os.getloadavg()
     results = []
     for models in args.models:
         project = ensure_project(args.projects_dir, models, args.rows, args.days, args.seed)

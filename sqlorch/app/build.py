@@ -379,6 +379,7 @@ def execute(
     outcome: RunOutcome | None = None
     executor: Executor | None = None
     interrupted = False
+    hidden: tuple[HiddenDependencyFound, ...] = ()
     try:
         executor = _executor(project, plan, store, warehouse, events, run_id, threads, schema)
         try:
@@ -386,21 +387,25 @@ def execute(
         except KeyboardInterrupt:
             interrupted = True
             raise
-        try:
-            hidden = record_hidden_dependencies(project, run_id, events)
-        except KeyboardInterrupt:
-            # the run's work is done and keeps its outcome; only the lineage scan is dropped
-            log.warning("Ctrl-C: skipped the hidden-dependency scan of run %s", run_id)
-            hidden = ()
-        return outcome, hidden
     finally:
-        events.finish()
+        # the writes are done and recorded: free the assets and the warehouse file for
+        # other processes before the hidden-dependency scan (sqlglot), which needs neither
         recorder.flush()
-        _finish_run(store, run_id, outcome, executor, interrupted)
         store.release_lease()
         if warehouse is not None and not interrupted:
             # (after a second Ctrl-C the process exits at once)
             _record_relations_after_run(project, warehouse)
+        if outcome is not None:
+            try:
+                hidden = record_hidden_dependencies(project, run_id, events)
+            except KeyboardInterrupt:
+                # the run's work is done and keeps its outcome; only the scan is dropped
+                log.warning("Ctrl-C: skipped the hidden-dependency scan of run %s", run_id)
+        events.finish()  # run_finished last, after the scan's warnings
+        recorder.flush()
+        _finish_run(store, run_id, outcome, executor, interrupted)
+    assert outcome is not None  # (else what the executor raised propagates)
+    return outcome, hidden
 
 
 def _executor(
@@ -473,12 +478,16 @@ def record_hidden_dependencies(
     project: Project, run_id: str, emit: Listener
 ) -> tuple[HiddenDependencyFound, ...]:
     """Scan the run's compiled SQL for hidden dependencies; emit one event per model."""
+    from sqlorch.dbt.runner import few_collections
     from sqlorch.lineage.service import after_run
 
-    found = tuple(
-        HiddenDependencyFound(key, message)
-        for key, message in after_run(project, project.settings.state_dir / "runs" / run_id)
-    )
+    # importing sqlglot builds ~1000 classes: with dbt's parse still in memory, every full
+    # collection they trigger walks it (0.27 s of CPU at 1000 models, 0.09 s at 100)
+    with few_collections():
+        found = tuple(
+            HiddenDependencyFound(key, message)
+            for key, message in after_run(project, project.settings.state_dir / "runs" / run_id)
+        )
     for item in found:
         emit(item.event(run_id, utcnow()))
     return found

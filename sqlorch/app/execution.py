@@ -70,7 +70,11 @@ def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
             out[step.key] = "dbt: execution = 'dbt' (settings)"
             continue
         reason = blocker(
-            node, same_file=same_file, hook_count=project.dbt.hook_count, forced=forced
+            node,
+            same_file=same_file,
+            hook_count=project.dbt.hook_count,
+            forced=forced,
+            dialect=str(target.type),
         )
         out[step.key] = reason or "native"
     return out

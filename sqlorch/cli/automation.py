@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -15,11 +15,6 @@ from sqlorch.cli.options import (
     load_settings,
     print_table,
 )
-
-if TYPE_CHECKING:
-    import threading
-
-    from sqlorch.settings import Settings
 
 
 def _echo(line: str) -> None:
@@ -84,9 +79,11 @@ def dev(
         shared += ["--profiles-dir", profiles_dir]
     if target:
         shared += ["--target", target]
+    from sqlorch.app.precompiler import start_warm
+
     # announced before the UI and the daemon start loading: they wait for its parse
-    warm_stop = _start_warm(settings) if warm else None
-    ui = subprocess.Popen([*base, "ui", *shared, "--port", str(port), "--host", host])
+    warm_thread = start_warm(settings, _echo) if warm else None
+    ui = subprocess.Popen([*base, "ui", *shared, "--port", str(port), "--host", host, "--no-warm"])
     daemon_proc = subprocess.Popen([*base, "daemon", *shared])
     children = (ui, daemon_proc)
     stop = {"signal": 0}
@@ -98,34 +95,14 @@ def dev(
     signal.signal(signal.SIGINT, forward)
     while not stop["signal"] and all(c.poll() is None for c in children):
         time.sleep(0.2)
-    if warm_stop is not None:
-        warm_stop.set()
+    if warm_thread is not None:
+        warm_thread.stop()
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     codes = [c.wait() for c in children]
     failed = [c for c in codes if c not in (0, -signal.SIGTERM)]
     sys.exit(0 if stop["signal"] or not failed else failed[0])
-
-
-def _start_warm(settings: Settings) -> threading.Event:
-    """Run `sqlorch dev`'s warm compiler in a thread; set the returned event to stop it."""
-    import threading
-
-    from sqlorch.app.precompiler import Precompiler
-
-    stop = threading.Event()
-    warm = Precompiler(settings, report=_echo)
-    warm.announce()
-
-    def run() -> None:
-        try:
-            warm.run(stop)
-        except Exception as exc:  # noqa: BLE001 - builds then parse and compile themselves
-            _echo(f"warm compile stopped: {exc}")
-
-    threading.Thread(target=run, name="sqlorch-warm", daemon=True).start()
-    return stop
 
 
 @click.command()

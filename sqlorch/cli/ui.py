@@ -20,6 +20,13 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     help="Address to listen on; anything but loopback lets other machines in (a warning).",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
+@click.option(
+    "--warm/--no-warm",
+    default=True,
+    show_default=True,
+    help="Keep dbt parsed here and compile each edited model ahead of the next build "
+    "(not when another process, e.g. `sqlorch dev`, already does).",
+)
 @handle_errors
 def ui(
     project_dir: str | None,
@@ -29,8 +36,13 @@ def ui(
     port: int,
     host: str,
     open_browser: bool,
+    warm: bool,
 ) -> None:
-    """Start the local web UI: graph, assets, partitions, runs and logs, launches."""
+    """Start the local web UI: graph, assets, partitions, runs and logs, launches.
+
+    The process stays warm (`--warm`): dbt imported and parsed once, it parses and compiles
+    each edited model as the file changes, so the next `sqlorch build` imports no dbt.
+    """
     settings = load_settings(project_dir, profiles_dir, target)
     try:
         from sqlorch.web.server import serve
@@ -51,4 +63,27 @@ def ui(
         import webbrowser
 
         webbrowser.open(url)
-    serve(settings, host, port)
+    from sqlorch.app.precompiler import start_warm
+
+    warm_thread = start_warm(settings, _echo) if warm else None
+    if warm_thread is not None:
+        import signal
+
+        # uvicorn re-raises the SIGTERM it stopped on: leave through `finally`, so the warm
+        # compiler withdraws (builds stop waiting for this process)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        serve(settings, host, port)
+    finally:
+        if warm_thread is not None:
+            warm_thread.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _echo(line: str) -> None:
+    from datetime import UTC, datetime
+
+    click.echo(f"{datetime.now(UTC):%H:%M:%S} {line}", err=True)

@@ -288,14 +288,16 @@ def blocker(
     same_file: bool,
     hook_count: int,
     forced: Mapping[str, str],
+    dialect: str = "duckdb",
 ) -> str:
     """Why dbt must run `node` in this run ("" when sqlorch executes it natively).
 
     Args:
         node: a dbt node of the graph.
-        same_file: the dbt target is the DuckDB file sqlorch writes to.
+        same_file: the dbt target is the DuckDB file sqlorch writes to (or PostgreSQL).
         hook_count: the project's on-run-start/on-run-end hooks.
         forced: asset key -> why the settings say dbt runs it.
+        dialect: the target's adapter ("duckdb" or "postgres").
     """
     if node.key in forced:
         return forced[node.key]
@@ -310,6 +312,10 @@ def blocker(
         return "dbt: the target is not the DuckDB file sqlorch writes to"
     if hook_count:
         return "dbt: the project has on-run-start/on-run-end hooks"
+    facts = node.metadata.get("sqlorch_incremental") or {}
+    if dialect == "postgres" and facts.get("predicates_text") and facts.get("strategy") == "merge":
+        # dbt-postgres's merge adds the string to a list and fails; dbt-duckdb wraps it
+        return "dbt: incremental_predicates is a string (merge)"
     return ""
 
 

@@ -8,6 +8,7 @@ runs never overwrite each other's files.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import re
@@ -29,6 +30,11 @@ _INVOKE_LOCK = threading.Lock()
 _LAST_DUCKDB_FILE: Path | None = None
 _FILE_RE = re.compile(r"\(([^()\s]+\.(?:sql|yml|yaml|py|csv))\)")
 _LINE_RE = re.compile(r"line (\d+)")
+#: the garbage collector's thresholds while dbt is imported and parses (see `few_collections`)
+_PARSE_GC_THRESHOLDS = (50_000, 20, 100)
+_GC_LOCK = threading.Lock()
+_gc_depth = 0
+_gc_saved: tuple[int, ...] = ()
 
 
 class DbtPhase(StrEnum):
@@ -130,8 +136,6 @@ class DbtInvoker:
         Raises:
             ProjectError: dbt could not parse the project.
         """
-        from dbt.cli.main import dbtRunner
-
         target_path = self.artifacts_dir / "target"
         log_path = self.artifacts_dir / "logs"
         args = ["parse", *self.common_args(target_path, log_path), *self.with_vars(())]
@@ -139,7 +143,9 @@ class DbtInvoker:
 
         started = time.perf_counter()
         # a warm `sqlorch dev` parses into the same target folder: never both at once
-        with _INVOKE_LOCK, parsing_alone(self.artifacts_dir):
+        with few_collections(), _INVOKE_LOCK, parsing_alone(self.artifacts_dir):
+            from dbt.cli.main import dbtRunner
+
             res = dbtRunner().invoke(args)
         log.debug("dbt parse took %.2fs", time.perf_counter() - started)
         if not res.success or res.result is None:
@@ -259,7 +265,7 @@ class DbtInvoker:
             *selectors,
         ]
         started = time.perf_counter()
-        with _INVOKE_LOCK, self._batches(batches or {}):
+        with few_collections(), _INVOKE_LOCK, self._batches(batches or {}):
             self._use_duckdb_file()
             res = dbtRunner(manifest=self.manifest).invoke(args)
         log.debug(
@@ -322,17 +328,17 @@ class DbtInvoker:
                 _close_duckdb_env()
                 _LAST_DUCKDB_FILE = None
 
-    def forget(self) -> None:
+    def forget(self, *, collect: bool = True) -> None:
         """Free dbt's parsed project and its DuckDB connection: nothing of dbt runs any more.
 
         Lowers the build's peak memory while sqlorch executes; a later dbt invocation, if
-        any, parses again (partially).
+        any, parses again (partially). `collect`: free its reference cycles now (a full
+        collection, ~0.1 s at 100 models: worth it only before much work).
         """
-        import gc
-
         self.manifest = None
         self.release()
-        gc.collect()
+        if collect:
+            gc.collect()
 
     @contextlib.contextmanager
     def _hooks_only(self, start_hooks: bool, end_hooks: bool) -> Iterator[None]:
@@ -363,6 +369,29 @@ class DbtInvoker:
             yield
         finally:
             nodes.update(hidden)
+
+
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """Collect garbage rarely while dbt is imported and parses (thresholds restored after).
+
+    Importing dbt and parsing a project allocate hundreds of thousands of objects that
+    live on: with the default thresholds the collector ran ~550 times in a one-model
+    edit build and took ~0.25 s of CPU finding nothing to free.
+    """
+    global _gc_depth, _gc_saved
+    with _GC_LOCK:
+        if _gc_depth == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(*_PARSE_GC_THRESHOLDS)
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_depth -= 1
+            if _gc_depth == 0:
+                gc.set_threshold(*_gc_saved)
 
 
 def _close_duckdb_env() -> None:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # models written in one transaction at most (fewer commits; see `_run_batch`)
 _GROUP = 64
+# native steps from which freeing dbt's parse at once lowers the run's peak memory
+_FORGET_COLLECT = 50
 
 
 class NativeSteps:
@@ -80,6 +82,7 @@ class NativeSteps:
                 same_file=same_file,
                 hook_count=project.hook_count,
                 forced=forced,
+                dialect=engine.name,
             )
             for key in keys
         }
@@ -121,7 +124,11 @@ class NativeSteps:
             session.close()
         self._modes(catalog)
         for key in self.native:
-            other = graph.assets[key].metadata["sqlorch_relation"][0]
+            relation = tuple(graph.assets[key].metadata["sqlorch_relation"])
+            if catalog.kind(relation) == "materialized_view":
+                self.reasons[key] = "dbt: the relation is a materialized view"
+                continue
+            other = relation[0]
             if other is not None and str(other).lower() != database:
                 self.reasons[key] = f"dbt: writes to database {other!r}, not the target's file"
         missing = []
@@ -155,7 +162,8 @@ class NativeSteps:
         if not any(self.reasons.values()) and not self.test_reasons:
             dbt_steps = sum(1 for s in plan.steps if s.kind.is_dbt)
             if dbt_steps == len(self.reasons):  # no partition windows either
-                self.invocations.invoker.forget()  # dbt is done in this run: free its parse
+                # dbt is done in this run: free its parse (collected before a big run only)
+                self.invocations.invoker.forget(collect=len(self.native) >= _FORGET_COLLECT)
 
     def _seed(self, key: str) -> None:
         """A seed's columns: cached for its file and configuration, or inferred as dbt does."""
@@ -191,10 +199,6 @@ class NativeSteps:
             if node.materialized != "incremental" or not facts:
                 continue
             spec = Incremental.of(facts)
-            if self.engine.name == "postgres" and facts.get("predicates_text"):
-                if spec.strategy == "merge":
-                    self.reasons[key] = "dbt: incremental_predicates is a string (merge)"
-                    continue
             self.specs[key] = spec
             existing = catalog.kind(tuple(node.metadata["sqlorch_relation"]))
             self.modes[key] = "incremental" if spec.is_incremental(existing, flag) else "full"

@@ -24,6 +24,7 @@ from sqlorch.load.merge import merge
 from sqlorch.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlorch.dbt.cache import ManifestCache
     from sqlorch.dbt.manifest import DbtProject
     from sqlorch.dbt.profiles import Target
     from sqlorch.dbt.runner import DbtInvoker
@@ -109,7 +110,7 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
     The cache path imports nothing of dbt; `invoker.manifest` then stays None and the
     invoker parses (partially) only if a dbt node must actually run.
     """
-    from sqlorch.dbt.cache import ManifestCache, context_key, input_dirs, scan
+    from sqlorch.dbt.cache import ManifestCache, context_key
 
     project_dir = settings.project_dir
     cache = ManifestCache(settings.state_dir / "dbt" / "graph.pickle", project_dir)
@@ -136,10 +137,27 @@ def _load_dbt(settings: Settings, target: Target, invoker: DbtInvoker) -> DbtPro
         log.debug("dbt project loaded from the manifest cache")
         return cached
 
+    from sqlorch.dbt.runner import few_collections
+
+    with few_collections():  # what a parse allocates lives on: collecting finds nothing
+        return _parse_dbt(settings, target, invoker, cache, context, extra)
+
+
+def _parse_dbt(
+    settings: Settings,
+    target: Target,
+    invoker: DbtInvoker,
+    cache: ManifestCache,
+    context: str,
+    extra: list[Path],
+) -> DbtProject:
+    """Have dbt parse the project; read its manifest; store it in the manifest cache."""
+    from sqlorch.dbt.cache import input_dirs, scan
     from sqlorch.dbt.codeversion import dbt_code_parts
     from sqlorch.dbt.manifest import read_manifest
     from sqlorch.dbt.profiles import read_project_file
 
+    project_dir = settings.project_dir
     project_file = read_project_file(project_dir)
     dirs = input_dirs(project_dir, project_file)
     files = scan(project_dir, dirs, extra)  # before the parse: see ManifestCache.store

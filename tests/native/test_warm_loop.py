@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -131,3 +132,90 @@ def test_a_build_parses_itself_when_the_warm_process_cannot(make_dbt_project: Ma
         # fixed: the warm process takes it up again, the build imports no dbt
         project.write(EDITED)
         assert not_imported_dbt(project.path, "build")
+
+
+def test_an_incremental_model_and_a_seed_edited_under_sqlorch_dev_import_no_dbt(
+    warm_twins: tuple[TinyProject, TinyProject],
+) -> None:
+    by_dbt, by_sqlorch = warm_twins
+    # a row only an incremental run keeps (a full rebuild would drop it)
+    for twin in warm_twins:
+        query(twin.db, "insert into main.growing values (99, 'kept')")
+    growing = {
+        "models/growing.sql": """
+            {{ config(materialized='incremental', unique_key='id') }}
+            select id, lower(name) as name from {{ ref('people_view') }}
+        """
+    }
+    by_sqlorch.write(growing)
+    by_dbt.write(growing)
+    assert not_imported_dbt(by_sqlorch.path, "build")
+    assert run_dbt(by_dbt.path, "build").returncode == 0
+    assert query(
+        by_sqlorch.db, "select name from main.growing where id in (1, 99) order by id"
+    ) == [
+        ("ann",),
+        ("kept",),
+    ]
+    assert relations(by_sqlorch.db) == relations(by_dbt.db)
+    started = [e["data"] for e in events(by_sqlorch.path) if e["kind"] == "dbt_invocation_started"]
+    assert not [d for d in started if d.get("compile")]
+
+    teams = {"seeds/teams.csv": "id,label\n10,red\n20,blue\n30,green\n40,black\n"}
+    by_sqlorch.write(teams)
+    by_dbt.write(teams)
+    assert not_imported_dbt(by_sqlorch.path, "build", "-s", "teams")
+    assert run_dbt(by_dbt.path, "build", "-s", "teams").returncode == 0
+    assert relations(by_sqlorch.db) == relations(by_dbt.db)
+
+
+@contextlib.contextmanager
+def ui_process(project: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`sqlorch ui` over `project` (warm by default), its output in `log`; stopped by SIGTERM."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sqlorch.cli", "ui", "--project-dir", str(project)]
+            + ["--port", str(free_port())],
+            cwd=project,
+            env=clean_environ(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        print(log.read_text())
+
+
+def test_sqlorch_ui_alone_keeps_the_project_warm_and_a_second_one_does_not_compete(
+    make_dbt_project: Make, tmp_path: Path
+) -> None:
+    project = make_dbt_project(TWIN_FILES, name="twin")
+    ok(run_cli(project.path, "build"))
+    info = project.path / ".sqlorch" / "dbt" / "warm.json"
+    with ui_process(project.path, tmp_path / "first.log") as first:
+        deadline = time.monotonic() + 120
+        while not info.exists():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "sqlorch ui did not announce a warm compiler"
+            time.sleep(0.1)
+        assert json.loads(info.read_text())["pid"] == first.pid
+        wait_idle(project.path)
+        project.write(EDITED)
+        assert not_imported_dbt(project.path, "build")
+        assert query(project.db, "select tripled from main.after_table order by 1") == [
+            (3,),
+            (3,),
+            (6,),
+        ]
+        second_log = tmp_path / "second.log"
+        with ui_process(project.path, second_log):
+            deadline = time.monotonic() + 120
+            while "already keeps this project warm" not in second_log.read_text():
+                assert time.monotonic() < deadline, "the second ui did not leave it to the first"
+                time.sleep(0.2)
+            assert json.loads(info.read_text())["pid"] == first.pid
+        assert f"process {first.pid} already keeps" in second_log.read_text()
+    assert not info.exists(), "the warm compiler did not withdraw on SIGTERM"

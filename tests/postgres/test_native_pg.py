@@ -84,6 +84,12 @@ FILES = {
         left join {{ ref('codes') }} c on c.kind = k.kind
     """,
     "models/v_on_table.sql": "select * from {{ ref('t_kinds') }} where n > 10\n",
+    # kept with dbt, the reason said: what native execution does not reproduce on PostgreSQL
+    "models/t_unlogged.sql": "{{ config(materialized='table', unlogged=true) }}\n"
+    "select * from {{ ref('t_kinds') }}\n",
+    "models/inc_merge_text.sql": _model(
+        "unique_key='id', incremental_strategy='merge', incremental_predicates='id > 0'"
+    ),
     "models/schema.yml": """
         version: 2
         models:
@@ -192,8 +198,16 @@ def _verify(twins: Twins, *args: str) -> dict[str, Any]:
     result = twins.cli("verify", "--json", *args)
     assert result.output.lstrip().startswith("{"), result.describe()
     doc = result.json()
-    assert doc["same"] is True and result.exit_code == 0, json.dumps(doc, indent=1)[:6000]
+    differ = {
+        "models": {m["key"]: m["differences"] for m in doc["models"] if m["differences"]},
+        "tests": {k: v for k, v in doc["tests"].items() if v["dbt"] != v["native"]},
+        "failed_runs": doc["failed_runs"],
+    }
+    assert doc["same"] is True and result.exit_code == 0, json.dumps(differ, indent=1)
     how = {m["key"]: m["execution"] for m in doc["models"]}
+    assert how.pop("main.t_unlogged") == "dbt: unlogged", how
+    text = how.pop("main.inc_merge_text", None)  # only at the first build (see below)
+    assert text in (None, "dbt: incremental_predicates is a string (merge)"), how
     assert set(how.values()) == {"native"}, how
     assert len(how) == len(MODELS) + 6, how
     return doc
@@ -212,10 +226,11 @@ def test_every_kind_natively_equals_dbt_on_postgres_at_every_step(twins: Twins) 
     tests = doc["tests"]
     assert len(tests) >= 7 and {"pass", "warn"} <= {t["dbt"] for t in tests.values()}, tests
     _advance(twins)
-    # that build ran every model, seed and test natively: dbt only compiled
+    # that build ran every model, seed and test natively but the two kept with dbt
     logs = twins.cli("logs", "--json").json_lines()
     started = [e["data"] for e in logs if e["kind"] == "dbt_invocation_started"]
-    assert started and all(d.get("native") or d.get("compile") for d in started), started
+    by_dbt = [d for d in started if not (d.get("native") or d.get("compile"))]
+    assert sum(d["nodes"] for d in by_dbt) == 2 and not any(d["checks"] for d in by_dbt), started
     assert sum(d.get("checks", 0) for d in started if d.get("native")) >= 7, started
     # 2. new rows, newer versions of old ids, and the models' columns changed
     twins.sql(
@@ -223,6 +238,9 @@ def test_every_kind_natively_equals_dbt_on_postgres_at_every_step(twins: Twins) 
         "(i * -0.5)::numeric(10, 2), timestamp '2024-02-01' + i * interval '1 hour', "
         "'N' || (i % 10) from generate_series(150, 299) t(i)"
     )
+    # dbt-postgres itself fails on a string predicate once the merge runs (the model's
+    # incremental run, both ways): it leaves the project here
+    (twins.path / "models" / "inc_merge_text.sql").unlink()
     changed = {f"models/{n}.sql": _model(MODELS[n], CHANGED) for n in SCHEMA_CHANGING}
     changed["models/inc_ignore.sql"] = _model(MODELS["inc_ignore"], WIDER)
     for rel, text in changed.items():
