@@ -237,17 +237,20 @@ class DbtChunks:
         before: dict[str, dict[str, frozenset[str]]] = {}
         if warehouse is None or not getattr(warehouse, "keeps_absent_partitions", False):
             return None, before
+        from sqlorch.warehouse.environment import physical
+
         graph = self.progress.graph
         for key, chunk in group:
             node = graph.assets[key]
+            rel = physical(warehouse, key)  # dbt writes the environment's relation
             try:
                 if node.partitions is not None and node.partitions.columns:
-                    files = warehouse.partition_files(key)  # type: ignore[attr-defined]
+                    files = warehouse.partition_files(rel)  # type: ignore[attr-defined]
                     if files is not None:
                         before[key] = files
                         continue
                     where, params = rows_of(node, chunk)  # type: ignore[arg-type]
-                    warehouse.drop_partitions(key, where, params)  # type: ignore[attr-defined]
+                    warehouse.drop_partitions(rel, where, params)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - the chunk fails, the run goes on
                 log.debug("dropping the window of %s failed", key, exc_info=True)
                 uid = node.unique_id or ""
@@ -270,6 +273,8 @@ class DbtChunks:
         A model whose partitions could not be dropped fails its chunk (`result`), so the
         ledger does not call the window done while stale rows remain.
         """
+        from sqlorch.warehouse.environment import physical
+
         graph = self.progress.graph
         for key, chunk in group:
             node = graph.assets[key]
@@ -279,7 +284,7 @@ class DbtChunks:
             try:
                 where, params = rows_of(node, chunk)  # type: ignore[arg-type]
                 dropped = self.warehouse.drop_unwritten(  # type: ignore[union-attr]
-                    key, where, params, before[key]
+                    physical(self.warehouse, key), where, params, before[key]
                 )
                 log.debug("%s: %d partition(s) of the window had no rows: dropped", key, dropped)
             except Exception as exc:  # noqa: BLE001 - the chunk fails, the run goes on

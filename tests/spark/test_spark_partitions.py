@@ -274,3 +274,20 @@ def test_after_a_window_write_only_the_partitions_it_left_unchanged_are_dropped(
     )
     spark.sql("insert into w.e values (1, date'2024-01-01')")
     assert w.partition_files("w.e") is None
+
+
+def test_a_build_in_an_environment_leaves_productions_partitions_alone(
+    spark: Any, tmp_path: Path
+) -> None:
+    project = _project(tmp_path)
+    _ok(project, "build")
+    prod = {k: content_hash(spark, k) for k in ("raw.events", "marts.daily")}
+    # the environment's data has no rows on day 3: its window drops that day there only
+    (project.path / "days.json").write_text(json.dumps({**DAYS, "2024-01-03": 0}))
+    result = run_cli(project.path, "build", env={"SQLORCH_ENV": "pr_7"})
+    assert result.exit_code == 0, result.describe()
+    days = [f"day=2024-01-0{d}" for d in range(1, 7)]
+    gone = [d for d in days if d != "day=2024-01-03"]
+    assert partitions(spark, "pr_7__marts.daily") == gone
+    assert partitions(spark, "marts.daily") == days
+    assert {k: content_hash(spark, k) for k in prod} == prod
