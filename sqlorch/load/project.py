@@ -156,6 +156,7 @@ def _parse_dbt(
     from sqlorch.dbt.codeversion import dbt_code_parts
     from sqlorch.dbt.manifest import read_manifest
     from sqlorch.dbt.profiles import read_project_file
+    from sqlorch.state.files import read_json, write_json
 
     project_dir = settings.project_dir
     project_file = read_project_file(project_dir)
@@ -164,6 +165,11 @@ def _parse_dbt(
     manifest = invoker.parse()
     dbt = read_manifest(manifest, settings.environment)
     project_vars = project_file.get("vars") or {}
+    # the normalized code's digests of the last parse, for the same sqlorch code and context
+    memo_path = settings.state_dir / "dbt" / "sql_digests.json"
+    memo_doc = read_json(memo_path)
+    digests = memo_doc.get("digests") if memo_doc.get("context") == context else None
+    sql_digests = {str(k): str(v) for k, v in (digests or {}).items()}
     parts = dbt_code_parts(
         manifest,
         project_vars={
@@ -177,7 +183,9 @@ def _parse_dbt(
             "path": target.path,
         },
         project_dir=project_dir,
+        sql_digests=sql_digests,
     )
+    write_json(memo_path, {"context": context, "digests": sql_digests})
     dbt = dataclasses.replace(
         dbt,
         assets=tuple(

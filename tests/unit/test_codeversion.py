@@ -153,3 +153,45 @@ def test_code_reading_dbt_graph_includes_the_projects_node_ids() -> None:
         "{% macro inner() %}{{ graph['sources'] | length }}{% endmacro %}"
     )
     assert "graph" in _parts(via_macro)
+
+
+def test_remembered_sql_digests_give_the_same_parts_and_keep_only_what_is_used() -> None:
+    manifest = _manifest()
+    plain = dbt_code_parts(
+        manifest, project_vars={}, target={"type": "duckdb"}, project_dir=Path(".")
+    )
+    memo: dict[str, str] = {"stale": "entry of code no longer in the project"}
+    first = dbt_code_parts(
+        manifest,
+        project_vars={},
+        target={"type": "duckdb"},
+        project_dir=Path("."),
+        sql_digests=memo,
+    )
+    assert first == plain
+    assert "stale" not in memo and len(memo) == 4  # the model and its three macros
+    # a remembered digest is used as is (what proves it is read, not recomputed)
+    key = next(k for k, v in memo.items() if v == plain["model.p.m"]["sql"])
+    memo[key] = "remembered"
+    again = dbt_code_parts(
+        manifest,
+        project_vars={},
+        target={"type": "duckdb"},
+        project_dir=Path("."),
+        sql_digests=memo,
+    )
+    assert again["model.p.m"]["sql"] == "remembered"
+    # edited code misses the memo: normalized afresh
+    edited = _manifest(raw_code="select 2")
+    assert (
+        dbt_code_parts(
+            edited,
+            project_vars={},
+            target={"type": "duckdb"},
+            project_dir=Path("."),
+            sql_digests=memo,
+        )["model.p.m"]["sql"]
+        == dbt_code_parts(
+            edited, project_vars={}, target={"type": "duckdb"}, project_dir=Path(".")
+        )["model.p.m"]["sql"]
+    )
