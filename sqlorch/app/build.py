@@ -579,11 +579,13 @@ def _record_relations_after_run(project: Project, warehouse: Warehouse) -> None:
     the next no-op build read the observation without opening the file.
     """
     path = project.invoker.duckdb_path
+    view = None
     try:
-        view = observe(project, warehouse, present=False)
+        # only a DuckDB file's observation is remembered: another target's (a Spark catalog
+        # sweep, one metastore call per table) would be thrown away
+        view = observe(project, warehouse, present=False) if path is not None else None
     except Exception:  # noqa: BLE001 - only a cache
         log.debug("could not observe the warehouse", exc_info=True)
-        view = None
     warehouse.close()
     project.invoker.release()
     if view is not None and path is not None and path.exists():

@@ -49,7 +49,7 @@ def execution_settings(project: Project) -> tuple[bool, dict[str, str]]:
 
 def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
     """Each dbt step of `plan` -> "native" or why dbt executes it (for `--dry-run`)."""
-    from sqlorch.dbt.native import blocker
+    from sqlorch.dbt.native import blocker, dialect_of
 
     native, forced = execution_settings(project)
     invoker = project.invoker
@@ -61,6 +61,7 @@ def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
         and invoker.duckdb_path is not None
         and Path(str(target.path)).resolve() == invoker.duckdb_path
     )
+    dialect = dialect_of(str(target.type), invoker.project_dir)
     out: dict[str, str] = {}
     for step in plan.steps:
         node = project.graph.assets[step.key]
@@ -74,7 +75,7 @@ def plan_execution(project: Project, plan: Plan) -> dict[str, str]:
             same_file=same_file,
             hook_count=project.dbt.hook_count,
             forced=forced,
-            dialect=str(target.type),
+            dialect=dialect,
         )
         out[step.key] = reason or "native"
     return out

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlorch.errors import ProjectError
@@ -261,6 +262,26 @@ def _seed_blocker(n: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     return seed_facts(n, config)[1]
 
 
+def dialect_of(target_type: str, project_dir: Path) -> str:
+    """Name the dialect `blocker` takes: the adapter, with the project's relevant dbt flags.
+
+    `postgres+truthy-nulls` when dbt_project.yml turns on `enable_truthy_nulls_equals_macro`
+    (dbt-postgres's merge then matches keys with IS NOT DISTINCT FROM: dbt runs those).
+    """
+    if target_type != "postgres":
+        return target_type
+    import yaml
+
+    try:
+        doc = yaml.safe_load((project_dir / "dbt_project.yml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return target_type
+    flags = doc.get("flags") if isinstance(doc, Mapping) else None
+    if isinstance(flags, Mapping) and flags.get("enable_truthy_nulls_equals_macro"):
+        return "postgres+truthy-nulls"
+    return target_type
+
+
 def own_materializations(macros: Mapping[str, Any]) -> frozenset[str]:
     """The materializations among view/table/incremental/seed a project or package redefines."""
     out = set()
@@ -313,9 +334,12 @@ def blocker(
     if hook_count:
         return "dbt: the project has on-run-start/on-run-end hooks"
     facts = node.metadata.get("sqlorch_incremental") or {}
-    if dialect == "postgres" and facts.get("predicates_text") and facts.get("strategy") == "merge":
+    merge = facts.get("strategy") == "merge"
+    if dialect.startswith("postgres") and merge and facts.get("predicates_text"):
         # dbt-postgres's merge adds the string to a list and fails; dbt-duckdb wraps it
         return "dbt: incremental_predicates is a string (merge)"
+    if dialect == "postgres+truthy-nulls" and merge and isinstance(facts.get("unique_key"), str):
+        return "dbt: flag enable_truthy_nulls_equals_macro (merge key IS NOT DISTINCT FROM)"
     return ""
 
 

@@ -189,12 +189,14 @@ class DbtChunks:
         # partitioned models' own results are read from the invocation's result
         direct, rest, templates = self._direct_chunk(n, group)
         if direct is None:
-            cleared = self._clear_windows(group)
+            cleared, before = self._clear_windows(group)
             result = (
                 self.invocations.invoke(n, selectors, hooks[0], hooks[1], extra)
                 if cleared is None
                 else cleared
             )
+            if before:
+                self._drop_unwritten(group, before, result)
             if self._direct is not None:
                 # dbt is warm in this process now: compile the templates of the models whose
                 # tables this invocation created, so their next windows need no dbt start-up
@@ -216,27 +218,39 @@ class DbtChunks:
             result = self._finish_direct(n, direct, rest, templates, checks, hooks, extra)
         self.invocations.inbox.put(DbtChunkDone(group, checks, result))
 
-    def _clear_windows(self, group: Group) -> InvocationResult | None:
-        """Empty the group's windows first where dbt's overwrite would keep stale partitions.
+    def _clear_windows(
+        self, group: Group
+    ) -> tuple[InvocationResult | None, dict[str, dict[str, frozenset[str]]]]:
+        """Make sure no stale partition of the group's windows survives dbt's overwrite.
 
         On Spark, `insert_overwrite` replaces only the partitions the new data has rows for:
-        a day that no longer has rows would keep its old ones. So sqlorch drops the window's
-        partitions before dbt writes it (the ledger has them done only after dbt succeeded).
-        Returns None, or a failed result when the partitions could not be dropped.
+        a day that no longer has rows would keep its old ones. Where the warehouse can tell
+        the partitions dbt rewrote by their files (a managed table of a local warehouse),
+        their files are noted here and the others dropped after dbt (`_drop_unwritten`);
+        elsewhere the window's partitions are dropped now, before dbt writes it. The ledger
+        has a chunk done only after both succeeded. Returns (None, or a failed result when
+        the partitions could not be read or dropped; each model's files before dbt).
         """
         from sqlorch.dbt.runner import InvocationResult
 
         warehouse = self.warehouse
+        before: dict[str, dict[str, frozenset[str]]] = {}
         if warehouse is None or not getattr(warehouse, "keeps_absent_partitions", False):
-            return None
-        drop = warehouse.drop_partitions  # type: ignore[attr-defined]
+            return None, before
+        from sqlorch.warehouse.environment import physical
+
         graph = self.progress.graph
         for key, chunk in group:
             node = graph.assets[key]
+            rel = physical(warehouse, key)  # dbt writes the environment's relation
             try:
                 if node.partitions is not None and node.partitions.columns:
+                    files = warehouse.partition_files(rel)  # type: ignore[attr-defined]
+                    if files is not None:
+                        before[key] = files
+                        continue
                     where, params = rows_of(node, chunk)  # type: ignore[arg-type]
-                    drop(key, where, params)
+                    warehouse.drop_partitions(rel, where, params)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - the chunk fails, the run goes on
                 log.debug("dropping the window of %s failed", key, exc_info=True)
                 uid = node.unique_id or ""
@@ -245,8 +259,42 @@ class DbtChunks:
                     statuses={graph.assets[k].unique_id or "": "error" for k, _ in group},
                     messages={uid: f"could not drop the window's partitions first: {exc}"},
                     error=str(exc),
+                ), {}
+        return None, before
+
+    def _drop_unwritten(
+        self,
+        group: Group,
+        before: dict[str, dict[str, frozenset[str]]],
+        result: InvocationResult,
+    ) -> None:
+        """After dbt: drop the windows' partitions it did not rewrite (they have no rows now).
+
+        A model whose partitions could not be dropped fails its chunk (`result`), so the
+        ledger does not call the window done while stale rows remain.
+        """
+        from sqlorch.warehouse.environment import physical
+
+        graph = self.progress.graph
+        for key, chunk in group:
+            node = graph.assets[key]
+            uid = node.unique_id or ""
+            if key not in before or result.statuses.get(uid) != "success":
+                continue
+            try:
+                where, params = rows_of(node, chunk)  # type: ignore[arg-type]
+                dropped = self.warehouse.drop_unwritten(  # type: ignore[union-attr]
+                    physical(self.warehouse, key), where, params, before[key]
                 )
-        return None
+                log.debug("%s: %d partition(s) of the window had no rows: dropped", key, dropped)
+            except Exception as exc:  # noqa: BLE001 - the chunk fails, the run goes on
+                log.debug("dropping the unwritten partitions of %s failed", key, exc_info=True)
+                result.statuses[uid] = "error"
+                result.messages[uid] = (
+                    f"dbt wrote the window, but its partitions without rows could not be "
+                    f"dropped (they would keep stale rows): {exc}"
+                )
+                result.success = False
 
     def _dbt_only(self, group: Group) -> dict[str, str]:
         """Why dbt writes the windows of a group's partitioned models on another target."""

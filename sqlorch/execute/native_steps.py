@@ -57,7 +57,7 @@ class NativeSteps:
         keys: list[str],
     ) -> None:
         from sqlorch.dbt.compiled import CompiledCache
-        from sqlorch.dbt.native import blocker
+        from sqlorch.dbt.native import blocker, dialect_of
         from sqlorch.execute.native_engines import engine_for
 
         engine = engine_for(warehouse)
@@ -75,6 +75,7 @@ class NativeSteps:
             and Path(getattr(warehouse, "path", "")).resolve() == invoker.duckdb_path
         )
         graph = progress.graph
+        dialect = dialect_of(engine.name, invoker.project_dir)
         #: asset key -> "" (native) or why dbt runs it, for every unpartitioned dbt step
         self.reasons: dict[str, str] = {
             key: blocker(
@@ -82,7 +83,7 @@ class NativeSteps:
                 same_file=same_file,
                 hook_count=project.hook_count,
                 forced=forced,
-                dialect=engine.name,
+                dialect=dialect,
             )
             for key in keys
         }

@@ -22,6 +22,14 @@ from typing import Any
 from sqlorch.core.graph import Column
 from sqlorch.errors import AssetError, ConfigError, WarehouseError
 from sqlorch.warehouse.base import Audit, WriteMode
+from sqlorch.warehouse.spark_catalog import describe
+from sqlorch.warehouse.spark_partitions import (
+    inspect_partitions,
+    matching_specs,
+    spec_names,
+    spec_string,
+    spec_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,11 @@ def start_session(params: Mapping[str, Any]) -> Any:
             "The target is a Spark target, but pyspark is not installed. Install it with "
             "`pip install 'sqlorch[spark]'` (pyspark and dbt-spark) and run again."
         ) from exc
+    from pyspark.logger import PySparkLogger
+
+    # sqlorch reports failed statements itself (and a missing table is an answer, not an
+    # error): pyspark would log each one with its query context on stderr
+    PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -313,7 +326,7 @@ class SparkWarehouse:
                 "Return that column, or fix `column=` in the partition definition.",
                 asset=key,
             )
-        outside, present = _inspect(table, where, params, columns)
+        outside, present = inspect_partitions(table, where, params, columns)
         if outside:
             raise AssetError(
                 f"Asset {key!r} returned {outside:,} row(s) outside the partition it "
@@ -357,14 +370,18 @@ class SparkWarehouse:
         specs = [r[0] for r in self.spark.sql(f"SHOW PARTITIONS {quote_key(key)}").collect()]
         if not specs:
             return 0
-        gone = [v for v in _matching(specs, types, where, params) if v not in keep]
+        matching = matching_specs(specs, types, where, params)
+        gone = [v for v in map(spec_values, matching) if v not in keep]
+        return self._drop(key, spec_names(specs[0]), gone)
+
+    def _drop(self, key: str, names: list[str], gone: list[tuple[str | None, ...]]) -> int:
+        """Drop the partitions `gone` (values of the partition columns `names`), in one ALTER."""
         if not gone:
             return 0
-        names = _spec_names(specs[0])
         clauses = ", ".join(
             "PARTITION ("
             + ", ".join(
-                f"{quote_ident(c)} = {'NULL' if v is None else _string(v)}"
+                f"{quote_ident(c)} = {'NULL' if v is None else spec_string(v)}"
                 for c, v in zip(names, values, strict=True)
             )
             + ")"
@@ -373,15 +390,65 @@ class SparkWarehouse:
         self.spark.sql(f"ALTER TABLE {quote_key(key)} DROP IF EXISTS {clauses}")
         return len(gone)
 
+    def partition_files(self, key: str) -> dict[str, frozenset[str]] | None:
+        """The data files of each partition of `key`, taken before a write (`drop_unwritten`).
+
+        Keys are the partitions as `SHOW PARTITIONS` prints them (`day=2024-01-01`), which
+        are their folders under the table's. Empty when `key` does not exist (the write
+        creates it: nothing is stale). None when `key` is not a managed table of a local
+        warehouse, or a partition has no such folder: its partitions cannot be told apart by
+        their files, so they must be dropped before the write.
+        """
+        from sqlorch.warehouse.spark_presence import data_files, local_dir, table_dir
+
+        kind = self._table_type(key)
+        if kind is None:
+            return {}
+        root = local_dir(str(self.spark.conf.get("spark.sql.warehouse.dir", "")))
+        if kind != "MANAGED" or root is None:
+            return None
+        folder = table_dir(root, key)
+        out: dict[str, frozenset[str]] = {}
+        for (spec,) in self.spark.sql(f"SHOW PARTITIONS {quote_key(key)}").collect():
+            files = data_files(folder / spec)
+            if files is None:
+                return None
+            out[spec] = files
+        return out
+
+    def drop_unwritten(
+        self, key: str, where: str, params: list[Any], before: Mapping[str, frozenset[str]]
+    ) -> int:
+        """Drop the partitions of `key` matching `where` that a write left as they were.
+
+        `before` is `partition_files(key)` taken before the write. A partition overwrite
+        writes new files (their names carry the write's id) into every partition it has
+        rows for; a partition of the window whose files are those of `before` had no rows in
+        the new data, and its old rows must go. One `SHOW
+        PARTITIONS` and one `ALTER TABLE ... DROP` (when any); returns how many were dropped.
+        """
+        from sqlorch.warehouse.spark_presence import data_files, local_dir, table_dir
+
+        if not before:
+            return 0
+        root = local_dir(str(self.spark.conf.get("spark.sql.warehouse.dir", "")))
+        assert root is not None, "partition_files found this a table of a local warehouse"
+        folder = table_dir(root, key)
+        specs = [r[0] for r in self.spark.sql(f"SHOW PARTITIONS {quote_key(key)}").collect()]
+        if not specs:
+            return 0
+        types = {c.name: c.type for c in self.columns(key)}
+        unwritten = [
+            spec
+            for spec in matching_specs(specs, types, where, params)
+            if spec in before and data_files(folder / spec) == before[spec]
+        ]
+        return self._drop(key, spec_names(specs[0]), [spec_values(s) for s in unwritten])
+
     def partition_columns(self, key: str) -> tuple[str, ...]:
         """The columns `key` is partitioned by (empty when it is not, or does not exist)."""
-        if not self.table_exists(key):
-            return ()
-        try:
-            cols = self.spark.catalog.listColumns(key)
-        except Exception:  # noqa: BLE001 - gone meanwhile
-            return ()
-        return tuple(c.name for c in cols if c.isPartition)
+        info = describe(self.spark, quote_key(key))
+        return info.partitions if info is not None else ()
 
     def delete_where(self, key: str, where: str, params: list[Any]) -> int:
         """Delete the rows of `key` matching `where`: drop the partitions they are in.
@@ -446,17 +513,13 @@ class SparkWarehouse:
 
     def _table_type(self, key: str) -> str | None:
         """MANAGED, EXTERNAL or VIEW (None: no such relation)."""
-        schema, name = key.split(".", 1)
-        try:
-            return str(self.spark.catalog.getTable(f"{schema}.{name}").tableType)
-        except Exception:  # noqa: BLE001 - missing
-            return None
+        info = describe(self.spark, quote_key(key))
+        return info.kind if info is not None else None
 
     def columns(self, key: str) -> list[Column]:
         """Return the columns of `key` in order (empty when it does not exist)."""
-        if not self.table_exists(key):
-            return []
-        return [Column(c.name, c.dataType) for c in self.spark.catalog.listColumns(key)]
+        info = describe(self.spark, quote_key(key))
+        return list(info.columns) if info is not None else []
 
     def table_columns(self, keys: list[str]) -> dict[str, list[Column]]:
         """Return the columns (in order) of each existing table or view among `keys`."""
@@ -484,92 +547,3 @@ def _no_audit(audit: Audit | None, key: str) -> None:
 def _error(what: str, key: str, exc: BaseException) -> WarehouseError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return WarehouseError(f"{what}: {first}", asset=key)
-
-
-#: Spark's partition column types as DuckDB reads them (evaluating a window's filter)
-_DUCKDB_TYPES = {
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-    "timestamp_ntz": "TIMESTAMP",
-    "tinyint": "TINYINT",
-    "smallint": "SMALLINT",
-    "int": "INTEGER",
-    "bigint": "BIGINT",
-    "boolean": "BOOLEAN",
-}
-_NULL = "__HIVE_DEFAULT_PARTITION__"
-
-
-def _string(value: str) -> str:
-    """A Spark string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _spec_names(spec: str) -> list[str]:
-    return [part.split("=", 1)[0] for part in spec.split("/")]
-
-
-def _spec_values(spec: str) -> tuple[str | None, ...]:
-    from urllib.parse import unquote
-
-    values = (unquote(part.split("=", 1)[1]) for part in spec.split("/"))
-    return tuple(None if v == _NULL else v for v in values)
-
-
-def _matching(
-    specs: list[str], types: Mapping[str, str], where: str, params: list[Any]
-) -> list[tuple[str | None, ...]]:
-    """The partitions (as `SHOW PARTITIONS` prints them) whose values satisfy `where`.
-
-    `where` is sqlorch's partition filter (DuckDB's SQL, `?` parameters): it is evaluated on
-    the partition values in an in-memory DuckDB, typed as the table's columns.
-    """
-    import duckdb
-    import pyarrow as pa
-
-    from sqlorch.warehouse.sql import quote_ident as ansi
-
-    names = _spec_names(specs[0])
-    rows = [_spec_values(s) for s in specs]
-    parts = pa.table(
-        {f"__p{i}": pa.array([r[i] for r in rows], pa.string()) for i in range(len(names))}
-        | {"__i": pa.array(range(len(rows)), pa.int64())}
-    )
-    typed = ", ".join(
-        f"TRY_CAST(__p{i} AS {_DUCKDB_TYPES.get(types.get(n, '').lower(), 'VARCHAR')}) AS {ansi(n)}"
-        for i, n in enumerate(names)
-    )
-    con = duckdb.connect()
-    try:
-        con.register("__parts", parts)
-        found = con.execute(
-            f"SELECT __i FROM (SELECT {typed}, __i FROM __parts) WHERE {where}", params
-        ).fetchall()
-    finally:
-        con.close()
-    return [rows[i] for (i,) in found]
-
-
-def _inspect(
-    table: Any, where: str, params: list[Any], columns: tuple[str, ...]
-) -> tuple[int, set[tuple[str | None, ...]]]:
-    """Rows of Arrow `table` outside `where`, and the partition values it has rows for.
-
-    Computed by an in-memory DuckDB over the Arrow data (no Spark job); values are the
-    text Spark prints in partition specs (dates as 2013-01-01).
-    """
-    import duckdb
-
-    from sqlorch.warehouse.sql import quote_ident as ansi
-
-    con = duckdb.connect()
-    try:
-        con.register("__input", table)
-        row = con.execute(
-            f"SELECT count(*) FROM __input WHERE NOT coalesce(({where}), false)", params
-        ).fetchone()
-        cols = ", ".join(f"CAST({ansi(c)} AS VARCHAR)" for c in columns)
-        present = {tuple(r) for r in con.execute(f"SELECT DISTINCT {cols} FROM __input").fetchall()}
-    finally:
-        con.close()
-    return (int(row[0]) if row else 0), present

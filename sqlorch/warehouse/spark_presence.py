@@ -142,3 +142,16 @@ def footer_rows(root: Path | None, key: str) -> int | None:
                 except (OSError, ValueError):
                     return None
     return total
+
+
+def data_files(folder: Path) -> frozenset[str] | None:
+    """The names of the data files in `folder` (None: no such folder).
+
+    What Spark skips is skipped (`_SUCCESS`, `.crc`, `.spark-staging-*`).
+    """
+    try:
+        return frozenset(
+            e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(("_", "."))
+        )
+    except OSError:
+        return None

@@ -271,3 +271,13 @@ def test_a_failing_native_write_keeps_the_old_relations(twins: Twins) -> None:
     assert twins.sql("select count(*) from main.t_kinds")[0][0] == before
     leftovers = twins.sql("select relname from pg_class where relname like '%\\_\\_dbt\\_%'")
     assert leftovers == [], leftovers
+
+
+def test_verify_refuses_a_database_another_session_uses_in_one_paragraph(twins: Twins) -> None:
+    import psycopg
+
+    with psycopg.connect(twins.conninfo, autocommit=True):  # e.g. a SQL client left open
+        result = twins.cli("verify", "-s", "v_events")
+    assert result.exit_code != 0 and "being accessed by other users" in result.output
+    assert "CREATE DATABASE ... TEMPLATE" in result.output and "no other session" in result.output
+    assert PG_PASSWORD not in result.output

@@ -226,3 +226,68 @@ def test_status_sees_tables_dropped_outside_a_build_without_starting_spark(
     assert spark.table("raw.events").count() == sum(DAYS.values())
     assert dict(spark.sql("select cast(day as string), events from marts.daily").collect()) == DAYS
     assert [k for k, item in _status(project).items() if item["stale"]] == []
+
+
+def test_after_a_window_write_only_the_partitions_it_left_unchanged_are_dropped(
+    spark: Any, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from sqlorch.warehouse.spark import SparkWarehouse
+
+    w = SparkWarehouse(spark)
+    spark.sql("create database w")
+    spark.sql("create table w.t (v int, day date) using parquet partitioned by (day)")
+    spark.sql("insert into w.t values (1, date'2024-01-01'), (2, date'2024-01-02'), (3, null)")
+    spark.sql("insert into w.t values (4, date'2024-01-03')")
+    before = w.partition_files("w.t")
+    assert before is not None
+    assert sorted(before) == [
+        "day=2024-01-01",
+        "day=2024-01-02",
+        "day=2024-01-03",
+        "day=__HIVE_DEFAULT_PARTITION__",
+    ]
+    # what dbt's insert_overwrite does with a window (days 1-2) whose new data has day 1 only
+    spark.sql("insert overwrite table w.t partition (day) select 10, date'2024-01-01'")
+    where, params = '"day" >= ? AND "day" < ?', [date(2024, 1, 1), date(2024, 1, 3)]
+    assert w.drop_unwritten("w.t", where, params, before) == 1
+    # day 2 (in the window, not rewritten) is gone; day 1 has its new row; the rest is kept
+    assert partitions(spark, "w.t") == [
+        "day=2024-01-01",
+        "day=2024-01-03",
+        "day=__HIVE_DEFAULT_PARTITION__",
+    ]
+    assert table_rows(spark, "w.t") == sorted(
+        [(10, date(2024, 1, 1)), (4, date(2024, 1, 3)), (3, None)], key=repr
+    )
+    # a window write without any row (nothing rewritten): every partition of the window goes
+    assert w.drop_unwritten("w.t", where, params, w.partition_files("w.t") or {}) == 1
+    assert partitions(spark, "w.t") == ["day=2024-01-03", "day=__HIVE_DEFAULT_PARTITION__"]
+
+    # a table that does not exist has nothing stale; a table outside the warehouse folder
+    # cannot be told apart by its files: its window is dropped before the write instead
+    assert w.partition_files("w.missing") == {}
+    spark.sql(
+        "create table w.e (v int, day date) using parquet partitioned by (day) "
+        f"location '{tmp_path / 'e'}'"
+    )
+    spark.sql("insert into w.e values (1, date'2024-01-01')")
+    assert w.partition_files("w.e") is None
+
+
+def test_a_build_in_an_environment_leaves_productions_partitions_alone(
+    spark: Any, tmp_path: Path
+) -> None:
+    project = _project(tmp_path)
+    _ok(project, "build")
+    prod = {k: content_hash(spark, k) for k in ("raw.events", "marts.daily")}
+    # the environment's data has no rows on day 3: its window drops that day there only
+    (project.path / "days.json").write_text(json.dumps({**DAYS, "2024-01-03": 0}))
+    result = run_cli(project.path, "build", env={"SQLORCH_ENV": "pr_7"})
+    assert result.exit_code == 0, result.describe()
+    days = [f"day=2024-01-0{d}" for d in range(1, 7)]
+    gone = [d for d in days if d != "day=2024-01-03"]
+    assert partitions(spark, "pr_7__marts.daily") == gone
+    assert partitions(spark, "marts.daily") == days
+    assert {k: content_hash(spark, k) for k in prod} == prod

@@ -9,6 +9,7 @@ delete+insert / merge / append macros. End-to-end equivalence is tests/postgres/
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 from sqlorch.dbt.native import Incremental
 from sqlorch.execute.native_pg_incremental import PgColumn, strategy_sql, temp_relation
@@ -61,3 +62,14 @@ def test_strategies_render_dbt_postgres_statements() -> None:
     assert 'when matched then update set\n        "id" = DBT_INTERNAL_SOURCE."id"' in merge
     (nokey,) = strategy_sql(_spec("merge"), "T", "S", cols)
     assert "on (FALSE)" in nokey and "when matched" not in nokey
+
+
+def test_the_truthy_nulls_flag_is_read_from_dbt_project_yml(tmp_path: Path) -> None:
+    from sqlorch.dbt.native import dialect_of
+
+    (tmp_path / "dbt_project.yml").write_text("name: x\n")
+    assert dialect_of("postgres", tmp_path) == "postgres"
+    flag = "flags:\n  enable_truthy_nulls_equals_macro: true\n"
+    (tmp_path / "dbt_project.yml").write_text("name: x\n" + flag)
+    assert dialect_of("postgres", tmp_path) == "postgres+truthy-nulls"
+    assert dialect_of("duckdb", tmp_path) == "duckdb"
