@@ -1,6 +1,6 @@
 """What Spark's catalog says of one table, read with one `DESCRIBE TABLE EXTENDED`.
 
-pyspark's `Catalog.listColumns` runs a Spark job (its Dataset is iterated) and makes seven
+pyspark's `Catalog.listColumns` executes a Dataset (`toLocalIterator`) and makes seven
 gateway calls per column; `getTable` is a metastore call of its own. One DESCRIBE is one
 metastore call, no job, and says the columns, the partition columns and the table's type.
 """
