@@ -271,7 +271,7 @@ class DbtInvoker:
             *selectors,
         ]
         started = time.perf_counter()
-        with few_collections(), _INVOKE_LOCK, self._batches(batches or {}):
+        with _INVOKE_LOCK, self._batches(batches or {}):
             self._use_duckdb_file()
             res = dbtRunner(manifest=self.manifest).invoke(args)
         log.debug(
@@ -386,8 +386,11 @@ def _write_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     """
     from dbt_common.utils.encoding import JSONEncoder
 
-    doc = manifest.writable_manifest().to_dict(omit_none=False, context={"artifact": True})
-    text = json.dumps(doc, cls=JSONEncoder)
+    # (the dict is freed once encoded: only the text and the document read back stay)
+    text = json.dumps(
+        manifest.writable_manifest().to_dict(omit_none=False, context={"artifact": True}),
+        cls=JSONEncoder,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
