@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlorch.dbt.native import Incremental
 
@@ -29,6 +29,63 @@ _STRINGS = frozenset({"text", "character varying", "character", "varchar"})
 
 class SchemaChangeError(NativeWriteError):
     """`on_schema_change: fail` and the model's columns changed (dbt's compiler error)."""
+
+
+class ColumnLike(Protocol):
+    """What dbt's schema-change handling reads of a column (DuckDB's or PostgreSQL's)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def data_type(self) -> str: ...
+
+    def can_expand_to(self, other: Any) -> bool: ...
+
+
+C = TypeVar("C", bound=ColumnLike)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChanges(Generic[C]):
+    """How a model's new columns differ from its table's (dbt's `check_for_schema_changes`)."""
+
+    add: list[C]
+    remove: list[C]
+    new_types: list[tuple[str, str]]
+
+
+def schema_changes(
+    source: list[C], existing: list[C], on_schema_change: str
+) -> SchemaChanges[C] | None:
+    """The differences dbt acts on, None when there are none.
+
+    Raises:
+        SchemaChangeError: there are some and `on_schema_change` is `fail`.
+    """
+    source_names = [c.name for c in source]
+    target_names = [c.name for c in existing]
+    add = [c for c in source if c.name not in target_names]
+    remove = [c for c in existing if c.name not in source_names]
+    first = {c.name: c for c in reversed(existing)}  # the first column of a name, as dbt
+    new_types = [
+        (first[c.name].name, c.data_type)
+        for c in source
+        if c.name in first
+        and c.data_type != first[c.name].data_type
+        and not c.can_expand_to(first[c.name])
+    ]
+    if not (add or remove or new_types):
+        return None
+    if on_schema_change == "fail":
+        raise SchemaChangeError(
+            "The source and target schemas on this incremental model are out of sync! "
+            "Set `on_schema_change` to append_new_columns or sync_all_columns, or rebuild it "
+            f"with --full-refresh. Source columns not in target: {[c.name for c in add]}; "
+            f"target columns not in source: {[c.name for c in remove]}; new column types: "
+            f"{new_types}"
+        )
+    return SchemaChanges(add, remove, new_types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +147,10 @@ def _reconcile(con: Any, target: str, tmp: str, on_schema_change: str) -> list[_
     if on_schema_change == "ignore":
         return _columns(con, target)
     source, existing = _columns(con, tmp), _columns(con, target)
-    source_names = [c.name for c in source]
-    target_names = [c.name for c in existing]
-    add = [c for c in source if c.name not in target_names]
-    remove = [c for c in existing if c.name not in source_names]
-    by_name = {c.name: c for c in reversed(existing)}  # the first of a name, as `first`
-    new_types = [
-        (by_name[c.name].name, c.data_type)
-        for c in source
-        if c.name in by_name
-        and c.data_type != by_name[c.name].data_type
-        and not c.can_expand_to(by_name[c.name])
-    ]
-    if not (add or remove or new_types):
+    changes = schema_changes(source, existing, on_schema_change)
+    if changes is None:
         return source
-    if on_schema_change == "fail":
-        raise SchemaChangeError(
-            "The source and target schemas on this incremental model are out of sync! "
-            "Set `on_schema_change` to append_new_columns or sync_all_columns, or rebuild it "
-            f"with --full-refresh. Source columns not in target: {[c.name for c in add]}; "
-            f"target columns not in source: {[c.name for c in remove]}; new column types: "
-            f"{new_types}"
-        )
+    add, remove, new_types = changes.add, changes.remove, changes.new_types
     for column in add:
         con.execute(f"alter table {target} add column {_q(column.name)} {column.data_type}")
     if on_schema_change == "sync_all_columns":

@@ -22,7 +22,7 @@ from typing import Any
 from sqlorch.dbt.datatests import DataTest
 from sqlorch.execute.native_incremental import NativeWriteError, Relation
 from sqlorch.execute.native_pg_names import ident, quoted, with_suffix
-from sqlorch.execute.native_writes import ModeChangedError, Write
+from sqlorch.execute.native_writes import Write, in_place
 
 _KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized_view", "f": "table"}
 
@@ -99,7 +99,7 @@ def materialize_many(
 
                 rows = load_seed(con, write, existing)
                 kind = "table"
-            elif write.incremental is not None and _in_place(write, existing):
+            elif write.incremental is not None and in_place(write, existing):
                 rows = _incremental(con, write, existing)
                 kind = "table"
             else:
@@ -113,19 +113,6 @@ def materialize_many(
             _drop(con, backup, kind)
         catalog.refresh(con)  # a cascade may have dropped views on the old relations
     return out
-
-
-def _in_place(write: Write, existing: str | None) -> bool:
-    """Whether an incremental model is created or updated in place (not swapped in)."""
-    spec = write.incremental
-    assert spec is not None
-    incremental = spec.is_incremental(existing, write.full_refresh)
-    if incremental != write.compiled_incremental:
-        raise ModeChangedError(
-            f"{quoted(write.relation)} is {existing or 'missing'} now; its SQL was compiled "
-            f"with is_incremental() {write.compiled_incremental}. Build it again."
-        )
-    return existing is None or incremental
 
 
 def _incremental(con: Any, write: Write, existing: str | None) -> int | None:

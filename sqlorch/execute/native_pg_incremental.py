@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlorch.dbt.native import Incremental
-from sqlorch.execute.native_incremental import Relation, SchemaChangeError
+from sqlorch.execute.native_incremental import Relation, schema_changes
 from sqlorch.execute.native_pg_names import MAX_NAME, ident, quoted
 
 _STRINGS = frozenset({"text", "character varying", "character", "varchar"})
@@ -132,27 +132,10 @@ def _reconcile(con: Any, relation: Relation, tmp: Relation, on_schema_change: st
         return [c.name for c in columns(con, relation)]
     source, existing = columns(con, tmp, temporary=True), columns(con, relation)
     source_names = [c.name for c in source]
-    target_names = [c.name for c in existing]
-    add = [c for c in source if c.name not in target_names]
-    remove = [c for c in existing if c.name not in source_names]
-    first = {c.name: c for c in reversed(existing)}
-    new_types = [
-        (first[c.name].name, c.data_type)
-        for c in source
-        if c.name in first
-        and c.data_type != first[c.name].data_type
-        and not c.can_expand_to(first[c.name])
-    ]
-    if not (add or remove or new_types):
+    changes = schema_changes(source, existing, on_schema_change)
+    if changes is None:
         return source_names
-    if on_schema_change == "fail":
-        raise SchemaChangeError(
-            "The source and target schemas on this incremental model are out of sync! "
-            "Set `on_schema_change` to append_new_columns or sync_all_columns, or rebuild it "
-            f"with --full-refresh. Source columns not in target: {[c.name for c in add]}; "
-            f"target columns not in source: {[c.name for c in remove]}; new column types: "
-            f"{new_types}"
-        )
+    add, remove, new_types = changes.add, changes.remove, changes.new_types
     drops = remove if on_schema_change == "sync_all_columns" else []
     if add or drops:
         parts = [f'add column "{c.name}" {c.data_type}' for c in add]

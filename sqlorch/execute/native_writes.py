@@ -141,7 +141,7 @@ def materialize_many(
             if write.seed is not None:
                 rows = _load_seed(con, write, existing)
                 made.append(write.relation)
-            elif write.incremental is not None and _in_place(write, existing):
+            elif write.incremental is not None and in_place(write, existing):
                 rows = _incremental(con, write, existing)
                 made.append(write.relation)
             else:
@@ -172,7 +172,7 @@ def _kind(write: Write) -> str:
     return "view" if write.materialized == "view" else "table"
 
 
-def _in_place(write: Write, existing: str | None) -> bool:
+def in_place(write: Write, existing: str | None) -> bool:
     """Whether an incremental model is created or updated in place (not swapped in)."""
     spec = write.incremental
     assert spec is not None
