@@ -35,7 +35,6 @@ from sqlorch.state.store import RunRecord, StateStore, open_store
 from sqlorch.warehouse.observe import loaded_at_fields, open_warehouse, remember_view
 
 if TYPE_CHECKING:
-    from sqlorch.core.checks import Observed
     from sqlorch.execute.policies import RunPolicies
     from sqlorch.execute.scheduler import Executor
     from sqlorch.execute.status import RunOutcome
@@ -271,8 +270,8 @@ def run_policies(
         ConfigError: a `retries` setting is malformed or its selector matches nothing.
     """
     from sqlorch.api.retries import RetryPolicy, policy_from_settings
+    from sqlorch.app.baselines import accepted_columns, previous_materializations
     from sqlorch.app.execution import execution_settings
-    from sqlorch.core.checks import Observed
     from sqlorch.execute.policies import RunPolicies
 
     settings = project.settings
@@ -286,12 +285,9 @@ def run_policies(
             raise ConfigError(f"{where}: {exc.message}") from exc
         for key in keys:
             retries[key] = policy
-    previous = {
-        asset: Observed(m.rows, m.columns, m.materialized_at)
-        for (asset, partition), m in store.last_materializations().items()
-        if partition is None
-    }
-    previous.update(_accepted_columns(store))
+    target = f"{project.target.type}:{project.target.name}" if project.target else None
+    previous = previous_materializations(store, target)
+    previous.update(accepted_columns(store, target))
     native, forced_dbt = execution_settings(project)
     return RunPolicies(
         python_checks=dict(project.python_checks),
@@ -304,35 +300,8 @@ def run_policies(
         forced_dbt=forced_dbt,
         # `execution = "dbt"`: dbt executes every dbt node, partition windows included
         direct_windows=native,
+        target=target,
     )
-
-
-def _accepted_columns(store: StateStore) -> dict[str, Observed]:
-    """For assets whose blocking schema_change check fails: their last accepted columns.
-
-    dbt commits a model before its checks run: the next build must compare with the newest
-    materialization whose schema_change check did not fail, not with the rejected columns
-    (which would then pass silently).
-    """
-    from sqlorch.core.checks import Observed
-
-    out: dict[str, Observed] = {}
-    for asset, failing in store.failing_blocking_checks().items():
-        names = {
-            r.name for r in failing if r.kind == "builtin" and r.name.startswith("schema_change")
-        }
-        if not names:
-            continue
-        rejected = {
-            r.run_id
-            for r in store.check_results(asset=asset)
-            if r.name in names and r.status in ("fail", "error")
-        }
-        for m in store.materializations(asset):
-            if m.partition is None and m.run_id not in rejected:
-                out[asset] = Observed(m.rows, m.columns, m.materialized_at)
-                break
-    return out
 
 
 def execute(

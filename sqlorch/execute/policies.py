@@ -39,6 +39,8 @@ class RunPolicies:
         native: execute dbt's compiled SQL natively where sqlorch reproduces dbt exactly
             (sqlorch.dbt.native); False: dbt executes every dbt node (`execution = "dbt"`).
         forced_dbt: asset key -> why the settings say dbt executes it.
+        target: the dbt target this run writes to (`type:name`), recorded with each
+            materialization (metadata `target`) so that checks compare within one target.
     """
 
     python_checks: Mapping[str, CheckDefinition] = field(default_factory=dict)
@@ -53,6 +55,7 @@ class RunPolicies:
     evolve_schema: frozenset[str] = frozenset()
     native: bool = True
     forced_dbt: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
 
     def rate_limiters(self) -> dict[str, RateLimiter]:
         """One token bucket per rate-limited pool, for one run."""

@@ -21,9 +21,16 @@ class Progress:
     """The statuses of one run's steps and checks, and the events of their transitions."""
 
     def __init__(
-        self, graph: AssetGraph, plan: Plan, run_id: str, listeners: Iterable[Listener]
+        self,
+        graph: AssetGraph,
+        plan: Plan,
+        run_id: str,
+        listeners: Iterable[Listener],
+        target: str | None = None,
     ) -> None:
         self.graph = graph
+        # the dbt target written to (`type:name`), kept in each materialization's metadata
+        self.target = target
         self.plan = plan
         self.run_id = run_id
         self.listeners = list(listeners)
@@ -94,6 +101,8 @@ class Progress:
         if seconds is None and key in self.started_at:
             seconds = time.perf_counter() - self.started_at[key]
         node = self.graph.assets[key]
+        if self.target is not None:
+            metadata = {**metadata, "target": self.target}
         self.observed[key] = Observed(
             rows, [(c.name, c.type) for c in columns] if columns is not None else None, utcnow()
         )

@@ -89,7 +89,7 @@ class Executor:
         self.warehouse = warehouse
         self.inbox: Inbox = queue.Queue()
         self.cancellation = Cancellation(side.sleep)
-        self.progress = Progress(graph, plan, run_id, listeners)
+        self.progress = Progress(graph, plan, run_id, listeners, target=side.target)
         self.slots = Slots(threads, pools)
         # partitioned steps run chunk by chunk (see sqlorch.execute.chunks); partitioned dbt
         # models run in invocations of their own, with the window as vars

@@ -160,7 +160,8 @@ def test_python_metadata_and_dbt_numbers_are_recorded(failing: tuple[TinyProject
     project, _ = failing
     store = store_of(project)
     (py,) = store.materializations("raw.orders")
-    assert py.metadata == {"api_calls": 3, "source": "unit"}
+    assert py.metadata == {"api_calls": 3, "source": "unit", "target": py.metadata["target"]}
+    assert py.metadata["target"].startswith("duckdb:"), py.metadata
     assert py.rows == 3 and py.duration_s is not None and py.code_version
     (big,) = store.materializations("main.big_orders")
     assert big.rows == 3  # counted: dbt-duckdb reports no rows_affected
@@ -562,3 +563,74 @@ def test_check_command_runs_checks_on_the_warehouse_as_it_is(make_dbt_project: M
     assert "newest loaded_at is 3d0h old" in stale.flat and "older than 26h" in stale.flat
     assert query(project.db, "select count(*) from raw.arrivals") == [(2,)]
     assert set(store_of(project).failing_blocking_checks()) == {"raw.arrivals"}
+
+
+TWO_TARGETS = {
+    "profiles.yml": """
+        targets:
+          target: dev
+          outputs:
+            dev:
+              type: duckdb
+              path: {dev}
+            other:
+              type: duckdb
+              path: {other}
+    """,
+    "pyproject.toml": """
+        [tool.sqlorch.checks."raw.events"]
+        schema_change = true
+    """,
+    "models/sources.yml": """
+        version: 2
+        sources:
+          - name: raw
+            schema: raw
+            tables:
+              - name: events
+    """,
+    "models/counted.sql": "select count(*) as n from {{ source('raw', 'events') }}\n",
+}
+TYPED_EVENTS = {
+    "ingest/events.py": """
+        from pathlib import Path
+
+        import pyarrow as pa
+
+        from sqlorch import asset
+
+        HERE = Path(__file__).resolve().parent.parent
+
+
+        @asset
+        def events():
+            ids = [1, 2, 3]
+            if (HERE / "as_text").exists():
+                return pa.table({"id": [str(i) for i in ids]})
+            return pa.table({"id": ids})
+    """,
+}
+
+
+def test_schema_change_compares_only_with_materializations_of_the_same_target(
+    make_dbt_project: Make, tmp_path: Path
+) -> None:
+    dev, other = tmp_path / "dev.duckdb", tmp_path / "other.duckdb"
+    files = dict(TWO_TARGETS)
+    files["profiles.yml"] = files["profiles.yml"].format(dev=dev, other=other)
+    project = make_dbt_project(files, TYPED_EVENTS, name="targets")
+    first = run_cli(project.path, "build")
+    assert first.exit_code == 0, first.describe()
+    # the same asset written with other column types on another target (as DuckDB's VARCHAR
+    # becomes Spark's `string`): that target has no earlier materialization to compare with
+    (project.path / "as_text").touch()
+    elsewhere = run_cli(project.path, "build", "-t", "other")
+    assert elsewhere.exit_code == 0, elsewhere.describe()
+    assert query(other, "select typeof(id) from raw.events limit 1") == [("VARCHAR",)]
+    # back on dev the type change is a change, against dev's own last materialization
+    again = run_cli(project.path, "build", "--full")
+    assert again.exit_code == 1, again.describe()
+    assert "type(s) changed: id BIGINT -> VARCHAR" in again.flat, again.describe()
+    store = store_of(project)
+    targets = {m.metadata.get("target") for m in store.materializations("raw.events")}
+    assert targets == {"duckdb:dev", "duckdb:other"}, targets

@@ -275,7 +275,10 @@ def test_python_assets_may_return_any_supported_type(make_dbt_project: Make) -> 
     logs = [e for e in events if e["kind"] == "asset_log" and e["asset"] == "raw.writes_itself"]
     assert [e["message"] for e in logs] == ["writing raw.writes_itself myself"]
     materialized = {e["asset"]: e for e in events if e["kind"] == "asset_materialized"}
-    assert materialized["other.with_metadata"]["data"]["metadata"] == {"source_rows": 1}
+    # the user's metadata, and the target sqlorch wrote it to (checks compare within one)
+    metadata = materialized["other.with_metadata"]["data"]["metadata"]
+    assert metadata == {"source_rows": 1, "target": metadata["target"]}
+    assert metadata["target"].startswith("duckdb:"), metadata
 
 
 def test_dbt_python_dbt_chain_runs_in_order(make_dbt_project: Make) -> None:
