@@ -44,8 +44,9 @@ def materialized_columns(project: Project) -> tuple[dict[str, Columns], str | No
             recorded.pop(key, None)
     if all(k in recorded for k in graph.assets):
         return recorded, None
+    missing = [k for k in graph.assets if k not in recorded]
     try:
-        catalog, problem = warehouse_columns(project)
+        catalog, problem = warehouse_columns(project, missing)
     except Exception as exc:  # noqa: BLE001 - lineage falls back to yml and the SQL
         return recorded, f"the warehouse's columns could not be read ({exc})"
     return {**catalog, **recorded}, problem

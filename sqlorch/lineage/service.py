@@ -324,15 +324,19 @@ def changes_since_materialized(
     return impact_of(changes, project.graph)
 
 
-def warehouse_columns(project: LineageInputs) -> tuple[dict[str, Columns], str | None]:
-    """Return the columns of every relation in the target's DuckDB file, or why not.
+def warehouse_columns(
+    project: LineageInputs, wanted: Sequence[str] = ()
+) -> tuple[dict[str, Columns], str | None]:
+    """Return the columns of the target's relations, or why not.
 
+    A DuckDB file is read whole; another warehouse is asked for the relations `wanted`
+    (asset keys; empty: every asset of the graph) through the warehouse's own catalog.
     Another process holding the file (a running build) is not an error: the caller falls
     back to dbt yml and the SQL itself; the second value says so.
     """
     target = project.target
     if target.type != "duckdb":
-        return _other_warehouse_columns(target)
+        return _other_warehouse_columns(target, list(wanted or project.graph.assets))
     if not target.path or target.path == ":memory:":
         return {}, None
     path = Path(target.path)
@@ -363,8 +367,8 @@ def warehouse_columns(project: LineageInputs) -> tuple[dict[str, Columns], str |
     return out, None
 
 
-def _other_warehouse_columns(target: Any) -> tuple[dict[str, Columns], str | None]:
-    """The columns of every relation of a warehouse sqlorch can open (PostgreSQL, ...)."""
+def _other_warehouse_columns(target: Any, keys: list[str]) -> tuple[dict[str, Columns], str | None]:
+    """The columns of `keys` in a warehouse sqlorch can open (PostgreSQL, Spark, ...)."""
     from sqlorch.errors import SqlorchError
     from sqlorch.warehouse.observe import open_warehouse
 
@@ -375,17 +379,12 @@ def _other_warehouse_columns(target: Any) -> tuple[dict[str, Columns], str | Non
     if warehouse is None:
         return {}, None
     try:
-        rows = warehouse.execute(
-            "select table_schema, table_name, column_name, data_type "
-            "from information_schema.columns where table_catalog = current_database() "
-            "and table_schema not in ('pg_catalog', 'information_schema') "
-            "order by table_schema, table_name, ordinal_position"
-        )
+        found = warehouse.table_columns(keys)
     finally:
         warehouse.close()
-    out: dict[str, Columns] = {}
-    for schema, table, column, dtype in rows:
-        out.setdefault(f"{schema}.{table}".lower(), []).append((str(column), str(dtype)))
+    out: dict[str, Columns] = {
+        key.lower(): [(c.name, c.type) for c in cols] for key, cols in found.items()
+    }
     return out, None
 
 
