@@ -12,7 +12,7 @@ from sqlorch.state.store import MaterializationRecord, StateStore
 
 def _on_target(m: MaterializationRecord, target: str | None) -> bool:
     """Whether `m` was written to `target` (records from before targets were kept: yes)."""
-    written = m.metadata.get("target") if isinstance(m.metadata, dict) else None
+    written = m.metadata.get("target")
     return written is None or target is None or written == target
 
 

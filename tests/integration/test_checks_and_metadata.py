@@ -581,14 +581,7 @@ TWO_TARGETS = {
         [tool.sqlorch.checks."raw.events"]
         schema_change = true
     """,
-    "models/sources.yml": """
-        version: 2
-        sources:
-          - name: raw
-            schema: raw
-            tables:
-              - name: events
-    """,
+    "models/sources.yml": EVENTS["models/sources.yml"],
     "models/counted.sql": "select count(*) as n from {{ source('raw', 'events') }}\n",
 }
 TYPED_EVENTS = {
