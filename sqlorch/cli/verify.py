@@ -32,9 +32,11 @@ def verify(
 ) -> None:
     """Build the selected dbt nodes with dbt and natively into two copies; compare them.
 
-    Both copies start from the warehouse file as it is (under .sqlorch/verify/). Per model:
-    relation kind, column names and types, row count and a content hash; per dbt test: its
-    outcome. Exit 1 when anything differs.
+    Both copies start from the warehouse as it is: on DuckDB two copies of the file (under
+    .sqlorch/verify/), on PostgreSQL two copies of the database (CREATE DATABASE ... TEMPLATE:
+    needs CREATEDB and no other session on it). Per model: relation kind, column names and
+    types, row count and a content hash; per dbt test: its outcome. Exit 1 when anything
+    differs.
     """
     from sqlorch.app.verify import verify as run_verify
     from sqlorch.cli.render import escape
